@@ -1,0 +1,156 @@
+/**
+ * One device's WebSocket, from upgrade to close.
+ *
+ * States:
+ * - AUTHENTICATING: accepts only `device` (authenticate) and `ping`; anything else
+ *   is a 401 and a close. Closed with 1008 when `authTimeoutMs` passes first.
+ * - AUTHENTICATED: the session row exists; actuations can be pushed; `ping` and
+ *   `ack` are accepted.
+ * - CLOSED: the socket is gone; the session row has been (or is being) closed.
+ *
+ * Messages are handled one at a time in arrival order (authentication awaits the
+ * database), so a device that sends `device` then `ack` is never answered out of order.
+ */
+import type { WebSocket } from 'ws';
+import type { Logger } from '../logger.js';
+import { CLOSE_CODES, CONTENT, RESPONSE_CODES, parseDeviceMessage, reply, type AckMessage, type DeviceMessage } from './protocol.js';
+
+export const AUTHENTICATING = 'authenticating';
+export const AUTHENTICATED = 'authenticated';
+export const CLOSED = 'closed';
+export type ConnectionState = typeof AUTHENTICATING | typeof AUTHENTICATED | typeof CLOSED;
+
+export interface ConnectionHandlers {
+  /** Verifies the token and opens the session; returns false when the token is invalid. Throws on server errors. */
+  authenticate(connection: DeviceConnection, message: DeviceMessage): Promise<boolean>;
+  ack(connection: DeviceConnection, message: AckMessage): Promise<void>;
+  closed(connection: DeviceConnection): void;
+}
+
+export class DeviceConnection {
+  state: ConnectionState = AUTHENTICATING;
+  deviceId: string | null = null;
+  accountId: string | null = null;
+  sessionId: number | null = null;
+  lastSeenAt = new Date();
+  /** Set when a pong or message arrived since the last heartbeat ping. */
+  isAlive = true;
+  /** The close code and reason the server chose; the peer's echo may not carry the reason. */
+  closeIntent: { code: number; reason: string } | null = null;
+  log: Logger;
+
+  private queue: Promise<void> = Promise.resolve();
+  private readonly authTimer: NodeJS.Timeout;
+
+  constructor(
+    readonly socket: WebSocket,
+    readonly remoteAddress: string | null,
+    private readonly handlers: ConnectionHandlers,
+    logger: Logger,
+    authTimeoutMs: number,
+  ) {
+    this.log = logger;
+    this.authTimer = setTimeout(() => this.close(CLOSE_CODES.POLICY_VIOLATION.code, 'authentication timeout'), authTimeoutMs);
+    socket.on('message', (data, isBinary) => this.socketOnMessage(data as Buffer, isBinary));
+    socket.on('pong', () => this.markSeen());
+    socket.on('close', (code, reason) => this.socketOnClose(code, reason.toString()));
+    socket.on('error', (err) => {
+      // ws closes the socket itself after an error (1009 for an oversized frame); record why.
+      const code = (err as Error & { code?: string }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? CLOSE_CODES.MESSAGE_TOO_BIG.code : 1002;
+      this.closeIntent ??= { code, reason: err.message };
+      this.log.info({ err }, 'device socket: protocol error');
+    });
+  }
+
+  /** Sends one text frame; false if the socket is no longer open. */
+  send(text: string): boolean {
+    if (this.socket.readyState !== this.socket.OPEN) return false;
+    this.socket.send(text);
+    return true;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.state === CLOSED) return;
+    this.closeIntent ??= { code, reason };
+    this.socket.close(code, reason);
+  }
+
+  /** For peers that stopped answering: no closing handshake, the socket is destroyed. */
+  terminate(reason: string): void {
+    this.closeIntent ??= { code: 1006, reason };
+    this.socket.terminate();
+  }
+
+  markSeen(): void {
+    this.isAlive = true;
+    this.lastSeenAt = new Date();
+  }
+
+  markAuthenticated(deviceId: string, accountId: string | null, sessionId: number, logger: Logger): void {
+    clearTimeout(this.authTimer);
+    this.state = AUTHENTICATED;
+    this.deviceId = deviceId;
+    this.accountId = accountId;
+    this.sessionId = sessionId;
+    this.log = logger;
+  }
+
+  private socketOnMessage(data: Buffer, isBinary: boolean): void {
+    this.markSeen();
+    const rawMessage = isBinary ? null : data.toString('utf8');
+    this.queue = this.queue.then(() => this.handle(rawMessage)).catch((err) => this.failWithServerError(err));
+  }
+
+  private async handle(rawMessage: string | null): Promise<void> {
+    if (this.state === CLOSED) return;
+    const message = rawMessage === null ? null : parseDeviceMessage(rawMessage);
+    if (message === null) {
+      this.send(reply(RESPONSE_CODES.UNAUTHORIZED.code, CONTENT.wrongFormat));
+      this.close(CLOSE_CODES.UNSUPPORTED_DATA.code, 'wrong message format');
+      return;
+    }
+    switch (message.type) {
+      case 'ping':
+        this.send(reply(RESPONSE_CODES.PONG.code, CONTENT.pong));
+        return;
+      case 'device':
+        return this.handleAuthenticate(message);
+      case 'ack':
+        if (this.state !== AUTHENTICATED) return this.rejectUnauthenticated();
+        return this.handlers.ack(this, message);
+    }
+  }
+
+  private async handleAuthenticate(message: DeviceMessage): Promise<void> {
+    if (this.state === AUTHENTICATED && message.deviceId !== this.deviceId) {
+      // One socket is one device: switching identity mid-session is refused.
+      this.send(reply(RESPONSE_CODES.UNAUTHORIZED.code, CONTENT.invalidToken));
+      this.close(CLOSE_CODES.POLICY_VIOLATION.code, 'device id changed');
+      return;
+    }
+    const ok = await this.handlers.authenticate(this, message);
+    if (this.state === CLOSED) return;
+    if (!ok) {
+      this.send(reply(RESPONSE_CODES.UNAUTHORIZED.code, CONTENT.invalidToken));
+      this.close(CLOSE_CODES.POLICY_VIOLATION.code, 'invalid device token');
+    }
+  }
+
+  private rejectUnauthenticated(): void {
+    this.send(reply(RESPONSE_CODES.UNAUTHORIZED.code, CONTENT.notAuthenticated));
+    this.close(CLOSE_CODES.POLICY_VIOLATION.code, 'not authenticated');
+  }
+
+  private failWithServerError(err: unknown): void {
+    this.log.error({ err }, 'device socket: server error');
+    this.send(reply(RESPONSE_CODES.SERVER_ERROR.code, CONTENT.serverError));
+    this.close(CLOSE_CODES.INTERNAL_ERROR.code, 'internal server error');
+  }
+
+  private socketOnClose(code: number, reason: string): void {
+    clearTimeout(this.authTimer);
+    this.state = CLOSED;
+    this.closeIntent ??= { code, reason };
+    this.handlers.closed(this);
+  }
+}

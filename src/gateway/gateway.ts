@@ -1,0 +1,199 @@
+/**
+ * The device gateway: WebSocket upgrades on the shared HTTP server, device
+ * authentication, the registry of this instance's connected devices, sessions in
+ * PostgreSQL and the heartbeat that finds dead peers.
+ *
+ * What happens to actuations is not the gateway's business: it reports
+ * `authenticated`, `ack` and `disconnected` to the `DeviceEvents` it is given.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import type { Config } from '../config/config.js';
+import type { Pool } from '../db/pool.js';
+import type { Logger } from '../logger.js';
+import { AUTHENTICATED, CLOSED, DeviceConnection } from './device-connection.js';
+import type { DeviceTokenVerifier } from './device-token.js';
+import { CLOSE_CODES, CONTENT, RESPONSE_CODES, SUBPROTOCOL, reply, type AckMessage, type DeviceMessage } from './protocol.js';
+import * as sessions from './sessions-sql.js';
+
+export interface DeviceEvents {
+  /** After the session row is written and the 200 is sent. */
+  authenticated?(connection: DeviceConnection): void;
+  ack?(connection: DeviceConnection, message: AckMessage): Promise<void>;
+  disconnected?(connection: DeviceConnection): void;
+}
+
+export interface GatewayOptions {
+  config: Pick<Config, 'instanceId' | 'authTimeoutMs' | 'maxMessageBytes' | 'heartbeatIntervalMs'>;
+  logger: Logger;
+  pool: Pool;
+  verifyDeviceToken: DeviceTokenVerifier;
+  events?: DeviceEvents;
+}
+
+export interface Gateway {
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** The authenticated connection of a device on this instance, if any. */
+  connectionOf(deviceId: string): DeviceConnection | undefined;
+  connectedDeviceCount(): number;
+  /** Closes this instance's connection of a device whose session was taken over elsewhere. */
+  endTakenOverSession(deviceId: string, sessionId: number): void;
+  /** Refuses new upgrades with 503 and closes every socket with 1001; resolves when their rows are closed. */
+  close(): Promise<void>;
+}
+
+const UNIQUE_VIOLATION = '23505';
+
+export function makeGateway(options: GatewayOptions): Gateway {
+  const { config, logger, pool, verifyDeviceToken, events = {} } = options;
+  const log = logger.child({ component: 'gateway' });
+  const registry = new Map<string, DeviceConnection>();
+  const all = new Set<DeviceConnection>();
+  const pendingCloses = new Set<Promise<void>>();
+  let closing = false;
+
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: config.maxMessageBytes,
+    clientTracking: false,
+    // The original server spoke only echo-protocol; the upgrade is refused before we get here otherwise.
+    handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+  });
+
+  async function authenticate(connection: DeviceConnection, message: DeviceMessage): Promise<boolean> {
+    const verified = verifyDeviceToken(message.deviceId, message.deviceToken);
+    if (!verified) {
+      log.info({ deviceId: message.deviceId, remoteAddress: connection.remoteAddress }, 'device: invalid token');
+      return false;
+    }
+    if (connection.state === AUTHENTICATED) {
+      // A repeated, valid `device` message on the same socket (as old agents send): confirm, no new session.
+      connection.send(reply(RESPONSE_CODES.OK.code, CONTENT.subscribed));
+      return true;
+    }
+    const opened = await openSessionWithRetry(verified.deviceId, verified.accountId, connection.remoteAddress);
+    if (connection.state === CLOSED) {
+      // The device went away while its session was being written: close the row at once.
+      const { code, reason } = connection.closeIntent ?? { code: 1005, reason: '' };
+      await sessions.closeSession(pool, opened.sessionId, code, reason, connection.lastSeenAt);
+      return true;
+    }
+    const sessionLog = logger.child({ deviceId: verified.deviceId, sessionId: opened.sessionId });
+    connection.markAuthenticated(verified.deviceId, verified.accountId, opened.sessionId, sessionLog);
+
+    const previous = registry.get(verified.deviceId);
+    registry.set(verified.deviceId, connection);
+    if (previous && previous !== connection) {
+      previous.close(CLOSE_CODES.NORMAL.code, 'session replaced');
+    }
+    connection.send(reply(RESPONSE_CODES.OK.code, CONTENT.subscribed));
+    sessionLog.info({ accountId: verified.accountId, replaced: opened.replaced }, 'device: authenticated');
+    events.authenticated?.(connection);
+    return true;
+  }
+
+  async function openSessionWithRetry(deviceId: string, accountId: string | null, remoteAddress: string | null) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await sessions.openSession(pool, { deviceId, accountId, instanceId: config.instanceId, remoteAddress });
+      } catch (err) {
+        // Two connections of one device racing on different sockets: the loser retries and takes over.
+        if ((err as { code?: string }).code !== UNIQUE_VIOLATION || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  async function ack(connection: DeviceConnection, message: AckMessage): Promise<void> {
+    if (events.ack) await events.ack(connection, message);
+  }
+
+  function closed(connection: DeviceConnection): void {
+    all.delete(connection);
+    const { deviceId, sessionId } = connection;
+    if (deviceId === null || sessionId === null) return;
+    if (registry.get(deviceId) === connection) registry.delete(deviceId);
+    const { code, reason } = connection.closeIntent ?? { code: 1005, reason: '' };
+    connection.log.info({ code, reason }, 'device: disconnected');
+    const done = sessions
+      .closeSession(pool, sessionId, code, reason, connection.lastSeenAt)
+      .catch((err) => connection.log.error({ err }, 'device: could not close session row'))
+      .finally(() => pendingCloses.delete(done));
+    pendingCloses.add(done);
+    events.disconnected?.(connection);
+  }
+
+  const handlers = { authenticate, ack, closed };
+
+  function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (closing) return abortHandshake(socket, 503, 'Server shutting down');
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    if (!offered.includes(SUBPROTOCOL)) {
+      return abortHandshake(socket, 400, `WebSocket subprotocol "${SUBPROTOCOL}" required`);
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const remoteAddress = req.socket.remoteAddress ?? null;
+      const connection = new DeviceConnection(ws, remoteAddress, handlers, log.child({ remoteAddress }), config.authTimeoutMs);
+      all.add(connection);
+    });
+  }
+
+  // Heartbeat: ping every interval; a socket that has not answered (or sent anything)
+  // since the previous ping is terminated. The same tick flushes last_seen_at in one statement.
+  const heartbeat = setInterval(() => {
+    const ids: number[] = [];
+    const seen: Date[] = [];
+    for (const connection of all) {
+      if (!connection.isAlive) {
+        connection.log.info('device: heartbeat timeout');
+        connection.terminate('heartbeat timeout');
+        continue;
+      }
+      connection.isAlive = false;
+      connection.socket.ping();
+      if (connection.sessionId !== null) {
+        ids.push(connection.sessionId);
+        seen.push(connection.lastSeenAt);
+      }
+    }
+    sessions.touchSessions(pool, ids, seen).catch((err) => log.warn({ err }, 'gateway: could not refresh last_seen_at'));
+  }, config.heartbeatIntervalMs);
+  heartbeat.unref();
+
+  return {
+    handleUpgrade,
+    connectionOf: (deviceId) => registry.get(deviceId),
+    connectedDeviceCount: () => registry.size,
+    endTakenOverSession(deviceId, sessionId) {
+      const connection = registry.get(deviceId);
+      if (connection && connection.sessionId === sessionId) connection.close(CLOSE_CODES.NORMAL.code, 'session replaced');
+    },
+    async close() {
+      closing = true;
+      clearInterval(heartbeat);
+      const sockets = [...all];
+      await Promise.all(
+        sockets.map(
+          (connection) =>
+            new Promise<void>((resolve) => {
+              connection.socket.once('close', () => resolve());
+              connection.close(CLOSE_CODES.GOING_AWAY.code, 'server shutting down');
+              // A peer that does not complete the closing handshake is cut off.
+              setTimeout(() => connection.socket.terminate(), 2_000).unref();
+            }),
+        ),
+      );
+      await Promise.all([...pendingCloses]);
+      wss.close();
+    },
+  };
+}
+
+function abortHandshake(socket: Duplex, status: number, message: string): void {
+  const body = JSON.stringify({ error: { code: status === 503 ? 'SHUTTING_DOWN' : 'SUBPROTOCOL_REQUIRED', message } });
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 503 ? 'Service Unavailable' : 'Bad Request'}\r\n` +
+      'Connection: close\r\nContent-Type: application/json\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}

@@ -1,0 +1,114 @@
+/**
+ * The device protocol on `echo-protocol`, compatible with the original server:
+ * every message is one JSON text frame. This module owns the message shapes,
+ * the response codes and the close codes; the README's protocol tables mirror
+ * `RESPONSE_CODES` and `CLOSE_CODES` (a test keeps them in step).
+ */
+import { z } from 'zod';
+
+export const SUBPROTOCOL = 'echo-protocol';
+
+/** Codes in the `code` field of messages the server sends. */
+export const RESPONSE_CODES = {
+  OK: { code: 200, meaning: 'Authenticated: the device is subscribed and will receive actuations' },
+  PONG: { code: 202, meaning: 'Answer to {"type":"ping"}' },
+  UNAUTHORIZED: { code: 401, meaning: 'Invalid device token, wrong message format, or a message that needs authentication' },
+  SERVER_ERROR: { code: 500, meaning: 'Internal server error (e.g. the database is unavailable); the socket is closed' },
+  ACTUATION: { code: 1024, meaning: 'An actuation (command) for the device' },
+} as const;
+
+/** WebSocket close codes the server uses. */
+export const CLOSE_CODES = {
+  NORMAL: { code: 1000, meaning: 'Session replaced by a newer connection of the same device' },
+  GOING_AWAY: { code: 1001, meaning: 'Server shutting down; reconnect (to another instance)' },
+  UNSUPPORTED_DATA: { code: 1003, meaning: 'Message is not JSON or not a known message shape' },
+  POLICY_VIOLATION: { code: 1008, meaning: 'Invalid device token, no authentication in time, or a message that needs authentication' },
+  MESSAGE_TOO_BIG: { code: 1009, meaning: 'Message larger than MAX_MESSAGE_BYTES' },
+  INTERNAL_ERROR: { code: 1011, meaning: 'Server error while handling the message (after a code 500 message)' },
+} as const;
+
+/** Texts of the `content` field, kept verbatim from the original server where it had them. */
+export const CONTENT = {
+  invalidToken: 'Invalid device token for device',
+  wrongFormat: 'Wrong message format',
+  notAuthenticated: 'Authenticate first with {"type":"device","deviceId","deviceToken"}',
+  subscribed: 'Subscribed to ws server',
+  pong: 'PONG',
+  serverError: 'Internal server error',
+} as const;
+
+const deviceMessage = z.object({
+  type: z.literal('device'),
+  deviceId: z.string().min(1).max(256),
+  deviceToken: z.string().min(1).max(16 * 1024),
+});
+const pingMessage = z.object({ type: z.literal('ping') });
+const ackMessage = z.union([
+  z.object({
+    type: z.literal('ack'),
+    id: z.string().uuid(),
+    statusCode: z.number().int().min(100).max(999).default(200),
+    reasonPhrase: z.string().max(1024).optional(),
+  }),
+  z.object({ type: z.literal('ack'), upTo: z.number().int().positive() }),
+]);
+
+const deviceToServerMessage = z.union([deviceMessage, pingMessage, ackMessage]);
+
+export type DeviceMessage = z.infer<typeof deviceMessage>;
+export type AckMessage = z.infer<typeof ackMessage>;
+export type DeviceToServerMessage = z.infer<typeof deviceToServerMessage>;
+
+/** Parses one text frame; `null` for anything that is not JSON or not a known shape. */
+export function parseDeviceMessage(rawMessage: string): DeviceToServerMessage | null {
+  let json: unknown;
+  try {
+    json = JSON.parse(rawMessage);
+  } catch {
+    return null;
+  }
+  const parsed = deviceToServerMessage.safeParse(json);
+  return parsed.success ? parsed.data : null;
+}
+
+export interface ActuationCommand {
+  accountId: string | null;
+  deviceId: string;
+  gatewayId: string;
+  componentId: string;
+  command: string;
+  params: { name: string; value: unknown }[];
+}
+
+export interface ServerMessage {
+  code: number;
+  content: unknown;
+  id?: string;
+  seq?: number;
+}
+
+export function reply(code: number, content: string): string {
+  return JSON.stringify({ code, content });
+}
+
+/** The original server's actuation message, plus the top-level `id` (and `seq` once actuations are sequenced). */
+export function actuationMessage(id: string, command: ActuationCommand, seq?: number): string {
+  const message: ServerMessage = {
+    code: RESPONSE_CODES.ACTUATION.code,
+    id,
+    ...(seq === undefined ? {} : { seq }),
+    content: {
+      type: 'command',
+      transport: 'ws',
+      content: {
+        accountId: command.accountId,
+        deviceId: command.deviceId,
+        gatewayId: command.gatewayId,
+        componentId: command.componentId,
+        command: command.command,
+        params: command.params,
+      },
+    },
+  };
+  return JSON.stringify(message);
+}

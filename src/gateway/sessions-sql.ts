@@ -1,0 +1,162 @@
+/** SQL for `device_sessions` and `instances`, one function per statement. */
+import type { Pool, PoolClient } from '../db/pool.js';
+
+type Queryable = Pool | PoolClient;
+
+export interface SessionRow {
+  id: number;
+  deviceId: string;
+  accountId: string | null;
+  instanceId: string;
+  remoteAddress: string | null;
+  connectedAt: Date;
+  lastSeenAt: Date;
+  disconnectedAt: Date | null;
+  closeCode: number | null;
+  closeReason: string | null;
+}
+
+const SESSION_COLUMNS = `id, device_id as "deviceId", account_id as "accountId", instance_id as "instanceId",
+  remote_address as "remoteAddress", connected_at as "connectedAt", last_seen_at as "lastSeenAt",
+  disconnected_at as "disconnectedAt", close_code as "closeCode", close_reason as "closeReason"`;
+
+export interface OpenedSession {
+  sessionId: number;
+  /** The session this one took over (on any instance), if the device had one open. */
+  replaced: { sessionId: number; instanceId: string } | null;
+}
+
+/**
+ * Opens a session, closing the device's previous open session (wherever it is) in
+ * the same statement so that the one-open-session index holds.
+ */
+export async function openSession(
+  db: Queryable,
+  s: { deviceId: string; accountId: string | null; instanceId: string; remoteAddress: string | null },
+): Promise<OpenedSession> {
+  const { rows } = await db.query<{ sessionId: number; replacedId: number | null; replacedInstance: string | null }>(
+    `with previous as (
+       update device_sessions set disconnected_at = now(), close_code = 1000, close_reason = 'session replaced'
+        where device_id = $1 and disconnected_at is null
+       returning id, instance_id
+     ), opened as (
+       insert into device_sessions (device_id, account_id, instance_id, remote_address)
+       select $1, $2, $3, $4 from (select count(*) from previous) as wait_for_previous
+       returning id
+     )
+     select opened.id as "sessionId", previous.id as "replacedId", previous.instance_id as "replacedInstance"
+       from opened left join previous on true`,
+    [s.deviceId, s.accountId, s.instanceId, s.remoteAddress],
+  );
+  const row = rows[0]!;
+  return {
+    sessionId: row.sessionId,
+    replaced: row.replacedId === null ? null : { sessionId: row.replacedId, instanceId: row.replacedInstance! },
+  };
+}
+
+export async function closeSession(db: Queryable, sessionId: number, code: number, reason: string, lastSeenAt: Date): Promise<void> {
+  await db.query(
+    `update device_sessions
+        set disconnected_at = now(), close_code = $2, close_reason = $3, last_seen_at = greatest(last_seen_at, $4)
+      where id = $1 and disconnected_at is null`,
+    [sessionId, code, reason, lastSeenAt],
+  );
+}
+
+/** One statement for all sockets: keeps `last_seen_at` fresh without a write per message. */
+export async function touchSessions(db: Queryable, sessionIds: number[], lastSeen: Date[]): Promise<void> {
+  if (sessionIds.length === 0) return;
+  await db.query(
+    `update device_sessions s set last_seen_at = greatest(s.last_seen_at, v.seen)
+       from unnest($1::bigint[], $2::timestamptz[]) as v(id, seen)
+      where s.id = v.id and s.disconnected_at is null`,
+    [sessionIds, lastSeen],
+  );
+}
+
+export async function registerInstance(db: Queryable, instanceId: string): Promise<void> {
+  await db.query(
+    `insert into instances (id) values ($1)
+     on conflict (id) do update set started_at = now(), last_heartbeat_at = now()`,
+    [instanceId],
+  );
+}
+
+export async function heartbeatInstance(db: Queryable, instanceId: string): Promise<void> {
+  await db.query(
+    `insert into instances (id) values ($1) on conflict (id) do update set last_heartbeat_at = now()`,
+    [instanceId],
+  );
+}
+
+/** Closes the sessions an earlier run of this instance id left open when it died. */
+export async function closeOwnOrphanedSessions(db: Queryable, instanceId: string): Promise<number> {
+  const { rowCount } = await db.query(
+    `update device_sessions set disconnected_at = last_seen_at, close_code = 1006, close_reason = 'instance restarted'
+      where instance_id = $1 and disconnected_at is null`,
+    [instanceId],
+  );
+  return rowCount ?? 0;
+}
+
+/** Closes sessions held by instances whose heartbeat is older than `staleAfterMs` (crashed or partitioned). */
+export async function closeSessionsOfDeadInstances(db: Queryable, staleAfterMs: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `update device_sessions s set disconnected_at = s.last_seen_at, close_code = 1006, close_reason = 'instance lost'
+      where s.disconnected_at is null
+        and not exists (select 1 from instances i
+                         where i.id = s.instance_id
+                           and i.last_heartbeat_at > now() - make_interval(secs => $1::double precision / 1000))`,
+    [staleAfterMs],
+  );
+  return rowCount ?? 0;
+}
+
+export async function removeInstance(db: Queryable, instanceId: string): Promise<void> {
+  await db.query('delete from instances where id = $1', [instanceId]);
+}
+
+export async function findOpenSession(db: Queryable, deviceId: string): Promise<SessionRow | null> {
+  const { rows } = await db.query<SessionRow>(
+    `select ${SESSION_COLUMNS} from device_sessions where device_id = $1 and disconnected_at is null`,
+    [deviceId],
+  );
+  return rows[0] ?? null;
+}
+
+export async function listSessions(db: Queryable, deviceId: string, limit: number, beforeId: number | null): Promise<SessionRow[]> {
+  const { rows } = await db.query<SessionRow>(
+    `select ${SESSION_COLUMNS} from device_sessions
+      where device_id = $1 and ($2::bigint is null or id < $2)
+      order by id desc limit $3`,
+    [deviceId, beforeId, limit],
+  );
+  return rows;
+}
+
+export interface DeviceSummary {
+  deviceId: string;
+  online: boolean;
+  lastSession: SessionRow;
+}
+
+/** Devices known from their sessions, ordered by device id, with each one's latest session. */
+export async function listDevices(db: Queryable, onlineOnly: boolean, limit: number, afterDeviceId: string | null): Promise<DeviceSummary[]> {
+  const { rows } = await db.query<SessionRow>(
+    `select distinct on (device_id) ${SESSION_COLUMNS} from device_sessions
+      where ($1::boolean is false or disconnected_at is null)
+        and ($2::text is null or device_id > $2)
+      order by device_id, id desc limit $3`,
+    [onlineOnly, afterDeviceId, limit],
+  );
+  return rows.map((r) => ({ deviceId: r.deviceId, online: r.disconnectedAt === null, lastSession: r }));
+}
+
+export async function latestSession(db: Queryable, deviceId: string): Promise<SessionRow | null> {
+  const { rows } = await db.query<SessionRow>(
+    `select ${SESSION_COLUMNS} from device_sessions where device_id = $1 order by id desc limit 1`,
+    [deviceId],
+  );
+  return rows[0] ?? null;
+}

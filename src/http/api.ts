@@ -1,0 +1,59 @@
+/**
+ * The REST API as an express app: unauthenticated probes, then HTTP Basic, then
+ * the versioned routes, then the one error handler.
+ */
+import express from 'express';
+import { pinoHttp } from 'pino-http';
+import crypto from 'node:crypto';
+import type { Pool } from '../db/pool.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { Logger } from '../logger.js';
+import { basicAuth } from './basic-auth.js';
+import { ApiError } from './errors.js';
+import { errorHandler, notFoundHandler } from './error-handler.js';
+import { actuationRoutes } from './routes/actuations.js';
+import { deviceRoutes } from './routes/devices.js';
+import { healthRoutes } from './routes/health.js';
+
+export interface HttpApiOptions {
+  logger: Logger;
+  pool: Pool;
+  gateway: Gateway;
+  credentials: { username: string; password: string };
+  maxBodyBytes: number;
+  isShuttingDown: () => boolean;
+}
+
+export function makeHttpApi(options: HttpApiOptions): express.Express {
+  const { logger, pool, gateway, credentials, isShuttingDown } = options;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.use(
+    pinoHttp({
+      logger: logger.child({ component: 'http' }),
+      genReqId: (req, res) => {
+        const given = req.headers['x-request-id'];
+        const id = typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : crypto.randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug'),
+    }),
+  );
+  app.use((_req, res, next) => {
+    if (!isShuttingDown()) return next();
+    res.setHeader('Connection', 'close');
+    next(new ApiError('SHUTTING_DOWN'));
+  });
+
+  app.use(healthRoutes(pool, isShuttingDown));
+  app.use(basicAuth(credentials));
+  app.use(express.json({ limit: options.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
+  app.use(deviceRoutes({ pool, gateway }));
+  app.use(actuationRoutes({ gateway }));
+  app.use(notFoundHandler);
+  app.use(errorHandler);
+  return app;
+}

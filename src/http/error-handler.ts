@@ -1,0 +1,34 @@
+/**
+ * The one place errors become HTTP responses. 4xx are logged at info, 5xx at error.
+ * PostgreSQL connection failures become 503 so that callers know to retry.
+ */
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { ApiError } from './errors.js';
+
+// Connection-level failures: the database is down or unreachable, not a bug in the request.
+const DATABASE_DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
+
+export function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  const e = err as { type?: string; status?: number; code?: string; message?: string };
+  if (e.type === 'entity.too.large') return new ApiError('PAYLOAD_TOO_LARGE', 'Request body is larger than the limit', { cause: err });
+  if (e.type === 'entity.parse.failed') return new ApiError('MALFORMED_JSON', undefined, { cause: err });
+  if (e.code && DATABASE_DOWN_CODES.has(e.code)) return new ApiError('DATABASE_UNAVAILABLE', undefined, { cause: err });
+  if (e.message?.includes('timeout exceeded when trying to connect') || e.message?.includes('Connection terminated')) {
+    return new ApiError('DATABASE_UNAVAILABLE', undefined, { cause: err });
+  }
+  return new ApiError('INTERNAL', undefined, { cause: err });
+}
+
+export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
+  const apiError = toApiError(err);
+  const log = req.log;
+  if (apiError.status >= 500) log?.error({ err }, `request failed: ${apiError.code}`);
+  else log?.info({ code: apiError.code, message: apiError.message }, 'request rejected');
+  if (res.headersSent) return;
+  res.status(apiError.status).json({ error: { code: apiError.code, message: apiError.message } });
+};
+
+export const notFoundHandler: RequestHandler = (req, _res, next) => {
+  next(new ApiError('NOT_FOUND', `No route for ${req.method} ${req.path}`));
+};

@@ -1,0 +1,34 @@
+/**
+ * Every error the REST API answers with: a stable code, its HTTP status and a
+ * message that says what to do. Rendered as `{"error":{"code","message"}}` by
+ * `error-handler.ts`; the README's error table mirrors this catalogue.
+ */
+export const API_ERRORS = {
+  VALIDATION_FAILED: { status: 400, message: 'Request is invalid' },
+  MALFORMED_JSON: { status: 400, message: 'Request body is not valid JSON' },
+  UNAUTHORIZED: { status: 401, message: 'HTTP Basic credentials required' },
+  NOT_FOUND: { status: 404, message: 'Not found' },
+  DEVICE_NOT_CONNECTED: { status: 409, message: 'Device is not connected' },
+  CONFLICT: { status: 409, message: 'Conflict with the current state' },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'Request body is too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Content-Type must be application/json' },
+  QUEUE_FULL: { status: 429, message: 'Too many queued actuations for this device' },
+  INTERNAL: { status: 500, message: 'Internal server error' },
+  DATABASE_UNAVAILABLE: { status: 503, message: 'Database unavailable; retry later' },
+  SHUTTING_DOWN: { status: 503, message: 'Server shutting down; retry on another instance' },
+} as const;
+
+export type ApiErrorCode = keyof typeof API_ERRORS;
+
+export class ApiError extends Error {
+  override name = 'ApiError';
+  readonly status: number;
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string = API_ERRORS[code].message,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.status = API_ERRORS[code].status;
+  }
+}

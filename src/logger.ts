@@ -1,0 +1,25 @@
+/**
+ * pino, JSON to stdout. Secrets are redacted by key wherever they sit in a log
+ * object, so a token, password or stream key that reaches a log call by mistake
+ * still never reaches the output.
+ */
+import { pino, type Logger } from 'pino';
+import type { LogLevel } from './config/config.js';
+
+export type { Logger };
+
+export const REDACTED_KEYS = ['deviceToken', 'token', 'password', 'streamKey', 'stream_key', 'authorization', 'cookie'];
+
+const redactPaths = REDACTED_KEYS.flatMap((key) => [key, `*.${key}`, `*.*.${key}`]);
+
+export function makeLogger(options: { level: LogLevel; instanceId?: string }, destination?: pino.DestinationStream): Logger {
+  return pino(
+    {
+      level: options.level,
+      base: options.instanceId ? { instanceId: options.instanceId } : {},
+      redact: { paths: redactPaths, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    destination,
+  );
+}

@@ -1,0 +1,60 @@
+/** Starts the real app (`buildApp`) on a free port against a test database. */
+import fs from 'node:fs';
+import { buildApp, type App } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config/config.js';
+import { makeLogger } from '../../src/logger.js';
+import type { TestDatabase } from './database.js';
+import { testKeyPaths } from './keys.js';
+
+export const TEST_CREDENTIALS = { username: 'tester', password: 'test-password-123' };
+
+export interface TestServer {
+  app: App;
+  config: Config;
+  port: number;
+  wsUrl: string;
+  httpUrl: string;
+  /** fetch against the REST API with the test credentials. */
+  api(path: string, init?: RequestInit & { json?: unknown }): Promise<Response>;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(db: TestDatabase, env: Record<string, string> = {}): Promise<TestServer> {
+  const { publicKeyPath } = testKeyPaths();
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    DATABASE_URL: db.url,
+    DEVICE_PUBLIC_KEY_PATH: publicKeyPath,
+    API_USERNAME: TEST_CREDENTIALS.username,
+    API_PASSWORD: TEST_CREDENTIALS.password,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    INSTANCE_ID: `test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
+    ...env,
+  });
+  const logger = makeLogger({ level: config.logLevel, instanceId: config.instanceId });
+  const app = buildApp({
+    config,
+    logger,
+    pool: db.pool,
+    devicePublicKey: fs.readFileSync(publicKeyPath, 'utf8'),
+    credentials: config.apiCredentials!,
+  });
+  const port = await app.listen(0, '127.0.0.1');
+  const httpUrl = `http://127.0.0.1:${port}`;
+  const authorization = 'Basic ' + Buffer.from(`${TEST_CREDENTIALS.username}:${TEST_CREDENTIALS.password}`).toString('base64');
+  return {
+    app,
+    config,
+    port,
+    wsUrl: `ws://127.0.0.1:${port}/`,
+    httpUrl,
+    api(path, init = {}) {
+      const { json, ...rest } = init;
+      const headers = new Headers(rest.headers);
+      if (!headers.has('authorization')) headers.set('authorization', authorization);
+      if (json !== undefined) headers.set('content-type', 'application/json');
+      return fetch(httpUrl + path, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) });
+    },
+    close: () => app.close(),
+  };
+}
