@@ -141,14 +141,21 @@ export interface DeviceSummary {
   lastSession: SessionRow;
 }
 
-/** Devices known from their sessions, ordered by device id, with each one's latest session. */
-export async function listDevices(db: Queryable, onlineOnly: boolean, limit: number, afterDeviceId: string | null): Promise<DeviceSummary[]> {
+/**
+ * Devices known from their sessions, ordered by device id, with each one's latest session.
+ * `online`: true for connected devices only, false for disconnected ones only, null for all.
+ */
+export async function listDevices(db: Queryable, online: boolean | null, limit: number, afterDeviceId: string | null): Promise<DeviceSummary[]> {
   const { rows } = await db.query<SessionRow>(
-    `select distinct on (device_id) ${SESSION_COLUMNS} from device_sessions
-      where ($1::boolean is false or disconnected_at is null)
-        and ($2::text is null or device_id > $2)
-      order by device_id, id desc limit $3`,
-    [onlineOnly, afterDeviceId, limit],
+    `select ${SESSION_COLUMNS} from (
+       select distinct on (device_id) * from device_sessions
+        where ($1::boolean is not true or disconnected_at is null)
+          and ($2::text is null or device_id > $2)
+        order by device_id, id desc
+     ) as latest
+      where $1::boolean is null or (disconnected_at is null) = $1
+      order by device_id limit $3`,
+    [online, afterDeviceId, limit],
   );
   return rows.map((r) => ({ deviceId: r.deviceId, online: r.disconnectedAt === null, lastSession: r }));
 }

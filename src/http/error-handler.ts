@@ -6,7 +6,11 @@ import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ApiError } from './errors.js';
 
 // Connection-level failures: the database is down or unreachable, not a bug in the request.
-const DATABASE_DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
+// 3D000/57P04: our database was dropped or renamed; 53300: the server has no connection slots left.
+const DATABASE_DOWN_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE',
+  '57P01', '57P02', '57P03', '57P04', '08000', '08001', '08003', '08006', '3D000', '53300',
+]);
 
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;

@@ -13,7 +13,7 @@ export function deviceRoutes(deps: { pool: Pool; gateway: Gateway }): Router {
 
   router.get('/v1/devices', async (req, res) => {
     const query = validate(devicesQuery, req.query, 'query');
-    const devices = await sessions.listDevices(pool, query.online === 'true', query.limit, query.cursor ?? null);
+    const devices = await sessions.listDevices(pool, query.online === undefined ? null : query.online === 'true', query.limit, query.cursor ?? null);
     const last = devices.at(-1);
     res.json({
       items: devices.map((d) => ({ deviceId: d.deviceId, online: d.online, lastSession: d.lastSession })),
