@@ -3,18 +3,31 @@
  * `{ server, listen, close }`; owns nothing it was given (the pool is closed by
  * whoever created it).
  *
+ * Wiring: the gateway reports device events to the dispatcher (delivery) and the
+ * ack handler; the submitter (REST, DSS) nudges the dispatcher for local devices
+ * and NOTIFYs the others; the LISTEN connection turns other instances' NOTIFYs
+ * into nudges and session takeovers.
+ *
  * Shutdown order: refuse new HTTP requests and upgrades (503), close device
- * sockets with 1001 and their session rows, stop the liveness heartbeat, close
- * the HTTP server.
+ * sockets with 1001 and their session rows, UNLISTEN, let in-flight claims,
+ * submissions and acks finish, stop the sweeper and the liveness heartbeat,
+ * close the HTTP server.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Config } from './config/config.js';
+import { makeAckHandler } from './actuations/acks.js';
+import { makeDispatcher } from './actuations/dispatcher.js';
+import { ACTUATION_READY_CHANNEL } from './actuations/submit-sql.js';
+import { makeSubmitter } from './actuations/submitter.js';
+import { startDeadlineSweeper } from './actuations/sweeper.js';
 import type { ApiCredentials } from './config/api-credentials.js';
+import type { Config } from './config/config.js';
+import { startNotificationListener, type NotificationListener } from './db/notification-listener.js';
 import type { Pool } from './db/pool.js';
 import { makeDeviceTokenVerifier } from './gateway/device-token.js';
 import { makeGateway, type Gateway } from './gateway/gateway.js';
-import { startInstanceLiveness } from './gateway/instance-liveness.js';
+import { startInstanceLiveness, type InstanceLiveness } from './gateway/instance-liveness.js';
+import { SESSION_REPLACED_CHANNEL } from './gateway/sessions-sql.js';
 import { makeHttpApi } from './http/api.js';
 import type { Logger } from './logger.js';
 
@@ -22,6 +35,8 @@ export interface AppOptions {
   config: Config;
   logger: Logger;
   pool: Pool;
+  /** Connection string for the dedicated LISTEN connection (the pool's database). */
+  databaseUrl: string;
   devicePublicKey: string;
   credentials: ApiCredentials;
 }
@@ -34,22 +49,48 @@ export interface App {
   close(): Promise<void>;
 }
 
+const MAX_BULK_BODY_BYTES = 2 * 1024 * 1024;
+
 export function buildApp(options: AppOptions): App {
   const { config, logger, pool, devicePublicKey, credentials } = options;
   let shuttingDown = false;
 
+  const dispatcher = makeDispatcher({
+    pool,
+    logger,
+    instanceId: config.instanceId,
+    backlogRate: config.backlogRate,
+    redeliverUnacked: config.redeliverUnacked,
+    pollIntervalMs: config.dispatchPollMs,
+  });
+  const acks = makeAckHandler({ pool });
   const gateway = makeGateway({
     config,
     logger,
     pool,
     verifyDeviceToken: makeDeviceTokenVerifier(devicePublicKey, config.deviceTokenAlgorithms),
+    events: {
+      authenticated: (connection) => dispatcher.deviceConnected(connection),
+      disconnected: (connection) => dispatcher.deviceDisconnected(connection),
+      ack: (connection, message) => acks.handle(connection, message),
+    },
+  });
+  const submitter = makeSubmitter({
+    pool,
+    defaultTtlSeconds: config.actuationTtlSeconds,
+    maxQueuedPerDevice: config.maxQueuedPerDevice,
+    maxBatchSize: 500,
+    isConnectedHere: (deviceId) => dispatcher.isConnectedHere(deviceId),
+    nudgeLocal: (deviceIds) => dispatcher.nudge(deviceIds),
   });
   const api = makeHttpApi({
     logger,
     pool,
     gateway,
+    submitter,
     credentials,
     maxBodyBytes: config.maxMessageBytes,
+    maxBulkBodyBytes: MAX_BULK_BODY_BYTES,
     isShuttingDown: () => shuttingDown,
   });
 
@@ -59,7 +100,21 @@ export function buildApp(options: AppOptions): App {
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
 
-  let liveness: Awaited<ReturnType<typeof startInstanceLiveness>> | undefined;
+  function onNotification(channel: string, payload: string): void {
+    try {
+      const message = JSON.parse(payload) as { deviceIds?: string[]; deviceId?: string; sessionId?: number; instanceId?: string };
+      if (channel === ACTUATION_READY_CHANNEL && Array.isArray(message.deviceIds)) dispatcher.nudge(message.deviceIds);
+      if (channel === SESSION_REPLACED_CHANNEL && message.instanceId === config.instanceId && message.deviceId && message.sessionId) {
+        gateway.endTakenOverSession(message.deviceId, message.sessionId);
+      }
+    } catch (err) {
+      logger.warn({ err, channel }, 'listen: unreadable notification ignored');
+    }
+  }
+
+  let liveness: InstanceLiveness | undefined;
+  let listener: NotificationListener | undefined;
+  let sweeper: { stop(): Promise<void> } | undefined;
   let closePromise: Promise<void> | undefined;
 
   return {
@@ -67,6 +122,16 @@ export function buildApp(options: AppOptions): App {
     gateway,
     async listen(port = config.port, host = config.host) {
       liveness = await startInstanceLiveness({ pool, logger, instanceId: config.instanceId, intervalMs: config.instanceHeartbeatMs });
+      listener = await startNotificationListener({
+        connectionString: options.databaseUrl,
+        ssl: config.databaseSsl,
+        channels: [ACTUATION_READY_CHANNEL, SESSION_REPLACED_CHANNEL],
+        logger,
+        onNotification,
+        // Anything NOTIFYed while we were not listening is still in the table: re-check.
+        onConnected: () => dispatcher.nudgeAll(),
+      });
+      sweeper = startDeadlineSweeper({ pool, logger, intervalMs: config.sweepIntervalMs });
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {
@@ -80,6 +145,9 @@ export function buildApp(options: AppOptions): App {
       closePromise ??= (async () => {
         shuttingDown = true;
         await gateway.close();
+        await listener?.stop();
+        await Promise.all([dispatcher.close(), submitter.drain(), acks.drain()]);
+        await sweeper?.stop();
         await liveness?.stop();
         server.closeIdleConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));

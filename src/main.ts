@@ -28,8 +28,9 @@ async function main(): Promise<void> {
   if (config.databaseUrl === undefined) {
     embedded = await startEmbeddedPostgres({ dataDir: path.join(config.dataDir, 'postgres'), persistent: true, logger });
   }
+  const databaseUrl = config.databaseUrl ?? embedded!.url;
   const pool = makePool(
-    { connectionString: config.databaseUrl ?? embedded!.url, ssl: config.databaseSsl, max: config.databasePoolSize, applicationName: `iot-websocket-server ${config.instanceId}` },
+    { connectionString: databaseUrl, ssl: config.databaseSsl, max: config.databasePoolSize, applicationName: `iot-websocket-server ${config.instanceId}` },
     logger,
   );
 
@@ -43,7 +44,7 @@ async function main(): Promise<void> {
     await migrate(pool, logger);
     const devicePublicKey = loadOrCreateDevicePublicKey(config, logger);
     const credentials = resolveApiCredentials(config, logger);
-    app = buildApp({ config, logger, pool, devicePublicKey, credentials });
+    app = buildApp({ config, logger, pool, databaseUrl, devicePublicKey, credentials });
     const port = await app.listen();
     logger.info({ port, embeddedDatabase: embedded !== undefined }, 'server: listening');
   } catch (err) {

@@ -20,6 +20,8 @@ const SESSION_COLUMNS = `id, device_id as "deviceId", account_id as "accountId",
   remote_address as "remoteAddress", connected_at as "connectedAt", last_seen_at as "lastSeenAt",
   disconnected_at as "disconnectedAt", close_code as "closeCode", close_reason as "closeReason"`;
 
+export const SESSION_REPLACED_CHANNEL = 'device_session_replaced';
+
 export interface OpenedSession {
   sessionId: number;
   /** The session this one took over (on any instance), if the device had one open. */
@@ -43,9 +45,13 @@ export async function openSession(
        insert into device_sessions (device_id, account_id, instance_id, remote_address)
        select $1, $2, $3, $4 from (select count(*) from previous) as wait_for_previous
        returning id
+     ), notified as (
+       -- The instance holding the replaced session closes its socket when it hears this.
+       select pg_notify('${SESSION_REPLACED_CHANNEL}', json_build_object('deviceId', $1::text, 'sessionId', id, 'instanceId', instance_id)::text)
+         from previous where instance_id <> $3
      )
      select opened.id as "sessionId", previous.id as "replacedId", previous.instance_id as "replacedInstance"
-       from opened left join previous on true`,
+       from opened left join previous on true left join (select count(*) from notified) as n on true`,
     [s.deviceId, s.accountId, s.instanceId, s.remoteAddress],
   );
   const row = rows[0]!;

@@ -5,6 +5,7 @@
 import express from 'express';
 import { pinoHttp } from 'pino-http';
 import crypto from 'node:crypto';
+import type { ActuationSubmitter } from '../actuations/types.js';
 import type { Pool } from '../db/pool.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../logger.js';
@@ -15,17 +16,27 @@ import { actuationRoutes } from './routes/actuations.js';
 import { deviceRoutes } from './routes/devices.js';
 import { healthRoutes } from './routes/health.js';
 
+/** A request with a body must say it is JSON; otherwise the body would be silently ignored. */
+const requireJsonBody: express.RequestHandler = (req, _res, next) => {
+  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+  if (hasBody && !req.is(['application/json', 'application/*+json'])) return next(new ApiError('UNSUPPORTED_MEDIA_TYPE'));
+  next();
+};
+
 export interface HttpApiOptions {
   logger: Logger;
   pool: Pool;
   gateway: Gateway;
+  submitter: ActuationSubmitter;
   credentials: { username: string; password: string };
   maxBodyBytes: number;
+  /** Bulk submissions (up to 1,000 items) get a larger body limit than everything else. */
+  maxBulkBodyBytes: number;
   isShuttingDown: () => boolean;
 }
 
 export function makeHttpApi(options: HttpApiOptions): express.Express {
-  const { logger, pool, gateway, credentials, isShuttingDown } = options;
+  const { logger, pool, gateway, submitter, credentials, isShuttingDown } = options;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -50,9 +61,12 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
 
   app.use(healthRoutes(pool, isShuttingDown));
   app.use(basicAuth(credentials));
-  app.use(express.json({ limit: options.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
+  app.use(requireJsonBody);
+  const jsonTypes = ['application/json', 'application/*+json'];
+  app.post('/v1/actuations', express.json({ limit: options.maxBulkBodyBytes, type: jsonTypes }));
+  app.use(express.json({ limit: options.maxBodyBytes, type: jsonTypes }));
   app.use(deviceRoutes({ pool, gateway }));
-  app.use(actuationRoutes({ gateway }));
+  app.use(actuationRoutes({ pool, submitter, caller: credentials.username }));
   app.use(notFoundHandler);
   app.use(errorHandler);
   return app;

@@ -1,5 +1,6 @@
 /** Request schemas of the REST API (zod): validation and, later, the OpenAPI document come from here. */
 import { z } from 'zod';
+import { ACTUATION_STATUSES } from '../actuations/types.js';
 
 export const deviceIdParam = z.object({ deviceId: z.string().min(1).max(256) });
 
@@ -14,11 +15,32 @@ export const devicesQuery = paginationQuery.extend({
 
 const param = z.object({ name: z.string().min(1).max(256), value: z.unknown() });
 
-export const actuationBody = z.object({
+export const actuationBody = z.strictObject({
   componentId: z.string().min(1).max(256),
   command: z.string().min(1).max(256),
   params: z.array(param).max(100).default([]),
   accountId: z.string().min(1).max(256).optional(),
   gatewayId: z.string().min(1).max(256).optional(),
+  /** Seconds until the actuation expires if not delivered (and acked); 0 = never. */
+  ttlSeconds: z.number().int().min(0).max(365 * 86_400).optional(),
+  /** Seconds a sent actuation may wait for the device's ack before it is timed_out. */
+  ackTimeoutSeconds: z.number().int().min(1).max(365 * 86_400).optional(),
+  /** A newer queued actuation with the same key supersedes older queued ones of the device. */
+  collapseKey: z.string().min(1).max(256).optional(),
 });
 export type ActuationBody = z.infer<typeof actuationBody>;
+
+export const idempotencyKeyHeader = z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
+
+export const bulkActuationItem = actuationBody.extend({
+  deviceId: z.string().min(1).max(256),
+  idempotencyKey: idempotencyKeyHeader.optional(),
+});
+export const MAX_BULK_ITEMS = 1_000;
+export const bulkActuationsBody = z.array(z.unknown()).min(1).max(MAX_BULK_ITEMS);
+
+export const actuationIdParam = z.object({ id: z.string().uuid() });
+
+export const deviceActuationsQuery = paginationQuery.extend({
+  status: z.enum(ACTUATION_STATUSES).optional(),
+});

@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import { ApiError } from './errors.js';
 
 /** Parses untrusted input with a zod schema; a failure is a 400 naming the first bad field. */
-export function validate<T extends z.ZodType>(schema: T, rawInput: unknown, where: 'body' | 'query' | 'params' = 'body'): z.output<T> {
+export function validate<T extends z.ZodType>(schema: T, rawInput: unknown, where = 'body'): z.output<T> {
   const result = schema.safeParse(rawInput);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;

@@ -36,6 +36,7 @@ export async function startTestServer(db: TestDatabase, env: Record<string, stri
     config,
     logger,
     pool: db.pool,
+    databaseUrl: db.url,
     devicePublicKey: fs.readFileSync(publicKeyPath, 'utf8'),
     credentials: config.apiCredentials!,
   });

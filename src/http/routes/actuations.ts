@@ -1,32 +1,93 @@
-import crypto from 'node:crypto';
-import { Router } from 'express';
-import type { Gateway } from '../../gateway/gateway.js';
-import { actuationMessage } from '../../gateway/protocol.js';
+/**
+ * Actuations over REST: submit (one or in bulk), follow, list, cancel.
+ * Every accepted actuation is committed before the answer (202 created, 200 for a
+ * repeated Idempotency-Key).
+ */
+import { Router, type Request } from 'express';
+import type { Pool } from '../../db/pool.js';
+import * as queries from '../../actuations/query-sql.js';
+import type { ActuationSubmitter, NewActuation, SubmitResult } from '../../actuations/types.js';
 import { ApiError } from '../errors.js';
-import { actuationBody, deviceIdParam } from '../schemas.js';
+import {
+  actuationBody,
+  actuationIdParam,
+  bulkActuationItem,
+  bulkActuationsBody,
+  deviceActuationsQuery,
+  deviceIdParam,
+  idempotencyKeyHeader,
+  type ActuationBody,
+} from '../schemas.js';
 import { validate } from '../validate.js';
 
-/** Pushes an actuation to a device connected to this instance (the durable queue replaces this). */
-export function actuationRoutes(deps: { gateway: Gateway }): Router {
+export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitter; caller: string }): Router {
+  const { pool, submitter } = deps;
   const router = Router();
-  router.post('/v1/devices/:deviceId/actuations', (req, res) => {
+
+  const toNew = (req: Request, deviceId: string, body: ActuationBody, idempotencyKey: string | undefined): NewActuation => ({
+    ...body,
+    deviceId,
+    idempotencyKey,
+    source: { kind: 'rest', caller: deps.caller, requestId: String(req.id) },
+  });
+
+  router.post('/v1/devices/:deviceId/actuations', async (req, res) => {
     const { deviceId } = validate(deviceIdParam, req.params, 'params');
+    const rawKey = req.get('idempotency-key');
+    const idempotencyKey = rawKey === undefined ? undefined : validate(idempotencyKeyHeader, rawKey, 'Idempotency-Key');
     const body = validate(actuationBody, req.body);
-    const connection = deps.gateway.connectionOf(deviceId);
-    if (!connection) throw new ApiError('DEVICE_NOT_CONNECTED', `Device "${deviceId}" has no open connection to this instance`);
-    const id = crypto.randomUUID();
-    const sent = connection.send(
-      actuationMessage(id, {
-        accountId: body.accountId ?? connection.accountId,
-        deviceId,
-        gatewayId: body.gatewayId ?? deviceId,
-        componentId: body.componentId,
-        command: body.command,
-        params: body.params,
+    const result = await submitter.submit(toNew(req, deviceId, body, idempotencyKey));
+    if (result.outcome === 'queue_full') {
+      throw new ApiError('QUEUE_FULL', `Device "${deviceId}" already has ${result.limit} queued actuations (MAX_QUEUED_PER_DEVICE); nothing was added`);
+    }
+    res.status(result.outcome === 'created' ? 202 : 200).json(result.actuation);
+  });
+
+  router.post('/v1/actuations', async (req, res) => {
+    const items = validate(bulkActuationsBody, req.body);
+    // Each item is validated and answered on its own; valid ones go through the same durable path.
+    const results = await Promise.all(
+      items.map(async (raw, index) => {
+        const parsed = bulkActuationItem.safeParse(raw);
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0]!;
+          return { index, status: 400, error: { code: 'VALIDATION_FAILED', message: `${issue.path.join('.') || 'item'}: ${issue.message}` } };
+        }
+        const { deviceId, idempotencyKey, ...body } = parsed.data;
+        const result: SubmitResult = await submitter.submit(toNew(req, deviceId, body, idempotencyKey));
+        if (result.outcome === 'queue_full') {
+          return { index, status: 429, error: { code: 'QUEUE_FULL', message: `Device "${deviceId}" already has ${result.limit} queued actuations` } };
+        }
+        return { index, status: result.outcome === 'created' ? 202 : 200, actuation: result.actuation };
       }),
     );
-    if (!sent) throw new ApiError('DEVICE_NOT_CONNECTED', `Device "${deviceId}" disconnected`);
-    res.status(202).json({ id, status: 'sent' });
+    res.status(200).json({ results });
   });
+
+  router.get('/v1/actuations/:id', async (req, res) => {
+    const { id } = validate(actuationIdParam, req.params, 'params');
+    const actuation = await queries.getActuation(pool, id);
+    if (!actuation) throw new ApiError('NOT_FOUND', `No actuation ${id}`);
+    res.json(actuation);
+  });
+
+  router.delete('/v1/actuations/:id', async (req, res) => {
+    const { id } = validate(actuationIdParam, req.params, 'params');
+    const result = await queries.cancelActuation(pool, id);
+    if (!result) throw new ApiError('NOT_FOUND', `No actuation ${id}`);
+    if (!result.cancelled) throw new ApiError('CONFLICT', `Actuation ${id} is ${result.status}; only queued actuations can be cancelled`);
+    res.json({ id, status: result.status });
+  });
+
+  router.get('/v1/devices/:deviceId/actuations', async (req, res) => {
+    const { deviceId } = validate(deviceIdParam, req.params, 'params');
+    const query = validate(deviceActuationsQuery, req.query, 'query');
+    const beforeSeq = query.cursor === undefined ? null : Number(query.cursor);
+    if (beforeSeq !== null && !Number.isSafeInteger(beforeSeq)) throw new ApiError('VALIDATION_FAILED', 'cursor: not a cursor from a previous page');
+    const items = await queries.listDeviceActuations(pool, deviceId, { status: query.status ?? null, limit: query.limit, beforeSeq });
+    const last = items.at(-1);
+    res.json({ items, nextCursor: items.length === query.limit && last ? String(last.seq) : null });
+  });
+
   return router;
 }

@@ -1,0 +1,65 @@
+/**
+ * Device acknowledgements. An ack only moves a `sent` actuation of the acking device
+ * to `acked` (statusCode < 400) or `failed`; an ack for a final actuation of the same
+ * device is recorded in its history as a late ack; an ack naming another device's
+ * actuation matches nothing.
+ */
+import type { Pool } from '../db/pool.js';
+
+export interface AckById {
+  deviceId: string;
+  id: string;
+  statusCode: number;
+  reasonPhrase: string | null;
+}
+
+export type AckOutcome = 'acked' | 'failed' | 'late' | 'unknown';
+
+export async function applyAcks(pool: Pool, acks: AckById[]): Promise<AckOutcome[]> {
+  const { rows } = await pool.query<{ id: string; device_id: string; outcome: AckOutcome }>(
+    `with v as (
+       select * from unnest($1::uuid[], $2::text[], $3::int[], $4::text[]) as v(id, device_id, code, reason)
+     ), applied as (
+       update actuations a
+          set status = case when v.code < 400 then 'acked' else 'failed' end,
+              completed_at = now(), status_code = v.code, reason_phrase = v.reason,
+              history = a.history || jsonb_build_array(jsonb_build_object(
+                'status', case when v.code < 400 then 'acked' else 'failed' end, 'at', now(), 'statusCode', v.code, 'reasonPhrase', v.reason))
+         from v
+        where a.id = v.id and a.device_id = v.device_id and a.status = 'sent'
+       returning a.id, a.device_id, a.status as outcome
+     ), late as (
+       update actuations a
+          set history = a.history || jsonb_build_array(jsonb_build_object(
+                'event', 'late_ack', 'at', now(), 'statusCode', v.code, 'reasonPhrase', v.reason, 'statusWas', a.status))
+         from v
+        where a.id = v.id and a.device_id = v.device_id and a.status <> 'sent'
+       returning a.id, a.device_id, 'late'::text as outcome
+     ), counters as (
+       update device_counters set has_acked = true
+        where device_id in (select device_id from applied union select device_id from late) and not has_acked
+     )
+     select * from applied union all select * from late`,
+    [acks.map((a) => a.id), acks.map((a) => a.deviceId), acks.map((a) => a.statusCode), acks.map((a) => a.reasonPhrase)],
+  );
+  const byKey = new Map(rows.map((r) => [`${r.device_id}\u0000${r.id}`, r.outcome]));
+  return acks.map((a) => byKey.get(`${a.deviceId}\u0000${a.id}`) ?? 'unknown');
+}
+
+/** `{"type":"ack","upTo":seq}`: every sent actuation of the device up to seq is acked. Returns how many. */
+export async function ackUpTo(pool: Pool, deviceId: string, upTo: number): Promise<number> {
+  const { rows } = await pool.query<{ count: number }>(
+    `with applied as (
+       update actuations a
+          set status = 'acked', completed_at = now(), status_code = 200,
+              history = a.history || jsonb_build_array(jsonb_build_object('status', 'acked', 'at', now(), 'upTo', $2::bigint))
+        where a.device_id = $1 and a.seq <= $2 and a.status = 'sent'
+       returning a.id
+     ), counters as (
+       update device_counters set has_acked = true where device_id = $1 and not has_acked
+     )
+     select count(*)::int as count from applied`,
+    [deviceId, upTo],
+  );
+  return rows[0]?.count ?? 0;
+}

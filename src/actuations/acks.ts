@@ -1,0 +1,38 @@
+/**
+ * Acknowledgements from devices, batched like submissions. A device can only
+ * acknowledge its own actuations: the device id comes from the authenticated
+ * connection, never from the message.
+ */
+import type { Pool } from '../db/pool.js';
+import type { DeviceConnection } from '../gateway/device-connection.js';
+import type { AckMessage } from '../gateway/protocol.js';
+import { ackUpTo, applyAcks, type AckById, type AckOutcome } from './ack-sql.js';
+import { makeBatcher } from './batcher.js';
+
+export interface AckHandler {
+  handle(connection: DeviceConnection, message: AckMessage): Promise<void>;
+  drain(): Promise<void>;
+}
+
+export function makeAckHandler(options: { pool: Pool; onAcked?(outcome: AckOutcome, deviceId: string, id: string): void }): AckHandler {
+  const batcher = makeBatcher<AckById, AckOutcome>((acks) => applyAcks(options.pool, acks), { maxBatchSize: 500, maxConcurrent: 2 });
+
+  return {
+    async handle(connection, message) {
+      const deviceId = connection.deviceId!;
+      if ('upTo' in message) {
+        const count = await ackUpTo(options.pool, deviceId, message.upTo);
+        connection.log.debug({ upTo: message.upTo, count }, 'device: acked up to seq');
+        return;
+      }
+      const outcome = await batcher.add({ deviceId, id: message.id, statusCode: message.statusCode, reasonPhrase: message.reasonPhrase ?? null });
+      options.onAcked?.(outcome, deviceId, message.id);
+      if (outcome === 'unknown') {
+        connection.log.warn({ actuationId: message.id }, 'device: ack for an actuation that is not this device\'s; ignored');
+      } else if (outcome === 'late') {
+        connection.log.info({ actuationId: message.id }, 'device: late ack recorded; status unchanged');
+      }
+    },
+    drain: () => batcher.drain(),
+  };
+}

@@ -1,0 +1,214 @@
+/**
+ * Moves queued actuations onto the sockets of the devices connected to this instance.
+ *
+ * Each connected device is in one of two lanes:
+ * - BACKLOG: just authenticated. Its queued (and, for devices that ack, unacked)
+ *   actuations drain at `backlogRate` per second for the whole instance, oldest device
+ *   first, with jitter, so that a thousand devices returning at once do not flood
+ *   themselves or the database. When a device has nothing left it moves to LIVE.
+ * - LIVE: new actuations are claimed as soon as they are committed (a local nudge from
+ *   the queue, or a NOTIFY from another instance), never behind anyone's backlog.
+ *
+ * A device is in at most one claim at a time, so its actuations go out in seq order.
+ * The table is the truth: a periodic poll and every LISTEN reconnect re-check all live
+ * devices, covering missed notifications.
+ */
+import type { Pool } from '../db/pool.js';
+import { withTransaction } from '../db/pool.js';
+import type { DeviceConnection } from '../gateway/device-connection.js';
+import { actuationMessage } from '../gateway/protocol.js';
+import type { Logger } from '../logger.js';
+import { claimPending, markSent, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
+
+export interface DispatcherOptions {
+  pool: Pool;
+  logger: Logger;
+  instanceId: string;
+  /** Actuations per second this instance sends out of reconnecting devices' backlogs. */
+  backlogRate: number;
+  redeliverUnacked: boolean;
+  pollIntervalMs: number;
+  /** Called for every actuation written to a socket (metrics). */
+  onSent?(actuation: ClaimedActuation): void;
+}
+
+export interface Dispatcher {
+  deviceConnected(connection: DeviceConnection): void;
+  deviceDisconnected(connection: DeviceConnection): void;
+  /** New actuations were committed for these devices. */
+  nudge(deviceIds: Iterable<string>): void;
+  nudgeAll(): void;
+  isConnectedHere(deviceId: string): boolean;
+  close(): Promise<void>;
+}
+
+/** Most actuations claimed for one device in one live claim; more are claimed right after. */
+const LIVE_PER_DEVICE = 200;
+const LIVE_MAX_DEVICES_PER_CLAIM = 2_000;
+const MAX_CONCURRENT_LIVE_CLAIMS = 2;
+const BACKLOG_TICK_MS = 100;
+const BACKLOG_MAX_DEVICES_PER_CLAIM = 5_000;
+
+export function makeDispatcher(options: DispatcherOptions): Dispatcher {
+  const { pool, logger, instanceId } = options;
+  const log = logger.child({ component: 'dispatcher' });
+
+  const live = new Map<string, DeviceConnection>();
+  const backlog = new Map<string, DeviceConnection>();
+  const dirty = new Set<string>();
+  const claiming = new Set<string>();
+  let liveClaims = 0;
+  let backlogBusy = false;
+  let closed = false;
+  const inFlight = new Set<Promise<unknown>>();
+
+  function track<T>(p: Promise<T>): Promise<T> {
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  /** Claims, writes and marks sent in one transaction; returns how many rows each device got. */
+  async function deliver(targets: DeliveryTarget[], perDevice: number, limit: number): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    await withTransaction(pool, async (client) => {
+      const claimed = await claimPending(client, targets, perDevice, limit);
+      const sent: { id: string; sessionId: number }[] = [];
+      const stopped = new Set<string>();
+      for (const row of claimed) {
+        counts.set(row.deviceId, (counts.get(row.deviceId) ?? 0) + 1);
+        if (stopped.has(row.deviceId)) continue;
+        const connection = live.get(row.deviceId) ?? backlog.get(row.deviceId);
+        const frame = actuationMessage(row.id, { ...row, accountId: row.accountId ?? connection?.accountId ?? null }, row.seq);
+        if (connection && connection.sessionId === row.sessionId && connection.send(frame)) {
+          sent.push({ id: row.id, sessionId: row.sessionId });
+          options.onSent?.(row);
+        } else {
+          // Socket gone: leave this and the device's later rows queued, in order, for its next session.
+          stopped.add(row.deviceId);
+        }
+      }
+      await markSent(client, sent, instanceId);
+    });
+    return counts;
+  }
+
+  function pumpLive(): void {
+    while (!closed && liveClaims < MAX_CONCURRENT_LIVE_CLAIMS && dirty.size > 0) {
+      const targets: DeliveryTarget[] = [];
+      for (const deviceId of dirty) {
+        if (targets.length >= LIVE_MAX_DEVICES_PER_CLAIM) break;
+        if (claiming.has(deviceId)) continue;
+        dirty.delete(deviceId);
+        const connection = live.get(deviceId);
+        if (!connection || connection.sessionId === null) continue;
+        targets.push({ deviceId, sessionId: connection.sessionId, redeliver: false });
+      }
+      if (targets.length === 0) return;
+      for (const t of targets) claiming.add(t.deviceId);
+      liveClaims++;
+      track(deliver(targets, LIVE_PER_DEVICE, LIVE_PER_DEVICE * targets.length))
+        .then(
+          (counts) => {
+            for (const [deviceId, n] of counts) if (n >= LIVE_PER_DEVICE) dirty.add(deviceId);
+          },
+          // Not re-marked dirty: the next poll retries, rather than spinning against a sick database.
+          (err) => log.error({ err, devices: targets.length }, 'dispatcher: live claim failed; the next poll retries'),
+        )
+        .finally(() => {
+          liveClaims--;
+          for (const t of targets) claiming.delete(t.deviceId);
+          setImmediate(pumpLive);
+        });
+    }
+  }
+
+  // Backlog lane: a token bucket refilled at backlogRate, ticking with ±50% jitter.
+  let budget = 0;
+  let lastTick = Date.now();
+  let backlogTimer: NodeJS.Timeout | undefined;
+
+  function scheduleBacklogTick(): void {
+    if (closed || backlogTimer) return;
+    const delay = BACKLOG_TICK_MS * (0.5 + Math.random());
+    backlogTimer = setTimeout(() => {
+      backlogTimer = undefined;
+      void backlogTick();
+    }, delay);
+  }
+
+  async function backlogTick(): Promise<void> {
+    const now = Date.now();
+    budget = Math.min(options.backlogRate, budget + ((now - lastTick) / 1000) * options.backlogRate);
+    lastTick = now;
+    if (backlogBusy || backlog.size === 0) return;
+    const limit = Math.floor(budget);
+    if (limit < 1) return scheduleBacklogTick();
+    const targets: DeliveryTarget[] = [];
+    for (const [deviceId, connection] of backlog) {
+      if (targets.length >= BACKLOG_MAX_DEVICES_PER_CLAIM) break;
+      if (connection.sessionId === null || claiming.has(deviceId)) continue;
+      targets.push({ deviceId, sessionId: connection.sessionId, redeliver: options.redeliverUnacked });
+    }
+    if (targets.length === 0) return scheduleBacklogTick();
+    backlogBusy = true;
+    for (const t of targets) claiming.add(t.deviceId);
+    try {
+      const counts = await track(deliver(targets, limit, limit));
+      const total = [...counts.values()].reduce((a, b) => a + b, 0);
+      budget -= total;
+      if (total < limit) {
+        // Fewer than asked: every target's backlog is empty now. Promote them to LIVE.
+        for (const t of targets) {
+          const connection = backlog.get(t.deviceId);
+          backlog.delete(t.deviceId);
+          if (connection && connection.sessionId === t.sessionId) {
+            live.set(t.deviceId, connection);
+            dirty.add(t.deviceId);
+          }
+        }
+      }
+    } catch (err) {
+      log.error({ err, devices: targets.length }, 'dispatcher: backlog claim failed; will retry');
+    } finally {
+      backlogBusy = false;
+      for (const t of targets) claiming.delete(t.deviceId);
+    }
+    pumpLive();
+    if (backlog.size > 0) scheduleBacklogTick();
+  }
+
+  const poll = setInterval(() => dispatcher.nudgeAll(), options.pollIntervalMs);
+  poll.unref();
+
+  const dispatcher: Dispatcher = {
+    deviceConnected(connection) {
+      const deviceId = connection.deviceId!;
+      live.delete(deviceId);
+      backlog.set(deviceId, connection);
+      scheduleBacklogTick();
+    },
+    deviceDisconnected(connection) {
+      const deviceId = connection.deviceId!;
+      if (live.get(deviceId) === connection) live.delete(deviceId);
+      if (backlog.get(deviceId) === connection) backlog.delete(deviceId);
+    },
+    nudge(deviceIds) {
+      for (const deviceId of deviceIds) if (live.has(deviceId)) dirty.add(deviceId);
+      pumpLive();
+    },
+    nudgeAll() {
+      for (const deviceId of live.keys()) dirty.add(deviceId);
+      pumpLive();
+      if (backlog.size > 0) scheduleBacklogTick();
+    },
+    isConnectedHere: (deviceId) => live.has(deviceId) || backlog.has(deviceId),
+    async close() {
+      closed = true;
+      clearInterval(poll);
+      clearTimeout(backlogTimer);
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+  return dispatcher;
+}

@@ -1,0 +1,77 @@
+/**
+ * The durable path into the queue (REST API and DSS rules alike). Concurrent
+ * submissions share transactions through the batcher; each caller's promise
+ * resolves only after its row is committed. Devices connected to this instance
+ * are nudged directly; the others through one NOTIFY per batch.
+ */
+import crypto from 'node:crypto';
+import { withTransaction, type Pool } from '../db/pool.js';
+import { makeBatcher } from './batcher.js';
+import { insertActuations, type PreparedActuation } from './submit-sql.js';
+import type { ActuationSubmitter, NewActuation, SubmitResult } from './types.js';
+
+export interface SubmitterOptions {
+  pool: Pool;
+  defaultTtlSeconds: number;
+  maxQueuedPerDevice: number;
+  maxBatchSize: number;
+  /** Devices connected to this instance get a direct nudge and no NOTIFY. */
+  isConnectedHere(deviceId: string): boolean;
+  nudgeLocal(deviceIds: string[]): void;
+}
+
+export interface Submitter extends ActuationSubmitter {
+  drain(): Promise<void>;
+}
+
+const DEADLOCK = '40P01';
+const SERIALIZATION_FAILURE = '40001';
+
+export function makeSubmitter(options: SubmitterOptions): Submitter {
+  const { pool } = options;
+
+  async function flush(items: PreparedActuation[]): Promise<SubmitResult[]> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const results = await withTransaction(pool, (client) =>
+          insertActuations(client, items, {
+            maxQueuedPerDevice: options.maxQueuedPerDevice,
+            notifyDevices: (deviceIds) => deviceIds.filter((d) => !options.isConnectedHere(d)),
+          }),
+        );
+        const created = results.flatMap((r) => (r.outcome === 'created' ? [r.actuation.deviceId] : []));
+        if (created.length > 0) options.nudgeLocal([...new Set(created)].filter(options.isConnectedHere));
+        return results;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if ((code !== DEADLOCK && code !== SERIALIZATION_FAILURE) || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  const batcher = makeBatcher(flush, { maxBatchSize: options.maxBatchSize, maxConcurrent: 4 });
+
+  return {
+    submit(actuation: NewActuation) {
+      return batcher.add(prepare(actuation, options.defaultTtlSeconds));
+    },
+    drain: () => batcher.drain(),
+  };
+}
+
+function prepare(a: NewActuation, defaultTtlSeconds: number): PreparedActuation {
+  return {
+    id: crypto.randomUUID(),
+    deviceId: a.deviceId,
+    componentId: a.componentId,
+    command: a.command,
+    params: a.params,
+    accountId: a.accountId ?? null,
+    gatewayId: a.gatewayId ?? a.deviceId,
+    ttlSeconds: a.ttlSeconds ?? defaultTtlSeconds,
+    ackTimeoutSeconds: a.ackTimeoutSeconds ?? null,
+    collapseKey: a.collapseKey ?? null,
+    idempotencyKey: a.idempotencyKey ?? null,
+    source: a.source,
+  };
+}
