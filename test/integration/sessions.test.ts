@@ -1,0 +1,276 @@
+/**
+ * Session rows in PostgreSQL over the life of a connection: written before the 200,
+ * closed on every kind of disconnect, kept fresh by the heartbeat, and recovered
+ * after an instance dies (its own restart, or another instance's liveness sweep).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { makePool } from '../../src/db/pool.js';
+import { makeLogger } from '../../src/logger.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { connectAuthenticated, connectDevice } from '../helpers/device-client.js';
+import { eventually } from '../helpers/eventually.js';
+import { mint } from '../helpers/keys.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
+
+const HEARTBEAT_INTERVAL_MS = 300;
+const INSTANCE_HEARTBEAT_MS = 1_000;
+
+let db: TestDatabase;
+let server: TestServer;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  server = await startTestServer(db, {
+    HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS),
+    INSTANCE_HEARTBEAT_MS: String(INSTANCE_HEARTBEAT_MS),
+  });
+});
+afterAll(async () => {
+  await server?.close();
+  await db?.drop();
+});
+
+interface SessionRecord {
+  id: number;
+  device_id: string;
+  account_id: string | null;
+  instance_id: string;
+  remote_address: string | null;
+  connected_at: Date;
+  last_seen_at: Date;
+  disconnected_at: Date | null;
+  close_code: number | null;
+  close_reason: string | null;
+}
+
+async function sessionsOf(deviceId: string): Promise<SessionRecord[]> {
+  const { rows } = await db.pool.query<SessionRecord>('select * from device_sessions where device_id = $1 order by id', [deviceId]);
+  return rows;
+}
+
+async function closedSessionOf(deviceId: string): Promise<SessionRecord | undefined> {
+  const rows = await eventually(() => sessionsOf(deviceId), (r) => r.length > 0 && r.at(-1)!.disconnected_at !== null);
+  return rows.at(-1);
+}
+
+/** A `ws` client that authenticates; `autoPong: false` makes it a peer that stopped answering. */
+async function connectWs(deviceId: string, options: { autoPong: boolean }): Promise<{ ws: WebSocket; closed: Promise<number> }> {
+  const ws = new WebSocket(server.wsUrl, 'echo-protocol', { autoPong: options.autoPong });
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+  ws.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  const answer = new Promise<{ code: number }>((resolve) => ws.once('message', (data) => resolve(JSON.parse(String(data)))));
+  ws.send(JSON.stringify({ type: 'device', deviceId, deviceToken: mint(deviceId) }));
+  expect((await answer).code).toBe(200);
+  return { ws, closed };
+}
+
+describe('session rows', () => {
+  it('writes the session row before answering 200', async () => {
+    const device = await connectAuthenticated(server.wsUrl, 'before-200', mint('before-200', { accountId: 'acc-9' }));
+    // No polling: the row must already be there when the 200 arrives.
+    const rows = await sessionsOf('before-200');
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      device_id: 'before-200',
+      account_id: 'acc-9',
+      instance_id: server.config.instanceId,
+      disconnected_at: null,
+      close_code: null,
+    });
+    expect(rows[0]!.remote_address).toMatch(/127\.0\.0\.1$/);
+    device.close();
+    expect(await closedSessionOf('before-200')).toMatchObject({ close_code: 1000 });
+  });
+
+  it('writes no row for a socket that never authenticates, nor for a refused token', async () => {
+    const count = async () => (await db.pool.query<{ n: number }>('select count(*)::int as n from device_sessions')).rows[0]!.n;
+    const before = await count();
+    const device = await connectDevice(server.wsUrl);
+    device.send({ type: 'ping' });
+    expect((await device.next()).code).toBe(202);
+    device.close();
+    await device.closed;
+    const refused = await connectDevice(server.wsUrl);
+    refused.send({ type: 'device', deviceId: 'refused', deviceToken: mint('someone-else') });
+    expect((await refused.closed).code).toBe(1008);
+    expect(await count()).toBe(before);
+  });
+
+  it('closes the row with 1006 when the peer drops the TCP connection without a close frame', async () => {
+    const { ws } = await connectWs('dropped-tcp', { autoPong: true });
+    ws.terminate();
+    const row = await closedSessionOf('dropped-tcp');
+    expect(row).toMatchObject({ close_code: 1006, disconnected_at: expect.any(Date) });
+  });
+
+  it('keeps the reason the server chose when it closes the socket itself', async () => {
+    const device = await connectAuthenticated(server.wsUrl, 'format-error', mint('format-error'));
+    device.sendRaw('not json');
+    expect(await device.next()).toEqual({ code: 401, content: 'Wrong message format' });
+    expect((await device.closed).code).toBe(1003);
+    expect(await closedSessionOf('format-error')).toMatchObject({ close_code: 1003, close_reason: 'wrong message format' });
+  });
+});
+
+describe('heartbeat', () => {
+  it('terminates a peer that stops answering pings and closes its row (1006, "heartbeat timeout")', async () => {
+    const silent = await connectWs('silent-peer', { autoPong: false });
+    const healthy = await connectWs('healthy-peer', { autoPong: true });
+    let pings = 0;
+    silent.ws.on('ping', () => pings++);
+
+    expect(await silent.closed).toBe(1006);
+    expect(pings).toBeGreaterThanOrEqual(1);
+    const row = await closedSessionOf('silent-peer');
+    expect(row).toMatchObject({ close_code: 1006, close_reason: 'heartbeat timeout' });
+
+    // A peer that answers is left alone.
+    expect(healthy.ws.readyState).toBe(WebSocket.OPEN);
+    expect((await sessionsOf('healthy-peer'))[0]!.disconnected_at).toBeNull();
+    healthy.ws.close();
+  });
+
+  it('terminates an unauthenticated peer that stops answering pings', async () => {
+    // An auth timeout longer than the heartbeat shows the heartbeat is what closed it.
+    const slowAuth = await startTestServer(db, { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS), AUTH_TIMEOUT_MS: '60000' });
+    try {
+      const ws = new WebSocket(slowAuth.wsUrl, 'echo-protocol', { autoPong: false });
+      ws.on('error', () => undefined);
+      const code = await new Promise<number>((resolve) => ws.on('close', (c) => resolve(c)));
+      expect(code).toBe(1006);
+    } finally {
+      await slowAuth.close();
+    }
+  });
+
+  it('refreshes last_seen_at from pongs, without the device sending messages', async () => {
+    const device = await connectAuthenticated(server.wsUrl, 'quiet-but-alive', mint('quiet-but-alive'));
+    const [first] = await sessionsOf('quiet-but-alive');
+    const rows = await eventually(
+      () => sessionsOf('quiet-but-alive'),
+      (r) => r[0]!.last_seen_at.getTime() > first!.last_seen_at.getTime() + HEARTBEAT_INTERVAL_MS,
+    );
+    expect(rows[0]!.last_seen_at.getTime()).toBeGreaterThan(first!.last_seen_at.getTime() + HEARTBEAT_INTERVAL_MS);
+    expect(rows[0]!.disconnected_at).toBeNull();
+    device.close();
+  });
+});
+
+describe('errors while opening a session', () => {
+  it('answers 500 and closes when the database is unreachable, and works again once it is back', async () => {
+    const direct = new URL(db.url);
+    const proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port) });
+    const proxiedUrl = new URL(db.url);
+    proxiedUrl.hostname = '127.0.0.1';
+    proxiedUrl.port = String(proxy.port);
+    const pool = makePool({ connectionString: proxiedUrl.toString(), max: 2 }, makeLogger({ level: 'silent' }));
+    const proxied = await startTestServer({ ...db, url: proxiedUrl.toString(), pool });
+    try {
+      await proxy.stop();
+      const device = await connectDevice(proxied.wsUrl);
+      device.send({ type: 'device', deviceId: 'db-down', deviceToken: mint('db-down') });
+      expect(await device.next()).toEqual({ code: 500, content: 'Internal server error' });
+      expect((await device.closed).code).toBe(1011);
+      expect(await sessionsOf('db-down')).toHaveLength(0);
+
+      await proxy.start();
+      const again = await connectAuthenticated(proxied.wsUrl, 'db-down', mint('db-down'));
+      expect(await sessionsOf('db-down')).toHaveLength(1);
+      again.close();
+    } finally {
+      await proxied.close();
+      await proxy.stop();
+      await pool.end();
+    }
+  });
+});
+
+describe('recovery after an instance dies', () => {
+  it('closes the rows an instance id left open when it starts again with that id', async () => {
+    const instanceId = `crashed-${Date.now()}`;
+    // What a SIGKILLed run leaves behind: its instance row and open sessions.
+    await db.pool.query(`insert into instances (id) values ($1)`, [instanceId]);
+    await db.pool.query(
+      `insert into device_sessions (device_id, instance_id, connected_at, last_seen_at)
+       values ('orphan-1', $1, now() - interval '10 minutes', now() - interval '2 minutes'),
+              ('orphan-2', $1, now() - interval '5 minutes', now() - interval '1 minute')`,
+      [instanceId],
+    );
+    const alive = await connectAuthenticated(server.wsUrl, 'not-an-orphan', mint('not-an-orphan'));
+
+    const restarted = await startTestServer(db, { INSTANCE_ID: instanceId });
+    try {
+      // Closed during start-up, before listen() resolved: no waiting.
+      const { rows } = await db.pool.query<SessionRecord>(
+        `select * from device_sessions where device_id in ('orphan-1', 'orphan-2') order by device_id`,
+      );
+      for (const row of rows) {
+        expect(row).toMatchObject({ close_code: 1006, close_reason: 'instance restarted' });
+        // Disconnected when last seen, not when noticed.
+        expect(row.disconnected_at).toEqual(row.last_seen_at);
+      }
+      expect(rows).toHaveLength(2);
+      expect((await sessionsOf('not-an-orphan'))[0]!.disconnected_at).toBeNull();
+
+      // The restarted instance serves the orphaned devices again.
+      const back = await connectAuthenticated(restarted.wsUrl, 'orphan-1', mint('orphan-1'));
+      expect((await sessionsOf('orphan-1')).map((r) => r.disconnected_at === null)).toEqual([false, true]);
+      back.close();
+    } finally {
+      alive.close();
+      await restarted.close();
+    }
+  });
+
+  it("closes the rows of an instance whose heartbeat is stale in another instance's sweep, and only those", async () => {
+    const deadId = `dead-${Date.now()}`;
+    await db.pool.query(`insert into instances (id, started_at, last_heartbeat_at) values ($1, now() - interval '1 hour', now() - interval '1 minute')`, [
+      deadId,
+    ]);
+    await db.pool.query(
+      `insert into device_sessions (device_id, instance_id, connected_at, last_seen_at)
+       values ('on-dead-instance', $1, now() - interval '10 minutes', now() - interval '70 seconds')`,
+      [deadId],
+    );
+    // A second live instance with a connected device: its rows must survive every sweep.
+    const other = await startTestServer(db, { INSTANCE_HEARTBEAT_MS: String(INSTANCE_HEARTBEAT_MS) });
+    try {
+      const onOther = await connectAuthenticated(other.wsUrl, 'on-live-instance', mint('on-live-instance'));
+      const onThis = await connectAuthenticated(server.wsUrl, 'on-this-instance', mint('on-this-instance'));
+
+      const row = await closedSessionOf('on-dead-instance');
+      expect(row).toMatchObject({ close_code: 1006, close_reason: 'instance lost' });
+      expect(row!.disconnected_at).toEqual(row!.last_seen_at);
+
+      // Let a few more sweeps pass on both instances.
+      const { rows: beats } = await db.pool.query<{ id: string; last_heartbeat_at: Date }>(`select id, last_heartbeat_at from instances where id = $1`, [
+        other.config.instanceId,
+      ]);
+      await eventually(
+        () => db.pool.query<{ t: Date }>(`select last_heartbeat_at as t from instances where id = $1`, [other.config.instanceId]),
+        (r) => r.rows[0]!.t.getTime() >= beats[0]!.last_heartbeat_at.getTime() + 2 * INSTANCE_HEARTBEAT_MS,
+      );
+      expect((await sessionsOf('on-live-instance'))[0]!.disconnected_at).toBeNull();
+      expect((await sessionsOf('on-this-instance'))[0]!.disconnected_at).toBeNull();
+      onOther.close();
+      onThis.close();
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('removes its instance row on a clean stop, so nothing is swept for it', async () => {
+    const stopping = await startTestServer(db);
+    const { rowCount: before } = await db.pool.query('select 1 from instances where id = $1', [stopping.config.instanceId]);
+    expect(before).toBe(1);
+    await stopping.close();
+    const { rowCount: after } = await db.pool.query('select 1 from instances where id = $1', [stopping.config.instanceId]);
+    expect(after).toBe(0);
+  });
+});
