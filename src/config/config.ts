@@ -8,15 +8,16 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { parseVcapServices } from './vcap.js';
+import { CREDENTIALS_SERVICE_NAME, VcapError, parseVcapServices, type DatabaseSsl, type VcapServices } from './vcap.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
   constructor(
     readonly variable: string,
     message: string,
+    options?: ErrorOptions,
   ) {
-    super(`${variable}: ${message}`);
+    super(`${variable}: ${message}`, options);
   }
 }
 
@@ -38,12 +39,21 @@ export interface Config {
   /** PostgreSQL connection string; `undefined` means: start the embedded PostgreSQL under `dataDir/postgres`. */
   readonly databaseUrl: string | undefined;
   /** TLS for the database connection, as the bound Cloud Foundry service asks for it. */
-  readonly databaseSsl: false | { rejectUnauthorized: boolean; ca?: string };
+  readonly databaseSsl: DatabaseSsl;
   readonly databasePoolSize: number;
   readonly devicePublicKeyPath: string;
+  /**
+   * The device-token public key in PEM from the `websocket-ups` service (`devicePublicKey`); when set,
+   * `devicePublicKeyPath` is not read. `DEVICE_PUBLIC_KEY_PATH` in the environment wins over it.
+   */
+  readonly devicePublicKeyPem?: string;
   readonly deviceTokenAlgorithms: readonly DeviceTokenAlgorithm[];
   /** REST API credentials; `undefined` outside production means: generate and keep them in `dataDir`. */
   readonly apiCredentials: { readonly username: string; readonly password: string } | undefined;
+  /**
+   * Names this process in the database and in logs; unique among running instances.
+   * (Default: `<CF_INSTANCE_INDEX>-<CF_INSTANCE_GUID>` on Cloud Foundry, else `<hostname>-<pid>`)
+   */
   readonly instanceId: string;
   readonly logLevel: LogLevel;
   /** A socket that has not authenticated within this time is closed. (Default: 10 000) */
@@ -56,6 +66,18 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   /** How often this instance records that it is alive; three missed beats make it dead to the others. (Default: 5 000) */
   readonly instanceHeartbeatMs: number;
+  /** Default time to live of an actuation, in seconds; 0 = never expires. (Default: 86 400) */
+  readonly actuationTtlSeconds: number;
+  /** Queued actuations a device may have before submissions get 429. (Default: 1 000) */
+  readonly maxQueuedPerDevice: number;
+  /** Re-send sent-but-unacked actuations when a device that acks reconnects. (Default: true) */
+  readonly redeliverUnacked: boolean;
+  /** Actuations per second this instance drains from reconnecting devices' backlogs. (Default: 500) */
+  readonly backlogRate: number;
+  /** How often expired and timed-out actuations are swept. (Default: 1 000) */
+  readonly sweepIntervalMs: number;
+  /** Safety-net poll for queued actuations of connected devices (missed NOTIFYs). (Default: 5 000) */
+  readonly dispatchPollMs: number;
 }
 
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -63,30 +85,22 @@ export type Environment = Readonly<Record<string, string | undefined>>;
 export function loadConfig(env: Environment = process.env, cwd: string = process.cwd()): Config {
   const nodeEnv = env.NODE_ENV ?? 'development';
   const isProduction = nodeEnv === 'production';
-  const vcap = parseVcapServices(env.VCAP_SERVICES);
+  const vcap = vcapServices(env);
 
   const dataDir = path.resolve(cwd, nonEmpty(env, 'DATA_DIR') ?? 'data');
-  const databaseUrl = nonEmpty(env, 'DATABASE_URL') ?? vcap.database?.uri;
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new ConfigError(env.DATABASE_URL ? 'DATABASE_URL' : 'VCAP_SERVICES', 'must be a postgres:// connection string');
+  const envDatabaseUrl = nonEmpty(env, 'DATABASE_URL');
+  const databaseUrl = envDatabaseUrl ?? vcap.database?.uri;
+  if (envDatabaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(envDatabaseUrl)) {
+    throw new ConfigError('DATABASE_URL', 'must be a postgres:// connection string');
   }
   if (databaseUrl === undefined && isProduction) {
     throw new ConfigError('DATABASE_URL', 'is required in production (or bind a PostgreSQL service through VCAP_SERVICES)');
   }
 
-  const username = nonEmpty(env, 'API_USERNAME') ?? vcap.apiCredentials?.username;
-  const password = nonEmpty(env, 'API_PASSWORD') ?? vcap.apiCredentials?.password;
-  if ((username === undefined) !== (password === undefined)) {
-    throw new ConfigError(username === undefined ? 'API_USERNAME' : 'API_PASSWORD', 'API_USERNAME and API_PASSWORD must be set together');
-  }
-  if (username === undefined && isProduction) {
-    throw new ConfigError('API_USERNAME', 'API_USERNAME and API_PASSWORD are required in production (or the websocket-ups service)');
-  }
-  if (password !== undefined && isProduction && password.length < 12) {
-    throw new ConfigError('API_PASSWORD', 'must be at least 12 characters in production');
-  }
+  const apiCredentials = resolveApiCredentials(env, vcap, isProduction);
 
   const algorithms = list(env, 'DEVICE_TOKEN_ALGORITHMS') ?? ['RS256'];
+  if (algorithms.length === 0) throw new ConfigError('DEVICE_TOKEN_ALGORITHMS', 'must name at least one algorithm');
   for (const alg of algorithms) {
     if (!(ASYMMETRIC_ALGORITHMS as readonly string[]).includes(alg)) {
       throw new ConfigError('DEVICE_TOKEN_ALGORITHMS', `"${alg}" is not allowed; use one of ${ASYMMETRIC_ALGORITHMS.join(', ')}`);
@@ -105,20 +119,88 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     host: nonEmpty(env, 'HOST') ?? '0.0.0.0',
     dataDir,
     databaseUrl,
-    databaseSsl: databaseSsl(env, vcap.database?.ssl),
+    // The bound service's TLS options belong to its URI only, not to a DATABASE_URL set by hand.
+    databaseSsl: databaseSsl(env, envDatabaseUrl === undefined ? vcap.database?.ssl : undefined),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 200),
     devicePublicKeyPath: path.resolve(cwd, nonEmpty(env, 'DEVICE_PUBLIC_KEY_PATH') ?? 'keys/public.pem'),
+    ...(nonEmpty(env, 'DEVICE_PUBLIC_KEY_PATH') === undefined && vcap.devicePublicKey !== undefined
+      ? { devicePublicKeyPem: vcap.devicePublicKey }
+      : {}),
     deviceTokenAlgorithms: algorithms as DeviceTokenAlgorithm[],
-    apiCredentials: username !== undefined && password !== undefined ? { username, password } : undefined,
-    instanceId: nonEmpty(env, 'INSTANCE_ID') ?? nonEmpty(env, 'CF_INSTANCE_GUID') ?? `${os.hostname()}-${process.pid}`,
+    apiCredentials,
+    instanceId: instanceId(env),
     logLevel: logLevel as LogLevel,
     authTimeoutMs: integer(env, 'AUTH_TIMEOUT_MS', 10_000, 100, 600_000),
     maxMessageBytes: integer(env, 'MAX_MESSAGE_BYTES', 64 * 1024, 256, 16 * 1024 * 1024),
     heartbeatIntervalMs: integer(env, 'HEARTBEAT_INTERVAL_MS', 30_000, 100, 3_600_000),
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     instanceHeartbeatMs: integer(env, 'INSTANCE_HEARTBEAT_MS', 5_000, 100, 600_000),
+    actuationTtlSeconds: integer(env, 'ACTUATION_TTL_SECONDS', 86_400, 0, 365 * 86_400),
+    maxQueuedPerDevice: integer(env, 'MAX_QUEUED_PER_DEVICE', 1_000, 1, 1_000_000),
+    redeliverUnacked: boolean(env, 'REDELIVER_UNACKED') ?? true,
+    backlogRate: integer(env, 'BACKLOG_RATE', 500, 1, 1_000_000),
+    sweepIntervalMs: integer(env, 'SWEEP_INTERVAL_MS', 1_000, 50, 600_000),
+    dispatchPollMs: integer(env, 'DISPATCH_POLL_MS', 5_000, 100, 600_000),
   };
   return Object.freeze(config);
+}
+
+function vcapServices(env: Environment): VcapServices {
+  try {
+    return parseVcapServices(env.VCAP_SERVICES);
+  } catch (err) {
+    if (err instanceof VcapError) throw new ConfigError('VCAP_SERVICES', err.detail, { cause: err });
+    throw err;
+  }
+}
+
+/** The environment's pair wins as a pair over the `websocket-ups` service's: the two are never mixed. */
+function resolveApiCredentials(env: Environment, vcap: VcapServices, isProduction: boolean): Config['apiCredentials'] {
+  const fromEnv = nonEmpty(env, 'API_USERNAME') !== undefined || nonEmpty(env, 'API_PASSWORD') !== undefined;
+  const source = fromEnv
+    ? { username: nonEmpty(env, 'API_USERNAME'), password: nonEmpty(env, 'API_PASSWORD') }
+    : (vcap.apiCredentials ?? {});
+  const where = (name: 'username' | 'password') =>
+    fromEnv ? (name === 'username' ? 'API_USERNAME' : 'API_PASSWORD') : 'VCAP_SERVICES';
+  const { username, password } = source;
+  if ((username === undefined) !== (password === undefined)) {
+    const missing = username === undefined ? 'username' : 'password';
+    throw new ConfigError(
+      where(missing),
+      fromEnv
+        ? 'API_USERNAME and API_PASSWORD must be set together'
+        : `service "${CREDENTIALS_SERVICE_NAME}" has no credentials.${missing}`,
+    );
+  }
+  if (username === undefined || password === undefined) {
+    if (!isProduction) return undefined;
+    throw new ConfigError(
+      'API_USERNAME',
+      vcap.apiCredentials
+        ? `service "${CREDENTIALS_SERVICE_NAME}" has no credentials.username and credentials.password`
+        : `API_USERNAME and API_PASSWORD are required in production (or bind the user-provided service "${CREDENTIALS_SERVICE_NAME}")`,
+    );
+  }
+  if (isProduction && password.length < 12) {
+    throw new ConfigError(where('password'), `${fromEnv ? 'API_PASSWORD' : `"${CREDENTIALS_SERVICE_NAME}" password`} must be at least 12 characters in production`);
+  }
+  return { username, password };
+}
+
+/**
+ * `INSTANCE_ID`, else Cloud Foundry's instance: the GUID is unique for the container's life (an
+ * index is reused by the replacement during a rolling restart), and the index in front tells the
+ * operator which `cf app` row it is.
+ */
+function instanceId(env: Environment): string {
+  const explicit = nonEmpty(env, 'INSTANCE_ID');
+  if (explicit !== undefined) return explicit;
+  const guid = nonEmpty(env, 'CF_INSTANCE_GUID');
+  if (guid !== undefined) {
+    const index = nonEmpty(env, 'CF_INSTANCE_INDEX') === undefined ? undefined : integer(env, 'CF_INSTANCE_INDEX', 0, 0, 100_000);
+    return index === undefined ? guid : `${index}-${guid}`;
+  }
+  return `${os.hostname()}-${process.pid}`;
 }
 
 function nonEmpty(env: Environment, name: string): string | undefined {
@@ -148,13 +230,13 @@ function boolean(env: Environment, name: string): boolean | undefined {
   throw new ConfigError(name, `must be true or false, got "${raw}"`);
 }
 
-function databaseSsl(env: Environment, fromVcap: Config['databaseSsl'] | undefined): Config['databaseSsl'] {
+function databaseSsl(env: Environment, fromVcap: DatabaseSsl | undefined): DatabaseSsl {
   const enabled = boolean(env, 'DATABASE_SSL');
+  const rejectUnauthorized = boolean(env, 'DATABASE_SSL_REJECT_UNAUTHORIZED');
   if (enabled === false) return false;
-  if (enabled === true) {
-    return { rejectUnauthorized: boolean(env, 'DATABASE_SSL_REJECT_UNAUTHORIZED') ?? true };
-  }
-  return fromVcap ?? false;
+  const base = fromVcap || (enabled === true ? { rejectUnauthorized: true } : false);
+  if (base === false) return false;
+  return { ...base, rejectUnauthorized: rejectUnauthorized ?? base.rejectUnauthorized };
 }
 
 export const configInternals = { integer, boolean, list };

@@ -14,12 +14,19 @@ export function privateKeyPathFor(publicKeyPath: string): string {
   return path.join(path.dirname(publicKeyPath), 'private.pem');
 }
 
-/** Returns the public key PEM, generating a dev pair first when allowed. */
-export function loadOrCreateDevicePublicKey(config: Config, logger: Logger): string {
+/** Returns the public key PEM (from the `websocket-ups` service or the file), generating a dev pair first when allowed. */
+export function loadOrCreateDevicePublicKey(
+  config: Pick<Config, 'devicePublicKeyPath' | 'devicePublicKeyPem' | 'isProduction'>,
+  logger: Logger,
+): string {
+  if (config.devicePublicKeyPem !== undefined) return config.devicePublicKeyPem;
   const publicKeyPath = config.devicePublicKeyPath;
   if (fs.existsSync(publicKeyPath)) return fs.readFileSync(publicKeyPath, 'utf8');
   if (config.isProduction) {
-    throw new ConfigError('DEVICE_PUBLIC_KEY_PATH', `device token public key not found at ${publicKeyPath}`);
+    throw new ConfigError(
+      'DEVICE_PUBLIC_KEY_PATH',
+      `device token public key not found at ${publicKeyPath} (push keys/public.pem, or give devicePublicKey in the websocket-ups service)`,
+    );
   }
   const { publicKey, privateKey } = crypto.generateKeyPairSync('rsa', {
     modulusLength: 2048,
