@@ -78,6 +78,24 @@ export interface Config {
   readonly sweepIntervalMs: number;
   /** Safety-net poll for queued actuations of connected devices (missed NOTIFYs). (Default: 5 000) */
   readonly dispatchPollMs: number;
+  /** Hold and process DSS streams on this instance (`DSS_ENABLED`); the REST routes work either way. (Default: true) */
+  readonly dssEnabled: boolean;
+  /** How often this instance looks for streams to take over, edited or deleted; bounds the handover time. (Default: 2 000) */
+  readonly dssSupervisorIntervalMs: number;
+  /** First reconnect delay of a DSS stream; doubles per failed attempt, with jitter. (Default: 500) */
+  readonly dssReconnectMinMs: number;
+  /** Longest reconnect delay of a DSS stream. (Default: 30 000) */
+  readonly dssReconnectMaxMs: number;
+  /** DSS WebSocket handshake timeout. (Default: 10 000) */
+  readonly dssConnectTimeoutMs: number;
+  /** Reconnect when nothing, not even a heartbeat (every 30 s from DSS), arrived for this long. (Default: 90 000) */
+  readonly dssIdleTimeoutMs: number;
+  /** How often a stream's position and counters are written to `dss_streams`. (Default: 1 000) */
+  readonly dssFlushIntervalMs: number;
+  /** Events queued behind the rules before the stream socket stops reading. (Default: 1 000) */
+  readonly dssMaxQueuedEvents: number;
+  /** Rules are reloaded this often (edits on other instances); edits here apply at once. (Default: 2 000) */
+  readonly dssRulesRefreshMs: number;
 }
 
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -141,7 +159,19 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     backlogRate: integer(env, 'BACKLOG_RATE', 500, 1, 1_000_000),
     sweepIntervalMs: integer(env, 'SWEEP_INTERVAL_MS', 1_000, 50, 600_000),
     dispatchPollMs: integer(env, 'DISPATCH_POLL_MS', 5_000, 100, 600_000),
+    dssEnabled: boolean(env, 'DSS_ENABLED') ?? true,
+    dssSupervisorIntervalMs: integer(env, 'DSS_SUPERVISOR_INTERVAL_MS', 2_000, 50, 600_000),
+    dssReconnectMinMs: integer(env, 'DSS_RECONNECT_MIN_MS', 500, 10, 600_000),
+    dssReconnectMaxMs: integer(env, 'DSS_RECONNECT_MAX_MS', 30_000, 10, 3_600_000),
+    dssConnectTimeoutMs: integer(env, 'DSS_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000),
+    dssIdleTimeoutMs: integer(env, 'DSS_IDLE_TIMEOUT_MS', 90_000, 100, 3_600_000),
+    dssFlushIntervalMs: integer(env, 'DSS_FLUSH_INTERVAL_MS', 1_000, 10, 600_000),
+    dssMaxQueuedEvents: integer(env, 'DSS_MAX_QUEUED_EVENTS', 1_000, 10, 1_000_000),
+    dssRulesRefreshMs: integer(env, 'DSS_RULES_REFRESH_MS', 2_000, 10, 3_600_000),
   };
+  if (config.dssReconnectMinMs > config.dssReconnectMaxMs) {
+    throw new ConfigError('DSS_RECONNECT_MIN_MS', `must not exceed DSS_RECONNECT_MAX_MS (${config.dssReconnectMaxMs})`);
+  }
   return Object.freeze(config);
 }
 
