@@ -23,6 +23,7 @@ import { startDeadlineSweeper } from './actuations/sweeper.js';
 import type { ApiCredentials } from './config/api-credentials.js';
 import type { Config } from './config/config.js';
 import { startNotificationListener, type NotificationListener } from './db/notification-listener.js';
+import { makeDss } from './dss/dss.js';
 import type { Pool } from './db/pool.js';
 import { makeDeviceTokenVerifier } from './gateway/device-token.js';
 import { makeGateway, type Gateway } from './gateway/gateway.js';
@@ -83,6 +84,7 @@ export function buildApp(options: AppOptions): App {
     isConnectedHere: (deviceId) => dispatcher.isConnectedHere(deviceId),
     nudgeLocal: (deviceIds) => dispatcher.nudge(deviceIds),
   });
+  const dss = makeDss({ config, logger, pool, submitter });
   const api = makeHttpApi({
     logger,
     pool,
@@ -92,6 +94,7 @@ export function buildApp(options: AppOptions): App {
     maxBodyBytes: config.maxMessageBytes,
     maxBulkBodyBytes: MAX_BULK_BODY_BYTES,
     isShuttingDown: () => shuttingDown,
+    routers: [dss.router],
   });
 
   const server = http.createServer(api);
@@ -132,6 +135,7 @@ export function buildApp(options: AppOptions): App {
         onConnected: () => dispatcher.nudgeAll(),
       });
       sweeper = startDeadlineSweeper({ pool, logger, intervalMs: config.sweepIntervalMs });
+      dss.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {
@@ -146,6 +150,8 @@ export function buildApp(options: AppOptions): App {
         shuttingDown = true;
         await gateway.close();
         await listener?.stop();
+        // DSS before the submitter drains: a rule in flight still submits, then the stream's position is flushed.
+        await dss.stop();
         await Promise.all([dispatcher.close(), submitter.drain(), acks.drain()]);
         await sweeper?.stop();
         await liveness?.stop();

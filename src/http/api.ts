@@ -2,7 +2,7 @@
  * The REST API as an express app: unauthenticated probes, then HTTP Basic, then
  * the versioned routes, then the one error handler.
  */
-import express from 'express';
+import express, { type Router } from 'express';
 import { pinoHttp } from 'pino-http';
 import crypto from 'node:crypto';
 import type { ActuationSubmitter } from '../actuations/types.js';
@@ -33,6 +33,8 @@ export interface HttpApiOptions {
   /** Bulk submissions (up to 1,000 items) get a larger body limit than everything else. */
   maxBulkBodyBytes: number;
   isShuttingDown: () => boolean;
+  /** More authenticated routes (the DSS streams and rules API). */
+  routers?: Router[];
 }
 
 export function makeHttpApi(options: HttpApiOptions): express.Express {
@@ -67,6 +69,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   app.use(express.json({ limit: options.maxBodyBytes, type: jsonTypes }));
   app.use(deviceRoutes({ pool, gateway }));
   app.use(actuationRoutes({ pool, submitter, caller: credentials.username }));
+  for (const router of options.routers ?? []) app.use(router);
   app.use(notFoundHandler);
   app.use(errorHandler);
   return app;

@@ -1,0 +1,70 @@
+/**
+ * The DSS part, built once by `buildApp`: the REST routes for streams and rules,
+ * the rule engine, and (after `start()`) the supervisor that holds this
+ * instance's share of the enabled streams. Actuations go through the submitter
+ * it is given, the same durable path as the REST API.
+ */
+import type { Router } from 'express';
+import type { ActuationSubmitter } from '../actuations/types.js';
+import type { Config } from '../config/config.js';
+import type { Pool } from '../db/pool.js';
+import { dssRoutes } from '../http/routes/dss.js';
+import type { Logger } from '../logger.js';
+import { makeRuleEngine } from './rule-engine.js';
+import { startStreamClient, type DssClientConfig } from './stream-client.js';
+import { startStreamSupervisor, type StreamSupervisor } from './stream-supervisor.js';
+
+export type DssConfig = DssClientConfig & Pick<Config, 'instanceId' | 'dssEnabled' | 'dssSupervisorIntervalMs' | 'dssRulesRefreshMs'>;
+
+export interface Dss {
+  router: Router;
+  /** Starts holding streams (no-op when `dssEnabled` is false). */
+  start(): void;
+  /** Closes this instance's stream clients (position flushed) and lets go of their locks. */
+  stop(): Promise<void>;
+  /** Stream ids this instance holds now. */
+  heldStreams(): string[];
+}
+
+export function makeDss(options: { config: DssConfig; logger: Logger; pool: Pool; submitter: ActuationSubmitter }): Dss {
+  const { config, logger, pool, submitter } = options;
+  const engine = makeRuleEngine({ pool, submitter, refreshMs: config.dssRulesRefreshMs });
+  let supervisor: StreamSupervisor | undefined;
+
+  const router = dssRoutes({
+    pool,
+    changed: {
+      rules: () => engine.invalidate(),
+      streams: () => void supervisor?.poke(),
+    },
+  });
+
+  return {
+    router,
+    start() {
+      if (!config.dssEnabled || supervisor) return;
+      supervisor = startStreamSupervisor({
+        pool,
+        logger,
+        instanceId: config.instanceId,
+        intervalMs: config.dssSupervisorIntervalMs,
+        startClient: (stream) =>
+          startStreamClient({
+            stream,
+            instanceId: config.instanceId,
+            config,
+            logger,
+            pool,
+            handleEvent: async (event, log) => {
+              await engine.handleEvent(stream.id, event, log);
+            },
+          }),
+      });
+    },
+    async stop() {
+      await supervisor?.stop();
+      supervisor = undefined;
+    },
+    heldStreams: () => supervisor?.held() ?? [],
+  };
+}

@@ -1,0 +1,272 @@
+/**
+ * One DSS stream's WebSocket, for as long as this instance holds the stream.
+ *
+ * Modes:
+ * - CONNECTING: handshake under way (`wss://host/stream?stream_key=…&seq_start=…`).
+ * - OPEN: frames arrive. Heartbeats are answered with `Z` in the message handler
+ *   itself, ahead of any queued events; events queue and are handled one at a time
+ *   in seq order, the position moving only after an event's actuations committed.
+ * - WAITING: the socket closed or failed; reconnect after exponential backoff with
+ *   jitter, once the event in hand is finished, resuming at the last handled seq + 1.
+ * - STOPPED: `stop()` was called (lock lost, stream edited or deleted, shutdown).
+ *
+ * The position and counters are written to `dss_streams` every `flushIntervalMs`
+ * and on stop. Losing up to that much progress on a crash costs a replay of those
+ * events, which the idempotency key and rule state make harmless.
+ */
+import WebSocket from 'ws';
+import type { Config } from '../config/config.js';
+import type { Pool } from '../db/pool.js';
+import type { Logger } from '../logger.js';
+import { DSS_ERRORS, type DssErrorCode } from './errors.js';
+import { toDssEvent, type DssEvent } from './events.js';
+import { HEARTBEAT_ANSWER, parseFrames } from './frame-parser.js';
+import * as streamsSql from './streams-sql.js';
+
+export const CONNECTING = 'connecting';
+export const OPEN = 'open';
+export const WAITING = 'waiting';
+export const STOPPED = 'stopped';
+export type StreamClientState = typeof CONNECTING | typeof OPEN | typeof WAITING | typeof STOPPED;
+
+export type DssClientConfig = Pick<
+  Config,
+  'dssReconnectMinMs' | 'dssReconnectMaxMs' | 'dssConnectTimeoutMs' | 'dssIdleTimeoutMs' | 'dssFlushIntervalMs' | 'dssMaxQueuedEvents' | 'maxMessageBytes'
+>;
+
+export interface StreamClientOptions {
+  stream: { id: string; name: string; url: string; streamKey: string; lastSeq: number | null };
+  instanceId: string;
+  config: DssClientConfig;
+  logger: Logger;
+  pool: Pool;
+  /** Resolves once the event's effects are durable; a rejection makes the client reconnect and replay from it. */
+  handleEvent(event: DssEvent, log: Logger): Promise<void>;
+}
+
+export interface StreamClient {
+  readonly state: StreamClientState;
+  /** Last seq whose event was handled (`null`: none yet; the stream started live). */
+  readonly lastSeq: number | null;
+  stop(): Promise<void>;
+}
+
+export function startStreamClient(options: StreamClientOptions): StreamClient {
+  const { stream, instanceId, config, pool, handleEvent } = options;
+  const endpoint = safeEndpoint(stream.url);
+  const log = options.logger.child({ component: 'dss', streamId: stream.id, stream: stream.name });
+
+  let state: StreamClientState = CONNECTING;
+  let socket: WebSocket | undefined;
+  let lastSeq = stream.lastSeq;
+  let attempt = 0;
+  let reconnectTimer: NodeJS.Timeout | undefined;
+  let idleTimer: NodeJS.Timeout | undefined;
+  const queue: DssEvent[] = [];
+  let processing: Promise<void> | undefined;
+  let paused = false;
+  const pending = { events: 0, heartbeats: 0, errors: 0, lastEventAt: null as Date | null, lastError: null as string | null, dirty: false };
+
+  const flushTimer = setInterval(() => void flush(), config.dssFlushIntervalMs);
+  flushTimer.unref();
+
+  function url(): string {
+    const u = new URL(stream.url);
+    u.searchParams.set('stream_key', stream.streamKey);
+    if (lastSeq !== null) u.searchParams.set('seq_start', String(lastSeq + 1));
+    return u.toString();
+  }
+
+  function connect(): void {
+    if (state === STOPPED) return;
+    state = CONNECTING;
+    log.debug({ endpoint, seqStart: lastSeq === null ? null : lastSeq + 1, attempt }, 'dss: connecting');
+    const ws = new WebSocket(url(), { handshakeTimeout: config.dssConnectTimeoutMs, maxPayload: config.maxMessageBytes * 16, perMessageDeflate: false });
+    socket = ws;
+    ws.on('open', () => socketOnOpen(ws));
+    ws.on('message', (data: Buffer) => socketOnMessage(ws, data));
+    ws.on('error', (err) => socketOnError(err));
+    ws.on('close', (code, reason) => socketOnClose(ws, code, reason.toString()));
+  }
+
+  function socketOnOpen(ws: WebSocket): void {
+    if (ws !== socket) return;
+    state = OPEN;
+    resetIdle(ws);
+    log.info({ endpoint, seqStart: lastSeq === null ? null : lastSeq + 1 }, 'dss: stream connected');
+    void streamsSql.markConnected(pool, stream.id, instanceId, true).catch((err) => log.warn({ err }, 'dss: could not record connected'));
+  }
+
+  function socketOnMessage(ws: WebSocket, data: Buffer): void {
+    if (ws !== socket || state === STOPPED) return;
+    resetIdle(ws);
+    attempt = 0;
+    for (const frame of parseFrames(data)) {
+      if (frame.kind === 'heartbeat') {
+        ws.send(HEARTBEAT_ANSWER);
+        pending.heartbeats++;
+        pending.dirty = true;
+      } else if (frame.kind === 'invalid') {
+        skip(frame.code, frame.message);
+      } else {
+        const event = toDssEvent(frame.rawEvent);
+        if (!event) {
+          skip('DSS_ERR_EVENT_SHAPE', `seq ${JSON.stringify(frame.rawEvent.seq ?? null)}`);
+          continue;
+        }
+        queue.push(event);
+      }
+    }
+    if (queue.length >= config.dssMaxQueuedEvents && !paused) {
+      // Stop reading until the rules catch up; TCP pushes back on DSS.
+      paused = true;
+      ws.pause();
+    }
+    if (queue.length > 0) processQueue(ws);
+  }
+
+  function skip(code: DssErrorCode, message: string): void {
+    pending.errors++;
+    pending.lastError = `${code}: ${message}`;
+    pending.dirty = true;
+    log.warn({ code, detail: message }, `dss: ${DSS_ERRORS[code]}; skipped`);
+  }
+
+  /** Handles queued events one at a time; at most one loop runs. */
+  function processQueue(ws: WebSocket): void {
+    if (processing) return;
+    processing = (async () => {
+      try {
+        while (queue.length > 0 && state !== STOPPED) {
+          const event = queue.shift()!;
+          if (lastSeq !== null && event.seq <= lastSeq) {
+            log.debug({ seq: event.seq, lastSeq }, 'dss: event at or below the position; skipped');
+            continue;
+          }
+          try {
+            await handleEvent(event, log);
+          } catch (err) {
+            pending.errors++;
+            pending.lastError = `processing seq ${event.seq} failed: ${(err as Error).message}`;
+            pending.dirty = true;
+            log.error({ err, seq: event.seq }, 'dss: event processing failed; reconnecting to replay from it');
+            queue.length = 0;
+            ws.terminate();
+            return;
+          }
+          lastSeq = event.seq;
+          pending.events++;
+          pending.lastEventAt = new Date();
+          pending.dirty = true;
+          if (paused && queue.length <= config.dssMaxQueuedEvents / 4 && ws === socket) {
+            paused = false;
+            ws.resume();
+          }
+        }
+      } finally {
+        processing = undefined;
+      }
+    })();
+  }
+
+  function socketOnError(err: Error): void {
+    // Handshake failures (refused, 401 for a bad key, timeout) and protocol errors; 'close' follows.
+    log.warn({ endpoint, err: { message: err.message, code: (err as { code?: string }).code } }, 'dss: stream socket error');
+  }
+
+  function socketOnClose(ws: WebSocket, code: number, reason: string): void {
+    if (ws !== socket) return;
+    clearTimeout(idleTimer);
+    socket = undefined;
+    queue.length = 0;
+    paused = false;
+    if (state === STOPPED) return;
+    const wasOpen = state === OPEN;
+    state = WAITING;
+    if (wasOpen) {
+      log.info({ code, reason }, 'dss: stream closed');
+      void streamsSql.markConnected(pool, stream.id, instanceId, false).catch(() => undefined);
+    }
+    const ceiling = Math.min(config.dssReconnectMaxMs, config.dssReconnectMinMs * 2 ** Math.min(attempt, 20));
+    // Equal jitter: never less than half the step, so instances do not reconnect in lockstep.
+    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    attempt++;
+    log.debug({ delayMs: delay, attempt }, 'dss: reconnecting after backoff');
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = undefined;
+      // Resume only after the event in hand finished, so seq_start is exact.
+      void (processing ?? Promise.resolve()).then(async () => {
+        await flush();
+        connect();
+      });
+    }, delay);
+  }
+
+  function resetIdle(ws: WebSocket): void {
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      log.warn({ idleMs: config.dssIdleTimeoutMs }, 'dss: nothing received, not even a heartbeat; reconnecting');
+      ws.terminate();
+    }, config.dssIdleTimeoutMs);
+    idleTimer.unref();
+  }
+
+  async function flush(): Promise<void> {
+    if (!pending.dirty) return;
+    const progress = { lastSeq, events: pending.events, heartbeats: pending.heartbeats, errors: pending.errors, lastEventAt: pending.lastEventAt, lastError: pending.lastError };
+    pending.events = pending.heartbeats = pending.errors = 0;
+    pending.lastError = null;
+    pending.dirty = false;
+    try {
+      await streamsSql.recordProgress(pool, stream.id, progress);
+    } catch (err) {
+      // Keep the counts for the next flush.
+      pending.events += progress.events;
+      pending.heartbeats += progress.heartbeats;
+      pending.errors += progress.errors;
+      pending.lastError ??= progress.lastError;
+      pending.dirty = true;
+      log.warn({ err }, 'dss: could not record stream progress');
+    }
+  }
+
+  connect();
+
+  return {
+    get state() {
+      return state;
+    },
+    get lastSeq() {
+      return lastSeq;
+    },
+    async stop() {
+      if (state === STOPPED) return;
+      state = STOPPED;
+      clearTimeout(reconnectTimer);
+      clearTimeout(idleTimer);
+      clearInterval(flushTimer);
+      const ws = socket;
+      if (ws && ws.readyState !== WebSocket.CLOSED) {
+        const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+        ws.close(1001, 'going away');
+        const timer = setTimeout(() => ws.terminate(), 2_000);
+        await closed;
+        clearTimeout(timer);
+      }
+      await processing;
+      await flush();
+      await streamsSql.markConnected(pool, stream.id, instanceId, false).catch(() => undefined);
+      log.info({ lastSeq }, 'dss: stream client stopped');
+    },
+  };
+}
+
+/** The URL without query or credentials, for logs. */
+function safeEndpoint(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '(invalid url)';
+  }
+}
