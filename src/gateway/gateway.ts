@@ -82,6 +82,9 @@ export function makeGateway(options: GatewayOptions): Gateway {
     const sessionLog = logger.child({ deviceId: verified.deviceId, sessionId: opened.sessionId });
     connection.markAuthenticated(verified.deviceId, verified.accountId, opened.sessionId, sessionLog);
 
+    if (opened.replaced && opened.replaced.instanceId !== config.instanceId) {
+      await sessions.notifySessionReplaced(pool, { deviceId: verified.deviceId, ...opened.replaced });
+    }
     const previous = registry.get(verified.deviceId);
     registry.set(verified.deviceId, connection);
     if (previous && previous !== connection) {

@@ -45,13 +45,9 @@ export async function openSession(
        insert into device_sessions (device_id, account_id, instance_id, remote_address)
        select $1, $2, $3, $4 from (select count(*) from previous) as wait_for_previous
        returning id
-     ), notified as (
-       -- The instance holding the replaced session closes its socket when it hears this.
-       select pg_notify('${SESSION_REPLACED_CHANNEL}', json_build_object('deviceId', $1::text, 'sessionId', id, 'instanceId', instance_id)::text)
-         from previous where instance_id <> $3
      )
      select opened.id as "sessionId", previous.id as "replacedId", previous.instance_id as "replacedInstance"
-       from opened left join previous on true left join (select count(*) from notified) as n on true`,
+       from opened left join previous on true`,
     [s.deviceId, s.accountId, s.instanceId, s.remoteAddress],
   );
   const row = rows[0]!;
@@ -59,6 +55,11 @@ export async function openSession(
     sessionId: row.sessionId,
     replaced: row.replacedId === null ? null : { sessionId: row.replacedId, instanceId: row.replacedInstance! },
   };
+}
+
+/** Tells the instance holding a replaced session to close its socket. */
+export async function notifySessionReplaced(db: Queryable, replaced: { deviceId: string; sessionId: number; instanceId: string }): Promise<void> {
+  await db.query('select pg_notify($1, $2)', [SESSION_REPLACED_CHANNEL, JSON.stringify(replaced)]);
 }
 
 export async function closeSession(db: Queryable, sessionId: number, code: number, reason: string, lastSeenAt: Date): Promise<void> {
