@@ -154,10 +154,13 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
             ws.terminate();
             return;
           }
+          const firstEver = lastSeq === null;
           lastSeq = event.seq;
           pending.events++;
           pending.lastEventAt = new Date();
           pending.dirty = true;
+          // Without any stored position a successor would start live and miss what came meanwhile.
+          if (firstEver) await flush();
           if (paused && queue.length <= config.dssMaxQueuedEvents / 4 && ws === socket) {
             paused = false;
             ws.resume();
