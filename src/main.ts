@@ -4,13 +4,13 @@
  * order; a second signal or the deadline forces the exit.
  */
 import path from 'node:path';
-import { buildApp } from './app.js';
+import { buildApp, type App } from './app.js';
 import { resolveApiCredentials } from './config/api-credentials.js';
 import { loadConfig } from './config/config.js';
 import { loadOrCreateDevicePublicKey } from './config/dev-keys.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded-postgres.js';
 import { migrate } from './db/migrate.js';
-import { makePool } from './db/pool.js';
+import { makePool, type Pool } from './db/pool.js';
 import { makeLogger } from './logger.js';
 
 async function main(): Promise<void> {
@@ -25,34 +25,19 @@ async function main(): Promise<void> {
   const logger = makeLogger({ level: config.logLevel, instanceId: config.instanceId });
 
   let embedded: EmbeddedPostgres | undefined;
-  if (config.databaseUrl === undefined) {
-    embedded = await startEmbeddedPostgres({ dataDir: path.join(config.dataDir, 'postgres'), persistent: true, logger });
-  }
-  const databaseUrl = config.databaseUrl ?? embedded!.url;
-  const pool = makePool(
-    { connectionString: databaseUrl, ssl: config.databaseSsl, max: config.databasePoolSize, applicationName: `iot-websocket-server ${config.instanceId}` },
-    logger,
-  );
+  let pool: Pool | undefined;
+  let app: App | undefined;
+  let stopping = false;
 
   const stopDatabase = async () => {
-    await pool.end().catch(() => undefined);
+    await pool?.end().catch(() => undefined);
     await embedded?.stop();
   };
 
-  let app;
-  try {
-    await migrate(pool, logger);
-    const devicePublicKey = loadOrCreateDevicePublicKey(config, logger);
-    const credentials = resolveApiCredentials(config, logger);
-    app = buildApp({ config, logger, pool, databaseUrl, devicePublicKey, credentials });
-    const port = await app.listen();
-    logger.info({ port, embeddedDatabase: embedded !== undefined }, 'server: listening');
-  } catch (err) {
-    logger.fatal({ err }, 'server: start-up failed');
-    await stopDatabase();
-    process.exit(1);
-  }
-
+  // Handlers go in before start-up begins: a signal while the embedded database is
+  // starting must still stop it, or postgres outlives us and holds the data directory.
+  // (Registering them later would also let embedded-postgres' import strip them.)
+  let startup: Promise<void> = Promise.resolve();
   let shutdown: Promise<void> | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     if (shutdown) {
@@ -60,13 +45,14 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     logger.info({ signal }, 'server: shutting down');
+    stopping = true;
     const deadline = setTimeout(() => {
       logger.error('server: shutdown deadline passed, exiting');
       process.exit(1);
     }, config.shutdownTimeoutMs);
     deadline.unref();
-    shutdown = app
-      .close()
+    shutdown = startup
+      .then(() => app?.close())
       .then(stopDatabase)
       .then(
         () => {
@@ -81,6 +67,37 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+
+  startup = (async () => {
+    try {
+      if (config.databaseUrl === undefined) {
+        embedded = await startEmbeddedPostgres({ dataDir: path.join(config.dataDir, 'postgres'), persistent: true, logger });
+      }
+      const databaseUrl = config.databaseUrl ?? embedded!.url;
+      pool = makePool(
+        { connectionString: databaseUrl, ssl: config.databaseSsl, max: config.databasePoolSize, applicationName: `iot-websocket-server ${config.instanceId}` },
+        logger,
+      );
+      if (stopping) return;
+      await migrate(pool, logger);
+      if (stopping) return;
+      const devicePublicKey = loadOrCreateDevicePublicKey(config, logger);
+      const credentials = resolveApiCredentials(config, logger);
+      app = buildApp({ config, logger, pool, databaseUrl, devicePublicKey, credentials });
+      const port = await app.listen();
+      logger.info({ port, embeddedDatabase: embedded !== undefined }, 'server: listening');
+    } catch (err) {
+      logger.fatal({ err }, 'server: start-up failed');
+      // listen() may fail after background work started (it holds pool clients, so
+      // pool.end() alone would wait for ever): stop the app first, within the deadline.
+      process.exitCode = 1;
+      setTimeout(() => process.exit(1), config.shutdownTimeoutMs).unref();
+      await app?.close().catch((closeErr: unknown) => logger.error({ err: closeErr }, 'server: could not stop after failed start-up'));
+      await stopDatabase();
+      process.exit(1);
+    }
+  })();
+  await startup;
 }
 
 void main();
