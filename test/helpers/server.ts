@@ -40,7 +40,8 @@ export async function startTestServer(db: TestDatabase, env: Record<string, stri
     devicePublicKey: fs.readFileSync(publicKeyPath, 'utf8'),
     credentials: config.apiCredentials!,
   });
-  const port = await app.listen(0, '127.0.0.1');
+  // A free port unless the test asks for one (to restart a server where its clients expect it).
+  const port = await app.listen(env.PORT === undefined ? 0 : config.port, '127.0.0.1');
   const httpUrl = `http://127.0.0.1:${port}`;
   const authorization = 'Basic ' + Buffer.from(`${TEST_CREDENTIALS.username}:${TEST_CREDENTIALS.password}`).toString('base64');
   return {
