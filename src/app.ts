@@ -15,11 +15,13 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import express from 'express';
 import { makeAckHandler } from './actuations/acks.js';
 import { makeDispatcher } from './actuations/dispatcher.js';
 import { ACTUATION_READY_CHANNEL } from './actuations/submit-sql.js';
 import { makeSubmitter } from './actuations/submitter.js';
 import { startDeadlineSweeper } from './actuations/sweeper.js';
+import type { TransitionObserver } from './actuations/types.js';
 import type { ApiCredentials } from './config/api-credentials.js';
 import type { Config } from './config/config.js';
 import { startNotificationListener, type NotificationListener } from './db/notification-listener.js';
@@ -30,6 +32,8 @@ import { makeGateway, type Gateway } from './gateway/gateway.js';
 import { startInstanceLiveness, type InstanceLiveness } from './gateway/instance-liveness.js';
 import { SESSION_REPLACED_CHANNEL } from './gateway/sessions-sql.js';
 import { makeHttpApi } from './http/api.js';
+import { metricsRoutes } from './http/routes/metrics.js';
+import { makeMetrics, type Metrics } from './metrics.js';
 import type { Logger } from './logger.js';
 
 export interface AppOptions {
@@ -45,6 +49,7 @@ export interface AppOptions {
 export interface App {
   server: http.Server;
   gateway: Gateway;
+  metrics: Metrics;
   /** Starts background work and listens; resolves with the bound port. */
   listen(port?: number, host?: string): Promise<number>;
   close(): Promise<void>;
@@ -56,6 +61,10 @@ export function buildApp(options: AppOptions): App {
   const { config, logger, pool, devicePublicKey, credentials } = options;
   let shuttingDown = false;
 
+  // Gauges are read at scrape time, after everything below exists.
+  const metrics = makeMetrics({ pool, connectedDevices: () => gateway.connectedDeviceCount() });
+  const countTransition: TransitionObserver = (status, source) => metrics.actuations.inc({ source, status });
+
   const dispatcher = makeDispatcher({
     pool,
     logger,
@@ -63,16 +72,34 @@ export function buildApp(options: AppOptions): App {
     backlogRate: config.backlogRate,
     redeliverUnacked: config.redeliverUnacked,
     pollIntervalMs: config.dispatchPollMs,
+    onSent(actuation) {
+      countTransition('sent', actuation.sourceKind);
+      metrics.postToSentSeconds.observe((Date.now() - actuation.createdAt.getTime()) / 1000);
+    },
   });
-  const acks = makeAckHandler({ pool });
+  const acks = makeAckHandler({
+    pool,
+    onAck({ outcome, sourceKind, createdAt }) {
+      if ((outcome === 'acked' || outcome === 'failed') && sourceKind) countTransition(outcome, sourceKind);
+      if (outcome === 'acked' && createdAt) metrics.postToAckedSeconds.observe((Date.now() - createdAt.getTime()) / 1000);
+    },
+  });
   const gateway = makeGateway({
     config,
     logger,
     pool,
     verifyDeviceToken: makeDeviceTokenVerifier(devicePublicKey, config.deviceTokenAlgorithms),
     events: {
-      authenticated: (connection) => dispatcher.deviceConnected(connection),
-      disconnected: (connection) => dispatcher.deviceDisconnected(connection),
+      authenticated(connection) {
+        metrics.authentications.inc({ result: 'ok' });
+        metrics.sessionsOpened.inc();
+        dispatcher.deviceConnected(connection);
+      },
+      authenticationFailed: () => metrics.authentications.inc({ result: 'invalid_token' }),
+      disconnected(connection) {
+        metrics.sessionsClosed.inc({ code: String(connection.closeIntent?.code ?? 1005) });
+        dispatcher.deviceDisconnected(connection);
+      },
       ack: (connection, message) => acks.handle(connection, message),
     },
   });
@@ -83,6 +110,7 @@ export function buildApp(options: AppOptions): App {
     maxBatchSize: 500,
     isConnectedHere: (deviceId) => dispatcher.isConnectedHere(deviceId),
     nudgeLocal: (deviceIds) => dispatcher.nudge(deviceIds),
+    onTransition: countTransition,
   });
   const dss = makeDss({ config, logger, pool, submitter });
   const api = makeHttpApi({
@@ -94,8 +122,11 @@ export function buildApp(options: AppOptions): App {
     maxBodyBytes: config.maxMessageBytes,
     maxBulkBodyBytes: MAX_BULK_BODY_BYTES,
     isShuttingDown: () => shuttingDown,
-    routers: [dss.router],
+    routers: [dss.router, ...(config.metricsPort === undefined ? [metricsRoutes(metrics.registry)] : [])],
+    onTransition: countTransition,
   });
+  // With METRICS_PORT, /metrics is served there only, unauthenticated (for a scraper on a private network).
+  const metricsServer = config.metricsPort === undefined ? undefined : http.createServer(express().use(metricsRoutes(metrics.registry)));
 
   const server = http.createServer(api);
   server.on('upgrade', (req, socket, head) => gateway.handleUpgrade(req, socket, head));
@@ -123,6 +154,7 @@ export function buildApp(options: AppOptions): App {
   return {
     server,
     gateway,
+    metrics,
     async listen(port = config.port, host = config.host) {
       liveness = await startInstanceLiveness({ pool, logger, instanceId: config.instanceId, intervalMs: config.instanceHeartbeatMs });
       listener = await startNotificationListener({
@@ -134,7 +166,13 @@ export function buildApp(options: AppOptions): App {
         // Anything NOTIFYed while we were not listening is still in the table: re-check.
         onConnected: () => dispatcher.nudgeAll(),
       });
-      sweeper = startDeadlineSweeper({ pool, logger, intervalMs: config.sweepIntervalMs });
+      sweeper = startDeadlineSweeper({
+        pool,
+        logger,
+        intervalMs: config.sweepIntervalMs,
+        onSwept: (result) => result.sources.forEach((s) => countTransition(s.status, s.kind)),
+      });
+      if (metricsServer) await new Promise<void>((resolve) => metricsServer.listen(config.metricsPort, host, resolve));
       dss.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -155,6 +193,7 @@ export function buildApp(options: AppOptions): App {
         await Promise.all([dispatcher.close(), submitter.drain(), acks.drain()]);
         await sweeper?.stop();
         await liveness?.stop();
+        metricsServer?.close();
         server.closeIdleConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
       })();

@@ -17,7 +17,11 @@ export interface AckById {
   reasonPhrase: string | null;
 }
 
-export type AckOutcome = 'acked' | 'failed' | 'late' | 'unknown';
+export interface AckOutcome {
+  outcome: 'acked' | 'failed' | 'late' | 'unknown';
+  sourceKind?: string;
+  createdAt?: Date;
+}
 
 export function applyAcks(pool: Pool, acks: AckById[]): Promise<AckOutcome[]> {
   return withTransaction(pool, async (client) => {
@@ -27,7 +31,7 @@ export function applyAcks(pool: Pool, acks: AckById[]): Promise<AckOutcome[]> {
 }
 
 async function applyLockedAcks(client: PoolClient, acks: AckById[]): Promise<AckOutcome[]> {
-  const { rows } = await client.query<{ id: string; device_id: string; outcome: AckOutcome }>(
+  const { rows } = await client.query<{ id: string; device_id: string; outcome: AckOutcome['outcome']; source_kind: string; created_at: Date }>(
     `with v as (
        select * from unnest($1::uuid[], $2::text[], $3::int[], $4::text[]) as v(id, device_id, code, reason)
      ), applied as (
@@ -38,14 +42,14 @@ async function applyLockedAcks(client: PoolClient, acks: AckById[]): Promise<Ack
                 'status', case when v.code < 400 then 'acked' else 'failed' end, 'at', now(), 'statusCode', v.code, 'reasonPhrase', v.reason))
          from v
         where a.id = v.id and a.device_id = v.device_id and a.status = 'sent'
-       returning a.id, a.device_id, a.status as outcome
+       returning a.id, a.device_id, a.status as outcome, a.source->>'kind' as source_kind, a.created_at
      ), late as (
        update actuations a
           set history = a.history || jsonb_build_array(jsonb_build_object(
                 'event', 'late_ack', 'at', now(), 'statusCode', v.code, 'reasonPhrase', v.reason, 'statusWas', a.status))
          from v
         where a.id = v.id and a.device_id = v.device_id and a.status <> 'sent'
-       returning a.id, a.device_id, 'late'::text as outcome
+       returning a.id, a.device_id, 'late'::text as outcome, a.source->>'kind' as source_kind, a.created_at
      ), counters as (
        update device_counters set has_acked = true
         where device_id in (select device_id from applied union select device_id from late) and not has_acked
@@ -53,8 +57,8 @@ async function applyLockedAcks(client: PoolClient, acks: AckById[]): Promise<Ack
      select * from applied union all select * from late`,
     [acks.map((a) => a.id), acks.map((a) => a.deviceId), acks.map((a) => a.statusCode), acks.map((a) => a.reasonPhrase)],
   );
-  const byKey = new Map(rows.map((r) => [`${r.device_id}\u0000${r.id}`, r.outcome]));
-  return acks.map((a) => byKey.get(`${a.deviceId}\u0000${a.id}`) ?? 'unknown');
+  const byKey = new Map(rows.map((r) => [`${r.device_id}\u0000${r.id}`, { outcome: r.outcome, sourceKind: r.source_kind, createdAt: r.created_at }]));
+  return acks.map((a) => byKey.get(`${a.deviceId}\u0000${a.id}`) ?? { outcome: 'unknown' });
 }
 
 /** `{"type":"ack","upTo":seq}`: every sent actuation of the device up to seq is acked. Returns how many. */

@@ -14,7 +14,7 @@ export interface AckHandler {
   drain(): Promise<void>;
 }
 
-export function makeAckHandler(options: { pool: Pool; onAcked?(outcome: AckOutcome, deviceId: string, id: string): void }): AckHandler {
+export function makeAckHandler(options: { pool: Pool; onAck?(result: AckOutcome): void }): AckHandler {
   const batcher = makeBatcher<AckById, AckOutcome>((acks) => applyAcks(options.pool, acks), { maxBatchSize: 500, maxConcurrent: 2 });
 
   return {
@@ -25,11 +25,11 @@ export function makeAckHandler(options: { pool: Pool; onAcked?(outcome: AckOutco
         connection.log.debug({ upTo: message.upTo, count }, 'device: acked up to seq');
         return;
       }
-      const outcome = await batcher.add({ deviceId, id: message.id, statusCode: message.statusCode, reasonPhrase: message.reasonPhrase ?? null });
-      options.onAcked?.(outcome, deviceId, message.id);
-      if (outcome === 'unknown') {
+      const result = await batcher.add({ deviceId, id: message.id, statusCode: message.statusCode, reasonPhrase: message.reasonPhrase ?? null });
+      options.onAck?.(result);
+      if (result.outcome === 'unknown') {
         connection.log.warn({ actuationId: message.id }, 'device: ack for an actuation that is not this device\'s; ignored');
-      } else if (outcome === 'late') {
+      } else if (result.outcome === 'late') {
         connection.log.info({ actuationId: message.id }, 'device: late ack recorded; status unchanged');
       }
     },

@@ -24,6 +24,8 @@ export interface ClaimedActuation {
   componentId: string;
   command: string;
   params: { name: string; value: unknown }[];
+  createdAt: Date;
+  sourceKind: string;
 }
 
 const PENDING = `(a.status = 'queued'
@@ -48,7 +50,8 @@ export async function claimPending(client: PoolClient, targets: DeliveryTarget[]
        select id from candidates where position <= $4 order by device_oldest, device_id, position limit $5
      )
      select a.id, a.device_id as "deviceId", a.seq, t.session_id as "sessionId", a.account_id as "accountId",
-            a.gateway_id as "gatewayId", a.component_id as "componentId", a.command, a.params
+            a.gateway_id as "gatewayId", a.component_id as "componentId", a.command, a.params,
+            a.created_at as "createdAt", a.source->>'kind' as "sourceKind"
        from actuations a
        join t on t.device_id = a.device_id
        join device_counters c on c.device_id = a.device_id

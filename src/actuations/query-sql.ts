@@ -58,18 +58,18 @@ export async function listDeviceActuations(
 }
 
 /** Cancels a queued actuation; returns the row's status afterwards, or null if there is no such actuation. */
-export async function cancelActuation(pool: Pool, id: string): Promise<{ cancelled: boolean; status: ActuationStatus } | null> {
-  const { rows } = await pool.query<{ cancelled: boolean; status: ActuationStatus }>(
+export async function cancelActuation(pool: Pool, id: string): Promise<{ cancelled: boolean; status: ActuationStatus; sourceKind: string } | null> {
+  const { rows } = await pool.query<{ cancelled: boolean; status: ActuationStatus; sourceKind: string }>(
     `with cancelled as (
        update actuations a
           set status = 'cancelled', completed_at = now(),
               history = a.history || jsonb_build_array(jsonb_build_object('status', 'cancelled', 'at', now()))
         where a.id = $1 and a.status = 'queued'
-       returning a.status
+       returning a.status, a.source->>'kind' as kind
      )
-     select true as cancelled, status from cancelled
+     select true as cancelled, status, kind as "sourceKind" from cancelled
      union all
-     select false, status from actuations where id = $1 and not exists (select 1 from cancelled)`,
+     select false, status, source->>'kind' from actuations where id = $1 and not exists (select 1 from cancelled)`,
     [id],
   );
   return rows[0] ?? null;

@@ -34,7 +34,7 @@ const MAX_NOTIFY_PAYLOAD = 7_500;
 export async function insertActuations(
   client: PoolClient,
   items: PreparedActuation[],
-  options: { maxQueuedPerDevice: number; notifyDevices: (deviceIds: string[]) => string[] },
+  options: { maxQueuedPerDevice: number; notifyDevices: (deviceIds: string[]) => string[]; onSuperseded?(sourceKind: string): void },
 ): Promise<SubmitResult[]> {
   const deviceIds = [...new Set(items.map((i) => i.deviceId))].sort();
 
@@ -143,14 +143,16 @@ export async function insertActuations(
     }
     if (newestByCollapseKey.size > 0) {
       const newest = [...newestByCollapseKey.values()];
-      await client.query(
+      const superseded = await client.query<{ kind: string }>(
         `update actuations a
             set status = 'superseded', superseded_by = v.id, completed_at = now(),
                 history = a.history || jsonb_build_array(jsonb_build_object('status', 'superseded', 'at', now(), 'supersededBy', v.id))
            from unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[]) as v(device_id, collapse_key, id, seq)
-          where a.device_id = v.device_id and a.collapse_key = v.collapse_key and a.status = 'queued' and a.seq < v.seq`,
+          where a.device_id = v.device_id and a.collapse_key = v.collapse_key and a.status = 'queued' and a.seq < v.seq
+          returning a.source->>'kind' as kind`,
         [newest.map((n) => n.deviceId), newest.map((n) => n.collapseKey), newest.map((n) => n.id), newest.map((n) => n.seq)],
       );
+      for (const row of superseded.rows) options.onSuperseded?.(row.kind);
     }
 
     for (const payload of notifyPayloads(options.notifyDevices(advanced))) {

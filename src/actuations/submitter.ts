@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import { withTransaction, type Pool } from '../db/pool.js';
 import { makeBatcher } from './batcher.js';
 import { insertActuations, type PreparedActuation } from './submit-sql.js';
-import type { ActuationSubmitter, NewActuation, SubmitResult } from './types.js';
+import type { ActuationSubmitter, NewActuation, SubmitResult, TransitionObserver } from './types.js';
 
 export interface SubmitterOptions {
   pool: Pool;
@@ -18,6 +18,7 @@ export interface SubmitterOptions {
   /** Devices connected to this instance get a direct nudge and no NOTIFY. */
   isConnectedHere(deviceId: string): boolean;
   nudgeLocal(deviceIds: string[]): void;
+  onTransition?: TransitionObserver;
 }
 
 export interface Submitter extends ActuationSubmitter {
@@ -32,13 +33,18 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
 
   async function flush(items: PreparedActuation[]): Promise<SubmitResult[]> {
     for (let attempt = 1; ; attempt++) {
+      const superseded: string[] = [];
       try {
         const results = await withTransaction(pool, (client) =>
           insertActuations(client, items, {
             maxQueuedPerDevice: options.maxQueuedPerDevice,
             notifyDevices: (deviceIds) => deviceIds.filter((d) => !options.isConnectedHere(d)),
+            onSuperseded: (kind) => superseded.push(kind),
           }),
         );
+        // Counted after the commit only: a rolled-back batch changed nothing.
+        results.forEach((r, i) => r.outcome === 'created' && options.onTransition?.('queued', items[i]!.source.kind));
+        for (const kind of superseded) options.onTransition?.('superseded', kind);
         const created = results.flatMap((r) => (r.outcome === 'created' ? [r.actuation.deviceId] : []));
         if (created.length > 0) options.nudgeLocal([...new Set(created)].filter(options.isConnectedHere));
         return results;

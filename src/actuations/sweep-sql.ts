@@ -12,30 +12,42 @@ export interface SweepResult {
   swept: boolean;
   expired: number;
   timedOut: number;
+  /** Source kind of each swept actuation, by new status (metrics). */
+  sources: { status: 'expired' | 'timed_out'; kind: string }[];
 }
 
 export async function sweepDeadlines(pool: Pool, batchSize: number): Promise<SweepResult> {
   return withTransaction(pool, async (client) => {
     const lock = await client.query<{ locked: boolean }>('select pg_try_advisory_xact_lock($1) as locked', [SWEEP_LOCK_KEY]);
-    if (!lock.rows[0]!.locked) return { swept: false, expired: 0, timedOut: 0 };
-    const timedOut = await client.query(
+    if (!lock.rows[0]!.locked) return { swept: false, expired: 0, timedOut: 0, sources: [] };
+    const timedOut = await client.query<{ kind: string }>(
       `update actuations a
           set status = 'timed_out', completed_at = now(),
               history = a.history || jsonb_build_array(jsonb_build_object('status', 'timed_out', 'at', now()))
         where a.id in (select id from actuations
                         where status = 'sent' and ack_deadline_at is not null and ack_deadline_at <= now()
-                        order by ack_deadline_at limit $1 for update skip locked)`,
+                        order by ack_deadline_at limit $1 for update skip locked)
+       returning a.source->>'kind' as kind`,
       [batchSize],
     );
-    const expired = await client.query(
+    const expired = await client.query<{ kind: string }>(
       `update actuations a
           set status = 'expired', completed_at = now(),
               history = a.history || jsonb_build_array(jsonb_build_object('status', 'expired', 'at', now()))
         where a.id in (select id from actuations
                         where status in ('queued', 'sent') and expires_at is not null and expires_at <= now()
-                        order by expires_at limit $1 for update skip locked)`,
+                        order by expires_at limit $1 for update skip locked)
+       returning a.source->>'kind' as kind`,
       [batchSize],
     );
-    return { swept: true, expired: expired.rowCount ?? 0, timedOut: timedOut.rowCount ?? 0 };
+    return {
+      swept: true,
+      expired: expired.rows.length,
+      timedOut: timedOut.rows.length,
+      sources: [
+        ...timedOut.rows.map((r) => ({ status: 'timed_out' as const, kind: r.kind })),
+        ...expired.rows.map((r) => ({ status: 'expired' as const, kind: r.kind })),
+      ],
+    };
   });
 }

@@ -96,6 +96,8 @@ export interface Config {
   readonly dssMaxQueuedEvents: number;
   /** Rules are reloaded this often (edits on other instances); edits here apply at once. (Default: 2 000) */
   readonly dssRulesRefreshMs: number;
+  /** When set, `/metrics` is served unauthenticated on this port only; otherwise on PORT behind HTTP Basic. */
+  readonly metricsPort: number | undefined;
 }
 
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -159,6 +161,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     backlogRate: integer(env, 'BACKLOG_RATE', 500, 1, 1_000_000),
     sweepIntervalMs: integer(env, 'SWEEP_INTERVAL_MS', 1_000, 50, 600_000),
     dispatchPollMs: integer(env, 'DISPATCH_POLL_MS', 5_000, 100, 600_000),
+    metricsPort: nonEmpty(env, 'METRICS_PORT') === undefined ? undefined : integer(env, 'METRICS_PORT', 0, 0, 65535),
     dssEnabled: boolean(env, 'DSS_ENABLED') ?? true,
     dssSupervisorIntervalMs: integer(env, 'DSS_SUPERVISOR_INTERVAL_MS', 2_000, 50, 600_000),
     dssReconnectMinMs: integer(env, 'DSS_RECONNECT_MIN_MS', 500, 10, 600_000),

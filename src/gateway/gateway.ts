@@ -21,6 +21,7 @@ export interface DeviceEvents {
   /** After the session row is written and the 200 is sent. */
   authenticated?(connection: DeviceConnection): void;
   ack?(connection: DeviceConnection, message: AckMessage): Promise<void>;
+  authenticationFailed?(deviceId: string): void;
   disconnected?(connection: DeviceConnection): void;
 }
 
@@ -65,6 +66,7 @@ export function makeGateway(options: GatewayOptions): Gateway {
     const verified = verifyDeviceToken(message.deviceId, message.deviceToken);
     if (!verified) {
       log.info({ deviceId: message.deviceId, remoteAddress: connection.remoteAddress }, 'device: invalid token');
+      events.authenticationFailed?.(message.deviceId);
       return false;
     }
     if (connection.state === AUTHENTICATED) {

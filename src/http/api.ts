@@ -5,7 +5,7 @@
 import express, { type Router } from 'express';
 import { pinoHttp } from 'pino-http';
 import crypto from 'node:crypto';
-import type { ActuationSubmitter } from '../actuations/types.js';
+import type { ActuationSubmitter, TransitionObserver } from '../actuations/types.js';
 import type { Pool } from '../db/pool.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../logger.js';
@@ -33,8 +33,9 @@ export interface HttpApiOptions {
   /** Bulk submissions (up to 1,000 items) get a larger body limit than everything else. */
   maxBulkBodyBytes: number;
   isShuttingDown: () => boolean;
-  /** More authenticated routes (the DSS streams and rules API). */
+  /** More authenticated routes (the DSS streams and rules API, /metrics). */
   routers?: Router[];
+  onTransition?: TransitionObserver;
 }
 
 export function makeHttpApi(options: HttpApiOptions): express.Express {
@@ -68,7 +69,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   app.post('/v1/actuations', express.json({ limit: options.maxBulkBodyBytes, type: jsonTypes }));
   app.use(express.json({ limit: options.maxBodyBytes, type: jsonTypes }));
   app.use(deviceRoutes({ pool, gateway }));
-  app.use(actuationRoutes({ pool, submitter, caller: credentials.username }));
+  app.use(actuationRoutes({ pool, submitter, caller: credentials.username, onTransition: options.onTransition }));
   for (const router of options.routers ?? []) app.use(router);
   app.use(notFoundHandler);
   app.use(errorHandler);

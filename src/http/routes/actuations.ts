@@ -6,7 +6,7 @@
 import { Router, type Request } from 'express';
 import type { Pool } from '../../db/pool.js';
 import * as queries from '../../actuations/query-sql.js';
-import type { ActuationSubmitter, NewActuation, SubmitResult } from '../../actuations/types.js';
+import type { ActuationSubmitter, NewActuation, SubmitResult, TransitionObserver } from '../../actuations/types.js';
 import { ApiError } from '../errors.js';
 import {
   actuationBody,
@@ -20,7 +20,7 @@ import {
 } from '../schemas.js';
 import { validate } from '../validate.js';
 
-export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitter; caller: string }): Router {
+export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitter; caller: string; onTransition?: TransitionObserver }): Router {
   const { pool, submitter } = deps;
   const router = Router();
 
@@ -76,6 +76,7 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
     const result = await queries.cancelActuation(pool, id);
     if (!result) throw new ApiError('NOT_FOUND', `No actuation ${id}`);
     if (!result.cancelled) throw new ApiError('CONFLICT', `Actuation ${id} is ${result.status}; only queued actuations can be cancelled`);
+    deps.onTransition?.('cancelled', result.sourceKind);
     res.json({ id, status: result.status });
   });
 
