@@ -1,5 +1,6 @@
 /** Starts the real app (`buildApp`) on a free port against a test database. */
 import fs from 'node:fs';
+import type { DestinationStream } from 'pino';
 import { buildApp, type App } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { makeLogger } from '../../src/logger.js';
@@ -19,7 +20,12 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(db: TestDatabase, env: Record<string, string> = {}): Promise<TestServer> {
+export interface TestServerOptions {
+  /** Where the server's log lines go (pino's stdout otherwise); LOG_LEVEL still applies. */
+  logDestination?: DestinationStream;
+}
+
+export async function startTestServer(db: TestDatabase, env: Record<string, string> = {}, options: TestServerOptions = {}): Promise<TestServer> {
   const { publicKeyPath } = testKeyPaths();
   const config = loadConfig({
     NODE_ENV: 'test',
@@ -31,7 +37,7 @@ export async function startTestServer(db: TestDatabase, env: Record<string, stri
     INSTANCE_ID: `test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     ...env,
   });
-  const logger = makeLogger({ level: config.logLevel, instanceId: config.instanceId });
+  const logger = makeLogger({ level: config.logLevel, instanceId: config.instanceId }, options.logDestination);
   const app = buildApp({
     config,
     logger,
