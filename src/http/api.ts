@@ -14,6 +14,7 @@ import { ApiError } from './errors.js';
 import { errorHandler, notFoundHandler } from './error-handler.js';
 import { actuationRoutes } from './routes/actuations.js';
 import { deviceRoutes } from './routes/devices.js';
+import { openApiDocument } from './openapi.js';
 import { healthRoutes } from './routes/health.js';
 
 /** A request with a body must say it is JSON; otherwise the body would be silently ignored. */
@@ -63,6 +64,10 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   });
 
   app.use(healthRoutes(pool, isShuttingDown));
+  const openApi = openApiDocument();
+  app.get('/v1/openapi.json', (_req, res) => {
+    res.json(openApi);
+  });
   app.use(basicAuth(credentials));
   app.use(requireJsonBody);
   const jsonTypes = ['application/json', 'application/*+json'];
