@@ -42,8 +42,10 @@ create table actuations (
   unique (device_id, idempotency_key)
 );
 
--- Delivery: a device's queued (and sent, for redelivery) actuations in order.
-create index actuations_pending_idx on actuations (device_id, seq) where status in ('queued', 'sent');
+-- Delivery: a device's queued actuations in order; sent ones separately, for redelivery
+-- (devices that never ack keep rows in `sent` until their TTL, and the live path must not scan them).
+create index actuations_queued_idx on actuations (device_id, seq) where status = 'queued';
+create index actuations_sent_idx on actuations (device_id, seq) where status = 'sent';
 create index actuations_collapse_idx on actuations (device_id, collapse_key) where status = 'queued' and collapse_key is not null;
 -- Sweeps: what expires or times out next.
 create index actuations_expiry_idx on actuations (expires_at) where status in ('queued', 'sent') and expires_at is not null;

@@ -28,7 +28,8 @@ export interface ClaimedActuation {
   sourceKind: string;
 }
 
-const PENDING = `(a.status = 'queued'
+const QUEUED = `a.status = 'queued'`;
+const QUEUED_OR_UNACKED = `(a.status = 'queued'
    or (a.status = 'sent' and t.redeliver and c.has_acked and a.last_session_id is distinct from t.session_id))`;
 
 /**
@@ -36,6 +37,8 @@ const PENDING = `(a.status = 'queued'
  * in all), oldest device first, each device's in seq order.
  */
 export async function claimPending(client: PoolClient, targets: DeliveryTarget[], perDevice: number, limit: number): Promise<ClaimedActuation[]> {
+  // Without redelivery the query only touches queued rows (their own partial index).
+  const PENDING = targets.some((t) => t.redeliver) ? QUEUED_OR_UNACKED : QUEUED;
   const { rows } = await client.query<ClaimedActuation>(
     `with t as (
        select * from unnest($1::text[], $2::bigint[], $3::boolean[]) as t(device_id, session_id, redeliver)
@@ -45,7 +48,7 @@ export async function claimPending(client: PoolClient, targets: DeliveryTarget[]
          from actuations a
          join t on t.device_id = a.device_id
          join device_counters c on c.device_id = a.device_id
-        where a.status in ('queued', 'sent') and ${PENDING}
+        where ${PENDING}
      ), chosen as (
        select id from candidates where position <= $4 order by device_oldest, device_id, position limit $5
      )
