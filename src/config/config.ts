@@ -94,6 +94,8 @@ export interface Config {
   readonly dssFlushIntervalMs: number;
   /** Events queued behind the rules before the stream socket stops reading. (Default: 1 000) */
   readonly dssMaxQueuedEvents: number;
+  /** Events of one stream whose rules may run at the same time (ordered per device regardless). (Default: 500) */
+  readonly dssMaxInFlightEvents: number;
   /** Rules are reloaded this often (edits on other instances); edits here apply at once. (Default: 2 000) */
   readonly dssRulesRefreshMs: number;
   /** When set, `/metrics` is served unauthenticated on this port only; otherwise on PORT behind HTTP Basic. */
@@ -170,6 +172,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     dssIdleTimeoutMs: integer(env, 'DSS_IDLE_TIMEOUT_MS', 90_000, 100, 3_600_000),
     dssFlushIntervalMs: integer(env, 'DSS_FLUSH_INTERVAL_MS', 1_000, 10, 600_000),
     dssMaxQueuedEvents: integer(env, 'DSS_MAX_QUEUED_EVENTS', 1_000, 10, 1_000_000),
+    dssMaxInFlightEvents: integer(env, 'DSS_MAX_IN_FLIGHT_EVENTS', 500, 1, 100_000),
     dssRulesRefreshMs: integer(env, 'DSS_RULES_REFRESH_MS', 2_000, 10, 3_600_000),
   };
   if (config.dssReconnectMinMs > config.dssReconnectMaxMs) {

@@ -55,9 +55,7 @@ export function makeDss(options: { config: DssConfig; logger: Logger; pool: Pool
             config,
             logger,
             pool,
-            handleEvent: async (event, log) => {
-              await engine.handleEvent(stream.id, event, log);
-            },
+            planEvent: (event, log) => engine.planEvent(stream.id, event, log),
           }),
       });
     },

@@ -1,7 +1,8 @@
 /**
  * Turns one DSS event into actuations: every enabled rule that matches and whose
  * condition holds submits its action through the durable path (the same
- * `ActuationSubmitter` the REST API uses).
+ * `ActuationSubmitter` the REST API uses). The stream client runs the tasks
+ * through its `EventPipeline`, which keeps them in order per device and per state row.
  *
  * No event ever yields a second actuation: the idempotency key
  * `dss:<stream>:<seq>:<rule>` is unique per device in the database. Stateful
@@ -12,27 +13,23 @@
  * Rules are cached and reloaded every `refreshMs` (edits on another instance show
  * up within that time) and at once after an edit through this instance's API.
  */
-import type { ActuationSubmitter } from '../actuations/types.js';
+import type { ActuationSubmitter, NewActuation } from '../actuations/types.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
+import type { EventTask } from './event-pipeline.js';
 import type { DssEvent } from './events.js';
 import { canonicalValue, conditionHolds, isStateful, renderActuation, ruleMatches, type Rule } from './rules.js';
 import * as rulesSql from './rules-sql.js';
 
 export interface RuleEngine {
-  /** Resolves when every actuation of the event is committed; rejects if one could not be (retry the event). */
-  handleEvent(streamId: string, event: DssEvent, log: Logger): Promise<EventOutcome>;
+  /**
+   * The event's work: one task per matching enabled rule, keyed by its target
+   * device (and its state row when stateful) for the pipeline. A task resolves when
+   * its actuation is committed and rejects if it could not be (replay the event).
+   */
+  planEvent(streamId: string, event: DssEvent, log: Logger): Promise<EventTask[]>;
   /** Reload the rules before the next event. */
   invalidate(): void;
-}
-
-export interface EventOutcome {
-  matched: number;
-  fired: number;
-  /** Submitted before (replay) or decided before (state): nothing new. */
-  repeated: number;
-  /** Rejected by the queue (full) or unrenderable (empty device id). */
-  rejected: number;
 }
 
 export function makeRuleEngine(options: { pool: Pool; submitter: ActuationSubmitter; refreshMs: number }): RuleEngine {
@@ -60,48 +57,54 @@ export function makeRuleEngine(options: { pool: Pool; submitter: ActuationSubmit
     return cache!.byType.get(eventType) ?? [];
   }
 
-  async function fire(rule: Rule, streamId: string, event: DssEvent, log: Logger): Promise<'fired' | 'repeated' | 'rejected'> {
-    const actuation = renderActuation(rule, event, streamId);
-    if (!actuation.deviceId || !actuation.componentId || !actuation.command) {
-      log.warn({ ruleId: rule.id, seq: event.seq }, 'dss: rule action rendered an empty deviceId, componentId or command; skipped');
-      return 'rejected';
-    }
+  /** Submits; false when nothing was created (queue full). */
+  async function fire(rule: Rule, event: DssEvent, actuation: NewActuation, log: Logger): Promise<boolean> {
     const result = await submitter.submit(actuation);
     if (result.outcome === 'queue_full') {
       log.warn({ ruleId: rule.id, seq: event.seq, deviceId: actuation.deviceId, limit: result.limit }, 'dss: device queue full; actuation dropped');
-      return 'rejected';
+      return false;
     }
     log.debug({ ruleId: rule.id, seq: event.seq, actuationId: result.actuation.id, outcome: result.outcome }, 'dss: rule fired');
-    return result.outcome === 'created' ? 'fired' : 'repeated';
+    return true;
+  }
+
+  function taskFor(rule: Rule, streamId: string, event: DssEvent, log: Logger): EventTask | undefined {
+    const actuation = renderActuation(rule, event, streamId);
+    if (!actuation.deviceId || !actuation.componentId || !actuation.command) {
+      log.warn({ ruleId: rule.id, seq: event.seq }, 'dss: rule action rendered an empty deviceId, componentId or command; skipped');
+      return undefined;
+    }
+    const value = canonicalValue(event.value, event.baseType);
+    if (!isStateful(rule)) {
+      if (!conditionHolds(rule.match.condition, value, event.baseType)) return undefined;
+      return { keys: [`device:${actuation.deviceId}`], run: async () => void (await fire(rule, event, actuation, log)) };
+    }
+    const key = { ruleId: rule.id, streamId, dsn: event.dsn, propertyName: event.propertyName ?? '' };
+    return {
+      keys: [`device:${actuation.deviceId}`, `state:${rule.id}:${key.dsn}:${key.propertyName}`],
+      async run() {
+        const state = await rulesSql.getRuleState(pool, key, rule.cooldownSeconds);
+        // Decided before (this is a replay): its actuation, if any, is committed.
+        if (state && state.evaluatedSeq >= event.seq) return;
+        const holds = conditionHolds(rule.match.condition, value, event.baseType, state ? state.lastValue : undefined);
+        const fired = holds && !state?.coolingDown && (await fire(rule, event, actuation, log));
+        await rulesSql.saveRuleState(pool, key, value, event.seq, fired);
+      },
+    };
   }
 
   return {
     invalidate() {
       cache = undefined;
     },
-    async handleEvent(streamId, event, log) {
-      const outcome: EventOutcome = { matched: 0, fired: 0, repeated: 0, rejected: 0 };
+    async planEvent(streamId, event, log) {
+      const tasks: EventTask[] = [];
       for (const rule of await rulesFor(event.eventType)) {
         if (!ruleMatches(rule.match, event)) continue;
-        outcome.matched++;
-        const value = canonicalValue(event.value, event.baseType);
-        let result: 'fired' | 'repeated' | 'rejected' | 'not_fired';
-        if (!isStateful(rule)) {
-          result = conditionHolds(rule.match.condition, value, event.baseType) ? await fire(rule, streamId, event, log) : 'not_fired';
-        } else {
-          const key = { ruleId: rule.id, streamId, dsn: event.dsn, propertyName: event.propertyName ?? '' };
-          const state = await rulesSql.getRuleState(pool, key, rule.cooldownSeconds);
-          if (state && state.evaluatedSeq >= event.seq) {
-            outcome.repeated++;
-            continue;
-          }
-          const holds = conditionHolds(rule.match.condition, value, event.baseType, state ? state.lastValue : undefined);
-          result = holds && !state?.coolingDown ? await fire(rule, streamId, event, log) : 'not_fired';
-          await rulesSql.saveRuleState(pool, key, value, event.seq, result === 'fired' || result === 'repeated');
-        }
-        if (result !== 'not_fired') outcome[result]++;
+        const task = taskFor(rule, streamId, event, log);
+        if (task) tasks.push(task);
       }
-      return outcome;
+      return tasks;
     },
   };
 }

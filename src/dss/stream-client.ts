@@ -4,10 +4,11 @@
  * Modes:
  * - CONNECTING: handshake under way (`wss://host/stream?stream_key=…&seq_start=…`).
  * - OPEN: frames arrive. Heartbeats are answered with `Z` in the message handler
- *   itself, ahead of any queued events; events queue and are handled one at a time
- *   in seq order, the position moving only after an event's actuations committed.
+ *   itself, ahead of any queued events; events queue and go, in seq order, into an
+ *   `EventPipeline` (concurrent across devices, ordered per device), the position
+ *   moving only over events whose actuations all committed.
  * - WAITING: the socket closed or failed; reconnect after exponential backoff with
- *   jitter, once the event in hand is finished, resuming at the last handled seq + 1.
+ *   jitter, once the events in hand settled, resuming at the position + 1.
  * - STOPPED: `stop()` was called (lock lost, stream edited or deleted, shutdown).
  *
  * The position and counters are written to `dss_streams` every `flushIntervalMs`
@@ -19,6 +20,7 @@ import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 import { DSS_ERRORS, type DssErrorCode } from './errors.js';
+import { makeEventPipeline, type EventPipeline, type EventTask } from './event-pipeline.js';
 import { toDssEvent, type DssEvent } from './events.js';
 import { HEARTBEAT_ANSWER, parseFrames } from './frame-parser.js';
 import * as streamsSql from './streams-sql.js';
@@ -31,7 +33,7 @@ export type StreamClientState = typeof CONNECTING | typeof OPEN | typeof WAITING
 
 export type DssClientConfig = Pick<
   Config,
-  'dssReconnectMinMs' | 'dssReconnectMaxMs' | 'dssConnectTimeoutMs' | 'dssIdleTimeoutMs' | 'dssFlushIntervalMs' | 'dssMaxQueuedEvents' | 'maxMessageBytes'
+  | 'dssReconnectMinMs' | 'dssReconnectMaxMs' | 'dssConnectTimeoutMs' | 'dssIdleTimeoutMs' | 'dssFlushIntervalMs' | 'dssMaxQueuedEvents' | 'dssMaxInFlightEvents' | 'maxMessageBytes'
 >;
 
 export interface StreamClientOptions {
@@ -40,8 +42,8 @@ export interface StreamClientOptions {
   config: DssClientConfig;
   logger: Logger;
   pool: Pool;
-  /** Resolves once the event's effects are durable; a rejection makes the client reconnect and replay from it. */
-  handleEvent(event: DssEvent, log: Logger): Promise<void>;
+  /** The event's tasks (see `EventPipeline`); a task that rejects makes the client reconnect and replay from its event. */
+  planEvent(event: DssEvent, log: Logger): Promise<EventTask[]>;
 }
 
 export interface StreamClient {
@@ -52,7 +54,7 @@ export interface StreamClient {
 }
 
 export function startStreamClient(options: StreamClientOptions): StreamClient {
-  const { stream, instanceId, config, pool, handleEvent } = options;
+  const { stream, instanceId, config, pool, planEvent } = options;
   const endpoint = safeEndpoint(stream.url);
   const log = options.logger.child({ component: 'dss', streamId: stream.id, stream: stream.name });
 
@@ -64,6 +66,9 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
   let idleTimer: NodeJS.Timeout | undefined;
   const queue: DssEvent[] = [];
   let processing: Promise<void> | undefined;
+  let pipeline: EventPipeline | undefined;
+  /** Highest seq handed to this connection's pipeline; anything at or below it is a repeat. */
+  let acceptedSeq: number | null = null;
   let paused = false;
   const pending = { events: 0, heartbeats: 0, errors: 0, lastEventAt: null as Date | null, lastError: null as string | null, dirty: false };
 
@@ -132,44 +137,75 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
     log.warn({ code, detail: message }, `dss: ${DSS_ERRORS[code]}; skipped`);
   }
 
-  /** Handles queued events one at a time; at most one loop runs. */
+  function pipelineFor(ws: WebSocket): EventPipeline {
+    if (pipeline) return pipeline;
+    acceptedSeq = lastSeq;
+    let failed = false;
+    pipeline = makeEventPipeline({
+      initialSeq: lastSeq,
+      maxInFlight: config.dssMaxInFlightEvents,
+      onAdvance(seq) {
+        const firstEver = lastSeq === null;
+        lastSeq = seq;
+        // Without any stored position a successor would start live and miss what came meanwhile.
+        if (firstEver) void flush();
+      },
+      onError(err, seq) {
+        // Events behind the failed one fail with the same error; report it once.
+        if (failed) return;
+        failed = true;
+        pending.errors++;
+        pending.lastError = `processing seq ${seq} failed: ${err.message}`;
+        pending.dirty = true;
+        log.error({ err, seq }, 'dss: event processing failed; reconnecting to replay from it');
+        queue.length = 0;
+        ws.terminate();
+      },
+    });
+    return pipeline;
+  }
+
+  /** Feeds queued events into the pipeline in seq order; at most one loop runs. */
   function processQueue(ws: WebSocket): void {
     if (processing) return;
+    const events = pipelineFor(ws);
     processing = (async () => {
       try {
-        while (queue.length > 0 && state !== STOPPED) {
+        while (queue.length > 0 && state !== STOPPED && !events.failure) {
           const event = queue.shift()!;
-          if (lastSeq !== null && event.seq <= lastSeq) {
-            log.debug({ seq: event.seq, lastSeq }, 'dss: event at or below the position; skipped');
+          if (acceptedSeq !== null && event.seq <= acceptedSeq) {
+            log.debug({ seq: event.seq, acceptedSeq }, 'dss: event at or below the position; skipped');
             continue;
           }
-          try {
-            await handleEvent(event, log);
-          } catch (err) {
-            pending.errors++;
-            pending.lastError = `processing seq ${event.seq} failed: ${(err as Error).message}`;
-            pending.dirty = true;
-            log.error({ err, seq: event.seq }, 'dss: event processing failed; reconnecting to replay from it');
-            queue.length = 0;
-            ws.terminate();
-            return;
-          }
-          const firstEver = lastSeq === null;
-          lastSeq = event.seq;
+          acceptedSeq = event.seq;
           pending.events++;
           pending.lastEventAt = new Date();
           pending.dirty = true;
-          // Without any stored position a successor would start live and miss what came meanwhile.
-          if (firstEver) await flush();
+          await events.push(event.seq, await planEvent(event, log));
           if (paused && queue.length <= config.dssMaxQueuedEvents / 4 && ws === socket) {
             paused = false;
             ws.resume();
           }
         }
+      } catch (err) {
+        // Planning failed (the rules could not be loaded): as for a failed task, replay from here.
+        pending.errors++;
+        pending.lastError = `planning failed: ${(err as Error).message}`;
+        pending.dirty = true;
+        log.error({ err }, 'dss: could not plan an event; reconnecting to replay from it');
+        queue.length = 0;
+        ws.terminate();
       } finally {
         processing = undefined;
       }
     })();
+  }
+
+  /** Resolves when this connection's events all settled, so the position is final. */
+  async function settle(): Promise<void> {
+    await processing;
+    await pipeline?.idle();
+    pipeline = undefined;
   }
 
   function socketOnError(err: Error): void {
@@ -197,8 +233,8 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
     log.debug({ delayMs: delay, attempt }, 'dss: reconnecting after backoff');
     reconnectTimer = setTimeout(() => {
       reconnectTimer = undefined;
-      // Resume only after the event in hand finished, so seq_start is exact.
-      void (processing ?? Promise.resolve()).then(async () => {
+      // Resume only after the events in hand settled, so seq_start is exact.
+      void settle().then(async () => {
         await flush();
         connect();
       });
@@ -256,7 +292,7 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
         await closed;
         clearTimeout(timer);
       }
-      await processing;
+      await settle();
       await flush();
       await streamsSql.markConnected(pool, stream.id, instanceId, false).catch(() => undefined);
       log.info({ lastSeq }, 'dss: stream client stopped');
