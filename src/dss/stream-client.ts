@@ -86,7 +86,15 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
     if (state === STOPPED) return;
     state = CONNECTING;
     log.debug({ endpoint, seqStart: lastSeq === null ? null : lastSeq + 1, attempt }, 'dss: connecting');
-    const ws = new WebSocket(url(), { handshakeTimeout: config.dssConnectTimeoutMs, maxPayload: config.maxMessageBytes * 16, perMessageDeflate: false });
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(url(), { handshakeTimeout: config.dssConnectTimeoutMs, maxPayload: config.maxMessageBytes * 16, perMessageDeflate: false });
+    } catch (err) {
+      // The message would quote the URL, stream key included: log only its kind.
+      log.error({ endpoint, error: (err as Error).name }, 'dss: cannot open the stream URL; retrying after backoff');
+      scheduleReconnect();
+      return;
+    }
     socket = ws;
     ws.on('open', () => socketOnOpen(ws));
     ws.on('message', (data: Buffer) => socketOnMessage(ws, data));
@@ -226,6 +234,11 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
       log.info({ code, reason }, 'dss: stream closed');
       void streamsSql.markConnected(pool, stream.id, instanceId, false).catch(() => undefined);
     }
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect(): void {
+    state = WAITING;
     const ceiling = Math.min(config.dssReconnectMaxMs, config.dssReconnectMinMs * 2 ** Math.min(attempt, 20));
     // Equal jitter: never less than half the step, so instances do not reconnect in lockstep.
     const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);

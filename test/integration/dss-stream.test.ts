@@ -59,9 +59,10 @@ async function createRule(body: Record<string, unknown>): Promise<string> {
   return ((await res.json()) as { id: string }).id;
 }
 
+/** In the order each device gets them (its queue seq), which must be the events' order. */
 async function actuationsOfRule(ruleId: string) {
   const { rows } = await db.pool.query(
-    `select device_id, command, params, source, idempotency_key, collapse_key from actuations where source->>'ruleId' = $1 order by (source->>'seq')::bigint`,
+    `select device_id, command, params, source, idempotency_key, collapse_key from actuations where source->>'ruleId' = $1 order by device_id, seq`,
     [ruleId],
   );
   return rows as { device_id: string; command: string; params: { name: string; value: unknown }[]; source: { seq: number; streamId: string } }[];
@@ -200,5 +201,28 @@ describe('DSS stream → rule → actuation', () => {
     expect(await actuationsOfRule(ruleId)).toHaveLength(150);
     const view = await eventually(() => stream(), (s) => s.status.connected);
     expect(view.status.holder).toBe(server.config.instanceId);
+  });
+
+  it('lets go of a disabled stream and resumes where it stopped when enabled again', async () => {
+    const ruleId = await createRule({
+      name: 'toggle',
+      match: { eventType: 'datapoint', dsn: 'AC-TOGGLE' },
+      action: { deviceId: 'dev-toggle', componentId: 'c', command: 'SET', params: [{ name: 'v', value: '{{value}}' }] },
+    });
+    const emit = (v: number) => sim.emit(KEY, { type: 'datapoint', dsn: 'AC-TOGGLE', property: 'p', baseType: 'integer', value: v });
+    emit(1);
+    await eventually(() => actuationsOfRule(ruleId), (r) => r.length === 1);
+    let res = await server.api(`/v1/dss/streams/${streamId}`, { method: 'PATCH', json: { enabled: false } });
+    expect(res.status).toBe(200);
+    await eventually(async () => sim.stats().connectionsOpen, (n) => n === 0);
+    expect(sim.stats().connectionsOpen).toBe(0);
+    expect((await eventually(() => stream(), (s) => !s.status.connected)).status).toMatchObject({ connected: false, holder: null });
+    const lastSeq = (await stream()).status.lastSeq!;
+    emit(2);
+    res = await server.api(`/v1/dss/streams/${streamId}`, { method: 'PATCH', json: { enabled: true } });
+    expect(res.status).toBe(200);
+    const rows = await eventually(() => actuationsOfRule(ruleId), (r) => r.length === 2);
+    expect(rows.map((r) => r.params[0]!.value)).toEqual(['1', '2']);
+    expect(sim.stats().connections.at(-1)).toMatchObject({ seqStart: lastSeq + 1 });
   });
 });
