@@ -1,7 +1,7 @@
 /** The DSS simulator's own contract, with a plain `ws` client: keys, frames, replay range, heartbeats. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { parseFrames } from '../../src/dss/frame-parser.js';
+import { parseFrames, type Frame } from '../../src/dss/frame-parser.js';
 import { startDssSimulator, type DssSimulator } from '../../src/dss/simulator/simulator.js';
 
 const KEY = 'sim0123456789abcdef';
@@ -13,6 +13,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await sim?.close();
 });
+
+function rawEventOf(frame: Frame | undefined): Record<string, any> {
+  if (frame?.kind !== 'event') throw new Error(`not an event frame: ${JSON.stringify(frame)}`);
+  return frame.rawEvent;
+}
 
 function open(query: string) {
   const ws = new WebSocket(`${sim.streamUrl}?${query}`);
@@ -51,7 +56,7 @@ describe('DSS simulator', () => {
       const [len, json] = [frame.slice(0, frame.indexOf('|')), frame.slice(frame.indexOf('|') + 1)];
       expect(Number(len)).toBe(Buffer.byteLength(json));
     }
-    const types = frames.flatMap((f) => parseFrames(f)).map((f) => (f as { rawEvent: { metadata: { event_type: string } } }).rawEvent.metadata.event_type);
+    const types = frames.flatMap((f) => parseFrames(f)).map((f) => rawEventOf(f).metadata.event_type);
     expect(types).toEqual(['connectivity', 'datapoint', 'datapointack', 'location', 'registration']);
     expect(sim.events(KEY)).toHaveLength(5);
     c.ws.close();
@@ -60,7 +65,7 @@ describe('DSS simulator', () => {
   it('honours seq_start and seq_end, then closes normally', async () => {
     const c = open(`stream_key=${KEY}&seq_start=2&seq_end=3`);
     expect((await c.closed).code).toBe(1000);
-    expect(c.messages.filter((m) => m !== '1|Z').map((m) => (parseFrames(m)[0] as { rawEvent: { seq: string } }).rawEvent.seq)).toEqual(['2', '3']);
+    expect(c.messages.filter((m) => m !== '1|Z').map((m) => rawEventOf(parseFrames(m)[0]).seq)).toEqual(['2', '3']);
   });
 
   it('sends 1|Z heartbeats and closes a socket that does not answer Z', async () => {
