@@ -69,6 +69,8 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
   let pipeline: EventPipeline | undefined;
   /** Highest seq handed to this connection's pipeline; anything at or below it is a repeat. */
   let acceptedSeq: number | null = null;
+  let warnedFor: WebSocket | undefined;
+  let warnedRepeat = false;
   let paused = false;
   const pending = { events: 0, heartbeats: 0, errors: 0, lastEventAt: null as Date | null, lastError: null as string | null, dirty: false };
 
@@ -176,13 +178,19 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
   /** Feeds queued events into the pipeline in seq order; at most one loop runs. */
   function processQueue(ws: WebSocket): void {
     if (processing) return;
+    if (ws !== warnedFor) {
+      warnedFor = ws;
+      warnedRepeat = false;
+    }
     const events = pipelineFor(ws);
     processing = (async () => {
       try {
         while (queue.length > 0 && state !== STOPPED && !events.failure) {
           const event = queue.shift()!;
           if (acceptedSeq !== null && event.seq <= acceptedSeq) {
-            log.debug({ seq: event.seq, acceptedSeq }, 'dss: event at or below the position; skipped');
+            // We asked for seq_start = position + 1, so this is a repeat or DSS numbering anew.
+            if (!warnedRepeat) log.warn({ seq: event.seq, acceptedSeq }, 'dss: event at or below the position skipped; if DSS restarted its numbering, recreate the stream to start again from live events');
+            warnedRepeat = true;
             continue;
           }
           acceptedSeq = event.seq;
