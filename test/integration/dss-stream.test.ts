@@ -225,4 +225,29 @@ describe('DSS stream → rule → actuation', () => {
     expect(rows.map((r) => r.params[0]!.value)).toEqual(['1', '2']);
     expect(sim.stats().connections.at(-1)).toMatchObject({ seqStart: lastSeq + 1 });
   });
+
+  it('stops the stream when its lock connection dies, then takes it again and replays: no loss, no duplicate', async () => {
+    const ruleId = await createRule({
+      name: 'lock-loss',
+      match: { eventType: 'datapoint', dsn: 'AC-LOCK' },
+      action: { deviceId: 'dev-lock', componentId: 'c', command: 'SET', params: [{ name: 'v', value: '{{value}}' }] },
+    });
+    const emit = (from: number, n: number) =>
+      sim.emit(KEY, Array.from({ length: n }, (_, i) => ({ type: 'datapoint' as const, dsn: 'AC-LOCK', property: 'p', baseType: 'integer', value: from + i })));
+    emit(0, 20);
+    const connections = sim.stats().connectionsTotal;
+    // The advisory lock's session: PostgreSQL ends it, as when a network path dies.
+    const { rows } = await db.pool.query(
+      `select pg_terminate_backend(pid) as ok from pg_locks where locktype = 'advisory' and classid = $1 and database = (select oid from pg_database where datname = current_database())`,
+      [0x0d55],
+    );
+    expect(rows).toHaveLength(1);
+    emit(20, 20);
+    await eventually(async () => sim.stats().connectionsTotal, (n) => n > connections);
+    const values = await eventually(() => actuationsOfRule(ruleId), (r) => r.length >= 40, 15_000);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await actuationsOfRule(ruleId)).map((r) => Number(r.params[0]!.value))).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(values).toHaveLength(40);
+    expect((await eventually(() => stream(), (s) => s.status.connected)).status.holder).toBe(server.config.instanceId);
+  });
 });
