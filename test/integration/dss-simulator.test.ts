@@ -1,4 +1,10 @@
 /** The DSS simulator's own contract, with a plain `ws` client: keys, frames, replay range, heartbeats. */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { parseFrames, type Frame } from '../../src/dss/frame-parser.js';
@@ -79,5 +85,52 @@ describe('DSS simulator', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(answering.ws.readyState).toBe(WebSocket.OPEN);
     answering.ws.close();
+  });
+
+  it('runs as `npm run dss-sim` and plays a JSON-lines file to the first subscriber', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'dss-sim-'));
+    const file = path.join(dir, 'events.jsonl');
+    await fs.writeFile(
+      file,
+      [
+        '# comment lines and blank lines are skipped',
+        JSON.stringify({ type: 'datapoint', dsn: 'F1', property: 'Blue_LED', baseType: 'boolean', value: 1 }),
+        '',
+        JSON.stringify({ type: 'connectivity', dsn: 'F1', status: 'Offline' }),
+      ].join('\n'),
+    );
+    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/dss-sim.ts', '--key', KEY, '--port', '0', '--heartbeat', '1', '--events', file, '--interval', '50'], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      const streamUrl = await new Promise<string>((resolve, reject) => {
+        readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+          const parsed = JSON.parse(line) as { msg?: string; streamUrl?: string };
+          if (parsed.msg === 'dss-sim: listening') resolve(parsed.streamUrl!);
+        });
+        child.once('exit', (code) => reject(new Error(`dss-sim exited with ${code}`)));
+      });
+      const ws = new WebSocket(`${streamUrl}?stream_key=${KEY}`);
+      const events: Record<string, any>[] = [];
+      ws.on('message', (data) => {
+        for (const frame of parseFrames(String(data))) if (frame.kind === 'event') events.push(frame.rawEvent);
+      });
+      const deadline = Date.now() + 10_000;
+      while (events.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      expect(events.map((e) => [e.seq, e.metadata.event_type])).toEqual([
+        ['1', 'datapoint'],
+        ['2', 'connectivity'],
+      ]);
+      ws.close();
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
