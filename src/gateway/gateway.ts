@@ -12,7 +12,7 @@ import { WebSocketServer } from 'ws';
 import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
-import { AUTHENTICATED, CLOSED, DeviceConnection } from './device-connection.js';
+import { AUTHENTICATED, CLOSED, DeviceConnection, type ConnectionState } from './device-connection.js';
 import type { DeviceTokenVerifier } from './device-token.js';
 import { CLOSE_CODES, CONTENT, RESPONSE_CODES, SUBPROTOCOL, reply, type AckMessage, type DeviceMessage } from './protocol.js';
 import * as sessions from './sessions-sql.js';
@@ -52,6 +52,8 @@ export function makeGateway(options: GatewayOptions): Gateway {
   const registry = new Map<string, DeviceConnection>();
   const all = new Set<DeviceConnection>();
   const pendingCloses = new Set<Promise<void>>();
+  /** Authentications awaiting the database: close() waits for them, since they close their own row if the socket went away. */
+  const authenticating = new Set<Promise<boolean>>();
   let closing = false;
 
   const wss = new WebSocketServer({
@@ -86,6 +88,9 @@ export function makeGateway(options: GatewayOptions): Gateway {
 
     if (opened.replaced && opened.replaced.instanceId !== config.instanceId) {
       await sessions.notifySessionReplaced(pool, { deviceId: verified.deviceId, ...opened.replaced });
+      // Gone while the takeover was announced: closed() has closed the row; do not register a dead socket.
+      // (`as ConnectionState`: TypeScript keeps the narrowing from before the await.)
+      if ((connection.state as ConnectionState) === CLOSED) return true;
     }
     const previous = registry.get(verified.deviceId);
     registry.set(verified.deviceId, connection);
@@ -128,7 +133,17 @@ export function makeGateway(options: GatewayOptions): Gateway {
     events.disconnected?.(connection);
   }
 
-  const handlers = { authenticate, ack, closed };
+  function trackedAuthenticate(connection: DeviceConnection, message: DeviceMessage): Promise<boolean> {
+    const attempt = authenticate(connection, message);
+    authenticating.add(attempt);
+    attempt.then(
+      () => authenticating.delete(attempt),
+      () => authenticating.delete(attempt),
+    );
+    return attempt;
+  }
+
+  const handlers = { authenticate: trackedAuthenticate, ack, closed };
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (closing) return abortHandshake(socket, 503, 'Server shutting down');
@@ -188,6 +203,7 @@ export function makeGateway(options: GatewayOptions): Gateway {
             }),
         ),
       );
+      await Promise.allSettled([...authenticating]);
       await Promise.all([...pendingCloses]);
       wss.close();
     },

@@ -3,16 +3,18 @@
  * closed on every kind of disconnect, kept fresh by the heartbeat, and recovered
  * after an instance dies (its own restart, or another instance's liveness sweep).
  */
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { makePool } from '../../src/db/pool.js';
+import { SESSION_REPLACED_CHANNEL } from '../../src/gateway/sessions-sql.js';
 import { makeLogger } from '../../src/logger.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { connectAuthenticated, connectDevice } from '../helpers/device-client.js';
 import { eventually } from '../helpers/eventually.js';
 import { mint } from '../helpers/keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 
 const HEARTBEAT_INTERVAL_MS = 300;
 const INSTANCE_HEARTBEAT_MS = 1_000;
@@ -53,6 +55,30 @@ async function sessionsOf(deviceId: string): Promise<SessionRecord[]> {
 async function closedSessionOf(deviceId: string): Promise<SessionRecord | undefined> {
   const rows = await eventually(() => sessionsOf(deviceId), (r) => r.length > 0 && r.at(-1)!.disconnected_at !== null);
   return rows.at(-1);
+}
+
+/** A server whose database connections go through a proxy the test controls. */
+async function startProxiedServer(
+  target: TestDatabase,
+  env: Record<string, string> = {},
+): Promise<{ proxy: TcpProxy; server: TestServer; close(): Promise<void> }> {
+  const direct = new URL(target.url);
+  const proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port) });
+  const proxiedUrl = new URL(target.url);
+  proxiedUrl.hostname = '127.0.0.1';
+  proxiedUrl.port = String(proxy.port);
+  const pool = makePool({ connectionString: proxiedUrl.toString(), max: 10 }, makeLogger({ level: 'silent' }));
+  const proxied = await startTestServer({ ...target, url: proxiedUrl.toString(), pool }, env);
+  return {
+    proxy,
+    server: proxied,
+    async close() {
+      proxy.latencyMs = 0;
+      await proxied.close();
+      await proxy.stop();
+      await pool.end();
+    },
+  };
 }
 
 /** A `ws` client that authenticates; `autoPong: false` makes it a peer that stopped answering. */
@@ -164,29 +190,80 @@ describe('heartbeat', () => {
 
 describe('errors while opening a session', () => {
   it('answers 500 and closes when the database is unreachable, and works again once it is back', async () => {
-    const direct = new URL(db.url);
-    const proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port) });
-    const proxiedUrl = new URL(db.url);
-    proxiedUrl.hostname = '127.0.0.1';
-    proxiedUrl.port = String(proxy.port);
-    const pool = makePool({ connectionString: proxiedUrl.toString(), max: 2 }, makeLogger({ level: 'silent' }));
-    const proxied = await startTestServer({ ...db, url: proxiedUrl.toString(), pool });
+    const proxied = await startProxiedServer(db, { INSTANCE_HEARTBEAT_MS: String(INSTANCE_HEARTBEAT_MS) });
     try {
-      await proxy.stop();
-      const device = await connectDevice(proxied.wsUrl);
+      await proxied.proxy.stop();
+      const device = await connectDevice(proxied.server.wsUrl);
       device.send({ type: 'device', deviceId: 'db-down', deviceToken: mint('db-down') });
       expect(await device.next()).toEqual({ code: 500, content: 'Internal server error' });
       expect((await device.closed).code).toBe(1011);
       expect(await sessionsOf('db-down')).toHaveLength(0);
 
-      await proxy.start();
-      const again = await connectAuthenticated(proxied.wsUrl, 'db-down', mint('db-down'));
+      await proxied.proxy.start();
+      const again = await connectAuthenticated(proxied.server.wsUrl, 'db-down', mint('db-down'));
       expect(await sessionsOf('db-down')).toHaveLength(1);
       again.close();
     } finally {
       await proxied.close();
-      await proxy.stop();
-      await pool.end();
+    }
+  });
+});
+
+describe('races with a slow database', () => {
+  it('closes the row of a device still authenticating at shutdown before close() resolves', async () => {
+    // Its own database: no other instance's liveness sweep can close the row first while answers are slow.
+    const own = await createTestDatabase();
+    const proxied = await startProxiedServer(own);
+    const ownSessionsOf = async (deviceId: string) =>
+      (await own.pool.query<SessionRecord>('select * from device_sessions where device_id = $1', [deviceId])).rows;
+    try {
+      const device = await connectDevice(proxied.server.wsUrl);
+      proxied.proxy.latencyMs = 1_500;
+      device.send({ type: 'device', deviceId: 'auth-at-shutdown', deviceToken: mint('auth-at-shutdown') });
+      // The row is committed; the server has not heard back yet.
+      await eventually(() => ownSessionsOf('auth-at-shutdown'), (r) => r.length === 1);
+      proxied.proxy.latencyMs = 0;
+
+      const closing = proxied.server.close();
+      expect((await device.closed).code).toBe(1001);
+      await closing;
+      const [row] = await ownSessionsOf('auth-at-shutdown');
+      expect(row).toMatchObject({ close_code: 1001, close_reason: 'server shutting down' });
+    } finally {
+      await proxied.close();
+      await own.drop();
+    }
+  });
+
+  it('does not keep a device that disconnected while its takeover was being announced', async () => {
+    const deviceId = 'takeover-race';
+    const onFirst = await connectAuthenticated(server.wsUrl, deviceId, mint(deviceId));
+    // The same instance heartbeat as `server`, whose sweep would otherwise find this one stale.
+    const second = await startProxiedServer(db, { INSTANCE_HEARTBEAT_MS: String(INSTANCE_HEARTBEAT_MS) });
+    const listener = new pg.Client(db.url);
+    await listener.connect();
+    try {
+      await listener.query(`listen ${SESSION_REPLACED_CHANNEL}`);
+      const announced = new Promise<void>((resolve) => listener.on('notification', () => resolve()));
+      const device = await connectDevice(second.server.wsUrl);
+      const latencyMs = 800;
+      second.proxy.latencyMs = latencyMs;
+      device.send({ type: 'device', deviceId, deviceToken: mint(deviceId) });
+      // The NOTIFY is out; the second instance is still waiting for its answer. The device leaves now.
+      await announced;
+      device.close();
+      await device.closed;
+      expect(await onFirst.closed).toEqual({ code: 1000, reason: 'session replaced' });
+
+      // Give the held answer time to arrive and the authentication to finish.
+      const stale = await eventually(async () => second.server.app.gateway.connectionOf(deviceId), (c) => c !== undefined, latencyMs + 1_500);
+      expect(stale).toBeUndefined();
+      expect(second.server.app.gateway.connectedDeviceCount()).toBe(0);
+      const rows = await sessionsOf(deviceId);
+      expect(rows.every((r) => r.disconnected_at !== null)).toBe(true);
+    } finally {
+      await listener.end();
+      await second.close();
     }
   });
 });
