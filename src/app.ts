@@ -112,7 +112,7 @@ export function buildApp(options: AppOptions): App {
     nudgeLocal: (deviceIds) => dispatcher.nudge(deviceIds),
     onTransition: countTransition,
   });
-  const dss = makeDss({ config, logger, pool, submitter });
+  const dss = makeDss({ config, logger, pool, submitter, onFrame: (stream, kind) => metrics.dssFrames.inc({ stream, kind }) });
   const api = makeHttpApi({
     logger,
     pool,

@@ -11,7 +11,7 @@ import type { Pool } from '../db/pool.js';
 import { dssRoutes } from '../http/routes/dss.js';
 import type { Logger } from '../logger.js';
 import { makeRuleEngine } from './rule-engine.js';
-import { startStreamClient, type DssClientConfig } from './stream-client.js';
+import { startStreamClient, type DssClientConfig, type FrameKind } from './stream-client.js';
 import { startStreamSupervisor, type StreamSupervisor } from './stream-supervisor.js';
 
 export type DssConfig = DssClientConfig & Pick<Config, 'instanceId' | 'dssEnabled' | 'dssSupervisorIntervalMs' | 'dssRulesRefreshMs'>;
@@ -26,8 +26,17 @@ export interface Dss {
   heldStreams(): string[];
 }
 
-export function makeDss(options: { config: DssConfig; logger: Logger; pool: Pool; submitter: ActuationSubmitter }): Dss {
-  const { config, logger, pool, submitter } = options;
+export interface DssOptions {
+  config: DssConfig;
+  logger: Logger;
+  pool: Pool;
+  submitter: ActuationSubmitter;
+  /** Called for every frame a stream client receives (metrics). */
+  onFrame?(streamId: string, kind: FrameKind): void;
+}
+
+export function makeDss(options: DssOptions): Dss {
+  const { config, logger, pool, submitter, onFrame } = options;
   const engine = makeRuleEngine({ pool, submitter, refreshMs: config.dssRulesRefreshMs });
   let supervisor: StreamSupervisor | undefined;
 
@@ -56,6 +65,7 @@ export function makeDss(options: { config: DssConfig; logger: Logger; pool: Pool
             logger,
             pool,
             planEvent: (event, log) => engine.planEvent(stream.id, event, log),
+            ...(onFrame ? { onFrame: (kind: FrameKind) => onFrame(stream.id, kind) } : {}),
           }),
       });
     },

@@ -36,12 +36,17 @@ export type DssClientConfig = Pick<
   | 'dssReconnectMinMs' | 'dssReconnectMaxMs' | 'dssConnectTimeoutMs' | 'dssIdleTimeoutMs' | 'dssFlushIntervalMs' | 'dssMaxQueuedEvents' | 'dssMaxInFlightEvents' | 'maxMessageBytes'
 >;
 
+/** How a received frame was taken: an event queued for the rules, a heartbeat answered, or skipped. */
+export type FrameKind = 'event' | 'heartbeat' | 'error';
+
 export interface StreamClientOptions {
   stream: { id: string; name: string; url: string; streamKey: string; lastSeq: number | null };
   instanceId: string;
   config: DssClientConfig;
   logger: Logger;
   pool: Pool;
+  /** Called for every frame received (metrics). */
+  onFrame?(kind: FrameKind): void;
   /** The event's tasks (see `EventPipeline`); a task that rejects makes the client reconnect and replay from its event. */
   planEvent(event: DssEvent, log: Logger): Promise<EventTask[]>;
 }
@@ -119,6 +124,7 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
     for (const frame of parseFrames(data)) {
       if (frame.kind === 'heartbeat') {
         ws.send(HEARTBEAT_ANSWER);
+        options.onFrame?.('heartbeat');
         pending.heartbeats++;
         pending.dirty = true;
       } else if (frame.kind === 'invalid') {
@@ -130,6 +136,7 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
           continue;
         }
         queue.push(event);
+        options.onFrame?.('event');
       }
     }
     if (queue.length >= config.dssMaxQueuedEvents && !paused) {
@@ -141,6 +148,7 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
   }
 
   function skip(code: DssErrorCode, message: string): void {
+    options.onFrame?.('error');
     pending.errors++;
     pending.lastError = `${code}: ${message}`;
     pending.dirty = true;

@@ -47,6 +47,8 @@ export function startStreamSupervisor(options: {
   const held = new Map<string, { client: StreamClient; updatedAt: number }>();
   let lockClient: PoolClient | undefined;
   let running: Promise<void> | undefined;
+  /** Streams being let go after the lock connection died; a tick waits for it before taking any again. */
+  let releasing: Promise<void> | undefined;
   let stopped = false;
 
   async function release(id: string, why: string, unlock: boolean): Promise<void> {
@@ -68,10 +70,13 @@ export function startStreamSupervisor(options: {
   }
 
   async function tick(): Promise<void> {
+    await releasing;
     if (stopped) return;
     if (!lockClient) {
       const client = await pool.connect();
-      client.on('error', (err) => void lockConnectionLost(err));
+      client.on('error', (err) => {
+        if (lockClient === client) releasing = lockConnectionLost(err);
+      });
       lockClient = client;
     }
     const client = lockClient;
@@ -79,7 +84,7 @@ export function startStreamSupervisor(options: {
     try {
       rows = await streamsSql.listStreamsForSupervisor(client);
     } catch (err) {
-      await lockConnectionLost(err);
+      if (lockClient === client) await (releasing = lockConnectionLost(err));
       throw err;
     }
     const byId = new Map(rows.map((r) => [r.id, r]));
@@ -128,6 +133,7 @@ export function startStreamSupervisor(options: {
       stopped = true;
       clearInterval(timer);
       await running;
+      await releasing;
       await Promise.all([...held.keys()].map((id) => release(id, 'shutdown', false)));
       // Ending the session drops every lock this instance still has.
       lockClient?.release(true);

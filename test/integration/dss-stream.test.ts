@@ -84,6 +84,8 @@ describe('DSS stream → rule → actuation', () => {
     const view = await eventually(() => stream(), (s) => s.status.heartbeats >= 3);
     expect(view.status.heartbeats).toBeGreaterThanOrEqual(3);
     expect(view.streamKey).toBe(`****${KEY.slice(-4)}`);
+    const metrics = await (await server.api('/metrics')).text();
+    expect(metrics).toMatch(new RegExp(`iotws_dss_frames_total\\{stream="${streamId}",kind="heartbeat"\\} [1-9]`));
   });
 
   it('delivers a datapoint (with | in its value) as an actuation to a connected device', async () => {
