@@ -1,10 +1,12 @@
--- Server instances sharing this database. `last_heartbeat_at` is refreshed
--- periodically; an instance whose heartbeat is stale is presumed dead and the
--- sessions it left open are closed by whichever instance notices.
+-- Server instances sharing this database. `last_heartbeat_at` is refreshed every
+-- `heartbeat_interval_ms` (each instance records its own, so instances configured
+-- differently judge each other fairly); one that misses three beats is presumed dead
+-- and the sessions it left open are closed by whichever instance notices.
 create table instances (
-  id                text primary key,
-  started_at        timestamptz not null default now(),
-  last_heartbeat_at timestamptz not null default now()
+  id                    text primary key,
+  started_at            timestamptz not null default now(),
+  last_heartbeat_at     timestamptz not null default now(),
+  heartbeat_interval_ms integer not null
 );
 
 -- One row per authenticated WebSocket connection of a device.

@@ -37,10 +37,14 @@ export class DeviceConnection {
   isAlive = true;
   /** The close code and reason the server chose; the peer's echo may not carry the reason. */
   closeIntent: { code: number; reason: string } | null = null;
-  log: Logger;
 
   private queue: Promise<void> = Promise.resolve();
-  private readonly authTimer: NodeJS.Timeout;
+  /** Cleared and dropped once authenticated: a long-lived socket does not keep a spent timer. */
+  private authTimer: NodeJS.Timeout | undefined;
+  /** Base loggers; the child with this connection's bindings is made on first use (most connections never log). */
+  private baseLogger: Logger;
+  private sessionBaseLogger: Logger | undefined;
+  private childLogger: Logger | undefined;
 
   constructor(
     readonly socket: WebSocket,
@@ -49,7 +53,7 @@ export class DeviceConnection {
     logger: Logger,
     authTimeoutMs: number,
   ) {
-    this.log = logger;
+    this.baseLogger = logger;
     this.authTimer = setTimeout(() => this.close(CLOSE_CODES.POLICY_VIOLATION.code, 'authentication timeout'), authTimeoutMs);
     socket.on('message', (data, isBinary) => this.socketOnMessage(data as Buffer, isBinary));
     socket.on('pong', () => this.markSeen());
@@ -86,13 +90,28 @@ export class DeviceConnection {
     this.lastSeenAt = new Date();
   }
 
-  markAuthenticated(deviceId: string, accountId: string | null, sessionId: number, logger: Logger): void {
+  /**
+   * This connection's logger: before authentication `logger.child({ remoteAddress })`
+   * of the constructor's logger, after it `sessionLogger.child({ deviceId, sessionId })`.
+   * Made on first use: a pino child costs a redaction pass and a few hundred bytes.
+   */
+  get log(): Logger {
+    this.childLogger ??=
+      this.sessionBaseLogger === undefined
+        ? this.baseLogger.child({ remoteAddress: this.remoteAddress })
+        : this.sessionBaseLogger.child({ deviceId: this.deviceId, sessionId: this.sessionId });
+    return this.childLogger;
+  }
+
+  markAuthenticated(deviceId: string, accountId: string | null, sessionId: number, sessionLogger: Logger): void {
     clearTimeout(this.authTimer);
+    this.authTimer = undefined;
     this.state = AUTHENTICATED;
     this.deviceId = deviceId;
     this.accountId = accountId;
     this.sessionId = sessionId;
-    this.log = logger;
+    this.sessionBaseLogger = sessionLogger;
+    this.childLogger = undefined;
   }
 
   private socketOnMessage(data: Buffer, isBinary: boolean): void {

@@ -9,6 +9,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import { makeBatcher } from '../actuations/batcher.js';
 import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
@@ -46,6 +47,8 @@ export interface Gateway {
 
 const UNIQUE_VIOLATION = '23505';
 
+type OpenRequest = { deviceId: string; accountId: string | null; remoteAddress: string | null };
+
 export function makeGateway(options: GatewayOptions): Gateway {
   const { config, logger, pool, verifyDeviceToken, events = {} } = options;
   const log = logger.child({ component: 'gateway' });
@@ -76,15 +79,15 @@ export function makeGateway(options: GatewayOptions): Gateway {
       connection.send(reply(RESPONSE_CODES.OK.code, CONTENT.subscribed));
       return true;
     }
-    const opened = await openSessionWithRetry(verified.deviceId, verified.accountId, connection.remoteAddress);
+    const opened = await sessionOpener.add({ deviceId: verified.deviceId, accountId: verified.accountId, remoteAddress: connection.remoteAddress });
+    if (opened instanceof Error) throw opened;
     if (connection.state === CLOSED) {
       // The device went away while its session was being written: close the row at once.
       const { code, reason } = connection.closeIntent ?? { code: 1005, reason: '' };
       await sessions.closeSession(pool, opened.sessionId, code, reason, connection.lastSeenAt);
       return true;
     }
-    const sessionLog = logger.child({ deviceId: verified.deviceId, sessionId: opened.sessionId });
-    connection.markAuthenticated(verified.deviceId, verified.accountId, opened.sessionId, sessionLog);
+    connection.markAuthenticated(verified.deviceId, verified.accountId, opened.sessionId, logger);
 
     if (opened.replaced && opened.replaced.instanceId !== config.instanceId) {
       await sessions.notifySessionReplaced(pool, { deviceId: verified.deviceId, ...opened.replaced });
@@ -98,12 +101,12 @@ export function makeGateway(options: GatewayOptions): Gateway {
       previous.close(CLOSE_CODES.NORMAL.code, 'session replaced');
     }
     connection.send(reply(RESPONSE_CODES.OK.code, CONTENT.subscribed));
-    sessionLog.info({ accountId: verified.accountId, replaced: opened.replaced }, 'device: authenticated');
+    if (logger.isLevelEnabled('info')) connection.log.info({ accountId: verified.accountId, replaced: opened.replaced }, 'device: authenticated');
     events.authenticated?.(connection);
     return true;
   }
 
-  async function openSessionWithRetry(deviceId: string, accountId: string | null, remoteAddress: string | null) {
+  async function openSessionWithRetry({ deviceId, accountId, remoteAddress }: OpenRequest): Promise<sessions.OpenedSession> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await sessions.openSession(pool, { deviceId, accountId, instanceId: config.instanceId, remoteAddress });
@@ -112,6 +115,35 @@ export function makeGateway(options: GatewayOptions): Gateway {
         if ((err as { code?: string }).code !== UNIQUE_VIOLATION || attempt >= 3) throw err;
       }
     }
+  }
+
+  // Group commit: devices authenticating at the same moment share one statement and one
+  // commit (a commit per device capped a reconnect storm at pool size / commit latency).
+  // Alone, a device still gets the one-row statement at once. Each device's 200 still
+  // follows its own committed row; a failure fails only the devices it concerns.
+  const sessionOpener = makeBatcher<OpenRequest, sessions.OpenedSession | Error>(openSessionBatch, { maxBatchSize: 500, maxConcurrent: 4 });
+
+  async function openSessionBatch(items: OpenRequest[]): Promise<(sessions.OpenedSession | Error)[]> {
+    const one = (item: OpenRequest) => openSessionWithRetry(item).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+    if (items.length === 1) return [await one(items[0]!)];
+    // A device twice in one batch (two sockets racing) would break the one-open-session
+    // index: its first request goes in the batch, later ones after it, one by one, each
+    // taking over the one before, as when they race on separate statements.
+    const firstOf = new Map<string, number>();
+    const later: number[] = [];
+    items.forEach((item, i) => (firstOf.has(item.deviceId) ? later.push(i) : firstOf.set(item.deviceId, i)));
+    const batch = [...firstOf.values()];
+    const results: (sessions.OpenedSession | Error)[] = new Array(items.length);
+    try {
+      const opened = await sessions.openSessions(pool, config.instanceId, batch.map((i) => items[i]!));
+      batch.forEach((i, k) => (results[i] = opened[k]!));
+    } catch (err) {
+      // One of these devices opening elsewhere at this very moment: one statement per device, with retries.
+      if ((err as { code?: string }).code !== UNIQUE_VIOLATION) throw err;
+      await Promise.all(batch.map(async (i) => (results[i] = await one(items[i]!))));
+    }
+    for (const i of later) results[i] = await one(items[i]!);
+    return results;
   }
 
   async function ack(connection: DeviceConnection, message: AckMessage): Promise<void> {
@@ -152,8 +184,10 @@ export function makeGateway(options: GatewayOptions): Gateway {
       return abortHandshake(socket, 400, `WebSocket subprotocol "${SUBPROTOCOL}" required`);
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
+      // The handshake finished after close() began: nobody will close this one later.
+      if (closing) return ws.close(CLOSE_CODES.GOING_AWAY.code, 'server shutting down');
       const remoteAddress = req.socket.remoteAddress ?? null;
-      const connection = new DeviceConnection(ws, remoteAddress, handlers, log.child({ remoteAddress }), config.authTimeoutMs);
+      const connection = new DeviceConnection(ws, remoteAddress, handlers, log, config.authTimeoutMs);
       all.add(connection);
     });
   }

@@ -18,15 +18,13 @@ export async function startInstanceLiveness(options: {
   intervalMs: number;
 }): Promise<InstanceLiveness> {
   const { pool, logger, instanceId, intervalMs } = options;
-  await sessions.registerInstance(pool, instanceId);
+  await sessions.registerInstance(pool, instanceId, intervalMs);
   const orphans = await sessions.closeOwnOrphanedSessions(pool, instanceId);
   if (orphans > 0) logger.info({ sessions: orphans }, 'startup: closed sessions left open by the previous run');
 
-  // Three missed heartbeats make an instance dead.
-  const staleAfterMs = intervalMs * 3;
   const tick = async () => {
-    await sessions.heartbeatInstance(pool, instanceId);
-    const lost = await sessions.closeSessionsOfDeadInstances(pool, staleAfterMs);
+    await sessions.heartbeatInstance(pool, instanceId, intervalMs);
+    const lost = await sessions.closeSessionsOfDeadInstances(pool);
     if (lost > 0) logger.info({ sessions: lost }, 'liveness: closed sessions of instances that stopped heartbeating');
   };
   await tick();

@@ -57,6 +57,46 @@ export async function openSession(
   };
 }
 
+/**
+ * `openSession` for many devices in one statement and one commit (group commit for
+ * devices connecting at the same moment). The device ids must be distinct; results
+ * come back in input order.
+ */
+export async function openSessions(
+  db: Queryable,
+  instanceId: string,
+  items: { deviceId: string; accountId: string | null; remoteAddress: string | null }[],
+): Promise<OpenedSession[]> {
+  const { rows } = await db.query<{ sessionId: number; deviceId: string; replacedId: number | null; replacedInstance: string | null }>(
+    `with input as (
+       select * from unnest($1::text[], $2::text[], $3::text[]) with ordinality as i(device_id, account_id, remote_address, ord)
+     ), previous as (
+       update device_sessions s set disconnected_at = now(), close_code = 1000, close_reason = 'session replaced'
+         from input i
+        where s.device_id = i.device_id and s.disconnected_at is null
+       returning s.id, s.device_id, s.instance_id
+     ), opened as (
+       insert into device_sessions (device_id, account_id, instance_id, remote_address)
+       select i.device_id, i.account_id, $4, i.remote_address
+         from input i, (select count(*) from previous) as wait_for_previous
+        order by i.ord
+       returning id, device_id
+     )
+     select opened.id as "sessionId", opened.device_id as "deviceId", previous.id as "replacedId", previous.instance_id as "replacedInstance"
+       from opened left join previous on previous.device_id = opened.device_id`,
+    [items.map((i) => i.deviceId), items.map((i) => i.accountId), items.map((i) => i.remoteAddress), instanceId],
+  );
+  const byDevice = new Map(rows.map((row) => [row.deviceId, row]));
+  return items.map((item) => {
+    const row = byDevice.get(item.deviceId);
+    if (!row) throw new Error(`openSessions: no row for device ${item.deviceId}`);
+    return {
+      sessionId: row.sessionId,
+      replaced: row.replacedId === null ? null : { sessionId: row.replacedId, instanceId: row.replacedInstance! },
+    };
+  });
+}
+
 /** Tells the instance holding a replaced session to close its socket. */
 export async function notifySessionReplaced(db: Queryable, replaced: { deviceId: string; sessionId: number; instanceId: string }): Promise<void> {
   await db.query('select pg_notify($1, $2)', [SESSION_REPLACED_CHANNEL, JSON.stringify(replaced)]);
@@ -82,18 +122,19 @@ export async function touchSessions(db: Queryable, sessionIds: number[], lastSee
   );
 }
 
-export async function registerInstance(db: Queryable, instanceId: string): Promise<void> {
+export async function registerInstance(db: Queryable, instanceId: string, heartbeatIntervalMs: number): Promise<void> {
   await db.query(
-    `insert into instances (id) values ($1)
-     on conflict (id) do update set started_at = now(), last_heartbeat_at = now()`,
-    [instanceId],
+    `insert into instances (id, heartbeat_interval_ms) values ($1, $2)
+     on conflict (id) do update set started_at = now(), last_heartbeat_at = now(), heartbeat_interval_ms = $2`,
+    [instanceId, heartbeatIntervalMs],
   );
 }
 
-export async function heartbeatInstance(db: Queryable, instanceId: string): Promise<void> {
+export async function heartbeatInstance(db: Queryable, instanceId: string, heartbeatIntervalMs: number): Promise<void> {
   await db.query(
-    `insert into instances (id) values ($1) on conflict (id) do update set last_heartbeat_at = now()`,
-    [instanceId],
+    `insert into instances (id, heartbeat_interval_ms) values ($1, $2)
+     on conflict (id) do update set last_heartbeat_at = now(), heartbeat_interval_ms = $2`,
+    [instanceId, heartbeatIntervalMs],
   );
 }
 
@@ -107,16 +148,19 @@ export async function closeOwnOrphanedSessions(db: Queryable, instanceId: string
   return rowCount ?? 0;
 }
 
-/** Closes sessions held by instances whose heartbeat is older than `staleAfterMs` (crashed or partitioned). */
-export async function closeSessionsOfDeadInstances(db: Queryable, staleAfterMs: number): Promise<number> {
+/**
+ * Closes sessions held by instances that missed three of their own heartbeats (crashed or
+ * partitioned), or that have no row at all; forgets instances dead for a day.
+ */
+export async function closeSessionsOfDeadInstances(db: Queryable): Promise<number> {
   const { rowCount } = await db.query(
     `update device_sessions s set disconnected_at = s.last_seen_at, close_code = 1006, close_reason = 'instance lost'
       where s.disconnected_at is null
         and not exists (select 1 from instances i
                          where i.id = s.instance_id
-                           and i.last_heartbeat_at > now() - make_interval(secs => $1::double precision / 1000))`,
-    [staleAfterMs],
+                           and i.last_heartbeat_at > now() - 3 * i.heartbeat_interval_ms * interval '1 millisecond')`,
   );
+  await db.query(`delete from instances where last_heartbeat_at < now() - interval '1 day'`);
   return rowCount ?? 0;
 }
 

@@ -62,6 +62,24 @@ describe('several instances on one database', () => {
   });
 });
 
+describe('instances with different heartbeat intervals', () => {
+  it("judge each other by the other's interval, not their own", async () => {
+    // A healthy instance beating every 60 s, last seen 10 s ago, holding a session.
+    await db.pool.query(`insert into instances (id, last_heartbeat_at, heartbeat_interval_ms) values ('slow-beat', now() - interval '10 seconds', 60000)`);
+    await db.pool.query(`insert into device_sessions (device_id, instance_id) values ('on-slow-beat', 'slow-beat')`);
+    // An instance beating every 100 ms: three of its own beats pass many times over.
+    const fast = await startTestServer(db, { INSTANCE_HEARTBEAT_MS: '100' });
+    try {
+      const before = Date.now();
+      await eventually(async () => (await db.pool.query(`select last_heartbeat_at from instances where id = $1`, [fast.config.instanceId])).rows[0]?.last_heartbeat_at, (t) => t && t.getTime() > before + 500);
+      const { rows } = await db.pool.query(`select disconnected_at from device_sessions where device_id = 'on-slow-beat'`);
+      expect(rows).toEqual([{ disconnected_at: null }]);
+    } finally {
+      await fast.close();
+    }
+  });
+});
+
 describe('an instance killed with SIGKILL', () => {
   const processes: ServerProcess[] = [];
   afterAll(async () => {

@@ -272,7 +272,7 @@ describe('recovery after an instance dies', () => {
   it('closes the rows an instance id left open when it starts again with that id', async () => {
     const instanceId = `crashed-${Date.now()}`;
     // What a SIGKILLed run leaves behind: its instance row and open sessions.
-    await db.pool.query(`insert into instances (id) values ($1)`, [instanceId]);
+    await db.pool.query(`insert into instances (id, heartbeat_interval_ms) values ($1, 5000)`, [instanceId]);
     await db.pool.query(
       `insert into device_sessions (device_id, instance_id, connected_at, last_seen_at)
        values ('orphan-1', $1, now() - interval '10 minutes', now() - interval '2 minutes'),
@@ -307,7 +307,7 @@ describe('recovery after an instance dies', () => {
 
   it("closes the rows of an instance whose heartbeat is stale in another instance's sweep, and only those", async () => {
     const deadId = `dead-${Date.now()}`;
-    await db.pool.query(`insert into instances (id, started_at, last_heartbeat_at) values ($1, now() - interval '1 hour', now() - interval '1 minute')`, [
+    await db.pool.query(`insert into instances (id, started_at, last_heartbeat_at, heartbeat_interval_ms) values ($1, now() - interval '1 hour', now() - interval '1 minute', 5000)`, [
       deadId,
     ]);
     await db.pool.query(
