@@ -77,6 +77,7 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
   let warnedFor: WebSocket | undefined;
   let warnedRepeat = false;
   let paused = false;
+  let connectedWrites = Promise.resolve();
   const pending = { events: 0, heartbeats: 0, errors: 0, lastEventAt: null as Date | null, lastError: null as string | null, dirty: false };
 
   const flushTimer = setInterval(() => void flush(), config.dssFlushIntervalMs);
@@ -114,7 +115,7 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
     state = OPEN;
     resetIdle(ws);
     log.info({ endpoint, seqStart: lastSeq === null ? null : lastSeq + 1 }, 'dss: stream connected');
-    void streamsSql.markConnected(pool, stream.id, instanceId, true).catch((err) => log.warn({ err }, 'dss: could not record connected'));
+    recordConnected(true);
   }
 
   function socketOnMessage(ws: WebSocket, data: Buffer): void {
@@ -248,7 +249,7 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
     state = WAITING;
     if (wasOpen) {
       log.info({ code, reason }, 'dss: stream closed');
-      void streamsSql.markConnected(pool, stream.id, instanceId, false).catch(() => undefined);
+      recordConnected(false);
     }
     scheduleReconnect();
   }
@@ -268,6 +269,13 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
         connect();
       });
     }, delay);
+  }
+
+  /** In order: a quick open-close must not end with `connected = true`. */
+  function recordConnected(connected: boolean): void {
+    connectedWrites = connectedWrites.then(() =>
+      streamsSql.markConnected(pool, stream.id, instanceId, connected).catch((err) => log.warn({ err }, 'dss: could not record the connection state')),
+    );
   }
 
   function resetIdle(ws: WebSocket): void {
@@ -323,7 +331,8 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
       }
       await settle();
       await flush();
-      await streamsSql.markConnected(pool, stream.id, instanceId, false).catch(() => undefined);
+      recordConnected(false);
+      await connectedWrites;
       log.info({ lastSeq }, 'dss: stream client stopped');
     },
   };
