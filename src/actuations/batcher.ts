@@ -4,6 +4,10 @@
  * the next flush (up to `maxBatchSize`). Under no load an item is flushed at once,
  * alone; under load, batches grow by themselves, so there is no timer to tune.
  *
+ * With `keyOf`, items with the same key are flushed in the order they were added:
+ * an item waits while an earlier item with its key is in flight (two concurrent
+ * transactions could otherwise commit one device's actuations out of order).
+ *
  * Why: PostgreSQL commits ~3,000 one-row transactions/s per connection but
  * 50,000+ rows/s in 100-row transactions (see ANCHORS.md), and NOTIFY serialises
  * commits, so one transaction (and one NOTIFY) per batch is where throughput is.
@@ -16,20 +20,48 @@ export interface Batcher<I, R> {
 
 export type FlushFn<I, R> = (items: I[]) => Promise<R[]>;
 
-export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: { maxBatchSize: number; maxConcurrent: number }): Batcher<I, R> {
+export interface BatcherOptions<I> {
+  maxBatchSize: number;
+  maxConcurrent: number;
+  keyOf?: (item: I) => string;
+}
+
+export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<I>): Batcher<I, R> {
   interface Pending {
     item: I;
+    key: string | undefined;
     resolve: (r: R) => void;
     reject: (e: unknown) => void;
   }
   let waiting: Pending[] = [];
   let inFlight = 0;
+  const keysInFlight = new Set<string>();
   const idleWaiters: (() => void)[] = [];
+  let pumpScheduled = false;
+
+  /** The next batch: waiting items in order, skipping keys in flight (and later items of a skipped key). */
+  function takeBatch(): Pending[] {
+    if (!options.keyOf) {
+      const batch = waiting.slice(0, options.maxBatchSize);
+      waiting = waiting.slice(batch.length);
+      return batch;
+    }
+    const batch: Pending[] = [];
+    const rest: Pending[] = [];
+    for (const p of waiting) {
+      if (batch.length < options.maxBatchSize && !keysInFlight.has(p.key!)) batch.push(p);
+      else rest.push(p);
+    }
+    waiting = rest;
+    return batch;
+  }
 
   function pump(): void {
     while (inFlight < options.maxConcurrent && waiting.length > 0) {
-      const batch = waiting.slice(0, options.maxBatchSize);
-      waiting = waiting.slice(batch.length);
+      const batch = takeBatch();
+      if (batch.length === 0) return;
+      const keys = options.keyOf ? new Set(batch.map((p) => p.key!)) : undefined;
+      keys?.forEach((k) => keysInFlight.add(k));
       inFlight++;
       flush(batch.map((p) => p.item))
         .then(
@@ -38,6 +70,7 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: { maxBatchSize:
         )
         .finally(() => {
           inFlight--;
+          keys?.forEach((k) => keysInFlight.delete(k));
           pump();
           if (inFlight === 0 && waiting.length === 0) idleWaiters.splice(0).forEach((r) => r());
         });
@@ -47,9 +80,15 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: { maxBatchSize:
   return {
     add(item) {
       return new Promise<R>((resolve, reject) => {
-        waiting.push({ item, resolve, reject });
-        // Let the rest of this tick's callers join before the first flush starts.
-        if (waiting.length === 1) queueMicrotask(pump);
+        waiting.push({ item, key: options.keyOf?.(item), resolve, reject });
+        // Let the rest of this tick's callers join before a flush starts.
+        if (!pumpScheduled && inFlight < options.maxConcurrent) {
+          pumpScheduled = true;
+          queueMicrotask(() => {
+            pumpScheduled = false;
+            pump();
+          });
+        }
       });
     },
     drain() {

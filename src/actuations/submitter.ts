@@ -55,7 +55,8 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
     }
   }
 
-  const batcher = makeBatcher(flush, { maxBatchSize: options.maxBatchSize, maxConcurrent: 4 });
+  // Keyed by device: one device's actuations commit (and get their seq) in submission order.
+  const batcher = makeBatcher(flush, { maxBatchSize: options.maxBatchSize, maxConcurrent: 4, keyOf: (a: PreparedActuation) => a.deviceId });
 
   return {
     submit(actuation: NewActuation) {
