@@ -1,0 +1,497 @@
+/**
+ * `npm run bench -- connect --devices N`: N simulated devices connect and
+ * authenticate with real RS256 tokens against the real server (built with the
+ * project's build, its own process, a fresh PostgreSQL database), then against a
+ * bare `ws` server (bench/bare-server.ts: no auth, no database) with the same
+ * client and the same N, alternating which goes first in each round.
+ *
+ * Per server it measures
+ *  - connect+auth per second: devices authenticated / (last 200 - first connect);
+ *  - server RSS per device: (VmRSS after - VmRSS before) / devices, both read from
+ *    /proc/<pid>/status after a settle and a full GC (the same --expose-gc hook in
+ *    both servers), "before" taken after a warm-up whose sockets were closed, so
+ *    one-off costs (JIT, the database pool filling up) are not charged per device;
+ *  - server CPU per device (all threads, /proc schedstat) during the connect phase;
+ *  - per-device connect+auth latency p50/p99 (informative).
+ * and prints our figures, the bare figures and the ratios, as a text table and as
+ * markdown. Only loopback; every phase is bounded; children are always killed.
+ */
+import crypto from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { freePort } from '../src/db/embedded-postgres.js';
+import type { ConnectResult } from './device-client.js';
+import { buildForBench } from './lib/build.js';
+import { summariseCpuProfiles } from './lib/cpu-profile.js';
+import { startBenchDatabase, type BenchDatabaseServer } from './lib/database.js';
+import { attachProfiler, type PhaseProfiler } from './lib/inspector.js';
+import { request } from './lib/ipc.js';
+import {
+  cpuMs,
+  forkClient,
+  killChild,
+  maxOpenFiles,
+  onCleanup,
+  openFds,
+  rssKiB,
+  sleep,
+  spawnServer,
+  waitForPort,
+  type ServerProcess,
+} from './lib/processes.js';
+import { fmt, median, percentile, renderTables } from './lib/stats.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLIENT_SCRIPT = path.join(ROOT, 'bench', 'device-client.ts');
+/**
+ * Local ports the device clients bind, split between them: below the kernel's ephemeral
+ * range (32768-60999 here), so they take nothing from other processes and spare the
+ * kernel its ephemeral-port search, which with ~20,000 ports in use cost the clients
+ * more CPU than everything else they do, on the cores the server needs.
+ */
+const LOCAL_PORTS = { from: 10_000, to: 32_768 };
+/** File descriptors a process needs besides device sockets (stdio, epoll, pipes, database pool, listen socket). */
+const FD_HEADROOM = 100;
+
+type Kind = 'ours' | 'bare';
+const LABEL: Record<Kind, string> = { ours: 'iot-websocket-server', bare: 'bare `ws`' };
+
+interface RunResult {
+  kind: Kind;
+  round: number;
+  ok: number;
+  failed: number;
+  errors: Record<string, number>;
+  durationMs: number;
+  ratePerSec: number;
+  rssBeforeKiB: number;
+  rssAfterKiB: number;
+  perDeviceKiB: number;
+  cpuPerDeviceUs: number;
+  /** PostgreSQL CPU (the bench database's backends and the cluster's background processes), when readable in /proc. */
+  dbCpuPerDeviceUs: number;
+  /** CPU of the device client processes (the load generator shares the machine). */
+  clientCpuPerDeviceUs: number;
+  p50Ms: number;
+  p99Ms: number;
+  fdsBefore: number;
+  portRetries: number;
+  sessionsOpen?: number;
+}
+
+const usage = `usage: npm run bench -- connect --devices <N|max> [options]
+  --devices N       simulated devices (max = the largest N one server process can hold here)
+  --rounds R        rounds; each runs both servers, alternating which goes first (default 1)
+  --clients K       device client processes (default: one per 9,950 devices)
+  --concurrency C   connects in flight across all clients (default 256)
+  --warmup W        devices connected and closed before "RSS before" (default 500)
+  --settle-ms MS    quiet time before each RSS reading (default 2000)
+  --fsync on|off    embedded PostgreSQL durability (default on; ignored with DATABASE_URL)
+  --only ours|bare  run one server only (profiling)
+  --kernel-ports    let the kernel pick the clients' local ports (default: bind ports 10000-32767)
+  --db-stats        embedded PostgreSQL only: print our server's statements during the connect
+                    phase by total time (pg_stat_statements)
+  --cpu-prof        profile each server's connect phase (V8, through its inspector on 127.0.0.1;
+                    the figures of such a run are not comparable) and print where the time went`;
+
+export async function connectBench(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      devices: { type: 'string' },
+      rounds: { type: 'string', default: '1' },
+      clients: { type: 'string' },
+      concurrency: { type: 'string', default: '256' },
+      warmup: { type: 'string', default: '500' },
+      'settle-ms': { type: 'string', default: '2000' },
+      fsync: { type: 'string', default: 'on' },
+      only: { type: 'string' },
+      'cpu-prof': { type: 'boolean', default: false },
+      'db-stats': { type: 'boolean', default: false },
+      'kernel-ports': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help || !values.devices) {
+    process.stderr.write(`${usage}\n`);
+    return values.help ? 0 : 2;
+  }
+  const fdLimit = maxOpenFiles(process.pid);
+  const maxDevices = Number.isFinite(fdLimit) ? fdLimit - FD_HEADROOM : 50_000;
+  const devices = values.devices === 'max' ? maxDevices : int('devices', values.devices, 1, maxDevices);
+  const rounds = int('rounds', values.rounds, 1, 9);
+  const perClientMax = Math.min(9_950, maxDevices);
+  const clients = values.clients ? int('clients', values.clients, 1, 8) : Math.ceil(devices / perClientMax);
+  if (Math.ceil(devices / clients) > maxDevices) throw new Error(`--clients ${clients}: each client would hold more than ${maxDevices} sockets`);
+  const concurrency = int('concurrency', values.concurrency, 1, 4_096);
+  const warmup = int('warmup', values.warmup, 0, 5_000);
+  const settleMs = int('settle-ms', values['settle-ms'], 0, 60_000);
+  if (values.fsync !== 'on' && values.fsync !== 'off') throw new Error('--fsync must be on or off');
+  if (values.only !== undefined && values.only !== 'ours' && values.only !== 'bare') throw new Error('--only must be ours or bare');
+  const kinds: Kind[] = values.only ? [values.only as Kind] : ['bare', 'ours'];
+  const cpuProf = values['cpu-prof'];
+
+  log(
+    `connect bench: ${fmt(devices)} devices, ${clients} client process(es), ${concurrency} connects in flight, ` +
+      `warm-up ${warmup}, ${rounds} round(s); open-files limit ${fdLimit} per process (max devices per server here: ${fmt(maxDevices)})`,
+  );
+
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-'));
+  onCleanup(() => fs.rm(tmp, { recursive: true, force: true }));
+  const profDir = cpuProf ? await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-prof-')) : undefined;
+
+  // allSettled: nothing may still be starting (a database, a compiler) when cleanup runs after a failure.
+  const [database, build, keys] = settled(
+    await Promise.allSettled([startBenchDatabase({ fsync: values.fsync === 'on', statementStats: values['db-stats'] }), buildForBench(ROOT), makeKeys(tmp)] as const),
+  );
+  log(`database: ${database.description}; server built from src/ (tsc -p tsconfig.build.json)`);
+
+  // Device clients: each mints its own share of tokens (in parallel) before any timing starts.
+  const children: ChildProcess[] = Array.from({ length: clients }, () => forkClient(CLIENT_SCRIPT));
+  const ids = Array.from({ length: devices }, (_, i) => `bench-device-${i}`);
+  const warmupIds = Array.from({ length: warmup }, (_, i) => `bench-warmup-${i}`);
+  const t0 = Date.now();
+  await Promise.all(
+    children.map((child, c) =>
+      request(child, { op: 'mint', privateKeyPem: keys.privateKeyPem, ids: share(ids, c, clients), warmupIds: share(warmupIds, c, clients), accountId: 'bench-account' }, 'minted', 600_000),
+    ),
+  );
+  log(`minted ${fmt(devices + warmup)} RS256 device tokens in ${fmt((Date.now() - t0) / 1000, 1)} s`);
+
+  const portPlan = values['kernel-ports'] ? undefined : planLocalPorts(children.length, devices, warmup);
+  const ctx: RunContext = { database, build, keys, children, devices, concurrency, warmup, settleMs, tmp, profDir, dbStats: values['db-stats'], portPlan };
+  const results: RunResult[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    const order = round % 2 === 1 ? kinds : [...kinds].reverse();
+    for (const kind of order) {
+      const result = await runOne(ctx, kind, round);
+      results.push(result);
+      log(
+        `round ${round} ${LABEL[kind].padEnd(20)} ${fmt(result.ok)} ok / ${result.failed} failed in ${fmt(result.durationMs)} ms: ` +
+          `${fmt(result.ratePerSec)} connect+auth/s, RSS ${fmt(result.rssBeforeKiB / 1024, 1)} -> ${fmt(result.rssAfterKiB / 1024, 1)} MiB = ` +
+          `${fmt(result.perDeviceKiB, 2)} KiB/device, CPU ${fmt(result.cpuPerDeviceUs)} µs/device` +
+          (Number.isNaN(result.dbCpuPerDeviceUs) ? '' : ` + PostgreSQL ${fmt(result.dbCpuPerDeviceUs)} µs/device`) +
+          `, clients ${fmt(result.clientCpuPerDeviceUs)} µs/device, latency p50 ${fmt(result.p50Ms, 1)} / p99 ${fmt(result.p99Ms, 1)} ms` +
+          (result.sessionsOpen !== undefined ? `, ${fmt(result.sessionsOpen)} open session rows` : '') +
+          (result.portRetries > 0 ? `, ${result.portRetries} local ports skipped (in use)` : '') +
+          `; ${result.fdsBefore} files open before the devices` +
+          (result.failed > 0 ? `\n  failures: ${JSON.stringify(result.errors)}` : ''),
+      );
+    }
+  }
+
+  const invalid = results.filter((r) => r.failed > 0 || (r.kind === 'ours' && r.sessionsOpen !== r.ok));
+  printSummary(results, { devices, clients, rounds, description: database.description });
+  if (profDir) await summariseCpuProfiles(profDir, log);
+  if (invalid.length > 0) {
+    log(`\nINVALID: ${invalid.length} run(s) had failed devices or missing session rows; see above.`);
+    return 1;
+  }
+  return 0;
+}
+
+interface RunContext {
+  database: BenchDatabaseServer;
+  build: { serverMain: string; bareServer: string };
+  keys: { publicKeyPath: string; privateKeyPem: string };
+  children: ChildProcess[];
+  devices: number;
+  concurrency: number;
+  warmup: number;
+  settleMs: number;
+  tmp: string;
+  profDir: string | undefined;
+  dbStats: boolean;
+  /** Per client: local port ranges for the devices and the warm-up (disjoint: warm-up sockets linger in TIME_WAIT). */
+  portPlan: { devices: { from: number; to: number }; warmup: { from: number; to: number } }[] | undefined;
+}
+
+function planLocalPorts(clients: number, devices: number, warmup: number): RunContext['portPlan'] {
+  const block = Math.floor((LOCAL_PORTS.to - LOCAL_PORTS.from) / clients);
+  const warmupSpan = warmup > 0 ? Math.ceil(warmup / clients) + 100 : 0;
+  const devicesSpan = block - warmupSpan;
+  if (devicesSpan < Math.ceil(devices / clients) + 100) {
+    throw new Error(`${fmt(devices)} devices do not fit in local ports ${LOCAL_PORTS.from}-${LOCAL_PORTS.to - 1}; use --kernel-ports`);
+  }
+  return Array.from({ length: clients }, (_, c) => {
+    const start = LOCAL_PORTS.from + c * block;
+    return { devices: { from: start, to: start + devicesSpan }, warmup: { from: start + devicesSpan, to: start + block } };
+  });
+}
+
+async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunResult> {
+  const port = await freePort();
+  const db = kind === 'ours' ? await ctx.database.create(`r${round}`) : undefined;
+  const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', PORT: String(port) };
+  const env: NodeJS.ProcessEnv =
+    kind === 'ours'
+      ? {
+          ...baseEnv,
+          NODE_ENV: 'production',
+          HOST: '127.0.0.1',
+          DATABASE_URL: db!.url,
+          DATA_DIR: path.join(ctx.tmp, 'data'),
+          DEVICE_PUBLIC_KEY_PATH: ctx.keys.publicKeyPath,
+          API_USERNAME: 'bench',
+          API_PASSWORD: crypto.randomBytes(18).toString('base64url'),
+          INSTANCE_ID: `bench-${process.pid}-r${round}`,
+          LOG_LEVEL: 'warn',
+          // Nothing but the connects: no heartbeat pings or last_seen_at flushes during the run.
+          HEARTBEAT_INTERVAL_MS: '3600000',
+        }
+      : baseEnv;
+  // Profiling: the inspector on loopback, the profiler running for the connect phase only.
+  const server = spawnServer(kind === 'ours' ? ctx.build.serverMain : ctx.build.bareServer, ctx.profDir ? ['--inspect=127.0.0.1:0'] : [], env, ctx.tmp);
+  let profiler: PhaseProfiler | undefined;
+  try {
+    await waitForPort(port, server, 60_000);
+    if (ctx.profDir) profiler = await attachProfiler(await server.inspectorUrl(10_000));
+    const fdsBefore = openFds(server.pid);
+    const limit = maxOpenFiles(server.pid);
+    // The database pool may still open up to DATABASE_POOL_SIZE (10) connections.
+    if (fdsBefore + 16 + ctx.devices > limit) {
+      throw new Error(
+        `${fmt(ctx.devices)} devices do not fit: ${LABEL[kind]} holds ${fdsBefore} files before any device and may hold ${limit}; ` +
+          `the largest N here is ${fmt(limit - fdsBefore - 16)}`,
+      );
+    }
+
+    if (ctx.warmup > 0) {
+      await connectPhase(ctx, port, 'warmup');
+      await Promise.all(ctx.children.map((child) => request(child, { op: 'reset' }, 'reset', 30_000)));
+    }
+    const rssBeforeKiB = await settledRss(server, ctx.settleMs);
+    await profiler?.start();
+    const dbCpu = db ? await databaseCpu(db.url) : undefined;
+    const statements = db && ctx.dbStats ? await statementStats(db.url) : undefined;
+    const dbCpuBefore = await dbCpu?.sample();
+    const clientCpu = () => ctx.children.reduce((ms, child) => ms + cpuMs(child.pid!), 0);
+    const clientCpuBefore = clientCpu();
+    const cpuBefore = cpuMs(server.pid);
+    const connected = await connectPhase(ctx, port, 'devices');
+    const cpuAfter = cpuMs(server.pid);
+    const clientCpuMs = clientCpu() - clientCpuBefore;
+    const dbCpuMs = dbCpu && dbCpuBefore ? (await dbCpu.sample()).since(dbCpuBefore) : undefined;
+    await dbCpu?.close();
+    await statements?.report(connected.ok);
+    if (profiler) await fs.writeFile(path.join(ctx.profDir!, `${kind}-r${round}.cpuprofile`), await profiler.stop());
+    const rssAfterKiB = await settledRss(server, ctx.settleMs);
+    const statuses = await Promise.all(ctx.children.map((child) => request(child, { op: 'status' }, 'status', 30_000)));
+    const stillOpen = statuses.reduce((n, s) => n + s.open, 0);
+    const dropped = statuses.reduce((n, s) => n + s.dropped, 0);
+    if (dropped > 0) connected.errors['dropped after 200'] = dropped;
+
+    let sessionsOpen: number | undefined;
+    if (db) {
+      const client = new pg.Client(db.url);
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ n: string }>(
+          `select count(*) as n from device_sessions where disconnected_at is null and device_id like 'bench-device-%'`,
+        );
+        sessionsOpen = Number(rows[0]!.n);
+      } finally {
+        await client.end();
+      }
+    }
+
+    const ok = Math.min(connected.ok, stillOpen);
+    const durationMs = connected.lastDoneMs - connected.firstStartMs;
+    return {
+      kind,
+      round,
+      ok: connected.ok,
+      failed: connected.failed + dropped,
+      errors: connected.errors,
+      durationMs,
+      ratePerSec: (connected.ok / durationMs) * 1000,
+      rssBeforeKiB,
+      rssAfterKiB,
+      perDeviceKiB: (rssAfterKiB - rssBeforeKiB) / ok,
+      cpuPerDeviceUs: ((cpuAfter - cpuBefore) * 1000) / connected.ok,
+      dbCpuPerDeviceUs: dbCpuMs === undefined ? Number.NaN : (dbCpuMs * 1000) / connected.ok,
+      clientCpuPerDeviceUs: (clientCpuMs * 1000) / connected.ok,
+      p50Ms: percentile(connected.latencySample, 50),
+      p99Ms: percentile(connected.latencySample, 99),
+      fdsBefore,
+      portRetries: connected.portRetries,
+      sessionsOpen,
+    };
+  } finally {
+    profiler?.close();
+    await killChild(server.child, 'SIGKILL');
+    await Promise.all(ctx.children.map((child) => request(child, { op: 'reset' }, 'reset', 30_000).catch(() => undefined)));
+    await db?.drop().catch((err) => log(`could not drop bench database: ${(err as Error).message}`));
+    await sleep(500);
+  }
+}
+
+/**
+ * CPU used by PostgreSQL for one database: its backends plus the cluster's background
+ * processes (WAL writer, checkpointer...), from /proc; backends that appear during the
+ * phase count from zero. Processes that /proc cannot show (a remote DATABASE_URL) are skipped.
+ */
+async function databaseCpu(url: string) {
+  const client = new pg.Client(url);
+  await client.connect();
+  const pids = async () =>
+    (
+      await client.query<{ pid: number }>(
+        `select pid from pg_stat_activity where (datname = current_database() or backend_type <> 'client backend') and pid <> pg_backend_pid()`,
+      )
+    ).rows.map((r) => r.pid);
+  const read = (pid: number) => {
+    try {
+      return cpuMs(pid);
+    } catch {
+      return undefined;
+    }
+  };
+  return {
+    async sample() {
+      const usage = new Map<number, number>();
+      for (const pid of await pids()) {
+        const ms = read(pid);
+        if (ms !== undefined) usage.set(pid, ms);
+      }
+      return {
+        usage,
+        since(before: { usage: Map<number, number> }) {
+          let total = 0;
+          for (const [pid, ms] of usage) total += ms - (before.usage.get(pid) ?? 0);
+          return total;
+        },
+      };
+    },
+    close: () => client.end(),
+  };
+}
+
+/** pg_stat_statements of the bench database, reset now; `report` prints the top statements since. */
+async function statementStats(url: string) {
+  const client = new pg.Client(url);
+  await client.connect();
+  await client.query('create extension if not exists pg_stat_statements');
+  await client.query('select pg_stat_statements_reset()');
+  return {
+    async report(devices: number) {
+      const { rows } = await client.query<{ calls: string; rows: string; total: number; query: string }>(
+        `select calls, rows, total_exec_time as total, query from pg_stat_statements
+          where dbid = (select oid from pg_database where datname = current_database()) and query not like '%pg_stat%'
+          order by total_exec_time desc limit 8`,
+      );
+      log(`  statements during the connect phase (pg_stat_statements, execution time, per device over ${fmt(devices)}):`);
+      for (const r of rows) {
+        const text = r.query.replace(/\s+/g, ' ').slice(0, 110);
+        log(`    ${fmt((r.total * 1000) / devices, 1).padStart(7)} µs  ${fmt(Number(r.calls)).padStart(6)} calls  ${fmt(Number(r.rows)).padStart(7)} rows  ${text}`);
+      }
+      await client.end();
+    },
+  };
+}
+
+/** All clients connect their share of a device set at the same moment; merged result. */
+async function connectPhase(ctx: RunContext, port: number, set: 'devices' | 'warmup'): Promise<ConnectResult> {
+  const total = set === 'devices' ? ctx.devices : ctx.warmup;
+  const deadlineMs = 120_000 + total * 10;
+  const perClient = Math.max(1, Math.floor(ctx.concurrency / ctx.children.length));
+  const results = await Promise.all(
+    ctx.children.map((child, c) =>
+      request(
+        child,
+        { op: 'connect', port, set, concurrency: perClient, perDeviceTimeoutMs: 60_000, deadlineMs, localPorts: ctx.portPlan?.[c]?.[set] },
+        'connected',
+        deadlineMs + 90_000,
+      ),
+    ),
+  );
+  const errors: Record<string, number> = {};
+  for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+  return {
+    ok: results.reduce((n, r) => n + r.ok, 0),
+    failed: results.reduce((n, r) => n + r.failed, 0),
+    portRetries: results.reduce((n, r) => n + r.portRetries, 0),
+    errors,
+    firstStartMs: Math.min(...results.map((r) => r.firstStartMs).filter(Number.isFinite)),
+    lastDoneMs: Math.max(...results.map((r) => r.lastDoneMs).filter(Number.isFinite)),
+    // Each client's sample is evenly spaced over its own sorted latencies; merged, they stay representative.
+    latencySample: results.flatMap((r) => r.latencySample).sort((a, b) => a - b),
+  };
+}
+
+/** VmRSS after a quiet period and a full GC (SIGUSR2 hook), then a short wait for the GC's frees to show. */
+async function settledRss(server: ServerProcess, settleMs: number): Promise<number> {
+  await sleep(settleMs);
+  server.child.kill('SIGUSR2');
+  await sleep(500);
+  return rssKiB(server.pid);
+}
+
+function printSummary(results: RunResult[], info: { devices: number; clients: number; rounds: number; description: string }): void {
+  const of = (kind: Kind) => results.filter((r) => r.kind === kind);
+  const ours = of('ours');
+  const bare = of('bare');
+  const m = (rs: RunResult[], f: (r: RunResult) => number) => median(rs.map(f));
+  // Ratios are taken within a round (same machine state), then the median over rounds.
+  const ratio = (f: (r: RunResult) => number) =>
+    median(ours.map((o) => {
+      const b = bare.find((x) => x.round === o.round);
+      return b ? f(o) / f(b) : Number.NaN;
+    }));
+  const both = ours.length > 0 && bare.length > 0;
+  const rateRatio = ratio((r) => r.ratePerSec);
+  const memRatio = ratio((r) => r.perDeviceKiB);
+  const verdict = (value: number, ok: boolean) => (Number.isFinite(value) ? (ok ? 'met' : 'MISSED') : 'n/a');
+
+  const header = [`${fmt(info.devices)} devices, ${info.clients} client process(es), median of ${info.rounds}`, LABEL.ours, LABEL.bare, 'ratio', 'target'];
+  const rows = [
+    ['connect+auth per second', fmt(m(ours, (r) => r.ratePerSec)), fmt(m(bare, (r) => r.ratePerSec)), both ? `${fmt(rateRatio, 2)}×` : 'n/a', `≥ 0.8× (${verdict(rateRatio, rateRatio >= 0.8)})`],
+    ['server RSS per device', `${fmt(m(ours, (r) => r.perDeviceKiB), 1)} KiB`, `${fmt(m(bare, (r) => r.perDeviceKiB), 1)} KiB`, both ? `${fmt(memRatio, 2)}×` : 'n/a', `≤ 1.5× (${verdict(memRatio, memRatio <= 1.5)})`],
+    ['server CPU per device', `${fmt(m(ours, (r) => r.cpuPerDeviceUs))} µs`, `${fmt(m(bare, (r) => r.cpuPerDeviceUs))} µs`, both ? `${fmt(ratio((r) => r.cpuPerDeviceUs), 2)}×` : 'n/a', ''],
+    ['PostgreSQL CPU per device', `${fmt(m(ours, (r) => r.dbCpuPerDeviceUs))} µs`, '–', '', ''],
+    ['device clients CPU per device (same machine)', `${fmt(m(ours, (r) => r.clientCpuPerDeviceUs))} µs`, `${fmt(m(bare, (r) => r.clientCpuPerDeviceUs))} µs`, '', ''],
+    ['connect+auth latency p50 / p99', `${fmt(m(ours, (r) => r.p50Ms), 1)} / ${fmt(m(ours, (r) => r.p99Ms), 1)} ms`, `${fmt(m(bare, (r) => r.p50Ms), 1)} / ${fmt(m(bare, (r) => r.p99Ms), 1)} ms`, '', ''],
+  ];
+  const { text, markdown } = renderTables(header, rows);
+  process.stdout.write(`\n${text}\n\nMarkdown (${info.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
+}
+
+async function makeKeys(tmp: string): Promise<{ publicKeyPath: string; privateKeyPem: string }> {
+  const { publicKey, privateKey } = crypto.generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+  const dir = path.join(tmp, 'keys');
+  await fs.mkdir(dir);
+  const publicKeyPath = path.join(dir, 'public.pem');
+  await fs.writeFile(publicKeyPath, publicKey);
+  return { publicKeyPath, privateKeyPem: privateKey };
+}
+
+function settled<T extends readonly PromiseSettledResult<unknown>[]>(results: T): { [K in keyof T]: T[K] extends PromiseSettledResult<infer V> ? V : never } {
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as never;
+}
+
+function share<T>(items: T[], index: number, parts: number): T[] {
+  const size = Math.ceil(items.length / parts);
+  return items.slice(index * size, (index + 1) * size);
+}
+
+function int(name: string, raw: string, min: number, max: number): number {
+  if (!/^\d+$/.test(raw)) throw new Error(`--${name} must be a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new Error(`--${name} must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function log(message: string): void {
+  process.stdout.write(`${message}\n`);
+}

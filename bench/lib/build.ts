@@ -1,0 +1,47 @@
+/**
+ * Builds what the bench runs, into a private directory under node_modules/.cache
+ * (so the shared `dist/` is neither used half-built nor overwritten, and module
+ * resolution still finds node_modules): the server with the project's own build
+ * (`tsc -p tsconfig.build.json`, the same output `npm start` runs) plus a copy of
+ * `migrations/` where the built migrator looks for it, and the bare `ws` server
+ * transpiled the same way. Both then run under plain `node`, no loader.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import ts from 'typescript';
+import { onCleanup, runTracked } from './processes.js';
+
+export interface BenchBuild {
+  serverMain: string;
+  bareServer: string;
+}
+
+export async function buildForBench(root: string): Promise<BenchBuild> {
+  const dir = path.join(root, 'node_modules', '.cache', `iotws-bench-${process.pid}`);
+  await fs.rm(dir, { recursive: true, force: true });
+  await fs.mkdir(dir, { recursive: true });
+  onCleanup(() => fs.rm(dir, { recursive: true, force: true }));
+  // Under node_modules the package scope search stops: say ESM here.
+  await fs.writeFile(path.join(dir, 'package.json'), '{ "type": "module", "private": true }\n');
+
+  const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  const { code, output } = await runTracked(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', path.join(dir, 'dist')], root, 180_000);
+  if (code !== 0) {
+    // tsc still emits on type errors (the shared tree may be mid-edit elsewhere): run what was
+    // emitted, but say so; without an emitted entry point there is nothing to bench.
+    const emitted = await fs.stat(path.join(dir, 'dist', 'main.js')).then(() => true, () => false);
+    if (!emitted) throw new Error(`server build failed (tsc exit ${code}): ${output}`);
+    const errors = output.split('\n').filter((l) => /error TS/.test(l));
+    process.stdout.write(`warning: the server build reported ${errors.length} type error(s), running the emitted JavaScript; first: ${errors[0] ?? output.slice(0, 300)}\n`);
+  }
+  // dist/db/migrate.js resolves ../../migrations.
+  await fs.cp(path.join(root, 'migrations'), path.join(dir, 'migrations'), { recursive: true });
+
+  const source = await fs.readFile(path.join(root, 'bench', 'bare-server.ts'), 'utf8');
+  const { outputText } = ts.transpileModule(source, {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  });
+  const bareServer = path.join(dir, 'bare-server.mjs');
+  await fs.writeFile(bareServer, outputText);
+  return { serverMain: path.join(dir, 'dist', 'main.js'), bareServer };
+}

@@ -1,0 +1,59 @@
+/**
+ * `npm run bench -- <subcommand> [options]`: the project's benchmarks.
+ *
+ *   connect   N devices connect and authenticate against the real server and a
+ *             bare `ws` server; connect rate and memory per device, with ratios.
+ *
+ * Later benches (actuations, dss) are added to SUBCOMMANDS. Whatever happens,
+ * children are killed and temp dirs removed before the process exits.
+ */
+import { connectBench } from './connect.js';
+import { cleanup } from './lib/processes.js';
+
+const SUBCOMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; about: string }> = {
+  connect: { run: connectBench, about: 'connect+auth rate and memory per device vs a bare ws server' },
+};
+
+function usage(): string {
+  return ['usage: npm run bench -- <subcommand> [options]   (--help after a subcommand for its options)', '', ...Object.entries(SUBCOMMANDS).map(([name, s]) => `  ${name.padEnd(10)} ${s.about}`)].join('\n');
+}
+
+let exiting = false;
+async function exit(code: number): Promise<never> {
+  if (!exiting) {
+    exiting = true;
+    await cleanup();
+  }
+  process.exit(code);
+}
+
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => {
+    process.stderr.write(`\nbench: ${signal}, cleaning up\n`);
+    if (exiting) process.exit(130);
+    void exit(130);
+  });
+}
+process.on('uncaughtException', (err) => {
+  process.stderr.write(`bench: ${err.stack ?? err}\n`);
+  void exit(1);
+});
+process.on('unhandledRejection', (err) => {
+  process.stderr.write(`bench: ${(err as Error)?.stack ?? err}\n`);
+  void exit(1);
+});
+
+const [name, ...rest] = process.argv.slice(2);
+const subcommand = name === undefined ? undefined : SUBCOMMANDS[name];
+if (!subcommand) {
+  process.stderr.write(`${usage()}\n`);
+  await exit(name === undefined || name === '--help' || name === '-h' ? 0 : 2);
+} else {
+  let code = 1;
+  try {
+    code = await subcommand.run(rest);
+  } catch (err) {
+    process.stderr.write(`bench ${name}: ${(err as Error).message}\n`);
+  }
+  await exit(code);
+}
