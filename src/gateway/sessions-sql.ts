@@ -68,17 +68,18 @@ export async function openSessions(
   items: { deviceId: string; accountId: string | null; remoteAddress: string | null }[],
 ): Promise<OpenedSession[]> {
   const { rows } = await db.query<{ sessionId: number; deviceId: string; replacedId: number | null; replacedInstance: string | null }>(
-    `with input as (
-       select * from unnest($1::text[], $2::text[], $3::text[]) with ordinality as i(device_id, account_id, remote_address, ord)
-     ), previous as (
-       update device_sessions s set disconnected_at = now(), close_code = 1000, close_reason = 'session replaced'
-         from input i
-        where s.device_id = i.device_id and s.disconnected_at is null
-       returning s.id, s.device_id, s.instance_id
+    // `device_id = any(...)`, not a join with the input: the one-open-session index is
+    // used per device even when the statistics are stale (a join planned on them scanned
+    // every open session, once per batch).
+    `with previous as (
+       update device_sessions set disconnected_at = now(), close_code = 1000, close_reason = 'session replaced'
+        where device_id = any($1::text[]) and disconnected_at is null
+       returning id, device_id, instance_id
      ), opened as (
        insert into device_sessions (device_id, account_id, instance_id, remote_address)
        select i.device_id, i.account_id, $4, i.remote_address
-         from input i, (select count(*) from previous) as wait_for_previous
+         from unnest($1::text[], $2::text[], $3::text[]) with ordinality as i(device_id, account_id, remote_address, ord),
+              (select count(*) from previous) as wait_for_previous
         order by i.ord
        returning id, device_id
      )
