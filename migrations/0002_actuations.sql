@@ -50,5 +50,4 @@ create index actuations_collapse_idx on actuations (device_id, collapse_key) whe
 -- Sweeps: what expires or times out next.
 create index actuations_expiry_idx on actuations (expires_at) where status in ('queued', 'sent') and expires_at is not null;
 create index actuations_ack_deadline_idx on actuations (ack_deadline_at) where status = 'sent' and ack_deadline_at is not null;
--- Listing a device's actuations newest first.
-create index actuations_device_seq_desc_idx on actuations (device_id, seq desc);
+-- Listing a device's actuations newest first uses unique (device_id, seq), read backwards.

@@ -12,6 +12,17 @@ export const REDACTED_KEYS = ['deviceToken', 'token', 'password', 'streamKey', '
 
 const redactPaths = REDACTED_KEYS.flatMap((key) => [key, `*.${key}`, `*.*.${key}`]);
 
+/**
+ * pino's error serializer copies every enumerable property; node-postgres errors carry
+ * the whole `client` (with its connection parameters) on some paths. Keep the error, not that.
+ */
+function serializeError(err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  const serialized = pino.stdSerializers.err(err) as unknown as Record<string, unknown>;
+  delete serialized.client;
+  return serialized;
+}
+
 export function makeLogger(options: { level: LogLevel; instanceId?: string }, destination?: pino.DestinationStream): Logger {
   return pino(
     {
@@ -19,6 +30,7 @@ export function makeLogger(options: { level: LogLevel; instanceId?: string }, de
       base: options.instanceId ? { instanceId: options.instanceId } : {},
       redact: { paths: redactPaths, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
+      serializers: { err: serializeError },
     },
     destination,
   );

@@ -3,12 +3,10 @@
  * to `acked` (statusCode < 400) or `failed`; an ack for a final actuation of the same
  * device is recorded in its history as a late ack; an ack naming another device's
  * actuation matches nothing.
- *
- * A device can ack faster than the claim that sent the actuation commits. So the rows
- * are locked first (waiting for that commit); the update then runs with a fresh
- * snapshot that sees them as `sent`.
+ * (Actuations are committed as `sent` before they are written, so an ack never
+ * arrives before its `sent`.)
  */
-import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
+import type { Pool } from '../db/pool.js';
 
 export interface AckById {
   deviceId: string;
@@ -23,15 +21,8 @@ export interface AckOutcome {
   createdAt?: Date;
 }
 
-export function applyAcks(pool: Pool, acks: AckById[]): Promise<AckOutcome[]> {
-  return withTransaction(pool, async (client) => {
-    await client.query('select 1 from actuations where id = any($1::uuid[]) order by id for update', [acks.map((a) => a.id)]);
-    return applyLockedAcks(client, acks);
-  });
-}
-
-async function applyLockedAcks(client: PoolClient, acks: AckById[]): Promise<AckOutcome[]> {
-  const { rows } = await client.query<{ id: string; device_id: string; outcome: AckOutcome['outcome']; source_kind: string; created_at: Date }>(
+export async function applyAcks(pool: Pool, acks: AckById[]): Promise<AckOutcome[]> {
+  const { rows } = await pool.query<{ id: string; device_id: string; outcome: AckOutcome['outcome']; source_kind: string; created_at: Date }>(
     `with v as (
        select * from unnest($1::uuid[], $2::text[], $3::int[], $4::text[]) as v(id, device_id, code, reason)
      ), applied as (
@@ -62,15 +53,8 @@ async function applyLockedAcks(client: PoolClient, acks: AckById[]): Promise<Ack
 }
 
 /** `{"type":"ack","upTo":seq}`: every sent actuation of the device up to seq is acked. Returns how many. */
-export function ackUpTo(pool: Pool, deviceId: string, upTo: number): Promise<number> {
-  return withTransaction(pool, async (client) => {
-    await client.query('select 1 from actuations where device_id = $1 and seq <= $2 and status in ($3, $4) order by seq for update', [deviceId, upTo, 'queued', 'sent']);
-    return ackLockedUpTo(client, deviceId, upTo);
-  });
-}
-
-async function ackLockedUpTo(client: PoolClient, deviceId: string, upTo: number): Promise<number> {
-  const { rows } = await client.query<{ count: number }>(
+export async function ackUpTo(pool: Pool, deviceId: string, upTo: number): Promise<number> {
+  const { rows } = await pool.query<{ count: number }>(
     `with applied as (
        update actuations a
           set status = 'acked', completed_at = now(), status_code = 200,

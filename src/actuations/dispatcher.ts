@@ -14,11 +14,10 @@
  * devices, covering missed notifications.
  */
 import type { Pool } from '../db/pool.js';
-import { withTransaction } from '../db/pool.js';
 import type { DeviceConnection } from '../gateway/device-connection.js';
 import { actuationMessage } from '../gateway/protocol.js';
 import type { Logger } from '../logger.js';
-import { claimPending, markSent, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
+import { claimPending, requeueUnwritten, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
 
 export interface DispatcherOptions {
   pool: Pool;
@@ -68,28 +67,25 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
     return p;
   }
 
-  /** Claims, writes and marks sent in one transaction; returns how many rows each device got. */
+  /** Claims (marking sent), writes, and requeues what could not be written; returns how many rows each device got. */
   async function deliver(targets: DeliveryTarget[], perDevice: number, limit: number): Promise<Map<string, number>> {
     const counts = new Map<string, number>();
-    await withTransaction(pool, async (client) => {
-      const claimed = await claimPending(client, targets, perDevice, limit);
-      const sent: { id: string; sessionId: number }[] = [];
-      const stopped = new Set<string>();
-      for (const row of claimed) {
-        counts.set(row.deviceId, (counts.get(row.deviceId) ?? 0) + 1);
-        if (stopped.has(row.deviceId)) continue;
-        const connection = live.get(row.deviceId) ?? backlog.get(row.deviceId);
-        const frame = actuationMessage(row.id, { ...row, accountId: row.accountId ?? connection?.accountId ?? null }, row.seq);
-        if (connection && connection.sessionId === row.sessionId && connection.send(frame)) {
-          sent.push({ id: row.id, sessionId: row.sessionId });
-          options.onSent?.(row);
-        } else {
-          // Socket gone: leave this and the device's later rows queued, in order, for its next session.
-          stopped.add(row.deviceId);
-        }
+    const claimed = await claimPending(pool, targets, { perDevice, limit, instanceId });
+    const unwritten: string[] = [];
+    const stopped = new Set<string>();
+    for (const row of claimed) {
+      counts.set(row.deviceId, (counts.get(row.deviceId) ?? 0) + 1);
+      const connection = live.get(row.deviceId) ?? backlog.get(row.deviceId);
+      const frame = actuationMessage(row.id, { ...row, accountId: row.accountId ?? connection?.accountId ?? null }, row.seq);
+      if (!stopped.has(row.deviceId) && connection && connection.sessionId === row.sessionId && connection.send(frame)) {
+        options.onSent?.(row);
+      } else {
+        // Socket gone: this and the device's later rows go back to the queue, in order, for its next session.
+        stopped.add(row.deviceId);
+        unwritten.push(row.id);
       }
-      await markSent(client, sent, instanceId);
-    });
+    }
+    await requeueUnwritten(pool, unwritten);
     return counts;
   }
 

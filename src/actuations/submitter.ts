@@ -5,7 +5,7 @@
  * are nudged directly; the others through one NOTIFY per batch.
  */
 import crypto from 'node:crypto';
-import { withTransaction, type Pool } from '../db/pool.js';
+import type { Pool } from '../db/pool.js';
 import { makeBatcher } from './batcher.js';
 import { insertActuations, type PreparedActuation } from './submit-sql.js';
 import type { ActuationSubmitter, NewActuation, SubmitResult, TransitionObserver } from './types.js';
@@ -25,32 +25,30 @@ export interface Submitter extends ActuationSubmitter {
   drain(): Promise<void>;
 }
 
-const DEADLOCK = '40P01';
-const SERIALIZATION_FAILURE = '40001';
+/** Deadlock, serialization failure, unique violation. */
+const RETRYABLE = new Set(['40P01', '40001', '23505']);
 
 export function makeSubmitter(options: SubmitterOptions): Submitter {
   const { pool } = options;
 
   async function flush(items: PreparedActuation[]): Promise<SubmitResult[]> {
+    const deviceIds = [...new Set(items.map((i) => i.deviceId))];
     for (let attempt = 1; ; attempt++) {
-      const superseded: string[] = [];
       try {
-        const results = await withTransaction(pool, (client) =>
-          insertActuations(client, items, {
-            maxQueuedPerDevice: options.maxQueuedPerDevice,
-            notifyDevices: (deviceIds) => deviceIds.filter((d) => !options.isConnectedHere(d)),
-            onSuperseded: (kind) => superseded.push(kind),
-          }),
-        );
+        const { results, supersededSourceKinds } = await insertActuations(pool, items, {
+          maxQueuedPerDevice: options.maxQueuedPerDevice,
+          notifyDevices: deviceIds.filter((d) => !options.isConnectedHere(d)),
+        });
         // Counted after the commit only: a rolled-back batch changed nothing.
         results.forEach((r, i) => r.outcome === 'created' && options.onTransition?.('queued', items[i]!.source.kind));
-        for (const kind of superseded) options.onTransition?.('superseded', kind);
+        for (const kind of supersededSourceKinds) options.onTransition?.('superseded', kind);
         const created = results.flatMap((r) => (r.outcome === 'created' ? [r.actuation.deviceId] : []));
         if (created.length > 0) options.nudgeLocal([...new Set(created)].filter(options.isConnectedHere));
         return results;
       } catch (err) {
+        // Deadlocks and (cross-instance) idempotency races are decided again with fresh locks.
         const code = (err as { code?: string }).code;
-        if ((code !== DEADLOCK && code !== SERIALIZATION_FAILURE) || attempt >= 3) throw err;
+        if (!RETRYABLE.has(code ?? '') || attempt >= 3) throw err;
       }
     }
   }
