@@ -124,6 +124,7 @@ export function buildApp(options: AppOptions): App {
     isShuttingDown: () => shuttingDown,
     routers: [dss.router, ...(config.metricsPort === undefined ? [metricsRoutes(metrics.registry)] : [])],
     onTransition: countTransition,
+    onDatabaseUnavailable: () => metrics.databaseErrors.inc({ operation: 'http' }),
   });
   // With METRICS_PORT, /metrics is served there only, unauthenticated (for a scraper on a private network).
   const metricsServer = config.metricsPort === undefined ? undefined : http.createServer(express().use(metricsRoutes(metrics.registry)));

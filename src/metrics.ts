@@ -63,6 +63,10 @@ export function makeMetrics(sources: MetricsSources): Metrics {
     },
   });
 
+  const databaseErrors = new client.Counter({ name: 'iotws_database_errors_total', help: 'Database failures by where they surfaced', labelNames: ['operation'], registers });
+  // An idle pooled connection that breaks (database restart, network) surfaces only here.
+  sources.pool.on('error', () => databaseErrors.inc({ operation: 'idle_connection' }));
+
   return {
     registry,
     authentications: new client.Counter({ name: 'iotws_device_authentications_total', help: 'Device authentications by result', labelNames: ['result'], registers }),
@@ -72,6 +76,6 @@ export function makeMetrics(sources: MetricsSources): Metrics {
     postToSentSeconds: new client.Histogram({ name: 'iotws_actuation_post_to_sent_seconds', help: 'From accepted (committed) to written to the device socket', buckets: LATENCY_BUCKETS, registers }),
     postToAckedSeconds: new client.Histogram({ name: 'iotws_actuation_post_to_acked_seconds', help: 'From accepted to acknowledged by the device', buckets: LATENCY_BUCKETS, registers }),
     dssFrames: new client.Counter({ name: 'iotws_dss_frames_total', help: 'DSS stream frames by stream and kind (event, heartbeat, error)', labelNames: ['stream', 'kind'], registers }),
-    databaseErrors: new client.Counter({ name: 'iotws_database_errors_total', help: 'Database operations that failed', labelNames: ['operation'], registers }),
+    databaseErrors,
   };
 }

@@ -11,7 +11,7 @@ import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../logger.js';
 import { basicAuth } from './basic-auth.js';
 import { ApiError } from './errors.js';
-import { errorHandler, notFoundHandler } from './error-handler.js';
+import { makeErrorHandler, notFoundHandler } from './error-handler.js';
 import { actuationRoutes } from './routes/actuations.js';
 import { deviceRoutes } from './routes/devices.js';
 import { openApiDocument } from './openapi.js';
@@ -37,6 +37,7 @@ export interface HttpApiOptions {
   /** More authenticated routes (the DSS streams and rules API, /metrics). */
   routers?: Router[];
   onTransition?: TransitionObserver;
+  onDatabaseUnavailable?: () => void;
 }
 
 export function makeHttpApi(options: HttpApiOptions): express.Express {
@@ -77,6 +78,6 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   app.use(actuationRoutes({ pool, submitter, caller: credentials.username, onTransition: options.onTransition }));
   for (const router of options.routers ?? []) app.use(router);
   app.use(notFoundHandler);
-  app.use(errorHandler);
+  app.use(makeErrorHandler(options.onDatabaseUnavailable));
   return app;
 }

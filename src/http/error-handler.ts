@@ -24,14 +24,18 @@ export function toApiError(err: unknown): ApiError {
   return new ApiError('INTERNAL', undefined, { cause: err });
 }
 
-export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
-  const apiError = toApiError(err);
-  const log = req.log;
-  if (apiError.status >= 500) log?.error({ err }, `request failed: ${apiError.code}`);
-  else log?.info({ code: apiError.code, message: apiError.message }, 'request rejected');
-  if (res.headersSent) return;
-  res.status(apiError.status).json({ error: { code: apiError.code, message: apiError.message } });
-};
+/** Renders every error; `onDatabaseUnavailable` is told of each request the database failed (metrics). */
+export function makeErrorHandler(onDatabaseUnavailable?: () => void): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const apiError = toApiError(err);
+    if (apiError.code === 'DATABASE_UNAVAILABLE') onDatabaseUnavailable?.();
+    const log = req.log;
+    if (apiError.status >= 500) log?.error({ err }, `request failed: ${apiError.code}`);
+    else log?.info({ code: apiError.code, message: apiError.message }, 'request rejected');
+    if (res.headersSent) return;
+    res.status(apiError.status).json({ error: { code: apiError.code, message: apiError.message } });
+  };
+}
 
 export const notFoundHandler: RequestHandler = (req, _res, next) => {
   next(new ApiError('NOT_FOUND', `No route for ${req.method} ${req.path}`));

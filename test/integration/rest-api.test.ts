@@ -280,6 +280,8 @@ describe('503 DATABASE_UNAVAILABLE when the database goes away', () => {
       await expectError(await fetch(`${proxied.httpUrl}/readyz`), 503, 'DATABASE_UNAVAILABLE');
       await expectError(await proxied.api('/v1/devices'), 503, 'DATABASE_UNAVAILABLE');
       await expectError(await proxied.api('/v1/devices/some-device/sessions'), 503, 'DATABASE_UNAVAILABLE');
+      const counted = await proxied.app.metrics.registry.getSingleMetric('iotws_database_errors_total')!.get();
+      expect(counted.values.find((v) => v.labels.operation === 'http')?.value).toBeGreaterThanOrEqual(3);
       // The process itself is still up.
       expect((await fetch(`${proxied.httpUrl}/healthz`)).status).toBe(200);
 
