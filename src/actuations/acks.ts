@@ -7,7 +7,7 @@ import type { Pool } from '../db/pool.js';
 import type { DeviceConnection } from '../gateway/device-connection.js';
 import type { AckMessage } from '../gateway/protocol.js';
 import { ackUpTo, applyAcks, type AckById, type AckOutcome } from './ack-sql.js';
-import { makeBatcher } from './batcher.js';
+import { makeBatcher } from '../db/batcher.js';
 
 export interface AckHandler {
   handle(connection: DeviceConnection, message: AckMessage): Promise<void>;

@@ -6,7 +6,7 @@
  */
 import crypto from 'node:crypto';
 import type { Pool } from '../db/pool.js';
-import { makeBatcher } from './batcher.js';
+import { makeBatcher } from '../db/batcher.js';
 import { insertActuations, type PreparedActuation } from './submit-sql.js';
 import type { ActuationSubmitter, NewActuation, SubmitResult, TransitionObserver } from './types.js';
 

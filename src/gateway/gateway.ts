@@ -9,7 +9,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { makeBatcher } from '../actuations/batcher.js';
+import { makeBatcher } from '../db/batcher.js';
 import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../logger.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { makeBatcher } from '../../src/actuations/batcher.js';
+import { makeBatcher } from '../../src/db/batcher.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
