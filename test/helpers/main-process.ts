@@ -7,6 +7,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../src/db/embedded-postgres.js';
+import { testKeyPaths } from './keys.js';
+import { TEST_CREDENTIALS } from './server.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -88,5 +91,54 @@ export function startServerProcess(env: Record<string, string>): ServerProcess {
         await exited;
       }
     },
+  };
+}
+
+export interface InstanceProcess {
+  process: ServerProcess;
+  instanceId: string;
+  port: number;
+  wsUrl: string;
+  /** fetch against the REST API with the test credentials; `json` is sent as the body. */
+  api(path: string, init?: { method?: string; json?: unknown }): Promise<Response>;
+}
+
+/**
+ * One server instance as a process on `databaseUrl`, with the test keys and credentials,
+ * a free port and a fast instance heartbeat; resolves once it listens.
+ */
+export async function startInstanceProcess(databaseUrl: string, instanceId: string, env: Record<string, string> = {}): Promise<InstanceProcess> {
+  const port = await freePort();
+  const p = startServerProcess({
+    NODE_ENV: 'test',
+    DATABASE_URL: databaseUrl,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    INSTANCE_ID: instanceId,
+    INSTANCE_HEARTBEAT_MS: '200',
+    DEVICE_PUBLIC_KEY_PATH: testKeyPaths().publicKeyPath,
+    API_USERNAME: TEST_CREDENTIALS.username,
+    API_PASSWORD: TEST_CREDENTIALS.password,
+    LOG_LEVEL: 'info',
+    ...env,
+  });
+  try {
+    await p.waitForLog((l) => l.msg === 'server: listening');
+  } catch (err) {
+    await p.kill();
+    throw err;
+  }
+  const authorization = 'Basic ' + Buffer.from(`${TEST_CREDENTIALS.username}:${TEST_CREDENTIALS.password}`).toString('base64');
+  return {
+    process: p,
+    instanceId,
+    port,
+    wsUrl: `ws://127.0.0.1:${port}/`,
+    api: (path, init = {}) =>
+      fetch(`http://127.0.0.1:${port}${path}`, {
+        method: init.method ?? 'GET',
+        headers: { authorization, 'content-type': 'application/json' },
+        body: init.json === undefined ? undefined : JSON.stringify(init.json),
+      }),
   };
 }

@@ -5,16 +5,12 @@
  * every actuation exactly once. The stream key never reaches either log.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/db/embedded-postgres.js';
 import { startDssSimulator, type DssSimulator } from '../../src/dss/simulator/simulator.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { eventually } from '../helpers/eventually.js';
-import { testKeyPaths } from '../helpers/keys.js';
-import { startServerProcess, type ServerProcess } from '../helpers/main-process.js';
-import { TEST_CREDENTIALS } from '../helpers/server.js';
+import { startInstanceProcess, type ServerProcess } from '../helpers/main-process.js';
 
 const KEY = 'handover0123456789abcdef0123KEY1';
-const auth = 'Basic ' + Buffer.from(`${TEST_CREDENTIALS.username}:${TEST_CREDENTIALS.password}`).toString('base64');
 
 let db: TestDatabase;
 let sim: DssSimulator;
@@ -31,17 +27,7 @@ afterAll(async () => {
 });
 
 async function start(instanceId: string) {
-  const port = await freePort();
-  const p = startServerProcess({
-    NODE_ENV: 'test',
-    DATABASE_URL: db.url,
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    INSTANCE_ID: instanceId,
-    INSTANCE_HEARTBEAT_MS: '200',
-    DEVICE_PUBLIC_KEY_PATH: testKeyPaths().publicKeyPath,
-    API_USERNAME: TEST_CREDENTIALS.username,
-    API_PASSWORD: TEST_CREDENTIALS.password,
+  const instance = await startInstanceProcess(db.url, instanceId, {
     LOG_LEVEL: 'debug',
     DSS_SUPERVISOR_INTERVAL_MS: '300',
     DSS_RECONNECT_MIN_MS: '50',
@@ -49,15 +35,8 @@ async function start(instanceId: string) {
     // Rarely: the killed holder's stored position lags, so the successor must replay events it already acted on.
     DSS_FLUSH_INTERVAL_MS: '30000',
   });
-  processes.push(p);
-  await p.waitForLog((l) => l.msg === 'server: listening');
-  const api = (path: string, init: { method?: string; json?: unknown } = {}) =>
-    fetch(`http://127.0.0.1:${port}${path}`, {
-      method: init.method ?? 'GET',
-      headers: { authorization: auth, 'content-type': 'application/json' },
-      body: init.json === undefined ? undefined : JSON.stringify(init.json),
-    });
-  return { process: p, api, instanceId };
+  processes.push(instance.process);
+  return instance;
 }
 
 async function actuationValues(ruleId: string): Promise<number[]> {

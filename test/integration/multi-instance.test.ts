@@ -3,13 +3,12 @@
  * real processes for SIGKILL.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/db/embedded-postgres.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { connectAuthenticated, type ServerMessage } from '../helpers/device-client.js';
 import { eventually } from '../helpers/eventually.js';
-import { mint, testKeyPaths } from '../helpers/keys.js';
-import { startServerProcess, type ServerProcess } from '../helpers/main-process.js';
-import { startTestServer, TEST_CREDENTIALS, type TestServer } from '../helpers/server.js';
+import { mint } from '../helpers/keys.js';
+import { startInstanceProcess, type ServerProcess } from '../helpers/main-process.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 
 let db: TestDatabase;
 let a: TestServer;
@@ -87,32 +86,14 @@ describe('an instance killed with SIGKILL', () => {
   });
 
   async function start(instanceId: string) {
-    const port = await freePort();
-    const p = startServerProcess({
-      NODE_ENV: 'test',
-      DATABASE_URL: db.url,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      INSTANCE_ID: instanceId,
-      INSTANCE_HEARTBEAT_MS: '200',
-      DEVICE_PUBLIC_KEY_PATH: testKeyPaths().publicKeyPath,
-      API_USERNAME: TEST_CREDENTIALS.username,
-      API_PASSWORD: TEST_CREDENTIALS.password,
-      LOG_LEVEL: 'info',
-    });
-    processes.push(p);
-    await p.waitForLog((l) => l.msg === 'server: listening');
-    const auth = 'Basic ' + Buffer.from(`${TEST_CREDENTIALS.username}:${TEST_CREDENTIALS.password}`).toString('base64');
+    const instance = await startInstanceProcess(db.url, instanceId);
+    processes.push(instance.process);
     const post = async (deviceId: string) => {
-      const res = await fetch(`http://127.0.0.1:${port}/v1/devices/${deviceId}/actuations`, {
-        method: 'POST',
-        headers: { authorization: auth, 'content-type': 'application/json' },
-        body: JSON.stringify(command),
-      });
+      const res = await instance.api(`/v1/devices/${deviceId}/actuations`, { method: 'POST', json: command });
       expect(res.status).toBe(202);
       return ((await res.json()) as { id: string }).id;
     };
-    return { process: p, wsUrl: `ws://127.0.0.1:${port}/`, post };
+    return { ...instance, post };
   }
 
   it('loses nothing: queued and in-flight actuations reach the device on the survivor, acked ones never come twice', async () => {
