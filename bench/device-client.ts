@@ -14,6 +14,12 @@
  *                                                -> {op:'connected', ...ConnectResult}
  *   {op:'status'}                                -> {op:'status', open, dropped}
  *   {op:'reset'}                                 -> {op:'reset', closed}
+ *   {op:'listen', ack, keepLatencies}            -> {op:'listening'}   (counters reset)
+ *   {op:'received', latencies}                   -> {op:'received', ...Receipts}  (latencies: [] unless asked)
+ * Once authenticated, a device parses the server's frames: every actuation
+ * (`code` 1024) is counted, its latency taken from a `t` param (a send time stamped
+ * by whoever created it: performance.timeOrigin + performance.now() in ms) and,
+ * with `ack`, answered with `{"type":"ack","id","statusCode":200}`.
  * The process exits when the parent goes away (IPC disconnect or a changed ppid).
  */
 import crypto from 'node:crypto';
@@ -35,6 +41,17 @@ export interface ConnectResult {
   latencySample: number[];
 }
 
+/** Actuations received by this client's devices since the last `listen`. */
+export interface Receipts {
+  count: number;
+  /** Frames that were not actuations or had no numeric `t` param. */
+  other: number;
+  firstMs: number;
+  lastMs: number;
+  /** now - t per actuation, ms, in arrival order (only with keepLatencies; at most MAX_LATENCIES). */
+  latencies: number[];
+}
+
 export type ClientRequest =
   | { op: 'mint'; privateKeyPem: string; ids: string[]; warmupIds: string[]; accountId: string }
   | {
@@ -48,13 +65,17 @@ export type ClientRequest =
       localPorts?: { from: number; to: number };
     }
   | { op: 'status' }
-  | { op: 'reset' };
+  | { op: 'reset' }
+  | { op: 'listen'; ack: boolean; keepLatencies: boolean }
+  | { op: 'received'; latencies: boolean };
 
 export type ClientReply =
   | { op: 'minted'; ms: number }
   | ({ op: 'connected' } & ConnectResult)
   | { op: 'status'; open: number; dropped: number }
   | { op: 'reset'; closed: number }
+  | { op: 'listening' }
+  | ({ op: 'received' } & Receipts)
   | { op: 'error'; message: string };
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -64,6 +85,45 @@ const now = () => performance.timeOrigin + performance.now();
 const payloads: Record<'devices' | 'warmup', Buffer[]> = { devices: [], warmup: [] };
 const open = new Set<net.Socket>();
 let dropped = 0;
+
+const MAX_LATENCIES = 1_000_000;
+const listening = { ack: false, keepLatencies: false };
+let receipts: Receipts = { count: 0, other: 0, firstMs: Number.NaN, lastMs: Number.NaN, latencies: [] };
+
+/** An authenticated device's server frames: actuations counted (and acked when asked); pings answered. */
+function onDeviceFrame(socket: net.Socket, opcode: number, payload: Buffer): void {
+  if (opcode === 9) return void socket.write(controlFrame(0x8a, payload));
+  if (opcode !== 1) return;
+  const at = now();
+  let message: { code?: unknown; id?: unknown; content?: { content?: { params?: { name: string; value: unknown }[] } } };
+  try {
+    message = JSON.parse(payload.toString('utf8')) as typeof message;
+  } catch {
+    receipts.other++;
+    return;
+  }
+  if (message.code !== 1024) {
+    receipts.other++;
+    return;
+  }
+  const t = Number(message.content?.content?.params?.find((p) => p.name === 't')?.value);
+  if (!Number.isFinite(t)) receipts.other++;
+  receipts.count++;
+  if (Number.isNaN(receipts.firstMs)) receipts.firstMs = at;
+  receipts.lastMs = at;
+  if (listening.keepLatencies && Number.isFinite(t) && receipts.latencies.length < MAX_LATENCIES) receipts.latencies.push(at - t);
+  if (listening.ack) socket.write(textFrame(Buffer.from(JSON.stringify({ type: 'ack', id: message.id, statusCode: 200 }))));
+}
+
+/** A masked control frame (pong) with a payload under 126 bytes. */
+function controlFrame(first: number, payload: Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(6 + payload.length);
+  frame[0] = first;
+  frame[1] = 0x80 | payload.length;
+  crypto.randomBytes(4).copy(frame, 2);
+  for (let i = 0; i < payload.length; i++) frame[6 + i] = payload[i]! ^ frame[2 + (i & 3)]!;
+  return frame;
+}
 
 function send(reply: ClientReply): void {
   process.send?.(reply);
@@ -145,8 +205,12 @@ function connectDevice(port: number, payload: Buffer, timeoutMs: number, localPo
       );
     });
     socket.on('data', (chunk: Buffer) => {
-      if (phase === 'open') return; // authenticated: idle device, nothing to do with server frames
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      if (phase === 'open') {
+        // Authenticated (or settled after a failure, then `open` no longer holds the socket).
+        if (!open.has(socket)) return void (buffered = Buffer.alloc(0));
+        return deviceFrames();
+      }
       if (phase === 'handshake') {
         const end = buffered.indexOf('\r\n\r\n');
         if (end === -1) {
@@ -180,11 +244,19 @@ function connectDevice(port: number, payload: Buffer, timeoutMs: number, localPo
         if (code !== 200) return fail(`auth: code ${String(code)}`);
         clearTimeout(timer);
         phase = 'open';
-        buffered = Buffer.alloc(0);
+        buffered = buffered.subarray(frame.size);
         open.add(socket);
         resolve(now() - started);
+        deviceFrames(); // an actuation may have come in the same chunk as the 200
       }
     });
+    function deviceFrames(): void {
+      for (let frame = parseFrame(buffered); frame !== null; frame = parseFrame(buffered)) {
+        if (frame.opcode === -1) return void socket.destroy();
+        buffered = buffered.subarray(frame.size);
+        onDeviceFrame(socket, frame.opcode, frame.payload);
+      }
+    }
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (phase === 'handshake' && localPort !== undefined && (err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL')) {
         clearTimeout(timer);
@@ -296,6 +368,13 @@ process.on('message', (request: ClientRequest) => {
           return send({ op: 'status', open: open.size, dropped });
         case 'reset':
           return send({ op: 'reset', closed: reset() });
+        case 'listen':
+          listening.ack = request.ack;
+          listening.keepLatencies = request.keepLatencies;
+          receipts = { count: 0, other: 0, firstMs: Number.NaN, lastMs: Number.NaN, latencies: [] };
+          return send({ op: 'listening' });
+        case 'received':
+          return send({ op: 'received', ...receipts, latencies: request.latencies ? receipts.latencies : [] });
       }
     } catch (err) {
       send({ op: 'error', message: (err as Error).stack ?? String(err) });

@@ -4,14 +4,19 @@
  *   connect   N devices connect and authenticate against the real server and a
  *             bare `ws` server; connect rate and memory per device, with ratios.
  *
- * Later benches (actuations, dss) are added to SUBCOMMANDS. Whatever happens,
+ *   actuations  REST POST -> device: actuations/s (single and bulk), p50/p99 at a
+ *             fixed rate, across instances; ratios to a bare express + ws server.
+ *
+ * Later benches are added to SUBCOMMANDS. Whatever happens,
  * children are killed and temp dirs removed before the process exits.
  */
+import { actuationsBench } from './actuations.js';
 import { connectBench } from './connect.js';
 import { cleanup } from './lib/processes.js';
 
 const SUBCOMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; about: string }> = {
   connect: { run: connectBench, about: 'connect+auth rate and memory per device vs a bare ws server' },
+  actuations: { run: actuationsBench, about: 'REST POST -> device: actuations/s, latency at a fixed rate, across instances, bulk; vs bare express + ws' },
 };
 
 function usage(): string {

@@ -3,8 +3,8 @@
  * (so the shared `dist/` is neither used half-built nor overwritten, and module
  * resolution still finds node_modules): the server with the project's own build
  * (`tsc -p tsconfig.build.json`, the same output `npm start` runs) plus a copy of
- * `migrations/` where the built migrator looks for it, and the bare `ws` server
- * transpiled the same way. Both then run under plain `node`, no loader.
+ * `migrations/` where the built migrator looks for it, and the bare reference
+ * servers (bench/bare-*.ts) transpiled the same way. All run under plain `node`, no loader.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -14,6 +14,8 @@ import { onCleanup, runTracked } from './processes.js';
 export interface BenchBuild {
   serverMain: string;
   bareServer: string;
+  /** bench/bare-actuation-server.ts: express POST -> ws push, the actuations bench's reference. */
+  bareActuationServer: string;
 }
 
 export async function buildForBench(root: string): Promise<BenchBuild> {
@@ -37,11 +39,14 @@ export async function buildForBench(root: string): Promise<BenchBuild> {
   // dist/db/migrate.js resolves ../../migrations.
   await fs.cp(path.join(root, 'migrations'), path.join(dir, 'migrations'), { recursive: true });
 
-  const source = await fs.readFile(path.join(root, 'bench', 'bare-server.ts'), 'utf8');
-  const { outputText } = ts.transpileModule(source, {
-    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-  });
-  const bareServer = path.join(dir, 'bare-server.mjs');
-  await fs.writeFile(bareServer, outputText);
-  return { serverMain: path.join(dir, 'dist', 'main.js'), bareServer };
+  const transpile = async (name: string): Promise<string> => {
+    const source = await fs.readFile(path.join(root, 'bench', `${name}.ts`), 'utf8');
+    const { outputText } = ts.transpileModule(source, {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
+    });
+    const file = path.join(dir, `${name}.mjs`);
+    await fs.writeFile(file, outputText);
+    return file;
+  };
+  return { serverMain: path.join(dir, 'dist', 'main.js'), bareServer: await transpile('bare-server'), bareActuationServer: await transpile('bare-actuation-server') };
 }

@@ -1,0 +1,380 @@
+/**
+ * `npm run bench -- actuations`: REST POST -> device, against the real server (built
+ * from src/, its own process, a fresh PostgreSQL database with default durability)
+ * and, in the same run and alternating which goes first, against a bare baseline
+ * (bench/bare-actuation-server.ts: an express POST handler pushing straight to a `ws`
+ * socket, no database, no auth), with the same load generator and the same devices.
+ *
+ * Devices: bench/device-client.ts (one child, raw sockets, real RS256 tokens),
+ * connected and authenticated, acking every actuation unless `--ack off`.
+ * Load: bench/load-client.ts (one child, an undici Pool of `--connections`
+ * keep-alive connections). Per server and round:
+ *  - single: `--single` POST /v1/devices/:id/actuations, closed loop with
+ *    `--in-flight` outstanding requests; actuations/s = received by the devices /
+ *    (last receipt - first send);
+ *  - latency: `--rate`/s for `--seconds`, open loop on a fixed schedule, POST ->
+ *    device receipt measured from the scheduled send time; p50/p99;
+ *  - bulk: `--bulk-total` actuations as POST /v1/actuations of `--bulk-size` items,
+ *    `--bulk-in-flight` requests outstanding; actuations/s as above;
+ *  - across instances (ours only): a second server process on the same database
+ *    holds the devices, POSTs go to the first; latency at `--rate`/s as above.
+ * Ratios ours/bare are taken within a round, then the median over rounds.
+ */
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { LoadReply, LoadRequest, LoadResult, LoadRun } from './load-client.js';
+import { buildForBench, type BenchBuild } from './lib/build.js';
+import { summariseCpuProfiles } from './lib/cpu-profile.js';
+import { startBenchDatabase, type BenchDatabaseServer } from './lib/database.js';
+import { connectDevices, listen, resetDevices, waitForReceipts } from './lib/devices.js';
+import { request } from './lib/ipc.js';
+import { makeKeys, startServer, type BenchKeys, type RunningServer } from './lib/our-server.js';
+import { cpuMs, forkClient, killChild, onCleanup, sleep } from './lib/processes.js';
+import { fmt, median, percentile, renderTables } from './lib/stats.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const DEVICE_SCRIPT = path.join(ROOT, 'bench', 'device-client.ts');
+const LOAD_SCRIPT = path.join(ROOT, 'bench', 'load-client.ts');
+
+type Kind = 'ours' | 'bare';
+const LABEL: Record<Kind, string> = { ours: 'iot-websocket-server', bare: 'bare express + `ws`' };
+
+interface Throughput {
+  accepted: number;
+  received: number;
+  perSec: number;
+  /** Server CPU (all threads) per actuation received, µs. */
+  serverCpuUs: number;
+  rejected: number;
+  errors: Record<string, number>;
+}
+interface Latency {
+  sent: number;
+  received: number;
+  p50: number;
+  p99: number;
+  max: number;
+  answerP99: number;
+  rejected: number;
+}
+interface RunResult {
+  kind: Kind;
+  round: number;
+  single: Throughput;
+  latency: Latency;
+  bulk: Throughput;
+  cross?: Latency;
+}
+
+const usage = `usage: npm run bench -- actuations [options]
+  --devices N          simulated devices, connected and authenticated (default 1000)
+  --rounds R           rounds, each runs both servers, alternating which goes first (default 2)
+  --ack on|off         devices ack every actuation (default on)
+  --connections C      keep-alive HTTP connections of the load generator (default 32)
+  --in-flight F        outstanding single POSTs in the throughput run (default = connections)
+  --single N           actuations in the single-POST throughput run (default 20000)
+  --rate R             actuations/s of the latency runs (default 500)
+  --seconds S          length of each latency run (default 10)
+  --bulk-total N       actuations in the bulk run (default 100000)
+  --bulk-size K        items per bulk request (default 1000, the API's maximum)
+  --bulk-in-flight F   outstanding bulk requests (default 4)
+  --fsync on|off       embedded PostgreSQL durability (default on; ignored with DATABASE_URL)
+  --only ours|bare     run one server only
+  --no-cross           skip the across-instances run
+  --cpu-prof           V8 CPU profile of our server(s) for the whole round (figures not comparable)`;
+
+export async function actuationsBench(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      devices: { type: 'string', default: '1000' },
+      rounds: { type: 'string', default: '2' },
+      ack: { type: 'string', default: 'on' },
+      connections: { type: 'string', default: '32' },
+      'in-flight': { type: 'string' },
+      single: { type: 'string', default: '20000' },
+      rate: { type: 'string', default: '500' },
+      seconds: { type: 'string', default: '10' },
+      'bulk-total': { type: 'string', default: '100000' },
+      'bulk-size': { type: 'string', default: '1000' },
+      'bulk-in-flight': { type: 'string', default: '4' },
+      fsync: { type: 'string', default: 'on' },
+      only: { type: 'string' },
+      'no-cross': { type: 'boolean', default: false },
+      'cpu-prof': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stderr.write(`${usage}\n`);
+    return 0;
+  }
+  const devices = int('devices', values.devices, 1, 9_000);
+  const connections = int('connections', values.connections, 1, 256);
+  const opts: Options = {
+    rounds: int('rounds', values.rounds, 1, 9),
+    ack: onOff('ack', values.ack),
+    connections,
+    inFlight: values['in-flight'] ? int('in-flight', values['in-flight'], 1, 4_096) : connections,
+    single: int('single', values.single, 100, 1_000_000),
+    rate: int('rate', values.rate, 1, 50_000),
+    seconds: int('seconds', values.seconds, 1, 120),
+    bulkTotal: int('bulk-total', values['bulk-total'], 1, 2_000_000),
+    bulkSize: int('bulk-size', values['bulk-size'], 1, 1_000),
+    bulkInFlight: int('bulk-in-flight', values['bulk-in-flight'], 1, 64),
+    cross: !values['no-cross'],
+  };
+  const fsync = onOff('fsync', values.fsync);
+  if (values.only !== undefined && values.only !== 'ours' && values.only !== 'bare') throw new Error('--only must be ours or bare');
+  const kinds: Kind[] = values.only ? [values.only as Kind] : ['bare', 'ours'];
+
+  log(
+    `actuations bench: ${fmt(devices)} devices (${opts.ack ? 'acking every actuation' : 'not acking'}), load generator: undici Pool of ${connections} keep-alive ` +
+      `connections in its own process; ${opts.rounds} round(s)`,
+  );
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-'));
+  onCleanup(() => fs.rm(tmp, { recursive: true, force: true }));
+  const profDir = values['cpu-prof'] ? await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-prof-')) : undefined;
+  if (profDir) onCleanup(() => fs.rm(profDir, { recursive: true, force: true }));
+  const [database, build, keys] = settled(await Promise.allSettled([startBenchDatabase({ fsync }), buildForBench(ROOT), makeKeys(tmp)] as const));
+  log(`database: ${database.description}; server built from src/ (tsc -p tsconfig.build.json)`);
+
+  const deviceClient = forkClient(DEVICE_SCRIPT);
+  const loadClient = forkClient(LOAD_SCRIPT);
+  const deviceIds = Array.from({ length: devices }, (_, i) => `bench-device-${i}`);
+  await request(deviceClient, { op: 'mint', privateKeyPem: keys.privateKeyPem, ids: deviceIds, warmupIds: [], accountId: 'bench-account' }, 'minted', 600_000);
+
+  const ctx: Context = { database, build, keys, tmp, profDir, deviceClients: [deviceClient], loadClient, deviceIds, opts };
+  const results: RunResult[] = [];
+  for (let round = 1; round <= opts.rounds; round++) {
+    const order = round % 2 === 1 ? kinds : [...kinds].reverse();
+    for (const kind of order) {
+      const r = await runOne(ctx, kind, round);
+      results.push(r);
+      const t = (x: Throughput) =>
+        `${fmt(x.perSec)}/s (${fmt(x.received)} of ${fmt(x.accepted)} accepted received, server CPU ${fmt(x.serverCpuUs)} µs each` +
+        (x.rejected > 0 ? `, ${fmt(x.rejected)} rejected ${JSON.stringify(x.errors)}` : '') +
+        ')';
+      const l = (x: Latency) =>
+        `p50 ${fmt(x.p50, 1)} / p99 ${fmt(x.p99, 1)} / max ${fmt(x.max, 1)} ms (${fmt(x.received)} of ${fmt(x.sent)} received; HTTP answer p99 ${fmt(x.answerP99, 1)} ms)`;
+      log(`round ${round} ${LABEL[kind]}: single ${t(r.single)}; bulk ${t(r.bulk)}`);
+      log(`round ${round} ${LABEL[kind]}: at ${opts.rate}/s ${l(r.latency)}${r.cross ? `; across instances ${l(r.cross)}` : ''}`);
+    }
+  }
+  printSummary(results, { devices, opts, description: database.description });
+  if (profDir) await summariseCpuProfiles(profDir, log);
+  const invalid = results.filter((r) =>
+    [r.single, r.bulk].some((x) => x.received < x.accepted || x.rejected > 0) || [r.latency, r.cross].some((x) => x && x.received < x.sent),
+  );
+  if (invalid.length > 0) {
+    log(`\nINVALID: ${invalid.length} run(s) lost or rejected actuations; see above.`);
+    return 1;
+  }
+  return 0;
+}
+
+interface Options {
+  rounds: number;
+  ack: boolean;
+  connections: number;
+  inFlight: number;
+  single: number;
+  rate: number;
+  seconds: number;
+  bulkTotal: number;
+  bulkSize: number;
+  bulkInFlight: number;
+  cross: boolean;
+}
+interface Context {
+  database: BenchDatabaseServer;
+  build: BenchBuild;
+  keys: BenchKeys;
+  tmp: string;
+  profDir: string | undefined;
+  deviceClients: ChildProcess[];
+  loadClient: ChildProcess;
+  deviceIds: string[];
+  opts: Options;
+}
+
+async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResult> {
+  const { opts } = ctx;
+  const db = kind === 'ours' ? await ctx.database.create(`a${round}`) : undefined;
+  const servers: RunningServer[] = [];
+  const start = async (name: string) => {
+    const s = await startServer({
+      kind,
+      script: kind === 'ours' ? ctx.build.serverMain : ctx.build.bareActuationServer,
+      databaseUrl: db?.url,
+      keys: ctx.keys,
+      tmp: ctx.tmp,
+      instanceId: `bench-${process.pid}-r${round}-${name}`,
+      nodeArgs: ctx.profDir && kind === 'ours' ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profDir}`, `--cpu-prof-name=${kind}-r${round}-${name}.cpuprofile`] : [],
+    });
+    servers.push(s);
+    return s;
+  };
+  try {
+    const a = await start('a');
+    await connectDevices(ctx.deviceClients, a.port);
+    // Just-connected devices drain their (empty) backlog first, then take live deliveries.
+    await sleep(1_500);
+    const load = (run: Omit<LoadRun, 'origin' | 'authorization' | 'deviceIds' | 'connections'>, target = a) =>
+      request<'ran', LoadReply, LoadRequest>(
+        ctx.loadClient,
+        { op: 'run', origin: target.origin, authorization: target.authorization, deviceIds: ctx.deviceIds, connections: opts.connections, ...run },
+        'ran',
+        run.deadlineMs + 60_000,
+      );
+
+    // Warm-up (JIT, pools), not measured.
+    await measureThroughput(ctx, a, () => load({ total: 2_000, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 60_000 }));
+    const single = await measureThroughput(ctx, a, () => load({ total: opts.single, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 180_000 }));
+    const latency = await measureLatency(ctx, () => load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 }));
+    await measureThroughput(ctx, a, () =>
+      load({ total: Math.min(opts.bulkTotal, 10 * opts.bulkSize), bulk: opts.bulkSize, mode: { kind: 'closed', inFlight: opts.bulkInFlight }, deadlineMs: 60_000 }),
+    );
+    const bulk = await measureThroughput(ctx, a, () =>
+      load({ total: opts.bulkTotal, bulk: opts.bulkSize, mode: { kind: 'closed', inFlight: opts.bulkInFlight }, deadlineMs: 180_000 }),
+    );
+
+    let cross: Latency | undefined;
+    if (kind === 'ours' && opts.cross) {
+      // Devices move to a second instance on the same database; POSTs still go to the first.
+      await resetDevices(ctx.deviceClients);
+      const b = await start('b');
+      await connectDevices(ctx.deviceClients, b.port);
+      await sleep(1_500);
+      await measureLatency(ctx, () => load({ total: 1_000, mode: { kind: 'open', rate: opts.rate }, deadlineMs: 30_000 }));
+      cross = await measureLatency(ctx, () => load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 }));
+    }
+    return { kind, round, single, latency, bulk, cross };
+  } finally {
+    await resetDevices(ctx.deviceClients);
+    // SIGTERM first when profiling: node writes the --cpu-prof file on a clean exit only.
+    for (const s of servers) await killChild(s.server.child, ctx.profDir ? 'SIGTERM' : 'SIGKILL', 15_000);
+    await db?.drop().catch((err) => log(`could not drop bench database: ${(err as Error).message}`));
+    await sleep(500);
+  }
+}
+
+async function measureThroughput(ctx: Context, server: RunningServer, run: () => Promise<LoadResult>): Promise<Throughput> {
+  await listen(ctx.deviceClients, ctx.opts.ack, false);
+  const cpuBefore = cpuMs(server.server.pid);
+  const sent = await run();
+  const got = await waitForReceipts(ctx.deviceClients, sent.accepted);
+  const cpu = cpuMs(server.server.pid) - cpuBefore;
+  return {
+    accepted: sent.accepted,
+    received: got.count,
+    perSec: (got.count / (got.lastMs - sent.firstSendMs)) * 1000,
+    serverCpuUs: (cpu * 1000) / got.count,
+    rejected: sent.rejected,
+    errors: sent.errors,
+  };
+}
+
+async function measureLatency(ctx: Context, run: () => Promise<LoadResult>): Promise<Latency> {
+  await listen(ctx.deviceClients, ctx.opts.ack, true);
+  const sent = await run();
+  const got = await waitForReceipts(ctx.deviceClients, sent.accepted, { latencies: true });
+  const sorted = got.latencies.sort((x, y) => x - y);
+  return {
+    sent: sent.accepted + sent.rejected,
+    received: got.count,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    max: sorted.at(-1) ?? Number.NaN,
+    answerP99: percentile(sent.answerSample, 99),
+    rejected: sent.rejected,
+  };
+}
+
+function printSummary(results: RunResult[], info: { devices: number; opts: Options; description: string }): void {
+  const { opts } = info;
+  const ours = results.filter((r) => r.kind === 'ours');
+  const bare = results.filter((r) => r.kind === 'bare');
+  const m = (rs: RunResult[], f: (r: RunResult) => number | undefined) => median(rs.map((r) => f(r) ?? Number.NaN));
+  const ratio = (f: (r: RunResult) => number) =>
+    median(ours.map((o) => {
+      const b = bare.find((x) => x.round === o.round);
+      return b ? f(o) / f(b) : Number.NaN;
+    }));
+  const both = ours.length > 0 && bare.length > 0;
+  const verdict = (ok: boolean, value: number) => (Number.isFinite(value) ? (ok ? 'met' : 'MISSED') : 'n/a');
+  const lat = (rs: RunResult[], f: (r: RunResult) => Latency | undefined) =>
+    rs.length === 0 || rs.every((r) => !f(r)) ? '–' : `${fmt(m(rs, (r) => f(r)?.p50), 1)} / ${fmt(m(rs, (r) => f(r)?.p99), 1)} ms`;
+
+  const singleOurs = m(ours, (r) => r.single.perSec);
+  const singleRatio = ratio((r) => r.single.perSec);
+  const bulkOurs = m(ours, (r) => r.bulk.perSec);
+  const p99 = m(ours, (r) => r.latency.p99);
+  const crossP99 = m(ours, (r) => r.cross?.p99);
+  const header = [
+    `${fmt(info.devices)} devices (${opts.ack ? 'acking' : 'not acking'}), ${opts.connections} keep-alive connections, median of ${opts.rounds}`,
+    LABEL.ours,
+    LABEL.bare,
+    'ratio',
+    'target',
+  ];
+  const rows = [
+    [
+      `single POST → device, actuations/s (${opts.inFlight} in flight)`,
+      fmt(singleOurs),
+      fmt(m(bare, (r) => r.single.perSec)),
+      both ? `${fmt(singleRatio, 2)}×` : 'n/a',
+      `≥ 0.5× and ≥ 5,000/s (${verdict(singleRatio >= 0.5 && singleOurs >= 5_000, both ? singleRatio : Number.NaN)})`,
+    ],
+    [
+      `POST → device p50 / p99 at ${fmt(opts.rate)}/s (open loop, ${opts.seconds} s)`,
+      lat(ours, (r) => r.latency),
+      lat(bare, (r) => r.latency),
+      both ? `${fmt(ratio((r) => r.latency.p99), 1)}× (p99)` : 'n/a',
+      `p99 ≤ 25 ms (${verdict(p99 <= 25, p99)})`,
+    ],
+    [`across instances (POST to A, device on B), p50 / p99 at ${fmt(opts.rate)}/s`, lat(ours, (r) => r.cross), '–', '', `p99 ≤ 50 ms (${verdict(crossP99 <= 50, crossP99)})`],
+    [
+      `bulk POST (${fmt(opts.bulkSize)} items, ${opts.bulkInFlight} in flight) → device, actuations/s`,
+      fmt(bulkOurs),
+      fmt(m(bare, (r) => r.bulk.perSec)),
+      both ? `${fmt(ratio((r) => r.bulk.perSec), 2)}×` : 'n/a',
+      `≥ 30,000/s (${verdict(bulkOurs >= 30_000, bulkOurs)})`,
+    ],
+    [
+      'server CPU per actuation, single / bulk',
+      `${fmt(m(ours, (r) => r.single.serverCpuUs))} / ${fmt(m(ours, (r) => r.bulk.serverCpuUs))} µs`,
+      `${fmt(m(bare, (r) => r.single.serverCpuUs))} / ${fmt(m(bare, (r) => r.bulk.serverCpuUs))} µs`,
+      '',
+      '',
+    ],
+  ];
+  const { text, markdown } = renderTables(header, rows);
+  process.stdout.write(`\n${text}\n\nMarkdown (${info.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
+}
+
+function settled<T extends readonly PromiseSettledResult<unknown>[]>(results: T): { [K in keyof T]: T[K] extends PromiseSettledResult<infer V> ? V : never } {
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as never;
+}
+
+function onOff(name: string, raw: string): boolean {
+  if (raw !== 'on' && raw !== 'off') throw new Error(`--${name} must be on or off`);
+  return raw === 'on';
+}
+
+function int(name: string, raw: string, min: number, max: number): number {
+  if (!/^\d+$/.test(raw)) throw new Error(`--${name} must be a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new Error(`--${name} must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function log(message: string): void {
+  process.stdout.write(`${message}\n`);
+}
