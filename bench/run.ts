@@ -7,16 +7,21 @@
  *   actuations  REST POST -> device: actuations/s (single and bulk), p50/p99 at a
  *             fixed rate, across instances; ratios to a bare express + ws server.
  *
+ *   dss       DSS simulator events -> rule -> device: latency at a fixed rate and
+ *             sustained events/s over many and over few devices.
+ *
  * Later benches are added to SUBCOMMANDS. Whatever happens,
  * children are killed and temp dirs removed before the process exits.
  */
 import { actuationsBench } from './actuations.js';
 import { connectBench } from './connect.js';
+import { dssBench } from './dss.js';
 import { cleanup } from './lib/processes.js';
 
 const SUBCOMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; about: string }> = {
   connect: { run: connectBench, about: 'connect+auth rate and memory per device vs a bare ws server' },
   actuations: { run: actuationsBench, about: 'REST POST -> device: actuations/s, latency at a fixed rate, across instances, bulk; vs bare express + ws' },
+  dss: { run: dssBench, about: 'DSS event -> rule -> device: latency at a fixed rate, sustained events/s over many and few devices' },
 };
 
 function usage(): string {
