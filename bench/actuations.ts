@@ -27,6 +27,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { LoadReply, LoadRequest, LoadResult, LoadRun } from './load-client.js';
+import { databaseCpu } from './connect.js';
 import { buildForBench, type BenchBuild } from './lib/build.js';
 import { summariseCpuProfiles } from './lib/cpu-profile.js';
 import { startBenchDatabase, type BenchDatabaseServer } from './lib/database.js';
@@ -47,8 +48,10 @@ interface Throughput {
   accepted: number;
   received: number;
   perSec: number;
-  /** Server CPU (all threads) per actuation received, µs. */
+  /** Server CPU (all threads) per actuation received, µs; with two instances, both. */
   serverCpuUs: number;
+  /** PostgreSQL CPU (the database's backends and the cluster's background processes) per actuation, µs. */
+  dbCpuUs: number;
   rejected: number;
   errors: Record<string, number>;
 }
@@ -139,7 +142,6 @@ export async function actuationsBench(argv: string[]): Promise<number> {
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-'));
   onCleanup(() => fs.rm(tmp, { recursive: true, force: true }));
   const profDir = values['cpu-prof'] ? await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-prof-')) : undefined;
-  if (profDir) onCleanup(() => fs.rm(profDir, { recursive: true, force: true }));
   const [database, build, keys] = settled(await Promise.allSettled([startBenchDatabase({ fsync }), buildForBench(ROOT), makeKeys(tmp)] as const));
   log(`database: ${database.description}; server built from src/ (tsc -p tsconfig.build.json)`);
 
@@ -157,6 +159,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       results.push(r);
       const t = (x: Throughput) =>
         `${fmt(x.perSec)}/s (${fmt(x.received)} of ${fmt(x.accepted)} accepted received, server CPU ${fmt(x.serverCpuUs)} µs each` +
+        (Number.isNaN(x.dbCpuUs) ? '' : `, PostgreSQL ${fmt(x.dbCpuUs)} µs each`) +
         (x.rejected > 0 ? `, ${fmt(x.rejected)} rejected ${JSON.stringify(x.errors)}` : '') +
         ')';
       const l = (x: Latency) =>
@@ -233,13 +236,13 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       );
 
     // Warm-up (JIT, pools), not measured.
-    await measureThroughput(ctx, a, () => load({ total: 2_000, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 60_000 }));
-    const single = await measureThroughput(ctx, a, () => load({ total: opts.single, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 180_000 }));
+    await measureThroughput(ctx, a, db?.url, () => load({ total: 2_000, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 60_000 }));
+    const single = await measureThroughput(ctx, a, db?.url, () => load({ total: opts.single, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 180_000 }));
     const latency = await measureLatency(ctx, () => load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 }));
-    await measureThroughput(ctx, a, () =>
+    await measureThroughput(ctx, a, db?.url, () =>
       load({ total: Math.min(opts.bulkTotal, 10 * opts.bulkSize), bulk: opts.bulkSize, mode: { kind: 'closed', inFlight: opts.bulkInFlight }, deadlineMs: 60_000 }),
     );
-    const bulk = await measureThroughput(ctx, a, () =>
+    const bulk = await measureThroughput(ctx, a, db?.url, () =>
       load({ total: opts.bulkTotal, bulk: opts.bulkSize, mode: { kind: 'closed', inFlight: opts.bulkInFlight }, deadlineMs: 180_000 }),
     );
 
@@ -263,13 +266,18 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
   }
 }
 
-async function measureThroughput(ctx: Context, server: RunningServer, run: () => Promise<LoadResult>): Promise<Throughput> {
+async function measureThroughput(ctx: Context, server: RunningServer, dbUrl: string | undefined, run: () => Promise<LoadResult>): Promise<Throughput> {
   await listen(ctx.deviceClients, ctx.opts.ack, false);
+  const dbCpu = dbUrl ? await databaseCpu(dbUrl) : undefined;
+  const dbBefore = await dbCpu?.sample();
   const cpuBefore = cpuMs(server.server.pid);
   const sent = await run();
   const got = await waitForReceipts(ctx.deviceClients, sent.accepted);
   const cpu = cpuMs(server.server.pid) - cpuBefore;
+  const dbMs = dbCpu && dbBefore ? (await dbCpu.sample()).since(dbBefore) : Number.NaN;
+  await dbCpu?.close();
   return {
+    dbCpuUs: (dbMs * 1000) / got.count,
     accepted: sent.accepted,
     received: got.count,
     perSec: (got.count / (got.lastMs - sent.firstSendMs)) * 1000,
@@ -352,6 +360,7 @@ function printSummary(results: RunResult[], info: { devices: number; opts: Optio
       '',
       '',
     ],
+    ['PostgreSQL CPU per actuation, single / bulk', `${fmt(m(ours, (r) => r.single.dbCpuUs))} / ${fmt(m(ours, (r) => r.bulk.dbCpuUs))} µs`, '–', '', ''],
   ];
   const { text, markdown } = renderTables(header, rows);
   process.stdout.write(`\n${text}\n\nMarkdown (${info.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);

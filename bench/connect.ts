@@ -336,7 +336,7 @@ async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunRe
  * processes (WAL writer, checkpointer...), from /proc; backends that appear during the
  * phase count from zero. Processes that /proc cannot show (a remote DATABASE_URL) are skipped.
  */
-async function databaseCpu(url: string) {
+export async function databaseCpu(url: string) {
   const client = new pg.Client(url);
   await client.connect();
   const pids = async () =>

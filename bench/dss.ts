@@ -25,6 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Feed, FeederReply, FeederRequest } from './dss-feeder.js';
+import { databaseCpu } from './connect.js';
 import { buildForBench, type BenchBuild } from './lib/build.js';
 import { summariseCpuProfiles } from './lib/cpu-profile.js';
 import { startBenchDatabase, type BenchDatabaseServer } from './lib/database.js';
@@ -43,6 +44,7 @@ interface Throughput {
   received: number;
   perSec: number;
   serverCpuUs: number;
+  dbCpuUs: number;
 }
 interface RoundResult {
   round: number;
@@ -101,7 +103,6 @@ export async function dssBench(argv: string[]): Promise<number> {
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-'));
   onCleanup(() => fs.rm(tmp, { recursive: true, force: true }));
   const profDir = values['cpu-prof'] ? await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-prof-')) : undefined;
-  if (profDir) onCleanup(() => fs.rm(profDir, { recursive: true, force: true }));
   const [database, build, keys] = settled(await Promise.allSettled([startBenchDatabase({ fsync }), buildForBench(ROOT), makeKeys(tmp)] as const));
   log(`database: ${database.description}; server built from src/ (tsc -p tsconfig.build.json)`);
 
@@ -115,7 +116,7 @@ export async function dssBench(argv: string[]): Promise<number> {
   for (let round = 1; round <= opts.rounds; round++) {
     const r = await runRound(ctx, round);
     results.push(r);
-    const t = (x: Throughput) => `${fmt(x.perSec)} events/s (${fmt(x.received)} of ${fmt(x.sent)} received, server CPU ${fmt(x.serverCpuUs)} µs each)`;
+    const t = (x: Throughput) => `${fmt(x.perSec)} events/s (${fmt(x.received)} of ${fmt(x.sent)} received, server CPU ${fmt(x.serverCpuUs)} µs + PostgreSQL ${fmt(x.dbCpuUs)} µs each)`;
     log(
       `round ${round}: at ${opts.rate}/s p50 ${fmt(r.p50, 1)} / p99 ${fmt(r.p99, 1)} / max ${fmt(r.max, 1)} ms (${fmt(r.latencyReceived)} of ${fmt(r.latencySent)} received); ` +
         `${fmt(devices)} devices ${t(r.many)}; ${opts.few} devices ${t(r.few)}`,
@@ -193,11 +194,21 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
     const burst = { kind: 'burst' as const, chunk: 500, everyMs: 10 };
     const throughput = async (dsns: string[], total: number): Promise<Throughput> => {
       await listen(ctx.deviceClients, opts.ack, false);
+      const dbCpu = await databaseCpu(db.url);
+      const dbBefore = await dbCpu.sample();
       const cpuBefore = cpuMs(server!.server.pid);
       const sent = await feed({ dsns, total, mode: burst, deadlineMs: 120_000 });
       const got = await waitForReceipts(ctx.deviceClients, sent.sent, { quietMs: 10_000, timeoutMs: 300_000 });
       const cpu = cpuMs(server!.server.pid) - cpuBefore;
-      return { sent: sent.sent, received: got.count, perSec: (got.count / (got.lastMs - sent.firstMs)) * 1000, serverCpuUs: (cpu * 1000) / got.count };
+      const dbMs = (await dbCpu.sample()).since(dbBefore);
+      await dbCpu.close();
+      return {
+        sent: sent.sent,
+        received: got.count,
+        perSec: (got.count / (got.lastMs - sent.firstMs)) * 1000,
+        serverCpuUs: (cpu * 1000) / got.count,
+        dbCpuUs: (dbMs * 1000) / got.count,
+      };
     };
 
     await throughput(ctx.deviceIds, 2_000); // warm-up
@@ -239,6 +250,7 @@ function printSummary(results: RoundResult[], info: { devices: number; opts: Opt
     [`sustained events/s through the rule, spread over ${fmt(info.devices)} devices`, fmt(many), `≥ 3,000/s (${verdict(many >= 3_000, many)})`],
     [`sustained events/s through the rule, over ${opts.few} devices`, fmt(few), `≥ 3,000/s (${verdict(few >= 3_000, few)})`],
     ['server CPU per event, many / few devices', `${fmt(m((r) => r.many.serverCpuUs))} / ${fmt(m((r) => r.few.serverCpuUs))} µs`, ''],
+    ['PostgreSQL CPU per event, many / few devices', `${fmt(m((r) => r.many.dbCpuUs))} / ${fmt(m((r) => r.few.dbCpuUs))} µs`, ''],
   ];
   const { text, markdown } = renderTables(header, rows);
   process.stdout.write(`\n${text}\n\nMarkdown (${info.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
