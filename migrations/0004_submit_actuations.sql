@@ -13,7 +13,8 @@
 create function submit_actuations(p_items jsonb, p_max_queued integer, p_notify_devices text[])
 returns table (idx integer, outcome text, id uuid, device_id text, seq bigint, status text,
                created_at timestamptz, expires_at timestamptz, superseded_source_kinds text[])
-language plpgsql as $$
+-- A generic plan: planning the decision statement anew for each call cost more than running it.
+language plpgsql set plan_cache_mode = force_generic_plan as $$
 #variable_conflict use_column
 declare
   n integer := jsonb_array_length(p_items);
@@ -91,6 +92,7 @@ begin
 
   -- Latest wins: each device's newest created actuation with a collapse key supersedes
   -- the queued ones before it with that key (also those created earlier in this batch).
+  if p_items @? '$[*].collapseKey ? (@ != null)' then
   with newest as (
     select distinct on (a.device_id, a.collapse_key) a.device_id, a.collapse_key, a.id, a.seq
       from actuations a
@@ -106,14 +108,17 @@ begin
     returning a.source->>'kind' as kind
   )
   select coalesce(array_agg(kind), '{}') into v_superseded from superseded;
+  end if;
 
   -- One NOTIFY per batch (NOTIFY serialises commits), chunked under the 8,000-byte payload limit.
+  if cardinality(p_notify_devices) > 0 then
   perform pg_notify('actuation_ready', json_build_object('deviceIds', chunk)::text)
      from (select array_agg(d) as chunk
              from (select d, (row_number() over (order by d) - 1) / 100 as part
                      from unnest(p_notify_devices) as d
                     where d = any (select v_device[i] from generate_series(1, n) as i where v_outcome[i] = 'created')) x
             group by part) chunks;
+  end if;
 
   -- A repeat of a key within the batch answers like the first item with that key.
   return query
