@@ -13,8 +13,7 @@
 create function submit_actuations(p_items jsonb, p_max_queued integer, p_notify_devices text[])
 returns table (idx integer, outcome text, id uuid, device_id text, seq bigint, status text,
                created_at timestamptz, expires_at timestamptz, superseded_source_kinds text[])
--- A generic plan: planning the decision statement anew for each call cost more than running it.
-language plpgsql set plan_cache_mode = force_generic_plan as $$
+language plpgsql as $$
 #variable_conflict use_column
 declare
   n integer := jsonb_array_length(p_items);

@@ -22,9 +22,8 @@ export interface AckOutcome {
 }
 
 export async function applyAcks(pool: Pool, acks: AckById[]): Promise<AckOutcome[]> {
-  const { rows } = await pool.query<{ id: string; device_id: string; outcome: AckOutcome['outcome']; source_kind: string; created_at: Date }>({
-    name: 'apply-acks',
-    text: `with v as (
+  const { rows } = await pool.query<{ id: string; device_id: string; outcome: AckOutcome['outcome']; source_kind: string; created_at: Date }>(
+    `with v as (
        select * from unnest($1::uuid[], $2::text[], $3::int[], $4::text[]) as v(id, device_id, code, reason)
      ), applied as (
        update actuations a
@@ -47,8 +46,8 @@ export async function applyAcks(pool: Pool, acks: AckById[]): Promise<AckOutcome
         where device_id in (select device_id from applied union select device_id from late) and not has_acked
      )
      select * from applied union all select * from late`,
-    values: [acks.map((a) => a.id), acks.map((a) => a.deviceId), acks.map((a) => a.statusCode), acks.map((a) => a.reasonPhrase)],
-  });
+    [acks.map((a) => a.id), acks.map((a) => a.deviceId), acks.map((a) => a.statusCode), acks.map((a) => a.reasonPhrase)],
+  );
   const byKey = new Map(rows.map((r) => [`${r.device_id}\u0000${r.id}`, { outcome: r.outcome, sourceKind: r.source_kind, createdAt: r.created_at }]));
   return acks.map((a) => byKey.get(`${a.deviceId}\u0000${a.id}`) ?? { outcome: 'unknown' });
 }

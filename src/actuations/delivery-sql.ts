@@ -52,10 +52,8 @@ export async function claimPending(
             order by a.seq limit $4) a
         where t.redeliver`
     : '';
-  // Named: each connection prepares it once instead of planning this statement on every claim.
-  const { rows } = await pool.query<ClaimedActuation>({
-    name: redeliver ? 'claim-pending-redeliver' : 'claim-pending',
-    text: `with t as (
+  const { rows } = await pool.query<ClaimedActuation>(
+    `with t as (
        -- Only targets whose session here is still the device's open one.
        select t.* from unnest($1::text[], $2::bigint[], $3::boolean[]) as t(device_id, session_id, redeliver)
          join device_sessions s on s.id = t.session_id and s.disconnected_at is null
@@ -92,8 +90,8 @@ export async function claimPending(
      returning a.id, a.device_id as "deviceId", a.seq, l.session_id as "sessionId", a.account_id as "accountId",
                a.gateway_id as "gatewayId", a.component_id as "componentId", a.command, a.params,
                a.created_at as "createdAt", a.source->>'kind' as "sourceKind"`,
-    values: [targets.map((t) => t.deviceId), targets.map((t) => t.sessionId), targets.map((t) => t.redeliver), options.perDevice, options.limit, options.instanceId],
-  });
+    [targets.map((t) => t.deviceId), targets.map((t) => t.sessionId), targets.map((t) => t.redeliver), options.perDevice, options.limit, options.instanceId],
+  );
   return rows.sort((x, y) => (x.deviceId < y.deviceId ? -1 : x.deviceId > y.deviceId ? 1 : x.seq - y.seq));
 }
 

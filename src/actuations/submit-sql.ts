@@ -48,11 +48,11 @@ export async function insertActuations(
   items: PreparedActuation[],
   options: { maxQueuedPerDevice: number; notifyDevices: string[] },
 ): Promise<InsertResult> {
-  const { rows } = await pool.query<Row>({
-    name: 'submit-actuations',
-    text: 'select * from submit_actuations($1::jsonb, $2, $3::text[])',
-    values: [JSON.stringify(items), options.maxQueuedPerDevice, options.notifyDevices],
-  });
+  const { rows } = await pool.query<Row>('select * from submit_actuations($1::jsonb, $2, $3::text[])', [
+    JSON.stringify(items),
+    options.maxQueuedPerDevice,
+    options.notifyDevices,
+  ]);
   const results = rows.map((row): SubmitResult => {
     if (row.outcome === 'queue_full') return { outcome: 'queue_full', limit: options.maxQueuedPerDevice };
     const actuation: ActuationSummary = {
