@@ -45,6 +45,7 @@ import {
   type ServerProcess,
 } from './lib/processes.js';
 import { fmt, median, percentile, renderTables } from './lib/stats.js';
+import { int, log, settled } from './lib/cli.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLIENT_SCRIPT = path.join(ROOT, 'bench', 'device-client.ts');
@@ -474,24 +475,7 @@ async function makeKeys(tmp: string): Promise<{ publicKeyPath: string; privateKe
   return { publicKeyPath, privateKeyPem: privateKey };
 }
 
-function settled<T extends readonly PromiseSettledResult<unknown>[]>(results: T): { [K in keyof T]: T[K] extends PromiseSettledResult<infer V> ? V : never } {
-  const failed = results.find((r) => r.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
-  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as never;
-}
-
 function share<T>(items: T[], index: number, parts: number): T[] {
   const size = Math.ceil(items.length / parts);
   return items.slice(index * size, (index + 1) * size);
-}
-
-function int(name: string, raw: string, min: number, max: number): number {
-  if (!/^\d+$/.test(raw)) throw new Error(`--${name} must be a whole number, got "${raw}"`);
-  const value = Number(raw);
-  if (value < min || value > max) throw new Error(`--${name} must be between ${min} and ${max}, got ${value}`);
-  return value;
-}
-
-function log(message: string): void {
-  process.stdout.write(`${message}\n`);
 }

@@ -34,6 +34,7 @@ import { request } from './lib/ipc.js';
 import { makeKeys, startServer, type BenchKeys, type RunningServer } from './lib/our-server.js';
 import { cpuMs, forkClient, killChild, onCleanup, sleep } from './lib/processes.js';
 import { fmt, median, percentile, renderTables } from './lib/stats.js';
+import { int, log, onOff, settled } from './lib/cli.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DEVICE_SCRIPT = path.join(ROOT, 'bench', 'device-client.ts');
@@ -254,26 +255,4 @@ function printSummary(results: RoundResult[], info: { devices: number; opts: Opt
   ];
   const { text, markdown } = renderTables(header, rows);
   process.stdout.write(`\n${text}\n\nMarkdown (${info.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
-}
-
-function settled<T extends readonly PromiseSettledResult<unknown>[]>(results: T): { [K in keyof T]: T[K] extends PromiseSettledResult<infer V> ? V : never } {
-  const failed = results.find((r) => r.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
-  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as never;
-}
-
-function onOff(name: string, raw: string): boolean {
-  if (raw !== 'on' && raw !== 'off') throw new Error(`--${name} must be on or off`);
-  return raw === 'on';
-}
-
-function int(name: string, raw: string, min: number, max: number): number {
-  if (!/^\d+$/.test(raw)) throw new Error(`--${name} must be a whole number, got "${raw}"`);
-  const value = Number(raw);
-  if (value < min || value > max) throw new Error(`--${name} must be between ${min} and ${max}, got ${value}`);
-  return value;
-}
-
-function log(message: string): void {
-  process.stdout.write(`${message}\n`);
 }
