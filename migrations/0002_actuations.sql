@@ -38,9 +38,12 @@ create table actuations (
   status_code      integer,
   reason_phrase    text,
   history          jsonb not null default '[]',
-  unique (device_id, seq),
-  unique (device_id, idempotency_key)
+  unique (device_id, seq)
 );
+
+-- Same key for the same device = the same actuation. Partial: most actuations have no key,
+-- and every index a transition must update costs PostgreSQL CPU on the hot path.
+create unique index actuations_idempotency_idx on actuations (device_id, idempotency_key) where idempotency_key is not null;
 
 -- Delivery: a device's queued actuations in order; sent ones separately, for redelivery
 -- (devices that never ack keep rows in `sent` until their TTL, and the live path must not scan them).
