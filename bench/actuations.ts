@@ -21,22 +21,21 @@
  * Ratios ours/bare are taken within a round, then the median over rounds.
  */
 import type { ChildProcess } from 'node:child_process';
-import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { LoadReply, LoadRequest, LoadResult, LoadRun } from './load-client.js';
-import { databaseCpu } from './connect.js';
-import { buildForBench, type BenchBuild } from './lib/build.js';
+import type { BenchBuild } from './lib/build.js';
 import { summariseCpuProfiles } from './lib/cpu-profile.js';
-import { startBenchDatabase, type BenchDatabaseServer } from './lib/database.js';
+import { databaseCpu, type BenchDatabaseServer } from './lib/database.js';
 import { connectDevices, listen, resetDevices, waitForReceipts } from './lib/devices.js';
 import { request } from './lib/ipc.js';
-import { makeKeys, startServer, type BenchKeys, type RunningServer } from './lib/our-server.js';
-import { cpuMs, forkClient, killChild, onCleanup, sleep } from './lib/processes.js';
+import { startServer, type BenchKeys, type RunningServer } from './lib/our-server.js';
+import { cpuMs, forkClient, killChild, sleep } from './lib/processes.js';
 import { fmt, median, percentile, renderTables } from './lib/stats.js';
-import { int, log, onOff, settled } from './lib/cli.js';
+import { int, log, onOff } from './lib/cli.js';
+import { prepareBenchRun } from './lib/setup.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DEVICE_SCRIPT = path.join(ROOT, 'bench', 'device-client.ts');
@@ -140,16 +139,15 @@ export async function actuationsBench(argv: string[]): Promise<number> {
     `actuations bench: ${fmt(devices)} devices (${opts.ack ? 'acking every actuation' : 'not acking'}), load generator: undici Pool of ${connections} keep-alive ` +
       `connections in its own process; ${opts.rounds} round(s)`,
   );
-  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-'));
-  onCleanup(() => fs.rm(tmp, { recursive: true, force: true }));
-  const profDir = values['cpu-prof'] ? await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-prof-')) : undefined;
-  const [database, build, keys] = settled(await Promise.allSettled([startBenchDatabase({ fsync }), buildForBench(ROOT), makeKeys(tmp)] as const));
-  log(`database: ${database.description}; server built from src/ (tsc -p tsconfig.build.json)`);
-
-  const deviceClient = forkClient(DEVICE_SCRIPT);
+  const { tmp, profDir, database, build, keys, deviceClient, deviceIds } = await prepareBenchRun({
+    root: ROOT,
+    deviceScript: DEVICE_SCRIPT,
+    devices,
+    fsync,
+    cpuProf: values['cpu-prof'],
+    log,
+  });
   const loadClient = forkClient(LOAD_SCRIPT);
-  const deviceIds = Array.from({ length: devices }, (_, i) => `bench-device-${i}`);
-  await request(deviceClient, { op: 'mint', privateKeyPem: keys.privateKeyPem, ids: deviceIds, warmupIds: [], accountId: 'bench-account' }, 'minted', 600_000);
 
   const ctx: Context = { database, build, keys, tmp, profDir, deviceClients: [deviceClient], loadClient, deviceIds, opts };
   const results: RunResult[] = [];

@@ -28,7 +28,7 @@ import { freePort } from '../src/db/embedded-postgres.js';
 import type { ConnectResult } from './device-client.js';
 import { buildForBench } from './lib/build.js';
 import { summariseCpuProfiles } from './lib/cpu-profile.js';
-import { startBenchDatabase, type BenchDatabaseServer } from './lib/database.js';
+import { databaseCpu, startBenchDatabase, type BenchDatabaseServer } from './lib/database.js';
 import { attachProfiler, type PhaseProfiler } from './lib/inspector.js';
 import { request } from './lib/ipc.js';
 import {
@@ -330,47 +330,6 @@ async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunRe
     await db?.drop().catch((err) => log(`could not drop bench database: ${(err as Error).message}`));
     await sleep(500);
   }
-}
-
-/**
- * CPU used by PostgreSQL for one database: its backends plus the cluster's background
- * processes (WAL writer, checkpointer...), from /proc; backends that appear during the
- * phase count from zero. Processes that /proc cannot show (a remote DATABASE_URL) are skipped.
- */
-export async function databaseCpu(url: string) {
-  const client = new pg.Client(url);
-  await client.connect();
-  const pids = async () =>
-    (
-      await client.query<{ pid: number }>(
-        `select pid from pg_stat_activity where (datname = current_database() or backend_type <> 'client backend') and pid <> pg_backend_pid()`,
-      )
-    ).rows.map((r) => r.pid);
-  const read = (pid: number) => {
-    try {
-      return cpuMs(pid);
-    } catch {
-      return undefined;
-    }
-  };
-  return {
-    async sample() {
-      const usage = new Map<number, number>();
-      for (const pid of await pids()) {
-        const ms = read(pid);
-        if (ms !== undefined) usage.set(pid, ms);
-      }
-      return {
-        usage,
-        since(before: { usage: Map<number, number> }) {
-          let total = 0;
-          for (const [pid, ms] of usage) total += ms - (before.usage.get(pid) ?? 0);
-          return total;
-        },
-      };
-    },
-    close: () => client.end(),
-  };
 }
 
 /** pg_stat_statements of the bench database, reset now; `report` prints the top statements since. */

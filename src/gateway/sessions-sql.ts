@@ -169,14 +169,6 @@ export async function removeInstance(db: Queryable, instanceId: string): Promise
   await db.query('delete from instances where id = $1', [instanceId]);
 }
 
-export async function findOpenSession(db: Queryable, deviceId: string): Promise<SessionRow | null> {
-  const { rows } = await db.query<SessionRow>(
-    `select ${SESSION_COLUMNS} from device_sessions where device_id = $1 and disconnected_at is null`,
-    [deviceId],
-  );
-  return rows[0] ?? null;
-}
-
 export async function listSessions(db: Queryable, deviceId: string, limit: number, beforeId: number | null): Promise<SessionRow[]> {
   const { rows } = await db.query<SessionRow>(
     `select ${SESSION_COLUMNS} from device_sessions

@@ -8,7 +8,6 @@ export const API_ERRORS = {
   MALFORMED_JSON: { status: 400, message: 'Request body is not valid JSON' },
   UNAUTHORIZED: { status: 401, message: 'HTTP Basic credentials required' },
   NOT_FOUND: { status: 404, message: 'Not found' },
-  DEVICE_NOT_CONNECTED: { status: 409, message: 'Device is not connected' },
   CONFLICT: { status: 409, message: 'Conflict with the current state' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'Request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Content-Type must be application/json' },
