@@ -4,7 +4,8 @@ import type { DestinationStream } from 'pino';
 import { buildApp, type App } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { makeLogger } from '../../src/logger.js';
-import type { TestDatabase } from './database.js';
+import { afterAll, beforeAll } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './database.js';
 import { testKeyPaths } from './keys.js';
 
 export const TEST_CREDENTIALS = { username: 'tester', password: 'test-password-123' };
@@ -65,4 +66,21 @@ export async function startTestServer(db: TestDatabase, env: Record<string, stri
     },
     close: () => app.close(),
   };
+}
+
+/**
+ * A fresh test database and a server on it for the enclosing file or describe block:
+ * created in beforeAll, closed and dropped in afterAll. Read `.db` and `.server` inside tests.
+ */
+export function useTestServer(env: Record<string, string> = {}): { readonly db: TestDatabase; readonly server: TestServer } {
+  const context = {} as { db: TestDatabase; server: TestServer };
+  beforeAll(async () => {
+    context.db = await createTestDatabase();
+    context.server = await startTestServer(context.db, env);
+  });
+  afterAll(async () => {
+    await context.server?.close();
+    await context.db?.drop();
+  });
+  return context;
 }

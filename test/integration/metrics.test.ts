@@ -1,23 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { describe, expect, it } from 'vitest';
 import { connectAuthenticated, connectDevice } from '../helpers/device-client.js';
 import { eventually } from '../helpers/eventually.js';
 import { mint } from '../helpers/keys.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { startTestServer, useTestServer, type TestServer } from '../helpers/server.js';
 
-let db: TestDatabase;
-let server: TestServer;
+const t = useTestServer();
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  server = await startTestServer(db);
-});
-afterAll(async () => {
-  await server?.close();
-  await db?.drop();
-});
-
-async function scrape(s: TestServer = server): Promise<string> {
+async function scrape(s: TestServer = t.server): Promise<string> {
   const res = await s.api('/metrics');
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
@@ -31,16 +20,16 @@ function value(text: string, series: string): number {
 
 describe('GET /metrics', () => {
   it('requires credentials when METRICS_PORT is not set', async () => {
-    const res = await fetch(`${server.httpUrl}/metrics`);
+    const res = await fetch(`${t.server.httpUrl}/metrics`);
     expect(res.status).toBe(401);
   });
 
   it('counts authentications, sessions, actuation transitions and latencies', async () => {
-    const bad = await connectDevice(server.wsUrl);
+    const bad = await connectDevice(t.server.wsUrl);
     bad.send({ type: 'device', deviceId: 'm-1', deviceToken: mint('someone-else') });
     await bad.closed;
-    const device = await connectAuthenticated(server.wsUrl, 'm-1', mint('m-1'));
-    const res = await server.api('/v1/devices/m-1/actuations', { method: 'POST', json: { componentId: 'c', command: 'x', params: [] } });
+    const device = await connectAuthenticated(t.server.wsUrl, 'm-1', mint('m-1'));
+    const res = await t.server.api('/v1/devices/m-1/actuations', { method: 'POST', json: { componentId: 'c', command: 'x', params: [] } });
     const { id } = (await res.json()) as { id: string };
     await device.next();
     device.send({ type: 'ack', id, statusCode: 200 });
@@ -65,7 +54,7 @@ describe('GET /metrics', () => {
   it('serves /metrics unauthenticated on METRICS_PORT only, when set', async () => {
     const { freePort } = await import('../../src/db/embedded-postgres.js');
     const metricsPort = await freePort();
-    const separate = await startTestServer(db, { METRICS_PORT: String(metricsPort) });
+    const separate = await startTestServer(t.db, { METRICS_PORT: String(metricsPort) });
     try {
       const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
       expect(res.status).toBe(200);

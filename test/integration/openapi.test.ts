@@ -3,22 +3,11 @@
  * every described body is validated (an empty one is refused with 400 naming a
  * field), and every example is accepted.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ROUTES } from '../../src/http/openapi.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { useTestServer } from '../helpers/server.js';
 
-let db: TestDatabase;
-let server: TestServer;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  server = await startTestServer(db);
-});
-afterAll(async () => {
-  await server?.close();
-  await db?.drop();
-});
+const t = useTestServer();
 
 interface Layer {
   route?: { path: string; methods: Record<string, boolean> };
@@ -44,7 +33,7 @@ function expressRoutes(app: { router: { stack: Layer[] } }): string[] {
 
 describe('OpenAPI document', () => {
   it('is served as OpenAPI 3.1 without credentials', async () => {
-    const res = await fetch(`${server.httpUrl}/v1/openapi.json`);
+    const res = await fetch(`${t.server.httpUrl}/v1/openapi.json`);
     expect(res.status).toBe(200);
     const doc = (await res.json()) as { openapi: string; paths: Record<string, Record<string, any>> };
     expect(doc.openapi).toBe('3.1.0');
@@ -54,7 +43,7 @@ describe('OpenAPI document', () => {
   });
 
   it('describes exactly the routes the app serves', () => {
-    const app = server.app.server.listeners('request')[0] as unknown as { router: { stack: Layer[] } };
+    const app = t.server.app.server.listeners('request')[0] as unknown as { router: { stack: Layer[] } };
     const documented = ROUTES.map((r) => `${r.method} ${r.path}`).sort();
     expect(expressRoutes(app)).toEqual(documented);
   });
@@ -62,12 +51,12 @@ describe('OpenAPI document', () => {
   it('validates every described body and accepts every example', async () => {
     for (const route of ROUTES.filter((r) => r.body)) {
       const path = route.path.replace(':deviceId', 'openapi-dev').replace(':id', '00000000-0000-4000-8000-000000000000');
-      const empty = await server.api(path, { method: route.method.toUpperCase(), json: {} });
+      const empty = await t.server.api(path, { method: route.method.toUpperCase(), json: {} });
       expect(empty.status, `${route.method} ${route.path} with {}`).toBe(400);
       const error = ((await empty.json()) as { error: { code: string } }).error;
       expect(error.code).toBe('VALIDATION_FAILED');
       if (route.example !== undefined) {
-        const ok = await server.api(path, { method: route.method.toUpperCase(), json: route.example });
+        const ok = await t.server.api(path, { method: route.method.toUpperCase(), json: route.example });
         expect(ok.status, `${route.method} ${route.path} with its example`).toBeLessThan(300);
       }
     }

@@ -11,8 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { CREDENTIALS_SERVICE_NAME, DATABASE_SERVICE_NAME } from '../../src/config/vcap.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { useTestServer } from '../helpers/server.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const script = path.join(root, 'cf-deploy.sh');
@@ -251,22 +250,13 @@ describe('manifest.yml', () => {
   });
 
   describe('against the running app', () => {
-    let db: TestDatabase;
-    let server: TestServer;
-    beforeAll(async () => {
-      db = await createTestDatabase();
-      server = await startTestServer(db);
-    });
-    afterAll(async () => {
-      await server?.close();
-      await db?.drop();
-    });
+    const t = useTestServer();
 
     it('the health-check endpoint answers 200 without credentials', async () => {
-      const res = await fetch(server.httpUrl + String(app['health-check-http-endpoint']));
+      const res = await fetch(t.server.httpUrl + String(app['health-check-http-endpoint']));
       expect(res.status).toBe(200);
       // and the REST API itself does require them, so the probe is not passing by accident
-      expect((await fetch(server.httpUrl + '/v1/devices')).status).toBe(401);
+      expect((await fetch(t.server.httpUrl + '/v1/devices')).status).toBe(401);
     });
   });
 });
