@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import type { LoadReply, LoadRequest, LoadResult, LoadRun } from './load-client.js';
 import type { BenchBuild } from './lib/build.js';
 import { summariseCpuProfiles } from './lib/cpu-profile.js';
-import { databaseCpu, type BenchDatabaseServer } from './lib/database.js';
+import { databaseCpu, statementStats, type BenchDatabaseServer } from './lib/database.js';
 import { connectDevices, listen, resetDevices, waitForReceipts } from './lib/devices.js';
 import { request } from './lib/ipc.js';
 import { startServer, type BenchKeys, type RunningServer } from './lib/our-server.js';
@@ -88,6 +88,8 @@ const usage = `usage: npm run bench -- actuations [options]
   --fsync on|off       embedded PostgreSQL durability (default on; ignored with DATABASE_URL)
   --only ours|bare     run one server only
   --no-cross           skip the across-instances run
+  --db-stats           embedded PostgreSQL only: print our server's statements of the single and bulk runs
+                       by total time (pg_stat_statements)
   --cpu-prof           V8 CPU profile of our server(s) for the whole round (figures not comparable)`;
 
 export async function actuationsBench(argv: string[]): Promise<number> {
@@ -109,6 +111,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       only: { type: 'string' },
       'no-cross': { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
+      'db-stats': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -130,6 +133,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
     bulkSize: int('bulk-size', values['bulk-size'], 1, 1_000),
     bulkInFlight: int('bulk-in-flight', values['bulk-in-flight'], 1, 64),
     cross: !values['no-cross'],
+    dbStats: values['db-stats'],
   };
   const fsync = onOff('fsync', values.fsync);
   if (values.only !== undefined && values.only !== 'ours' && values.only !== 'bare') throw new Error('--only must be ours or bare');
@@ -144,6 +148,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
     deviceScript: DEVICE_SCRIPT,
     devices,
     fsync,
+    statementStats: opts.dbStats,
     cpuProf: values['cpu-prof'],
     log,
   });
@@ -191,6 +196,7 @@ interface Options {
   bulkSize: number;
   bulkInFlight: number;
   cross: boolean;
+  dbStats: boolean;
 }
 interface Context {
   database: BenchDatabaseServer;
@@ -236,13 +242,13 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
 
     // Warm-up (JIT, pools), not measured.
     await measureThroughput(ctx, a, db?.url, () => load({ total: 2_000, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 60_000 }));
-    const single = await measureThroughput(ctx, a, db?.url, () => load({ total: opts.single, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 180_000 }));
+    const single = await measureThroughput(ctx, a, db?.url, () => load({ total: opts.single, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 180_000 }), 'the single-POST run');
     const latency = await measureLatency(ctx, () => load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 }));
     await measureThroughput(ctx, a, db?.url, () =>
       load({ total: Math.min(opts.bulkTotal, 10 * opts.bulkSize), bulk: opts.bulkSize, mode: { kind: 'closed', inFlight: opts.bulkInFlight }, deadlineMs: 60_000 }),
     );
     const bulk = await measureThroughput(ctx, a, db?.url, () =>
-      load({ total: opts.bulkTotal, bulk: opts.bulkSize, mode: { kind: 'closed', inFlight: opts.bulkInFlight }, deadlineMs: 180_000 }),
+      load({ total: opts.bulkTotal, bulk: opts.bulkSize, mode: { kind: 'closed', inFlight: opts.bulkInFlight }, deadlineMs: 180_000 }), 'the bulk run',
     );
 
     let cross: Latency | undefined;
@@ -265,8 +271,15 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
   }
 }
 
-async function measureThroughput(ctx: Context, server: RunningServer, dbUrl: string | undefined, run: () => Promise<LoadResult>): Promise<Throughput> {
+async function measureThroughput(
+  ctx: Context,
+  server: RunningServer,
+  dbUrl: string | undefined,
+  run: () => Promise<LoadResult>,
+  phase?: string,
+): Promise<Throughput> {
   await listen(ctx.deviceClients, ctx.opts.ack, false);
+  const statements = dbUrl && phase && ctx.opts.dbStats ? await statementStats(dbUrl, log) : undefined;
   const dbCpu = dbUrl ? await databaseCpu(dbUrl) : undefined;
   const dbBefore = await dbCpu?.sample();
   const cpuBefore = cpuMs(server.server.pid);
@@ -275,6 +288,7 @@ async function measureThroughput(ctx: Context, server: RunningServer, dbUrl: str
   const cpu = cpuMs(server.server.pid) - cpuBefore;
   const dbMs = dbCpu && dbBefore ? (await dbCpu.sample()).since(dbBefore) : Number.NaN;
   await dbCpu?.close();
+  await statements?.report(phase!, 'actuation', got.count);
   return {
     dbCpuUs: (dbMs * 1000) / got.count,
     accepted: sent.accepted,

@@ -28,7 +28,7 @@ import { freePort } from '../src/db/embedded-postgres.js';
 import type { ConnectResult } from './device-client.js';
 import { buildForBench } from './lib/build.js';
 import { summariseCpuProfiles } from './lib/cpu-profile.js';
-import { databaseCpu, startBenchDatabase, type BenchDatabaseServer } from './lib/database.js';
+import { databaseCpu, startBenchDatabase, statementStats, type BenchDatabaseServer } from './lib/database.js';
 import { attachProfiler, type PhaseProfiler } from './lib/inspector.js';
 import { request } from './lib/ipc.js';
 import {
@@ -269,7 +269,7 @@ async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunRe
     const rssBeforeKiB = await settledRss(server, ctx.settleMs);
     await profiler?.start();
     const dbCpu = db ? await databaseCpu(db.url) : undefined;
-    const statements = db && ctx.dbStats ? await statementStats(db.url) : undefined;
+    const statements = db && ctx.dbStats ? await statementStats(db.url, log, 8) : undefined;
     const dbCpuBefore = await dbCpu?.sample();
     const clientCpu = () => ctx.children.reduce((ms, child) => ms + cpuMs(child.pid!), 0);
     const clientCpuBefore = clientCpu();
@@ -279,7 +279,7 @@ async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunRe
     const clientCpuMs = clientCpu() - clientCpuBefore;
     const dbCpuMs = dbCpu && dbCpuBefore ? (await dbCpu.sample()).since(dbCpuBefore) : undefined;
     await dbCpu?.close();
-    await statements?.report(connected.ok);
+    await statements?.report('the connect phase', 'device', connected.ok);
     if (profiler) await fs.writeFile(path.join(ctx.profDir!, `${kind}-r${round}.cpuprofile`), await profiler.stop());
     const rssAfterKiB = await settledRss(server, ctx.settleMs);
     const statuses = await Promise.all(ctx.children.map((child) => request(child, { op: 'status' }, 'status', 30_000)));
@@ -330,29 +330,6 @@ async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunRe
     await db?.drop().catch((err) => log(`could not drop bench database: ${(err as Error).message}`));
     await sleep(500);
   }
-}
-
-/** pg_stat_statements of the bench database, reset now; `report` prints the top statements since. */
-async function statementStats(url: string) {
-  const client = new pg.Client(url);
-  await client.connect();
-  await client.query('create extension if not exists pg_stat_statements');
-  await client.query('select pg_stat_statements_reset()');
-  return {
-    async report(devices: number) {
-      const { rows } = await client.query<{ calls: string; rows: string; total: number; query: string }>(
-        `select calls, rows, total_exec_time as total, query from pg_stat_statements
-          where dbid = (select oid from pg_database where datname = current_database()) and query not like '%pg_stat%'
-          order by total_exec_time desc limit 8`,
-      );
-      log(`  statements during the connect phase (pg_stat_statements, execution time, per device over ${fmt(devices)}):`);
-      for (const r of rows) {
-        const text = r.query.replace(/\s+/g, ' ').slice(0, 110);
-        log(`    ${fmt((r.total * 1000) / devices, 1).padStart(7)} µs  ${fmt(Number(r.calls)).padStart(6)} calls  ${fmt(Number(r.rows)).padStart(7)} rows  ${text}`);
-      }
-      await client.end();
-    },
-  };
 }
 
 /** All clients connect their share of a device set at the same moment; merged result. */

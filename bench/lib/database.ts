@@ -15,6 +15,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort, importEmbeddedPostgres } from '../../src/db/embedded-postgres.js';
 import { cpuMs, onCleanup } from './processes.js';
+import { fmt } from './stats.js';
 
 export interface BenchDatabaseServer {
   adminUrl: string;
@@ -46,7 +47,7 @@ export async function startBenchDatabase(options: { fsync: boolean; statementSta
       postgresFlags: [
         ...['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
         ...(options.fsync ? [] : ['-c', 'fsync=off']),
-        ...(options.statementStats ? ['-c', 'shared_preload_libraries=pg_stat_statements'] : []),
+        ...(options.statementStats ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all', '-c', 'pg_stat_statements.track_planning=on'] : []),
       ],
       onLog: () => undefined,
       onError: () => undefined,
@@ -126,5 +127,34 @@ export async function databaseCpu(url: string) {
       };
     },
     close: () => client.end(),
+  };
+}
+
+/**
+ * pg_stat_statements of one bench database (the cluster must be started with
+ * `statementStats`), reset now; `report` prints the top statements since, by
+ * execution plus planning time. Statements inside SQL functions are listed too.
+ */
+export async function statementStats(url: string, log: (line: string) => void, top = 10) {
+  const client = new pg.Client(url);
+  await client.connect();
+  await client.query('create extension if not exists pg_stat_statements');
+  await client.query('select pg_stat_statements_reset()');
+  return {
+    async report(phase: string, unit: string, count: number) {
+      const { rows } = await client.query<{ calls: string; rows: string; exec: number; plan: number; query: string; toplevel: boolean }>(
+        `select calls, rows, total_exec_time as exec, total_plan_time as plan, query, toplevel from pg_stat_statements
+          where dbid = (select oid from pg_database where datname = current_database()) and query not like '%pg_stat%'
+          order by total_exec_time + total_plan_time desc limit $1`,
+        [top],
+      );
+      const us = (ms: number) => fmt((ms * 1000) / count, 1).padStart(7);
+      log(`  statements during ${phase} (pg_stat_statements; µs per ${unit} over ${fmt(count)}: execution / planning; nested = inside a function):`);
+      for (const r of rows) {
+        const text = r.query.replace(/\s+/g, ' ').slice(0, 100);
+        log(`    ${us(r.exec)} / ${us(r.plan)}  ${fmt(Number(r.calls)).padStart(7)} calls  ${fmt(Number(r.rows)).padStart(8)} rows ${r.toplevel ? '' : '(nested) '}${text}`);
+      }
+      await client.end();
+    },
   };
 }

@@ -29,6 +29,7 @@ export async function prepareBenchRun(options: {
   deviceScript: string;
   devices: number;
   fsync: boolean;
+  statementStats?: boolean;
   cpuProf: boolean;
   log(message: string): void;
 }): Promise<BenchRun> {
@@ -36,7 +37,7 @@ export async function prepareBenchRun(options: {
   onCleanup(() => fs.rm(tmp, { recursive: true, force: true }));
   const profDir = options.cpuProf ? await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-prof-')) : undefined;
   const [database, build, keys] = settled(
-    await Promise.allSettled([startBenchDatabase({ fsync: options.fsync }), buildForBench(options.root), makeKeys(tmp)] as const),
+    await Promise.allSettled([startBenchDatabase({ fsync: options.fsync, statementStats: options.statementStats }), buildForBench(options.root), makeKeys(tmp)] as const),
   );
   options.log(`database: ${database.description}; server built from src/ (tsc -p tsconfig.build.json)`);
 

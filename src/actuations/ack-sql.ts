@@ -1,5 +1,6 @@
 /**
- * Device acknowledgements. An ack only moves a `sent` actuation of the acking device
+ * Device acknowledgements (acks by id: the `apply_acks` SQL function, migrations/0005).
+ * An ack only moves a `sent` actuation of the acking device
  * to `acked` (statusCode < 400) or `failed`; an ack for a final actuation of the same
  * device is recorded in its history as a late ack; an ack naming another device's
  * actuation matches nothing.
@@ -23,29 +24,7 @@ export interface AckOutcome {
 
 export async function applyAcks(pool: Pool, acks: AckById[]): Promise<AckOutcome[]> {
   const { rows } = await pool.query<{ id: string; device_id: string; outcome: AckOutcome['outcome']; source_kind: string; created_at: Date }>(
-    `with v as (
-       select * from unnest($1::uuid[], $2::text[], $3::int[], $4::text[]) as v(id, device_id, code, reason)
-     ), applied as (
-       update actuations a
-          set status = case when v.code < 400 then 'acked' else 'failed' end,
-              completed_at = now(), status_code = v.code, reason_phrase = v.reason,
-              history = a.history || jsonb_build_array(jsonb_build_object(
-                'status', case when v.code < 400 then 'acked' else 'failed' end, 'at', now(), 'statusCode', v.code, 'reasonPhrase', v.reason))
-         from v
-        where a.id = v.id and a.device_id = v.device_id and a.status = 'sent'
-       returning a.id, a.device_id, a.status as outcome, a.source->>'kind' as source_kind, a.created_at
-     ), late as (
-       update actuations a
-          set history = a.history || jsonb_build_array(jsonb_build_object(
-                'event', 'late_ack', 'at', now(), 'statusCode', v.code, 'reasonPhrase', v.reason, 'statusWas', a.status))
-         from v
-        where a.id = v.id and a.device_id = v.device_id and a.status <> 'sent'
-       returning a.id, a.device_id, 'late'::text as outcome, a.source->>'kind' as source_kind, a.created_at
-     ), counters as (
-       update device_counters set has_acked = true
-        where device_id in (select device_id from applied union select device_id from late) and not has_acked
-     )
-     select * from applied union all select * from late`,
+    'select * from apply_acks($1::uuid[], $2::text[], $3::int[], $4::text[])',
     [acks.map((a) => a.id), acks.map((a) => a.deviceId), acks.map((a) => a.statusCode), acks.map((a) => a.reasonPhrase)],
   );
   const byKey = new Map(rows.map((r) => [`${r.device_id}\u0000${r.id}`, { outcome: r.outcome, sourceKind: r.source_kind, createdAt: r.created_at }]));

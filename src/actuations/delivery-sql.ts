@@ -1,10 +1,11 @@
 /**
- * Delivery: one statement claims a device's pending actuations and marks them
- * `sent` (committed before they are written, so a device's ack can never arrive
- * before its actuation is `sent`). Rows are locked with `for update skip locked`
- * and claimed only while the device's session on this instance is still the open
- * one, so no two instances ever send the same actuation. An actuation that could
- * not be written after all (the socket closed meanwhile) is put back in the queue.
+ * Delivery: one call of the `claim_actuations` SQL function (migrations/0005) claims
+ * the target devices' pending actuations and marks them `sent` (committed before they
+ * are written, so a device's ack can never arrive before its actuation is `sent`).
+ * Rows are locked with `for update skip locked` and claimed only while the device's
+ * session on this instance is still the open one, so no two instances ever send the
+ * same actuation. An actuation that could not be written after all (the socket closed
+ * meanwhile) is put back in the queue.
  */
 import type { Pool } from '../db/pool.js';
 
@@ -40,56 +41,10 @@ export async function claimPending(
   targets: DeliveryTarget[],
   options: { perDevice: number; limit: number; instanceId: string },
 ): Promise<ClaimedActuation[]> {
-  const redeliver = targets.some((t) => t.redeliver);
-  // Unacked rows are only looked at for redelivery (devices that ack, in a new session).
-  const unacked = redeliver
-    ? `union all
-       select a.id, a.device_id, a.seq, a.created_at, t.session_id from t
-         join device_counters c on c.device_id = t.device_id and c.has_acked
-         cross join lateral (
-           select a.id, a.device_id, a.seq, a.created_at from actuations a
-            where a.device_id = t.device_id and a.status = 'sent' and a.last_session_id is distinct from t.session_id
-            order by a.seq limit $4) a
-        where t.redeliver`
-    : '';
   const { rows } = await pool.query<ClaimedActuation>(
-    `with t as (
-       -- Only targets whose session here is still the device's open one.
-       select t.* from unnest($1::text[], $2::bigint[], $3::boolean[]) as t(device_id, session_id, redeliver)
-         join device_sessions s on s.id = t.session_id and s.disconnected_at is null
-     ), pending as (
-       select a.id, a.device_id, a.seq, a.created_at, t.session_id from t
-        cross join lateral (
-          select a.id, a.device_id, a.seq, a.created_at from actuations a
-           where a.device_id = t.device_id and a.status = 'queued'
-           order by a.seq limit $4) a
-       ${unacked}
-     ), chosen as (
-       select p.id, p.session_id from (
-         select p.*, min(p.created_at) over (partition by p.device_id) as device_oldest,
-                row_number() over (partition by p.device_id order by p.seq) as position
-           from pending p) p
-        where p.position <= $4
-        order by p.device_oldest, p.device_id, p.position limit $5
-     ), locked as (
-       -- Driven from the chosen ids (primary key lookups), never from the devices' whole history.
-       select a.id, ch.session_id
-         from chosen ch
-         join actuations a on a.id = ch.id
-        where a.status in ('queued', 'sent')
-          for update of a skip locked
-     )
-     update actuations a
-        set status = 'sent', sent_at = now(), attempts = a.attempts + 1,
-            last_session_id = l.session_id, last_instance_id = $6,
-            ack_deadline_at = case when a.ack_timeout_seconds is not null then now() + a.ack_timeout_seconds * interval '1 second' end,
-            history = a.history || jsonb_build_array(jsonb_build_object(
-              'status', 'sent', 'at', now(), 'attempt', a.attempts + 1, 'sessionId', l.session_id, 'instanceId', $6::text))
-       from locked l
-      where a.id = l.id
-     returning a.id, a.device_id as "deviceId", a.seq, l.session_id as "sessionId", a.account_id as "accountId",
-               a.gateway_id as "gatewayId", a.component_id as "componentId", a.command, a.params,
-               a.created_at as "createdAt", a.source->>'kind' as "sourceKind"`,
+    `select id, device_id as "deviceId", seq, session_id as "sessionId", account_id as "accountId", gateway_id as "gatewayId",
+            component_id as "componentId", command, params, created_at as "createdAt", source_kind as "sourceKind"
+       from claim_actuations($1::text[], $2::bigint[], $3::boolean[], $4, $5, $6)`,
     [targets.map((t) => t.deviceId), targets.map((t) => t.sessionId), targets.map((t) => t.redeliver), options.perDevice, options.limit, options.instanceId],
   );
   return rows.sort((x, y) => (x.deviceId < y.deviceId ? -1 : x.deviceId > y.deviceId ? 1 : x.seq - y.seq));
