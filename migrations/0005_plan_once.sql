@@ -171,11 +171,16 @@ $$;
 -- most p_limit in all), oldest device first, and marks them `sent`, in one statement.
 -- Targets are (device, session) pairs; only targets whose session is still the device's
 -- open one are served, and rows are locked with SKIP LOCKED, so no two instances (or two
--- sessions) ever send the same actuation. With p_redeliver, a target device that has ever
--- acked also gets its actuations sent in an earlier session and never acked.
--- Returned in no particular order (the caller sorts by device and seq).
+-- sessions) ever send the same actuation. Returned in no particular order (the caller
+-- sorts by device and seq).
+-- p_backlog: a claim for reconnected devices. A target with p_redeliver that has ever
+-- acked also gets its actuations sent in an earlier session and never acked; and every
+-- target with nothing left of its backlog (what was pending when its session opened) is
+-- returned as one row with a null id, so that the caller moves exactly those devices on
+-- to live delivery. Actuations created since the session opened are live ones: they go
+-- out in order behind the backlog, whichever lane claims them.
 create function claim_actuations(p_device_ids text[], p_session_ids bigint[], p_redeliver boolean[],
-                                 p_per_device integer, p_limit integer, p_instance_id text)
+                                 p_per_device integer, p_limit integer, p_instance_id text, p_backlog boolean)
 returns table (id uuid, device_id text, seq bigint, session_id bigint, account_id text, gateway_id text,
                component_id text, command text, params jsonb, created_at timestamptz, source_kind text)
 language plpgsql
@@ -183,39 +188,49 @@ set plan_cache_mode = force_generic_plan set enable_seqscan = off set enable_has
 as $$
 #variable_conflict use_column
 begin
-  if true = any (p_redeliver) then
+  if p_backlog then
     return query
     with t as (
-      select t.* from unnest(p_device_ids, p_session_ids, p_redeliver) as t(device_id, session_id, redeliver)
-       cross join lateral (select s.disconnected_at from device_sessions s where s.id = t.session_id offset 0) s
+      select t.*, s.connected_at from unnest(p_device_ids, p_session_ids, p_redeliver) as t(device_id, session_id, redeliver)
+       cross join lateral (select s.disconnected_at, s.connected_at from device_sessions s where s.id = t.session_id offset 0) s
        where s.disconnected_at is null
+    ), heads as materialized (
+      -- Each target's oldest pending actuation: queued, or (redelivery) sent in an earlier session, never acked.
+      select t.*, least(q.created_at, u.created_at) as oldest from t
+        left join lateral (select a.created_at from actuations a
+                            where a.device_id = t.device_id and a.status = 'queued' order by a.seq limit 1) q on true
+        left join lateral (select a.created_at from actuations a
+                            where t.redeliver and a.device_id = t.device_id and a.status = 'sent'
+                              and a.last_session_id is distinct from t.session_id
+                              and exists (select 1 from device_counters c where c.device_id = t.device_id and c.has_acked)
+                            order by a.seq limit 1) u on true
+    ), first_devices as materialized (
+      -- Oldest device first: only the first p_limit devices can get anything in this claim.
+      select h.* from heads h where h.oldest is not null order by h.oldest, h.device_id limit p_limit
     ), pending as (
-      select a.id, a.device_id, a.seq, a.created_at, a.status, t.session_id from t
+      select a.id, a.device_id, a.seq, a.status, d.oldest, d.session_id from first_devices d
        cross join lateral (
-         select a.id, a.device_id, a.seq, a.created_at, a.status from actuations a
-          where a.device_id = t.device_id and a.status = 'queued'
+         select a.id, a.device_id, a.seq, a.status from actuations a
+          where a.device_id = d.device_id and a.status = 'queued'
           order by a.seq limit p_per_device) a
       union all
-      select a.id, a.device_id, a.seq, a.created_at, a.status, t.session_id from t
-        join device_counters c on c.device_id = t.device_id and c.has_acked
+      select a.id, a.device_id, a.seq, a.status, d.oldest, d.session_id from first_devices d
        cross join lateral (
-         select a.id, a.device_id, a.seq, a.created_at, a.status from actuations a
-          where a.device_id = t.device_id and a.status = 'sent' and a.last_session_id is distinct from t.session_id
+         select a.id, a.device_id, a.seq, a.status from actuations a
+          where d.redeliver and a.device_id = d.device_id and a.status = 'sent' and a.last_session_id is distinct from d.session_id
+            and exists (select 1 from device_counters c where c.device_id = d.device_id and c.has_acked)
           order by a.seq limit p_per_device) a
-       where t.redeliver
     ), chosen as materialized (
       select p.id, p.status, p.session_id from (
-        select p.*, min(p.created_at) over (partition by p.device_id) as device_oldest,
-               row_number() over (partition by p.device_id order by p.seq) as position
-          from pending p) p
+        select p.*, row_number() over (partition by p.device_id order by p.seq) as position from pending p) p
        where p.position <= p_per_device
-       order by p.device_oldest, p.device_id, p.position limit p_limit
+       order by p.oldest, p.device_id, p.position limit p_limit
     ), locked as materialized (
       -- Locked one by one by primary key, and only if still in the status it was chosen in.
       select l.id, ch.session_id from chosen ch
        cross join lateral (select a.id, a.status from actuations a where a.id = ch.id offset 0 for update skip locked) l
        where l.status = ch.status
-    )
+    ), claimed as (
     update actuations a
        set status = 'sent', sent_at = now(), attempts = a.attempts + 1,
            last_session_id = l.session_id, last_instance_id = p_instance_id,
@@ -225,7 +240,14 @@ begin
       from locked l
      where a.id = l.id
     returning a.id, a.device_id, a.seq, l.session_id, a.account_id, a.gateway_id, a.component_id, a.command, a.params,
-              a.created_at, a.source->>'kind';
+              a.created_at, a.source->>'kind' as source_kind
+    )
+    select * from claimed
+    union all
+    -- Devices with nothing left of their backlog (what was pending when they connected).
+    -- One whose backlog this claim finishes is reported by the next one.
+    select null, h.device_id, null, h.session_id, null, null, null, null, null, null, null from heads h
+     where h.oldest is null or h.oldest >= h.connected_at;
   else
     -- Live claims (the common case): queued rows only, a simpler statement of the same shape.
     return query

@@ -32,22 +32,38 @@ export interface ClaimedActuation {
 
 /**
  * Claims up to `perDevice` pending actuations of each target device (and at most `limit`
- * in all), oldest device first, and marks them sent. Returned in device, seq order.
- * Each device's rows are read through its partial index, `perDevice` at most, so a
- * long queue costs no more than a short one.
+ * in all), oldest device first, and marks them sent. Each device's rows are read through
+ * its partial index, `perDevice` at most, so a long queue costs no more than a short one.
  */
+export interface ClaimResult {
+  /** In device, seq order. */
+  claimed: ClaimedActuation[];
+  /** Backlog claims only: target devices with nothing left of what was pending when they connected. */
+  drained: string[];
+}
+
 export async function claimPending(
   pool: Pool,
   targets: DeliveryTarget[],
-  options: { perDevice: number; limit: number; instanceId: string },
-): Promise<ClaimedActuation[]> {
-  const { rows } = await pool.query<ClaimedActuation>(
+  options: { perDevice: number; limit: number; instanceId: string; backlog: boolean },
+): Promise<ClaimResult> {
+  const { rows } = await pool.query<ClaimedActuation & { id: string | null }>(
     `select id, device_id as "deviceId", seq, session_id as "sessionId", account_id as "accountId", gateway_id as "gatewayId",
             component_id as "componentId", command, params, created_at as "createdAt", source_kind as "sourceKind"
-       from claim_actuations($1::text[], $2::bigint[], $3::boolean[], $4, $5, $6)`,
-    [targets.map((t) => t.deviceId), targets.map((t) => t.sessionId), targets.map((t) => t.redeliver), options.perDevice, options.limit, options.instanceId],
+       from claim_actuations($1::text[], $2::bigint[], $3::boolean[], $4, $5, $6, $7)`,
+    [
+      targets.map((t) => t.deviceId),
+      targets.map((t) => t.sessionId),
+      targets.map((t) => t.redeliver),
+      options.perDevice,
+      options.limit,
+      options.instanceId,
+      options.backlog,
+    ],
   );
-  return rows.sort((x, y) => (x.deviceId < y.deviceId ? -1 : x.deviceId > y.deviceId ? 1 : x.seq - y.seq));
+  const claimed = rows.filter((r): r is ClaimedActuation => r.id !== null);
+  claimed.sort((x, y) => (x.deviceId < y.deviceId ? -1 : x.deviceId > y.deviceId ? 1 : x.seq - y.seq));
+  return { claimed, drained: rows.filter((r) => r.id === null).map((r) => r.deviceId) };
 }
 
 /** Undoes the claim of actuations that were not written (socket closed): back to `queued`, in order. */

@@ -2,10 +2,11 @@
  * Moves queued actuations onto the sockets of the devices connected to this instance.
  *
  * Each connected device is in one of two lanes:
- * - BACKLOG: just authenticated. Its queued (and, for devices that ack, unacked)
- *   actuations drain at `backlogRate` per second for the whole instance, oldest device
- *   first, with jitter, so that a thousand devices returning at once do not flood
- *   themselves or the database. When a device has nothing left it moves to LIVE.
+ * - BACKLOG: just authenticated. What was pending when it connected (queued, and for
+ *   devices that ack, sent before and never acked) drains at `backlogRate` per second
+ *   for the whole instance, oldest device first, with jitter, so that a thousand devices
+ *   returning at once do not flood themselves or the database. As soon as nothing of a
+ *   device's backlog is left, that device moves to LIVE.
  * - LIVE: new actuations are claimed as soon as they are committed (a local nudge from
  *   the queue, or a NOTIFY from another instance), never behind anyone's backlog.
  *
@@ -47,6 +48,8 @@ const LIVE_MAX_DEVICES_PER_CLAIM = 2_000;
 const MAX_CONCURRENT_LIVE_CLAIMS = 2;
 const BACKLOG_TICK_MS = 100;
 const BACKLOG_MAX_DEVICES_PER_CLAIM = 5_000;
+/** Most backlog rows one device gets per tick (a deep queue drains over several ticks, others get their turn). */
+const BACKLOG_MAX_PER_DEVICE = 100;
 
 export function makeDispatcher(options: DispatcherOptions): Dispatcher {
   const { pool, logger, instanceId } = options;
@@ -67,10 +70,13 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
     return p;
   }
 
-  /** Claims (marking sent), writes, and requeues what could not be written; returns how many rows each device got. */
-  async function deliver(targets: DeliveryTarget[], perDevice: number, limit: number): Promise<Map<string, number>> {
+  /**
+   * Claims (marking sent), writes, and requeues what could not be written; returns how
+   * many rows each device got and (backlog claims) which devices' backlogs are drained.
+   */
+  async function deliver(targets: DeliveryTarget[], perDevice: number, limit: number, lane: 'live' | 'backlog') {
     const counts = new Map<string, number>();
-    const claimed = await claimPending(pool, targets, { perDevice, limit, instanceId });
+    const { claimed, drained } = await claimPending(pool, targets, { perDevice, limit, instanceId, backlog: lane === 'backlog' });
     const unwritten: string[] = [];
     const stopped = new Set<string>();
     for (const row of claimed) {
@@ -86,7 +92,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       }
     }
     await requeueUnwritten(pool, unwritten);
-    return counts;
+    return { counts, drained };
   }
 
   function pumpLive(): void {
@@ -103,9 +109,9 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       if (targets.length === 0) return;
       for (const t of targets) claiming.add(t.deviceId);
       liveClaims++;
-      track(deliver(targets, LIVE_PER_DEVICE, LIVE_PER_DEVICE * targets.length))
+      track(deliver(targets, LIVE_PER_DEVICE, LIVE_PER_DEVICE * targets.length, 'live'))
         .then(
-          (counts) => {
+          ({ counts }) => {
             for (const [deviceId, n] of counts) if (n >= LIVE_PER_DEVICE) dirty.add(deviceId);
           },
           // Not re-marked dirty: the next poll retries, rather than spinning against a sick database.
@@ -150,18 +156,17 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
     backlogBusy = true;
     for (const t of targets) claiming.add(t.deviceId);
     try {
-      const counts = await track(deliver(targets, limit, limit));
-      const total = [...counts.values()].reduce((a, b) => a + b, 0);
-      budget -= total;
-      if (total < limit) {
-        // Fewer than asked: every target's backlog is empty now. Promote them to LIVE.
-        for (const t of targets) {
-          const connection = backlog.get(t.deviceId);
-          backlog.delete(t.deviceId);
-          if (connection && connection.sessionId === t.sessionId) {
-            live.set(t.deviceId, connection);
-            dirty.add(t.deviceId);
-          }
+      const { counts, drained } = await track(deliver(targets, Math.min(limit, BACKLOG_MAX_PER_DEVICE), limit, 'backlog'));
+      budget -= [...counts.values()].reduce((a, b) => a + b, 0);
+      // Each device moves to LIVE on its own once nothing of its backlog is left, however
+      // busy the others are (live arrivals must not keep a whole instance in BACKLOG).
+      const sessions = new Map(targets.map((t) => [t.deviceId, t.sessionId]));
+      for (const deviceId of drained) {
+        const connection = backlog.get(deviceId);
+        if (connection && connection.sessionId === sessions.get(deviceId)) {
+          backlog.delete(deviceId);
+          live.set(deviceId, connection);
+          dirty.add(deviceId);
         }
       }
     } catch (err) {

@@ -314,4 +314,30 @@ describe('durable actuations', () => {
       await paced.close();
     }
   });
+
+  it('moves a reconnected device with nothing pending to live delivery while other backlogs still drain', async () => {
+    const paced = await startTestServer(t.db, { BACKLOG_RATE: '100' });
+    try {
+      const postTo = (deviceId: string) => paced.api(`/v1/devices/${deviceId}/actuations`, { method: 'POST', json: command });
+      for (let i = 0; i < 300; i++) expect((await postTo('drain-busy')).status).toBe(202);
+      const [busy, idle] = await Promise.all([
+        connectAuthenticated(paced.wsUrl, 'drain-busy', mint('drain-busy')),
+        connectAuthenticated(paced.wsUrl, 'drain-idle', mint('drain-idle')),
+      ]);
+      await new Promise((r) => setTimeout(r, 300));
+      // Both reconnected together; the busy one's 300 take about 3 s at 100/s. The idle one
+      // had nothing pending, so its new actuation must not wait behind that backlog.
+      const posted = Date.now();
+      const created = (await (await postTo('drain-idle')).json()) as { id: string };
+      const frame = await idle.next(2_000);
+      expect(frame).toMatchObject({ code: 1024, id: created.id });
+      expect(Date.now() - posted).toBeLessThan(1_000);
+      const { rows } = await t.db.pool.query(`select count(*)::int as n from actuations where device_id = 'drain-busy' and status = 'queued'`);
+      expect(rows[0].n).toBeGreaterThan(0);
+      await receive(busy, 300, 10_000);
+      for (const d of [busy, idle]) d.close();
+    } finally {
+      await paced.close();
+    }
+  });
 });
