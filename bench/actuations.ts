@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import type { LoadReply, LoadRequest, LoadResult, LoadRun } from './load-client.js';
 import type { BenchBuild } from './lib/build.js';
 import { summariseCpuProfiles } from './lib/cpu-profile.js';
-import { databaseCpu, statementStats, type BenchDatabaseServer } from './lib/database.js';
+import { databaseCpu, statementStats, waitUntilAllAcked, type BenchDatabaseServer } from './lib/database.js';
 import { connectDevices, listen, resetDevices, waitForReceipts } from './lib/devices.js';
 import { request } from './lib/ipc.js';
 import { startServer, type BenchKeys, type RunningServer } from './lib/our-server.js';
@@ -254,6 +254,9 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
     let cross: Latency | undefined;
     if (kind === 'ours' && opts.cross) {
       // Devices move to a second instance on the same database; POSTs still go to the first.
+      // They move once their acks are all in: actuations still unacked would be re-sent on
+      // reconnect (REDELIVER_UNACKED) as a paced backlog, and that is not what this run measures.
+      await waitUntilAllAcked(db!.url, 30_000);
       await resetDevices(ctx.deviceClients);
       const b = await start('b');
       await connectDevices(ctx.deviceClients, b.port);

@@ -158,3 +158,19 @@ export async function statementStats(url: string, log: (line: string) => void, t
     },
   };
 }
+
+/** Waits (up to `timeoutMs`) until no actuation in the database is `sent` and unacked. */
+export async function waitUntilAllAcked(url: string, timeoutMs: number): Promise<void> {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const { rows } = await client.query<{ n: number }>(`select count(*)::int as n from actuations where status = 'sent'`);
+      if (rows[0]!.n === 0) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await client.end();
+  }
+}

@@ -3,14 +3,13 @@
  * the versioned routes, then the one error handler.
  */
 import express, { type Router } from 'express';
-import { pinoHttp } from 'pino-http';
-import crypto from 'node:crypto';
 import type { ActuationSubmitter, TransitionObserver } from '../actuations/types.js';
 import type { Pool } from '../db/pool.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../logger.js';
 import { basicAuth } from './basic-auth.js';
 import { ApiError } from './errors.js';
+import { requestLog } from './request-log.js';
 import { makeErrorHandler, notFoundHandler } from './error-handler.js';
 import { actuationRoutes } from './routes/actuations.js';
 import { deviceRoutes } from './routes/devices.js';
@@ -46,18 +45,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  app.use(
-    pinoHttp({
-      logger: logger.child({ component: 'http' }),
-      genReqId: (req, res) => {
-        const given = req.headers['x-request-id'];
-        const id = typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : crypto.randomUUID();
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug'),
-    }),
-  );
+  app.use(requestLog(logger.child({ component: 'http' })));
   app.use((_req, res, next) => {
     if (!isShuttingDown()) return next();
     res.setHeader('Connection', 'close');
