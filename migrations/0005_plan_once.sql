@@ -18,10 +18,18 @@
 -- is driven from the batch's arrays through primary-key or per-device index lookups.
 -- Checked with auto_explain on empty tables and on a table with 400,000 rows.
 --
--- submit_actuations also locks existing counter rows with a row lock instead of
--- an upsert that wrote a new row version per device per batch.
+-- submit_actuations also:
+-- - locks existing counter rows with a row lock instead of an upsert that wrote a new
+--   row version per device per batch;
+-- - sends directly: an item may carry `sessionId`, the open session on the calling
+--   instance of a device that instance is ready to write to. If that session is still
+--   open and the device has nothing queued, the actuation is inserted as `sent` to that
+--   session (history: queued, then sent) and the caller writes it after the commit,
+--   exactly as if it had been claimed. No claim statement and no second row version.
 
-create or replace function submit_actuations(p_items jsonb, p_max_queued integer, p_notify_devices text[])
+drop function submit_actuations(jsonb, integer, text[]);
+
+create function submit_actuations(p_items jsonb, p_max_queued integer, p_notify_devices text[], p_instance_id text)
 returns table (idx integer, outcome text, id uuid, device_id text, seq bigint, status text,
                created_at timestamptz, expires_at timestamptz, superseded_source_kinds text[])
 language plpgsql
@@ -38,9 +46,12 @@ declare
   v_same_as integer[];
   v_result_id uuid[];
   v_superseded text[];
+  v_offered_session bigint[];
+  v_session bigint[];
 begin
-  select array_agg((e->>'id')::uuid order by o), array_agg(e->>'deviceId' order by o), array_agg(e->>'idempotencyKey' order by o)
-    into v_id, v_device, v_idem
+  select array_agg((e->>'id')::uuid order by o), array_agg(e->>'deviceId' order by o), array_agg(e->>'idempotencyKey' order by o),
+         array_agg((e->>'sessionId')::bigint order by o)
+    into v_id, v_device, v_idem, v_offered_session
     from jsonb_array_elements(p_items) with ordinality as t(e, o);
 
   -- Lock the counter rows (a row lock writes no new row version, unlike the upsert it replaces).
@@ -51,19 +62,24 @@ begin
 
   if v_idem = array_fill(null::text, array[n]) then
     -- No idempotency keys (the common case): a much simpler statement to plan and run.
+    -- An item goes out directly when its device's offered session is still open and the
+    -- device has nothing queued (so nothing older can be overtaken).
     select array_agg(x.outcome order by x.idx), array_agg(x.seq order by x.idx), array_fill(null::integer, array[n]),
-           array_agg(case when x.outcome = 'created' then x.id end order by x.idx)
-      into v_outcome, v_seq, v_same_as, v_result_id
+           array_agg(case when x.outcome = 'created' then x.id end order by x.idx),
+           array_agg(case when x.outcome = 'created' and x.queued = 0 and x.session_open then x.offered_session end order by x.idx)
+      into v_outcome, v_seq, v_same_as, v_result_id, v_session
       from (
-        select m.idx, m.id,
+        select m.idx, m.id, q.queued, m.offered_session, s.disconnected_at is null and s.id is not null as session_open,
                case when q.queued + m.k <= p_max_queued then 'created' else 'queue_full' end as outcome,
                case when q.queued + m.k <= p_max_queued then c.last_seq + m.k end as seq
-          from (select (i - 1)::integer as idx, v_device[i] as device_id, v_id[i] as id,
+          from (select (i - 1)::integer as idx, v_device[i] as device_id, v_id[i] as id, v_offered_session[i] as offered_session,
                        row_number() over (partition by v_device[i] order by i) as k
                   from generate_series(1, n) as i) m
           join device_counters c on c.device_id = m.device_id
           cross join lateral (select count(*)::integer as queued from actuations a
                                where a.device_id = m.device_id and a.status = 'queued') q
+          left join lateral (select s.id, s.disconnected_at from device_sessions s
+                              where s.id = m.offered_session and s.device_id = m.device_id offset 0) s on true
       ) x;
   else
     with items as (
@@ -104,16 +120,27 @@ begin
           left join depth q on q.device_id = d.device_id
           left join device_counters c on c.device_id = d.device_id
       ) x;
+    v_session := array_fill(null::bigint, array[n]);
   end if;
 
   -- The items that fit are the first ones of each device, so seq stays gap-free.
   insert into actuations (id, device_id, seq, account_id, gateway_id, component_id, command, params,
-                          collapse_key, idempotency_key, source, expires_at, ack_timeout_seconds, history)
+                          collapse_key, idempotency_key, source, expires_at, ack_timeout_seconds, history,
+                          status, sent_at, attempts, last_session_id, last_instance_id, ack_deadline_at)
   select v_id[o], v_device[o], v_seq[o], e->>'accountId', e->>'gatewayId', e->>'componentId', e->>'command',
          coalesce(e->'params', '[]'::jsonb), e->>'collapseKey', e->>'idempotencyKey', e->'source',
          case when (e->>'ttlSeconds')::integer > 0 then now() + (e->>'ttlSeconds')::integer * interval '1 second' end,
          (e->>'ackTimeoutSeconds')::integer,
-         jsonb_build_array(jsonb_build_object('status', 'queued', 'at', now()))
+         case when v_session[o] is null then jsonb_build_array(jsonb_build_object('status', 'queued', 'at', now()))
+              else jsonb_build_array(jsonb_build_object('status', 'queued', 'at', now()),
+                                     jsonb_build_object('status', 'sent', 'at', now(), 'attempt', 1, 'sessionId', v_session[o], 'instanceId', p_instance_id)) end,
+         case when v_session[o] is null then 'queued' else 'sent' end,
+         case when v_session[o] is not null then now() end,
+         case when v_session[o] is null then 0 else 1 end,
+         v_session[o],
+         case when v_session[o] is not null then p_instance_id end,
+         case when v_session[o] is not null and (e->>'ackTimeoutSeconds')::integer is not null
+              then now() + (e->>'ackTimeoutSeconds')::integer * interval '1 second' end
     from jsonb_array_elements(p_items) with ordinality as t(e, o)
    where v_outcome[o] = 'created';
 

@@ -108,8 +108,8 @@ export function buildApp(options: AppOptions): App {
     defaultTtlSeconds: config.actuationTtlSeconds,
     maxQueuedPerDevice: config.maxQueuedPerDevice,
     maxBatchSize: 500,
-    isConnectedHere: (deviceId) => dispatcher.isConnectedHere(deviceId),
-    nudgeLocal: (deviceIds) => dispatcher.nudge(deviceIds),
+    instanceId: config.instanceId,
+    delivery: dispatcher,
     onTransition: countTransition,
   });
   const dss = makeDss({ config, logger, pool, submitter, onFrame: (stream, kind) => metrics.dssFrames.inc({ stream, kind }) });

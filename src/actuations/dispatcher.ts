@@ -19,6 +19,7 @@ import type { DeviceConnection } from '../gateway/device-connection.js';
 import { actuationMessage } from '../gateway/protocol.js';
 import type { Logger } from '../logger.js';
 import { claimPending, requeueUnwritten, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
+import type { LocalDelivery } from './submitter.js';
 
 export interface DispatcherOptions {
   pool: Pool;
@@ -32,7 +33,7 @@ export interface DispatcherOptions {
   onSent?(actuation: ClaimedActuation): void;
 }
 
-export interface Dispatcher {
+export interface Dispatcher extends LocalDelivery {
   deviceConnected(connection: DeviceConnection): void;
   deviceDisconnected(connection: DeviceConnection): void;
   /** New actuations were committed for these devices. */
@@ -75,12 +76,18 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
    * many rows each device got and (backlog claims) which devices' backlogs are drained.
    */
   async function deliver(targets: DeliveryTarget[], perDevice: number, limit: number, lane: 'live' | 'backlog') {
-    const counts = new Map<string, number>();
     const { claimed, drained } = await claimPending(pool, targets, { perDevice, limit, instanceId, backlog: lane === 'backlog' });
+    const counts = new Map<string, number>();
+    for (const row of claimed) counts.set(row.deviceId, (counts.get(row.deviceId) ?? 0) + 1);
+    await requeueUnwritten(pool, write(claimed));
+    return { counts, drained };
+  }
+
+  /** Writes actuations marked sent (in device, seq order); returns the ids that could not be written. */
+  function write(rows: ClaimedActuation[]): string[] {
     const unwritten: string[] = [];
     const stopped = new Set<string>();
-    for (const row of claimed) {
-      counts.set(row.deviceId, (counts.get(row.deviceId) ?? 0) + 1);
+    for (const row of rows) {
       const connection = live.get(row.deviceId) ?? backlog.get(row.deviceId);
       const frame = actuationMessage(row.id, { ...row, accountId: row.accountId ?? connection?.accountId ?? null }, row.seq);
       if (!stopped.has(row.deviceId) && connection && connection.sessionId === row.sessionId && connection.send(frame)) {
@@ -91,8 +98,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
         unwritten.push(row.id);
       }
     }
-    await requeueUnwritten(pool, unwritten);
-    return { counts, drained };
+    return unwritten;
   }
 
   function pumpLive(): void {
@@ -204,6 +210,28 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       if (backlog.size > 0) scheduleBacklogTick();
     },
     isConnectedHere: (deviceId) => live.has(deviceId) || backlog.has(deviceId),
+    reserveDirect(deviceIds) {
+      // Live devices nobody is claiming for: a claim cannot start for them until completeDirect.
+      const reserved = new Map<string, number>();
+      if (closed) return reserved;
+      for (const deviceId of deviceIds) {
+        const sessionId = live.get(deviceId)?.sessionId;
+        if (sessionId == null || claiming.has(deviceId)) continue;
+        claiming.add(deviceId);
+        reserved.set(deviceId, sessionId);
+      }
+      return reserved;
+    },
+    completeDirect(reserved, sent) {
+      const unwritten = write(sent);
+      for (const deviceId of reserved.keys()) claiming.delete(deviceId);
+      if (unwritten.length > 0) {
+        track(requeueUnwritten(pool, unwritten)).catch((err) =>
+          log.error({ err, count: unwritten.length }, 'dispatcher: could not requeue unwritten actuations; devices that ack get them again on reconnect, others when they expire'),
+        );
+      }
+      pumpLive();
+    },
     async close() {
       closed = true;
       clearInterval(poll);

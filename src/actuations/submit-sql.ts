@@ -1,8 +1,8 @@
 /**
  * Inserting a batch of actuations: one call of the `submit_actuations` SQL function
- * (migrations/0004), so a whole batch costs one round trip and one commit. The
+ * (migrations/0004, 0005), so a whole batch costs one round trip and one commit. The
  * function takes the devices' counter locks first and decides everything under
- * them: idempotency, queue limit, gap-free seq, collapse, and one NOTIFY.
+ * them: idempotency, queue limit, gap-free seq, collapse, direct sending, and one NOTIFY.
  */
 import type { Pool } from '../db/pool.js';
 import type { ActuationSource, ActuationStatus, ActuationSummary, SubmitResult } from './types.js';
@@ -21,6 +21,8 @@ export interface PreparedActuation {
   collapseKey: string | null;
   idempotencyKey: string | null;
   source: ActuationSource;
+  /** Set when this instance offers to write the actuation at once to this open session of the device. */
+  sessionId?: number;
 }
 
 export const ACTUATION_READY_CHANNEL = 'actuation_ready';
@@ -46,12 +48,13 @@ export interface InsertResult {
 export async function insertActuations(
   pool: Pool,
   items: PreparedActuation[],
-  options: { maxQueuedPerDevice: number; notifyDevices: string[] },
+  options: { maxQueuedPerDevice: number; notifyDevices: string[]; instanceId: string },
 ): Promise<InsertResult> {
-  const { rows } = await pool.query<Row>('select * from submit_actuations($1::jsonb, $2, $3::text[])', [
+  const { rows } = await pool.query<Row>('select * from submit_actuations($1::jsonb, $2, $3::text[], $4)', [
     JSON.stringify(items),
     options.maxQueuedPerDevice,
     options.notifyDevices,
+    options.instanceId,
   ]);
   const results = rows.map((row): SubmitResult => {
     if (row.outcome === 'queue_full') return { outcome: 'queue_full', limit: options.maxQueuedPerDevice };

@@ -1,23 +1,40 @@
 /**
  * The durable path into the queue (REST API and DSS rules alike). Concurrent
  * submissions share transactions through the batcher; each caller's promise
- * resolves only after its row is committed. Devices connected to this instance
- * are nudged directly; the others through one NOTIFY per batch.
+ * resolves only after its row is committed.
+ *
+ * Where the actuation goes next:
+ * - its device is live on this instance with nothing queued: the same transaction
+ *   records it as `sent` and it is written to the socket right after the commit (the
+ *   device was reserved with the dispatcher for that, so no claim overtakes it);
+ * - its device is connected here otherwise: the dispatcher is nudged and claims it;
+ * - elsewhere or nowhere: one NOTIFY per batch wakes the instance that holds it.
  */
 import crypto from 'node:crypto';
 import type { Pool } from '../db/pool.js';
 import { makeBatcher } from '../db/batcher.js';
+import type { ClaimedActuation } from './delivery-sql.js';
 import { insertActuations, type PreparedActuation } from './submit-sql.js';
 import type { ActuationSubmitter, NewActuation, SubmitResult, TransitionObserver } from './types.js';
 
+/** What the submitter needs of this instance's dispatcher. */
+export interface LocalDelivery {
+  isConnectedHere(deviceId: string): boolean;
+  /** New actuations were queued for these devices. */
+  nudge(deviceIds: string[]): void;
+  /** Reserves the devices that can take a direct send now; returns their session ids. */
+  reserveDirect(deviceIds: string[]): Map<string, number>;
+  /** Writes the actuations inserted as `sent` and ends the reservation (call it whatever happened). */
+  completeDirect(reserved: Map<string, number>, sent: ClaimedActuation[]): void;
+}
+
 export interface SubmitterOptions {
   pool: Pool;
+  instanceId: string;
   defaultTtlSeconds: number;
   maxQueuedPerDevice: number;
   maxBatchSize: number;
-  /** Devices connected to this instance get a direct nudge and no NOTIFY. */
-  isConnectedHere(deviceId: string): boolean;
-  nudgeLocal(deviceIds: string[]): void;
+  delivery: LocalDelivery;
   onTransition?: TransitionObserver;
 }
 
@@ -31,25 +48,41 @@ const RETRYABLE = new Set(['40P01', '40001', '23505']);
 export function makeSubmitter(options: SubmitterOptions): Submitter {
   const { pool } = options;
 
-  async function flush(items: PreparedActuation[]): Promise<SubmitResult[]> {
-    const deviceIds = [...new Set(items.map((i) => i.deviceId))];
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const { results, supersededSourceKinds } = await insertActuations(pool, items, {
-          maxQueuedPerDevice: options.maxQueuedPerDevice,
-          notifyDevices: deviceIds.filter((d) => !options.isConnectedHere(d)),
-        });
-        // Counted after the commit only: a rolled-back batch changed nothing.
-        results.forEach((r, i) => r.outcome === 'created' && options.onTransition?.('queued', items[i]!.source.kind));
-        for (const kind of supersededSourceKinds) options.onTransition?.('superseded', kind);
-        const created = results.flatMap((r) => (r.outcome === 'created' ? [r.actuation.deviceId] : []));
-        if (created.length > 0) options.nudgeLocal([...new Set(created)].filter(options.isConnectedHere));
-        return results;
-      } catch (err) {
-        // Deadlocks and (cross-instance) idempotency races are decided again with fresh locks.
-        const code = (err as { code?: string }).code;
-        if (!RETRYABLE.has(code ?? '') || attempt >= 3) throw err;
+  async function flush(batch: PreparedActuation[]): Promise<SubmitResult[]> {
+    const { delivery } = options;
+    const deviceIds = [...new Set(batch.map((i) => i.deviceId))];
+    const reserved = delivery.reserveDirect(deviceIds);
+    const items = reserved.size === 0 ? batch : batch.map((i) => (reserved.has(i.deviceId) ? { ...i, sessionId: reserved.get(i.deviceId) } : i));
+    const sent: ClaimedActuation[] = [];
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const { results, supersededSourceKinds } = await insertActuations(pool, items, {
+            maxQueuedPerDevice: options.maxQueuedPerDevice,
+            notifyDevices: deviceIds.filter((d) => !delivery.isConnectedHere(d)),
+            instanceId: options.instanceId,
+          });
+          // Counted after the commit only: a rolled-back batch changed nothing.
+          const queued = new Set<string>();
+          results.forEach((r, i) => {
+            if (r.outcome !== 'created') return;
+            const item = items[i]!;
+            options.onTransition?.('queued', item.source.kind);
+            if (r.actuation.status === 'sent') sent.push(directlySent(item, r.actuation.seq, r.actuation.createdAt));
+            else queued.add(item.deviceId);
+          });
+          for (const kind of supersededSourceKinds) options.onTransition?.('superseded', kind);
+          const local = [...queued].filter(delivery.isConnectedHere);
+          if (local.length > 0) delivery.nudge(local);
+          return results;
+        } catch (err) {
+          // Deadlocks and (cross-instance) idempotency races are decided again with fresh locks.
+          const code = (err as { code?: string }).code;
+          if (!RETRYABLE.has(code ?? '') || attempt >= 3) throw err;
+        }
       }
+    } finally {
+      if (reserved.size > 0) delivery.completeDirect(reserved, sent);
     }
   }
 
@@ -61,6 +94,22 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
       return batcher.add(prepare(actuation, options.defaultTtlSeconds));
     },
     drain: () => batcher.drain(),
+  };
+}
+
+function directlySent(item: PreparedActuation, seq: number, createdAt: Date): ClaimedActuation {
+  return {
+    id: item.id,
+    deviceId: item.deviceId,
+    seq,
+    sessionId: item.sessionId!,
+    accountId: item.accountId,
+    gatewayId: item.gatewayId,
+    componentId: item.componentId,
+    command: item.command,
+    params: item.params,
+    createdAt,
+    sourceKind: item.source.kind,
   };
 }
 

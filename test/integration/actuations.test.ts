@@ -41,6 +41,23 @@ async function expectSilence(device: DeviceClient, ms = 400) {
 }
 
 describe('durable actuations', () => {
+  it('sends at once, in the transaction that records it, to a device live here with nothing queued', async () => {
+    const device = await connect('direct-1');
+    await eventually(() => t.db.pool.query(`select 1 from device_sessions where device_id = 'direct-1' and disconnected_at is null`), (r) => r.rowCount === 1);
+    await new Promise((r) => setTimeout(r, 200)); // out of the backlog lane (nothing was pending)
+    const res = await post('direct-1');
+    expect(res.status).toBe(202);
+    expect(res.body).toMatchObject({ status: 'sent', seq: 1 });
+    expect(await device.next()).toMatchObject({ code: 1024, id: res.body.id, seq: 1 });
+    const record = await get(res.body.id);
+    expect(record).toMatchObject({ status: 'sent', attempts: 1 });
+    expect(record.history.map((h: { status: string }) => h.status)).toEqual(['queued', 'sent']);
+    expect(record.history[1]).toMatchObject({ attempt: 1, instanceId: expect.any(String), sessionId: expect.any(Number) });
+    device.send({ type: 'ack', id: res.body.id, statusCode: 200 });
+    expect(await eventually(() => statusOf(res.body.id), (s) => s === 'acked')).toBe('acked');
+    device.close();
+  });
+
   it('queues for an offline device and delivers in seq order when it connects', async () => {
     const created: string[] = [];
     for (let i = 0; i < 3; i++) {
