@@ -15,7 +15,8 @@ export interface AckHandler {
 }
 
 export function makeAckHandler(options: { pool: Pool; onAck?(result: AckOutcome): void }): AckHandler {
-  const batcher = makeBatcher<AckById, AckOutcome>((acks) => applyAcks(options.pool, acks), { maxBatchSize: 500, maxConcurrent: 2 });
+  // One flush at a time: acks are not on anyone's latency path, and bigger batches cost less.
+  const batcher = makeBatcher<AckById, AckOutcome>((acks) => applyAcks(options.pool, acks), { maxBatchSize: 500, maxConcurrent: 1 });
 
   return {
     async handle(connection, message) {

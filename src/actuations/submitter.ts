@@ -87,7 +87,10 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
   }
 
   // Keyed by device: one device's actuations commit (and get their seq) in submission order.
-  const batcher = makeBatcher(flush, { maxBatchSize: options.maxBatchSize, maxConcurrent: 4, keyOf: (a: PreparedActuation) => a.deviceId });
+  // Two flushes in flight: one commits while the next batch gathers. Four made batches half
+  // as big and cost ~30% more PostgreSQL CPU per actuation; one left the commit wait idle
+  // (bench: single POSTs 0.44x / 0.60x / 0.43x of bare with 4 / 2 / 1).
+  const batcher = makeBatcher(flush, { maxBatchSize: options.maxBatchSize, maxConcurrent: 2, keyOf: (a: PreparedActuation) => a.deviceId });
 
   return {
     submit(actuation: NewActuation) {
