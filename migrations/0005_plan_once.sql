@@ -82,45 +82,42 @@ begin
                               where s.id = m.offered_session and s.device_id = m.device_id offset 0) s on true
       ) x;
   else
-    with items as (
-      select (i - 1)::integer as idx, v_device[i] as device_id, v_idem[i] as idem, v_id[i] as id
-        from generate_series(1, n) as i
-    ), existing as (
-      select i.idx, a.id, a.seq
-        from items i join actuations a on a.device_id = i.device_id and a.idempotency_key = i.idem
-       where i.idem is not null
-    ), firsts as (
-      select i.idx, min(i.idx) over (partition by i.device_id, i.idem) as first_idx from items i where i.idem is not null
-    ), decided as (
-      select i.idx, i.id, i.device_id, e.id as existing_id, e.seq as existing_seq,
-             case when f.first_idx <> i.idx then f.first_idx end as same_as
-        from items i left join existing e on e.idx = i.idx left join firsts f on f.idx = i.idx
-    ), depth as (
-      select a.device_id, count(*)::integer as queued from actuations a
-       where a.status = 'queued' and a.device_id in (select distinct d.device_id from decided d) group by a.device_id
-    ), numbered as (
-      -- Items that would create a row, numbered per device in submission order.
-      select d.*, row_number() over (partition by d.device_id order by d.idx) as k
-        from decided d where d.existing_id is null and d.same_as is null
-    )
+    -- With idempotency keys. One pass over the items by position, each looked up on its
+    -- own (a join between whole batches would be a nested loop here: hash joins are off):
+    -- an existing row with its key is returned as is; a repeat of a key earlier in the
+    -- batch shares that item's row; the rest create rows, numbered per device (k).
     select array_agg(x.outcome order by x.idx), array_agg(x.seq order by x.idx), array_agg(x.same_as order by x.idx),
-           array_agg(case x.outcome when 'existing' then x.existing_id when 'created' then x.id end order by x.idx)
-      into v_outcome, v_seq, v_same_as, v_result_id
+           array_agg(case x.outcome when 'existing' then x.existing_id when 'created' then x.id end order by x.idx),
+           array_agg(case when x.outcome = 'created' and x.queued = 0 and x.session_open then x.offered_session end order by x.idx)
+      into v_outcome, v_seq, v_same_as, v_result_id, v_session
       from (
-        select d.idx,
+        select d.idx, d.id, d.existing_id, d.same_as, q.queued, d.offered_session,
+               s.disconnected_at is null and s.id is not null as session_open,
                case when d.existing_id is not null then 'existing'
                     when d.same_as is not null then 'same_as'
-                    when coalesce(q.queued, 0) + m.k <= p_max_queued then 'created'
+                    when q.queued + d.k <= p_max_queued then 'created'
                     else 'queue_full' end as outcome,
                case when d.existing_id is not null then d.existing_seq
-                    when coalesce(q.queued, 0) + m.k <= p_max_queued then c.last_seq + m.k end as seq,
-               d.same_as, d.existing_id, d.id
-          from decided d
-          left join numbered m on m.idx = d.idx
-          left join depth q on q.device_id = d.device_id
-          left join device_counters c on c.device_id = d.device_id
+                    when d.same_as is null and q.queued + d.k <= p_max_queued then c.last_seq + d.k end as seq
+          from (
+            select e.*, row_number() over (partition by e.device_id, e.existing_id is null and e.same_as is null order by e.idx) as k
+              from (
+                select i.idx, i.device_id, i.id, i.offered_session, x.id as existing_id, x.seq as existing_seq,
+                       case when i.idem is not null and i.first_idx <> i.idx then i.first_idx end as same_as
+                  from (select (g - 1)::integer as idx, v_device[g] as device_id, v_idem[g] as idem, v_id[g] as id,
+                               v_offered_session[g] as offered_session,
+                               (min(g) over (partition by v_device[g], v_idem[g]) - 1)::integer as first_idx
+                          from generate_series(1, n) as g) i
+                  left join lateral (select a.id, a.seq from actuations a
+                                      where a.device_id = i.device_id and a.idempotency_key = i.idem) x on true
+              ) e
+          ) d
+          join device_counters c on c.device_id = d.device_id
+          cross join lateral (select count(*)::integer as queued from actuations a
+                               where a.device_id = d.device_id and a.status = 'queued') q
+          left join lateral (select s.id, s.disconnected_at from device_sessions s
+                              where s.id = d.offered_session and s.device_id = d.device_id offset 0) s on true
       ) x;
-    v_session := array_fill(null::bigint, array[n]);
   end if;
 
   -- The items that fit are the first ones of each device, so seq stays gap-free.
