@@ -6,7 +6,10 @@
  *
  * With `keyOf`, items with the same key are flushed in the order they were added:
  * an item waits while an earlier item with its key is in flight (two concurrent
- * transactions could otherwise commit one device's actuations out of order).
+ * transactions could otherwise commit one device's actuations out of order). When a
+ * flush fails, the items waiting behind it with one of its keys are rejected too
+ * (with the same error): otherwise they would commit after an earlier item that did
+ * not, and a caller replaying in order (the DSS pipeline) would get them out of order.
  *
  * Why: PostgreSQL commits ~3,000 one-row transactions/s per connection but
  * 50,000+ rows/s in 100-row transactions (see ANCHORS.md), and NOTIFY serialises
@@ -66,7 +69,14 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
       flush(batch.map((p) => p.item))
         .then(
           (results) => batch.forEach((p, i) => p.resolve(results[i]!)),
-          (err) => batch.forEach((p) => p.reject(err)),
+          (err) => {
+            batch.forEach((p) => p.reject(err));
+            if (keys) {
+              const behind = waiting.filter((p) => keys.has(p.key!));
+              waiting = waiting.filter((p) => !keys.has(p.key!));
+              behind.forEach((p) => p.reject(err));
+            }
+          },
         )
         .finally(() => {
           inFlight--;

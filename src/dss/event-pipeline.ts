@@ -1,20 +1,26 @@
 /**
  * Runs a stream's events concurrently without giving up order where it matters.
  *
- * Each event brings tasks (one per matched rule), each with keys: the target
- * device, and for stateful rules the rule's state row. Tasks sharing a key run in
- * seq order, one after the other (a device gets its actuations in event order; a
- * `changed` rule sees values in event order); tasks with disjoint keys run side by
- * side, so the submitter can group their commits.
+ * Each event brings tasks (one per matched rule), each with keys of two kinds:
+ * - `keys` (a stateful rule's state row): tasks sharing one run one after the other,
+ *   in seq order (a `changed` rule sees values in event order);
+ * - `orderedKeys` (the target device): tasks sharing one start in seq order, each once
+ *   the one before has handed its actuation to the submitter (`handedOn`). The
+ *   submitter commits one device's actuations in the order they were submitted, so
+ *   one device's events share transactions instead of waiting for each commit.
+ * Tasks with disjoint keys run side by side, so the submitter can group their commits.
  *
  * The position (`completedSeq`) only moves over a gap-free prefix of finished
- * events. After a failure, tasks queued behind the failed one on a shared key do
- * not run, so a replay from `completedSeq + 1` finds every key where it stopped.
+ * events. After a failure, tasks behind the failed one on a shared key do not run,
+ * and the submitter rejects those already handed on behind a failed commit (see
+ * makeBatcher), so a replay from `completedSeq + 1` finds every key where it stopped.
  * A pipeline that failed is discarded; the client reconnects with a new one.
  */
 export interface EventTask {
   keys: readonly string[];
-  run(): Promise<void>;
+  orderedKeys?: readonly string[];
+  /** Calls `handedOn` once its actuation is submitted, or it decided to submit none (else: when it settles). */
+  run(handedOn: () => void): Promise<void>;
 }
 
 export interface EventPipeline {
@@ -41,12 +47,17 @@ export function makeEventPipeline(options: {
   let roomWaiter: (() => void) | undefined;
   let idleWaiters: (() => void)[] = [];
 
+  const handoffs = new Map<string, Promise<void>>();
+
   function runTask(task: EventTask): Promise<void> {
-    const before = task.keys.flatMap((k) => tails.get(k) ?? []);
+    const orderedKeys = task.orderedKeys ?? [];
+    const before = [...task.keys.flatMap((k) => tails.get(k) ?? []), ...orderedKeys.flatMap((k) => handoffs.get(k) ?? [])];
+    let handedOn!: () => void;
+    const handoff = new Promise<void>((resolve) => (handedOn = resolve));
     const run = (before.length > 0 ? Promise.all(before) : Promise.resolve())
       .then(() => {
         if (failure) throw failure;
-        return task.run();
+        return task.run(handedOn);
       })
       .catch((err: unknown) => {
         // Set before anything chained on this task's keys looks at it.
@@ -57,9 +68,12 @@ export function makeEventPipeline(options: {
       () => undefined,
       () => undefined,
     );
+    void settled.then(handedOn);
     for (const key of task.keys) tails.set(key, settled);
+    for (const key of orderedKeys) handoffs.set(key, handoff);
     void settled.then(() => {
       for (const key of task.keys) if (tails.get(key) === settled) tails.delete(key);
+      for (const key of orderedKeys) if (handoffs.get(key) === handoff) handoffs.delete(key);
     });
     return run;
   }

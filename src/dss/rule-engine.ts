@@ -77,17 +77,32 @@ export function makeRuleEngine(options: { pool: Pool; submitter: ActuationSubmit
     const value = canonicalValue(event.value, event.baseType);
     if (!isStateful(rule)) {
       if (!conditionHolds(rule.match.condition, value, event.baseType)) return undefined;
-      return { keys: [`device:${actuation.deviceId}`], run: async () => void (await fire(rule, event, actuation, log)) };
+      return {
+        keys: [],
+        orderedKeys: [`device:${actuation.deviceId}`],
+        async run(handedOn) {
+          const fired = fire(rule, event, actuation, log); // submitted (in device order) before its first await
+          handedOn();
+          await fired;
+        },
+      };
     }
     const key = { ruleId: rule.id, streamId, dsn: event.dsn, propertyName: event.propertyName ?? '' };
     return {
-      keys: [`device:${actuation.deviceId}`, `state:${rule.id}:${key.dsn}:${key.propertyName}`],
-      async run() {
+      keys: [`state:${rule.id}:${key.dsn}:${key.propertyName}`],
+      orderedKeys: [`device:${actuation.deviceId}`],
+      async run(handedOn) {
         const state = await rulesSql.getRuleState(pool, key, rule.cooldownSeconds);
         // Decided before (this is a replay): its actuation, if any, is committed.
         if (state && state.evaluatedSeq >= event.seq) return;
         const holds = conditionHolds(rule.match.condition, value, event.baseType, state ? state.lastValue : undefined);
-        const fired = holds && !state?.coolingDown && (await fire(rule, event, actuation, log));
+        let fired = false;
+        if (holds && !state?.coolingDown) {
+          const submitted = fire(rule, event, actuation, log);
+          handedOn();
+          fired = await submitted;
+        }
+        handedOn();
         await rulesSql.saveRuleState(pool, key, value, event.seq, fired);
       },
     };

@@ -67,4 +67,36 @@ describe('makeBatcher', () => {
     expect(await batcher.add(2)).toBe(2);
     await batcher.drain();
   });
+
+  it('rejects the items waiting behind a failed flush on its keys, and no others', async () => {
+    const flushed: string[][] = [];
+    let release!: () => void;
+    const batcher = makeBatcher<{ key: string; n: number }, string>(
+      async (items) => {
+        flushed.push(items.map((i) => `${i.key}${i.n}`));
+        if (items.some((i) => i.key === 'a' && i.n === 0)) {
+          await new Promise<void>((r) => (release = r));
+          throw new Error('boom');
+        }
+        return items.map((i) => `${i.key}${i.n}`);
+      },
+      { maxBatchSize: 10, maxConcurrent: 2, keyOf: (i) => i.key },
+    );
+    const a0 = batcher.add({ key: 'a', n: 0 });
+    await tick();
+    // While a0 is in flight: a1, a2 wait behind it; b0 flushes on its own.
+    const a1 = batcher.add({ key: 'a', n: 1 });
+    const a2 = batcher.add({ key: 'a', n: 2 });
+    const b0 = batcher.add({ key: 'b', n: 0 });
+    await tick();
+    release();
+    await expect(a0).rejects.toThrow('boom');
+    await expect(a1).rejects.toThrow('boom');
+    await expect(a2).rejects.toThrow('boom');
+    expect(await b0).toBe('b0');
+    // Later items of the key go through.
+    expect(await batcher.add({ key: 'a', n: 3 })).toBe('a3');
+    expect(flushed.flat()).not.toContain('a1');
+    expect(flushed.flat()).not.toContain('a2');
+  });
 });

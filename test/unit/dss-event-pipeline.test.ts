@@ -68,4 +68,48 @@ describe('event pipeline', () => {
     await p.idle();
     expect(p.completedSeq).toBe(2);
   });
+
+  it('starts tasks on one ordered key in seq order, each once the one before has handed on, not finished', async () => {
+    const p = makeEventPipeline({ initialSeq: 0, maxInFlight: 100, onAdvance: () => undefined, onError: () => undefined });
+    const started: number[] = [];
+    const handOns = [gate(), gate(), gate()];
+    const finishes = [gate(), gate(), gate()];
+    const task = (i: number) => ({
+      keys: [],
+      orderedKeys: ['device:a'],
+      async run(handedOn: () => void) {
+        started.push(i);
+        await handOns[i]!.promise;
+        handedOn();
+        await finishes[i]!.promise;
+      },
+    });
+    for (let i = 0; i < 3; i++) await p.push(i + 1, [task(i)]);
+    await tick();
+    expect(started).toEqual([0]);
+    handOns[0]!.open();
+    await tick();
+    expect(started).toEqual([0, 1]); // task 0 has not finished: it handed on
+    handOns[1]!.open();
+    handOns[2]!.open();
+    await tick();
+    expect(started).toEqual([0, 1, 2]);
+    expect(p.completedSeq).toBe(0);
+    for (const f of finishes) f.open();
+    await p.idle();
+    expect(p.completedSeq).toBe(3);
+  });
+
+  it('after a failure, tasks not yet started on an ordered key never run', async () => {
+    const p = makeEventPipeline({ initialSeq: 0, maxInFlight: 100, onAdvance: () => undefined, onError: () => undefined });
+    const ran: number[] = [];
+    const g = gate();
+    // Task 1 fails before handing on: task 2 (same device) must not start.
+    await p.push(1, [{ keys: [], orderedKeys: ['device:a'], run: () => (ran.push(1), g.promise) }]);
+    await p.push(2, [{ keys: [], orderedKeys: ['device:a'], run: async () => void ran.push(2) }]);
+    g.fail(new Error('database down'));
+    await p.idle();
+    expect(ran).toEqual([1]);
+    expect(p.completedSeq).toBe(0);
+  });
 });
