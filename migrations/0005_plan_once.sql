@@ -27,7 +27,8 @@
 --   session (history: queued, then sent) and the caller writes it after the commit,
 --   exactly as if it had been claimed. No claim statement and no second row version.
 
-drop function submit_actuations(jsonb, integer, text[]);
+-- The three-argument submit_actuations of 0004 stays: instances still running the
+-- previous release during a rolling deploy keep calling it. A later migration drops it.
 
 create function submit_actuations(p_items jsonb, p_max_queued integer, p_notify_devices text[], p_instance_id text)
 returns table (idx integer, outcome text, id uuid, device_id text, seq bigint, status text,
