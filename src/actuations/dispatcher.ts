@@ -10,7 +10,12 @@
  * - LIVE: new actuations are claimed as soon as they are committed (a local nudge from
  *   the queue, or a NOTIFY from another instance), never behind anyone's backlog.
  *
- * A device is in at most one claim at a time, so its actuations go out in seq order.
+ * Direct sends: the submitter may reserve a LIVE device (`reserveDirect`) so that the
+ * transaction recording its actuation also marks it sent; it is written here right after
+ * the commit (`completeDirect`).
+ *
+ * A device is in at most one claim or direct send at a time, so its actuations go out in
+ * seq order.
  * The table is the truth: a periodic poll and every LISTEN reconnect re-check all live
  * devices, covering missed notifications.
  */
