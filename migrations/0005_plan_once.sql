@@ -246,15 +246,21 @@ begin
             and exists (select 1 from device_counters c where c.device_id = d.device_id and c.has_acked)
           order by a.seq limit p_per_device) a
     ), chosen as materialized (
-      select p.id, p.status, p.session_id from (
+      select p.id, p.status, p.session_id, p.device_id, p.seq from (
         select p.*, row_number() over (partition by p.device_id order by p.seq) as position from pending p) p
        where p.position <= p_per_device
        order by p.oldest, p.device_id, p.position limit p_limit
     ), locked as materialized (
-      -- Locked one by one by primary key, and only if still in the status it was chosen in.
-      select l.id, ch.session_id from chosen ch
-       cross join lateral (select a.id, a.status from actuations a where a.id = ch.id offset 0 for update skip locked) l
-       where l.status = ch.status
+      -- Locked one by one by primary key. A device's claim stops at its first row that is
+      -- locked elsewhere (SKIP LOCKED) or no longer in the status it was chosen in, so a
+      -- later actuation never overtakes an earlier one; the rest wait for the next claim.
+      select k.id, k.session_id from (
+        select ch.id, ch.session_id,
+               bool_and(l.status is not distinct from ch.status) over (partition by ch.device_id order by ch.seq) as in_order
+          from chosen ch
+          left join lateral (select a.id, a.status from actuations a where a.id = ch.id offset 0 for update skip locked) l on true
+      ) k
+       where k.in_order
     ), claimed as (
     update actuations a
        set status = 'sent', sent_at = now(), attempts = a.attempts + 1,
@@ -288,9 +294,14 @@ begin
           order by a.seq limit p_per_device) a
        order by device_oldest, a.device_id, a.seq limit p_limit
     ), locked as materialized (
-      select l.id, ch.session_id from chosen ch
-       cross join lateral (select a.id, a.status from actuations a where a.id = ch.id offset 0 for update skip locked) l
-       where l.status = 'queued'
+      -- As above: each device's claim stops at its first row it cannot take.
+      select k.id, k.session_id from (
+        select ch.id, ch.session_id,
+               bool_and(l.status is not distinct from 'queued') over (partition by ch.device_id order by ch.seq) as in_order
+          from chosen ch
+          left join lateral (select a.id, a.status from actuations a where a.id = ch.id offset 0 for update skip locked) l on true
+      ) k
+       where k.in_order
     )
     update actuations a
        set status = 'sent', sent_at = now(), attempts = a.attempts + 1,

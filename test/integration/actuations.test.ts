@@ -58,6 +58,25 @@ describe('durable actuations', () => {
     device.close();
   });
 
+  it('never lets a later actuation overtake one that another transaction holds locked', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await post('order-lock')).body.id);
+    const locker = await t.db.pool.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('select 1 from actuations where id = $1 for update', [ids[0]]);
+      const device = await connect('order-lock');
+      // The first is locked elsewhere (as by a cancel in progress): nothing may go out before it.
+      await expectSilence(device, 800);
+      await locker.query('rollback');
+      const got = await receive(device, 3);
+      expect(got.map((m) => m.id)).toEqual(ids);
+      device.close();
+    } finally {
+      locker.release();
+    }
+  });
+
   it('queues for an offline device and delivers in seq order when it connects', async () => {
     const created: string[] = [];
     for (let i = 0; i < 3; i++) {
