@@ -22,17 +22,27 @@ export function makeAckHandler(options: { pool: Pool; onAck?(result: AckOutcome)
     async handle(connection, message) {
       const deviceId = connection.deviceId!;
       if ('upTo' in message) {
+        // After the acks by id sent before it, which may still be waiting in a batch.
+        await batcher.drain();
         const count = await ackUpTo(options.pool, deviceId, message.upTo);
         connection.log.debug({ upTo: message.upTo, count }, 'device: acked up to seq');
         return;
       }
-      const result = await batcher.add({ deviceId, id: message.id, statusCode: message.statusCode, reasonPhrase: message.reasonPhrase ?? null });
-      options.onAck?.(result);
-      if (result.outcome === 'unknown') {
-        connection.log.warn({ actuationId: message.id }, 'device: ack for an actuation that is not this device\'s; ignored');
-      } else if (result.outcome === 'late') {
-        connection.log.info({ actuationId: message.id }, 'device: late ack recorded; status unchanged');
-      }
+      // Not awaited: the device's next message (usually its next ack) is handled at once and
+      // joins the same batch, instead of each ack of a device waiting for the one before to
+      // commit. The outcome is only counted and logged.
+      batcher.add({ deviceId, id: message.id, statusCode: message.statusCode, reasonPhrase: message.reasonPhrase ?? null }).then(
+        (result) => {
+          options.onAck?.(result);
+          if (result.outcome === 'unknown') {
+            connection.log.warn({ actuationId: message.id }, 'device: ack for an actuation that is not this device\'s; ignored');
+          } else if (result.outcome === 'late') {
+            connection.log.info({ actuationId: message.id }, 'device: late ack recorded; status unchanged');
+          }
+        },
+        (err: unknown) =>
+          connection.log.error({ err, actuationId: message.id }, 'device: ack not recorded (database error); the actuation stays sent'),
+      );
     },
     drain: () => batcher.drain(),
   };

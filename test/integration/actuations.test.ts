@@ -126,6 +126,18 @@ describe('durable actuations', () => {
     device.close();
   });
 
+  it('applies a device\'s acks in the order it sent them: an ack by id, then upTo over it', async () => {
+    const device = await connect('prefix-2');
+    const ids = [(await post('prefix-2')).body.id, (await post('prefix-2')).body.id];
+    const messages = await receive(device, 2);
+    // Back to back: the failure report must land before the prefix ack that covers it.
+    device.send({ type: 'ack', id: ids[0], statusCode: 500, reasonPhrase: 'Overheated' });
+    device.send({ type: 'ack', upTo: messages[1]!.seq });
+    await eventually(() => statusOf(ids[1]), (s) => s === 'acked');
+    expect(await get(ids[0])).toMatchObject({ status: 'failed', statusCode: 500, reasonPhrase: 'Overheated' });
+    device.close();
+  });
+
   it("ignores an ack for another device's actuation", async () => {
     const owner = await connect('owner-1');
     const intruder = await connect('intruder-1');
