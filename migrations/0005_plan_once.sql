@@ -193,7 +193,8 @@ $$;
 
 
 -- Delivery: claims up to p_per_device pending actuations of each target device (and at
--- most p_limit in all), oldest device first, and marks them `sent`, in one statement.
+-- most p_limit in all), oldest device first, and marks them `sent` (in the caller's one
+-- transaction, before anything is written to a socket).
 -- Targets are (device, session) pairs; only targets whose session is still the device's
 -- open one are served, and rows are locked with SKIP LOCKED, so no two instances (or two
 -- sessions) ever send the same actuation. Returned in no particular order (the caller
@@ -212,9 +213,20 @@ language plpgsql
 set plan_cache_mode = force_generic_plan set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off
 as $$
 #variable_conflict use_column
+declare
+  -- What this claim locked (ids, and the session each goes to), then marks sent below.
+  v_ids uuid[];
+  v_sessions bigint[];
+  -- Backlog claims: the devices whose backlog is drained.
+  v_drained text[];
+  v_drained_sessions bigint[];
 begin
+  -- 1. Choose and lock. Each device's rows are locked one by one by primary key, in seq
+  --    order; a device's claim stops at its first row that is locked elsewhere (SKIP
+  --    LOCKED) or no longer in the status it was chosen in, so a later actuation never
+  --    overtakes an earlier one; the rest wait for the next claim. The locks last until
+  --    the function's transaction ends.
   if p_backlog then
-    return query
     with t as (
       select t.*, s.connected_at from unnest(p_device_ids, p_session_ids, p_redeliver) as t(device_id, session_id, redeliver)
        cross join lateral (select s.disconnected_at, s.connected_at from device_sessions s where s.id = t.session_id offset 0) s
@@ -251,9 +263,6 @@ begin
        where p.position <= p_per_device
        order by p.oldest, p.device_id, p.position limit p_limit
     ), locked as materialized (
-      -- Locked one by one by primary key. A device's claim stops at its first row that is
-      -- locked elsewhere (SKIP LOCKED) or no longer in the status it was chosen in, so a
-      -- later actuation never overtakes an earlier one; the rest wait for the next claim.
       select k.id, k.session_id from (
         select ch.id, ch.session_id,
                bool_and(l.status is not distinct from ch.status) over (partition by ch.device_id order by ch.seq) as in_order
@@ -261,59 +270,52 @@ begin
           left join lateral (select a.id, a.status from actuations a where a.id = ch.id offset 0 for update skip locked) l on true
       ) k
        where k.in_order
-    ), claimed as (
-    update actuations a
-       set status = 'sent', sent_at = now(), attempts = a.attempts + 1,
-           last_session_id = l.session_id, last_instance_id = p_instance_id,
-           ack_deadline_at = case when a.ack_timeout_seconds is not null then now() + a.ack_timeout_seconds * interval '1 second' end,
-           history = a.history || jsonb_build_array(jsonb_build_object(
-             'status', 'sent', 'at', now(), 'attempt', a.attempts + 1, 'sessionId', l.session_id, 'instanceId', p_instance_id))
-      from locked l
-     where a.id = l.id
-    returning a.id, a.device_id, a.seq, l.session_id, a.account_id, a.gateway_id, a.component_id, a.command, a.params,
-              a.created_at, a.source->>'kind' as source_kind
     )
-    select * from claimed
-    union all
-    -- Devices with nothing left of their backlog (what was pending when they connected).
-    -- One whose backlog this claim finishes is reported by the next one.
-    select null, h.device_id, null, h.session_id, null, null, null, null, null, null, null from heads h
-     where h.oldest is null or h.oldest >= h.connected_at;
+    select (select array_agg(l.id order by l.id) from locked l), (select array_agg(l.session_id order by l.id) from locked l),
+           -- Nothing left of their backlog (what was pending when they connected). One whose
+           -- backlog this claim finishes is reported by the next one.
+           array_agg(h.device_id), array_agg(h.session_id)
+      into v_ids, v_sessions, v_drained, v_drained_sessions
+      from heads h where h.oldest is null or h.oldest >= h.connected_at;
   else
-    -- Live claims (the common case): queued rows only, a simpler statement of the same shape.
-    return query
-    with t as (
-      select t.* from unnest(p_device_ids, p_session_ids) as t(device_id, session_id)
-       cross join lateral (select s.disconnected_at from device_sessions s where s.id = t.session_id offset 0) s
-       where s.disconnected_at is null
-    ), chosen as materialized (
-      select a.id, t.session_id, min(a.created_at) over (partition by a.device_id) as device_oldest, a.device_id, a.seq from t
-       cross join lateral (
-         select a.id, a.device_id, a.seq, a.created_at from actuations a
-          where a.device_id = t.device_id and a.status = 'queued'
-          order by a.seq limit p_per_device) a
-       order by device_oldest, a.device_id, a.seq limit p_limit
-    ), locked as materialized (
-      -- As above: each device's claim stops at its first row it cannot take.
-      select k.id, k.session_id from (
+    -- Live claims (the common case): queued rows only.
+    select array_agg(k.id), array_agg(k.session_id) into v_ids, v_sessions
+      from (
         select ch.id, ch.session_id,
                bool_and(l.status is not distinct from 'queued') over (partition by ch.device_id order by ch.seq) as in_order
-          from chosen ch
+          from (
+            select a.id, t.session_id, a.device_id, a.seq from unnest(p_device_ids, p_session_ids) as t(device_id, session_id)
+             cross join lateral (select s.disconnected_at from device_sessions s where s.id = t.session_id offset 0) s
+             cross join lateral (
+               select a.id, a.device_id, a.seq, a.created_at from actuations a
+                where a.device_id = t.device_id and a.status = 'queued'
+                order by a.seq limit p_per_device) a
+             where s.disconnected_at is null
+             order by min(a.created_at) over (partition by a.device_id), a.device_id, a.seq limit p_limit
+          ) ch
           left join lateral (select a.id, a.status from actuations a where a.id = ch.id offset 0 for update skip locked) l on true
       ) k
-       where k.in_order
-    )
-    update actuations a
-       set status = 'sent', sent_at = now(), attempts = a.attempts + 1,
-           last_session_id = l.session_id, last_instance_id = p_instance_id,
-           ack_deadline_at = case when a.ack_timeout_seconds is not null then now() + a.ack_timeout_seconds * interval '1 second' end,
-           history = a.history || jsonb_build_array(jsonb_build_object(
-             'status', 'sent', 'at', now(), 'attempt', a.attempts + 1, 'sessionId', l.session_id, 'instanceId', p_instance_id))
-      from locked l
-     where a.id = l.id
-    returning a.id, a.device_id, a.seq, l.session_id, a.account_id, a.gateway_id, a.component_id, a.command, a.params,
-              a.created_at, a.source->>'kind';
+     where k.in_order;
   end if;
+
+  -- 2. Mark what was locked `sent` to its session: the one place a claim makes that transition.
+  return query
+  update actuations a
+     set status = 'sent', sent_at = now(), attempts = a.attempts + 1,
+         last_session_id = l.session_id, last_instance_id = p_instance_id,
+         ack_deadline_at = case when a.ack_timeout_seconds is not null then now() + a.ack_timeout_seconds * interval '1 second' end,
+         history = a.history || jsonb_build_array(jsonb_build_object(
+           'status', 'sent', 'at', now(), 'attempt', a.attempts + 1, 'sessionId', l.session_id, 'instanceId', p_instance_id))
+    from unnest(v_ids, v_sessions) as l(id, session_id)
+   where a.id = l.id
+  returning a.id, a.device_id, a.seq, l.session_id, a.account_id, a.gateway_id, a.component_id, a.command, a.params,
+            a.created_at, a.source->>'kind';
+
+  -- 3. Backlog claims: one row with a null id per drained device.
+  return query
+  select null::uuid, d.device_id, null::bigint, d.session_id, null::text, null::text, null::text, null::text,
+         null::jsonb, null::timestamptz, null::text
+    from unnest(v_drained, v_drained_sessions) as d(device_id, session_id);
 end;
 $$;
 

@@ -17,13 +17,16 @@ export interface AckHandler {
 export function makeAckHandler(options: { pool: Pool; onAck?(result: AckOutcome): void }): AckHandler {
   // One flush at a time: acks are not on anyone's latency path, and bigger batches cost less.
   const batcher = makeBatcher<AckById, AckOutcome>((acks) => applyAcks(options.pool, acks), { maxBatchSize: 500, maxConcurrent: 1 });
+  // Each connection's last ack by id, settled once it is recorded. Batches flush one at a time
+  // in arrival order, so when it has settled every earlier ack of that connection has too.
+  const lastAck = new WeakMap<DeviceConnection, Promise<void>>();
 
   return {
     async handle(connection, message) {
       const deviceId = connection.deviceId!;
       if ('upTo' in message) {
-        // After the acks by id sent before it, which may still be waiting in a batch.
-        await batcher.drain();
+        // After this device's acks by id sent before it, which may still be waiting in a batch.
+        await lastAck.get(connection);
         const count = await ackUpTo(options.pool, deviceId, message.upTo);
         connection.log.debug({ upTo: message.upTo, count }, 'device: acked up to seq');
         return;
@@ -31,7 +34,7 @@ export function makeAckHandler(options: { pool: Pool; onAck?(result: AckOutcome)
       // Not awaited: the device's next message (usually its next ack) is handled at once and
       // joins the same batch, instead of each ack of a device waiting for the one before to
       // commit. The outcome is only counted and logged.
-      batcher.add({ deviceId, id: message.id, statusCode: message.statusCode, reasonPhrase: message.reasonPhrase ?? null }).then(
+      const recorded = batcher.add({ deviceId, id: message.id, statusCode: message.statusCode, reasonPhrase: message.reasonPhrase ?? null }).then(
         (result) => {
           options.onAck?.(result);
           if (result.outcome === 'unknown') {
@@ -43,6 +46,7 @@ export function makeAckHandler(options: { pool: Pool; onAck?(result: AckOutcome)
         (err: unknown) =>
           connection.log.error({ err, actuationId: message.id }, 'device: ack not recorded (database error); the actuation stays sent'),
       );
+      lastAck.set(connection, recorded);
     },
     drain: () => batcher.drain(),
   };

@@ -96,14 +96,9 @@ export function makeRuleEngine(options: { pool: Pool; submitter: ActuationSubmit
         // Decided before (this is a replay): its actuation, if any, is committed.
         if (state && state.evaluatedSeq >= event.seq) return;
         const holds = conditionHolds(rule.match.condition, value, event.baseType, state ? state.lastValue : undefined);
-        let fired = false;
-        if (holds && !state?.coolingDown) {
-          const submitted = fire(rule, event, actuation, log);
-          handedOn();
-          fired = await submitted;
-        }
+        const submitted = holds && !state?.coolingDown ? fire(rule, event, actuation, log) : Promise.resolve(false);
         handedOn();
-        await rulesSql.saveRuleState(pool, key, value, event.seq, fired);
+        await rulesSql.saveRuleState(pool, key, value, event.seq, await submitted);
       },
     };
   }
