@@ -166,6 +166,9 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
       onAdvance(seq) {
         const firstEver = lastSeq === null;
         lastSeq = seq;
+        // The position changed: it must be written even if no event arrived since the last
+        // flush (a periodic flush that started before this advance cleared the flag).
+        pending.dirty = true;
         // Without any stored position a successor would start live and miss what came meanwhile.
         if (firstEver) void flush();
       },

@@ -103,7 +103,8 @@ describe('npm run device', () => {
     await eventually(() => server!.app.gateway.connectionOf('sim-cli-1'), Boolean, 20_000);
     expect(server.app.gateway.connectionOf('sim-cli-1'), cli.stderr()).toBeDefined();
     expect(cli.stderr()).toMatch(/reconnecting in \d+ ms/);
-    expect(cli.stderr().match(/authenticated/g)).toHaveLength(2);
+    // The server registers the connection before the device process has read the answer and said so.
+    expect(await eventually(() => cli.stderr().match(/authenticated/g)?.length ?? 0, (n) => n >= 2)).toBe(2);
 
     const second = crypto.randomUUID();
     server.app.gateway.connectionOf('sim-cli-1')!.send(actuationMessage(second, command('sim-cli-1', '0')));
