@@ -33,7 +33,7 @@ import { startInstanceLiveness, type InstanceLiveness } from './gateway/instance
 import { SESSION_REPLACED_CHANNEL } from './gateway/sessions-sql.js';
 import { makeHttpApi } from './http/api.js';
 import { metricsRoutes } from './http/routes/metrics.js';
-import { makeMetrics, type Metrics } from './metrics.js';
+import { closeCodeLabel, makeMetrics, type Metrics } from './metrics.js';
 import type { Logger } from './logger.js';
 
 export interface AppOptions {
@@ -88,7 +88,7 @@ export function buildApp(options: AppOptions): App {
     config,
     logger,
     pool,
-    verifyDeviceToken: makeDeviceTokenVerifier(devicePublicKey, config.deviceTokenAlgorithms),
+    verifyDeviceToken: makeDeviceTokenVerifier(devicePublicKey, config.deviceTokenAlgorithms, { requireExp: config.deviceTokenRequireExp, maxAgeSeconds: config.deviceTokenMaxAgeSeconds }),
     events: {
       authenticated(connection) {
         metrics.authentications.inc({ result: 'ok' });
@@ -97,7 +97,7 @@ export function buildApp(options: AppOptions): App {
       },
       authenticationFailed: () => metrics.authentications.inc({ result: 'invalid_token' }),
       disconnected(connection) {
-        metrics.sessionsClosed.inc({ code: String(connection.closeIntent?.code ?? 1005) });
+        metrics.sessionsClosed.inc({ code: closeCodeLabel(connection.closeIntent?.code ?? 1005) });
         dispatcher.deviceDisconnected(connection);
       },
       ack: (connection, message) => acks.handle(connection, message),

@@ -48,6 +48,13 @@ export interface Config {
    */
   readonly devicePublicKeyPem?: string;
   readonly deviceTokenAlgorithms: readonly DeviceTokenAlgorithm[];
+  /**
+   * Refuse device tokens without `exp`. OISP's device tokens carry `exp`, so the default keeps
+   * the original agents working; `false` admits tokens that never expire. (Default: true)
+   */
+  readonly deviceTokenRequireExp: boolean;
+  /** When set, a device token whose `iat` is older than this many seconds, or that has no `iat`, is refused. (Default: unset) */
+  readonly deviceTokenMaxAgeSeconds: number | undefined;
   /** REST API credentials; `undefined` outside production means: generate and keep them in `dataDir`. */
   readonly apiCredentials: { readonly username: string; readonly password: string } | undefined;
   /**
@@ -149,6 +156,8 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
       ? { devicePublicKeyPem: vcap.devicePublicKey }
       : {}),
     deviceTokenAlgorithms: algorithms as DeviceTokenAlgorithm[],
+    deviceTokenRequireExp: boolean(env, 'DEVICE_TOKEN_REQUIRE_EXP') ?? true,
+    deviceTokenMaxAgeSeconds: nonEmpty(env, 'DEVICE_TOKEN_MAX_AGE') === undefined ? undefined : integer(env, 'DEVICE_TOKEN_MAX_AGE', 0, 1, 100 * 365 * 86_400),
     apiCredentials,
     instanceId: instanceId(env),
     logLevel: logLevel as LogLevel,

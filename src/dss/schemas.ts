@@ -8,7 +8,8 @@ const name = z.string().trim().min(1).max(200);
 const wsUrl = z
   .url({ protocol: /^wss?$/, error: 'must be a ws:// or wss:// URL' })
   .max(2000)
-  .refine((u) => !new URL(u).searchParams.has('stream_key'), 'must not contain stream_key; send it as streamKey');
+  // zod runs this refinement even when the url check above failed: never let `new URL` throw here.
+  .refine((u) => !URL.canParse(u) || !new URL(u).searchParams.has('stream_key'), 'must not contain stream_key; send it as streamKey');
 const streamKey = z.string().min(8).max(512).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
 
 export const streamCreateBody = z.object({ name, url: wsUrl, streamKey, enabled: z.boolean().default(true) });

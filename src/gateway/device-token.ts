@@ -2,6 +2,11 @@
  * Device token verification: an asymmetric JWT whose `sub` is the device id.
  * The key is parsed once (a PEM string per call costs ~6x the verification), and
  * the algorithm list is pinned by configuration, so `none` and HS* are refused.
+ *
+ * Beyond what jsonwebtoken checks: a header with `crit` is refused (RFC 7515 §4.1.11: a
+ * recipient must refuse critical extensions it does not understand, and we understand
+ * none; jsonwebtoken ignores `crit`), a token without `exp` is refused unless the policy
+ * allows it, and `maxAgeSeconds` bounds the age from `iat`.
  */
 import crypto from 'node:crypto';
 import jwt from 'jsonwebtoken';
@@ -12,21 +17,77 @@ export interface VerifiedDevice {
   accountId: string | null;
 }
 
+/** Why a token was refused: a bounded set, fit for a metric label or a log field. */
+export const TOKEN_REFUSAL_REASONS = [
+  'malformed', // not a JWT, not JSON, a payload that is not an object, a bad exp/nbf type
+  'bad_algorithm', // alg outside DEVICE_TOKEN_ALGORITHMS (none, HS*, …) or not matching the key
+  'bad_signature',
+  'expired',
+  'not_yet_valid', // nbf in the future
+  'sub_mismatch', // sub missing or not the device id of the message
+  'crit', // a crit header parameter
+  'no_exp', // DEVICE_TOKEN_REQUIRE_EXP and no exp claim
+  'no_iat', // DEVICE_TOKEN_MAX_AGE set and no numeric iat claim
+  'too_old', // iat older than DEVICE_TOKEN_MAX_AGE
+] as const;
+export type TokenRefusalReason = (typeof TOKEN_REFUSAL_REASONS)[number];
+
+export type TokenCheck = { ok: true; device: VerifiedDevice } | { ok: false; reason: TokenRefusalReason };
+
+/** What a token must carry beyond a valid signature. */
+export interface DeviceTokenPolicy {
+  /** Refuse tokens without `exp`. (Default: true) */
+  requireExp?: boolean;
+  /** Refuse tokens whose `iat` is older than this many seconds, or that have no `iat`. (Default: unbounded) */
+  maxAgeSeconds?: number;
+}
+
+export type DeviceTokenChecker = (deviceId: string, token: string) => TokenCheck;
 export type DeviceTokenVerifier = (deviceId: string, token: string) => VerifiedDevice | null;
 
-export function makeDeviceTokenVerifier(publicKeyPem: string, algorithms: readonly DeviceTokenAlgorithm[]): DeviceTokenVerifier {
+const CLOCK_TOLERANCE_SECONDS = 5;
+
+export function makeDeviceTokenChecker(publicKeyPem: string, algorithms: readonly DeviceTokenAlgorithm[], policy: DeviceTokenPolicy = {}): DeviceTokenChecker {
   const key = crypto.createPublicKey(publicKeyPem);
-  const options: jwt.VerifyOptions = { algorithms: [...algorithms], clockTolerance: 5 };
+  const options: jwt.VerifyOptions & { complete: true } = { algorithms: [...algorithms], clockTolerance: CLOCK_TOLERANCE_SECONDS, complete: true };
+  const requireExp = policy.requireExp ?? true;
+  const refuse = (reason: TokenRefusalReason): TokenCheck => ({ ok: false, reason });
   return (deviceId, token) => {
-    let claims: string | jwt.JwtPayload;
+    let verified: jwt.Jwt;
     try {
-      claims = jwt.verify(token, key, options);
-    } catch {
-      return null;
+      verified = jwt.verify(token, key, options);
+    } catch (err) {
+      return refuse(reasonOf(err));
     }
-    if (typeof claims !== 'object' || claims.sub !== deviceId) return null;
-    return { deviceId, accountId: accountIdOf(claims) };
+    const { header, payload: claims } = verified;
+    if ((header as { crit?: unknown }).crit !== undefined) return refuse('crit');
+    if (typeof claims !== 'object' || claims === null) return refuse('malformed');
+    if (claims.sub !== deviceId) return refuse('sub_mismatch');
+    if (requireExp && claims.exp === undefined) return refuse('no_exp');
+    if (policy.maxAgeSeconds !== undefined) {
+      if (typeof claims.iat !== 'number') return refuse('no_iat');
+      if (Date.now() / 1000 - claims.iat > policy.maxAgeSeconds + CLOCK_TOLERANCE_SECONDS) return refuse('too_old');
+    }
+    return { ok: true, device: { deviceId, accountId: accountIdOf(claims) } };
   };
+}
+
+/** The checker's answer without the reason: the device, or null for any refusal. */
+export function makeDeviceTokenVerifier(publicKeyPem: string, algorithms: readonly DeviceTokenAlgorithm[], policy: DeviceTokenPolicy = {}): DeviceTokenVerifier {
+  const check = makeDeviceTokenChecker(publicKeyPem, algorithms, policy);
+  return (deviceId, token) => {
+    const result = check(deviceId, token);
+    return result.ok ? result.device : null;
+  };
+}
+
+function reasonOf(err: unknown): TokenRefusalReason {
+  if (err instanceof jwt.TokenExpiredError) return 'expired';
+  if (err instanceof jwt.NotBeforeError) return 'not_yet_valid';
+  const message = (err as Error)?.message ?? '';
+  if (message === 'invalid signature') return 'bad_signature';
+  if (message === 'invalid algorithm' || /must be an? (a)?symmetric key|"alg" parameter/.test(message)) return 'bad_algorithm';
+  return 'malformed';
 }
 
 function accountIdOf(claims: jwt.JwtPayload): string | null {

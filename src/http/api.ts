@@ -9,19 +9,13 @@ import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../logger.js';
 import { basicAuth } from './basic-auth.js';
 import { ApiError } from './errors.js';
+import { jsonBody } from './json-body.js';
 import { requestLog } from './request-log.js';
 import { makeErrorHandler, notFoundHandler } from './error-handler.js';
 import { actuationRoutes } from './routes/actuations.js';
 import { deviceRoutes } from './routes/devices.js';
 import { openApiDocument } from './openapi.js';
 import { healthRoutes } from './routes/health.js';
-
-/** A request with a body must say it is JSON; otherwise the body would be silently ignored. */
-const requireJsonBody: express.RequestHandler = (req, _res, next) => {
-  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-  if (hasBody && !req.is(['application/json', 'application/*+json'])) return next(new ApiError('UNSUPPORTED_MEDIA_TYPE'));
-  next();
-};
 
 export interface HttpApiOptions {
   logger: Logger;
@@ -53,15 +47,15 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   });
 
   app.use(healthRoutes(pool, isShuttingDown));
+  // Deliberately public: it describes the API's shape (routes, schemas, error codes), holds no data
+  // and nothing that is not in the source, and client generators fetch it without credentials.
   const openApi = openApiDocument();
   app.get('/v1/openapi.json', (_req, res) => {
     res.json(openApi);
   });
   app.use(basicAuth(credentials));
-  app.use(requireJsonBody);
-  const jsonTypes = ['application/json', 'application/*+json'];
-  app.post('/v1/actuations', express.json({ limit: options.maxBulkBodyBytes, type: jsonTypes }));
-  app.use(express.json({ limit: options.maxBodyBytes, type: jsonTypes }));
+  const { maxBodyBytes, maxBulkBodyBytes } = options;
+  app.use(jsonBody({ limits: [maxBodyBytes, maxBulkBodyBytes], limitFor: (req) => (req.method === 'POST' && req.path === '/v1/actuations' ? maxBulkBodyBytes : maxBodyBytes) }));
   app.use(deviceRoutes({ pool, gateway }));
   app.use(actuationRoutes({ pool, submitter, caller: credentials.username, onTransition: options.onTransition }));
   for (const router of options.routers ?? []) app.use(router);

@@ -4,6 +4,7 @@
  */
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ApiError } from './errors.js';
+import { fromFrameworkError } from './framework-errors.js';
 
 // Connection-level failures: the database is down or unreachable, not a bug in the request.
 // 3D000/57P04: our database was dropped or renamed; 53300: the server has no connection slots left.
@@ -15,8 +16,8 @@ const DATABASE_DOWN_CODES = new Set([
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   const e = err as { type?: string; status?: number; code?: string; message?: string };
-  if (e.type === 'entity.too.large') return new ApiError('PAYLOAD_TOO_LARGE', 'Request body is larger than the limit', { cause: err });
-  if (e.type === 'entity.parse.failed') return new ApiError('MALFORMED_JSON', undefined, { cause: err });
+  const framework = fromFrameworkError(err);
+  if (framework) return framework;
   if (e.code && DATABASE_DOWN_CODES.has(e.code)) return new ApiError('DATABASE_UNAVAILABLE', undefined, { cause: err });
   if (e.message?.includes('timeout exceeded when trying to connect') || e.message?.includes('Connection terminated')) {
     return new ApiError('DATABASE_UNAVAILABLE', undefined, { cause: err });

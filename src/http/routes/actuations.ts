@@ -18,7 +18,7 @@ import {
   idempotencyKeyHeader,
   type ActuationBody,
 } from '../schemas.js';
-import { validate } from '../validate.js';
+import { issueMessage, unstorableMessage, validate } from '../validate.js';
 
 export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitter; caller: string; onTransition?: TransitionObserver }): Router {
   const { pool, submitter } = deps;
@@ -44,15 +44,17 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
   });
 
   router.post('/v1/actuations', async (req, res) => {
-    const items = validate(bulkActuationsBody, req.body);
+    // Only the array's shape is checked as a whole: what is wrong inside one item is that item's 400.
+    const array = bulkActuationsBody.safeParse(req.body);
+    if (!array.success) throw new ApiError('VALIDATION_FAILED', issueMessage(array.error));
+    const items = array.data;
     // Each item is validated and answered on its own; valid ones go through the same durable path.
     const results = await Promise.all(
       items.map(async (raw, index) => {
+        const unstorable = unstorableMessage(raw, 'item');
+        if (unstorable !== undefined) return { index, status: 400, error: { code: 'VALIDATION_FAILED', message: unstorable } };
         const parsed = bulkActuationItem.safeParse(raw);
-        if (!parsed.success) {
-          const issue = parsed.error.issues[0]!;
-          return { index, status: 400, error: { code: 'VALIDATION_FAILED', message: `${issue.path.join('.') || 'item'}: ${issue.message}` } };
-        }
+        if (!parsed.success) return { index, status: 400, error: { code: 'VALIDATION_FAILED', message: issueMessage(parsed.error, 'item') } };
         const { deviceId, idempotencyKey, ...body } = parsed.data;
         const result: SubmitResult = await submitter.submit(toNew(req, deviceId, body, idempotencyKey));
         if (result.outcome === 'queue_full') {

@@ -12,11 +12,24 @@ export function maskStreamKey(key: string): string {
   return key.length >= 12 ? `****${key.slice(-4)}` : '****';
 }
 
+/**
+ * A stream URL fit to show: a password in its userinfo (and a `stream_key` query parameter,
+ * which validation refuses but an older row might hold) become `****`. Like the key, they are write-only.
+ */
+export function redactStreamUrl(url: string): string {
+  if (!URL.canParse(url)) return url;
+  const u = new URL(url);
+  if (u.password === '' && !u.searchParams.has('stream_key')) return url;
+  if (u.password !== '') u.password = '****';
+  if (u.searchParams.has('stream_key')) u.searchParams.set('stream_key', '****');
+  return u.toString();
+}
+
 export function streamView(row: streamsSql.StreamRow) {
   return {
     id: row.id,
     name: row.name,
-    url: row.url,
+    url: redactStreamUrl(row.url),
     streamKey: maskStreamKey(row.streamKey),
     enabled: row.enabled,
     createdAt: row.createdAt,
