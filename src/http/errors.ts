@@ -9,6 +9,7 @@ export const API_ERRORS = {
   MALFORMED_PATH: { status: 400, message: 'Request path has a bad percent-encoding' },
   MALFORMED_BODY: { status: 400, message: 'Request body could not be read: it does not decode with its Content-Encoding, or its length differs from Content-Length' },
   REQUEST_ABORTED: { status: 400, message: 'Request was aborted by the client before its body arrived' },
+  SUBPROTOCOL_REQUIRED: { status: 400, message: 'WebSocket upgrade without the echo-protocol subprotocol' },
   UNAUTHORIZED: { status: 401, message: 'HTTP Basic credentials required' },
   NOT_FOUND: { status: 404, message: 'Not found' },
   CONFLICT: { status: 409, message: 'Conflict with the current state' },
