@@ -86,7 +86,8 @@ function reasonOf(err: unknown): TokenRefusalReason {
   if (err instanceof jwt.NotBeforeError) return 'not_yet_valid';
   const message = (err as Error)?.message ?? '';
   if (message === 'invalid signature') return 'bad_signature';
-  if (message === 'invalid algorithm' || /must be an? (a)?symmetric key|"alg" parameter/.test(message)) return 'bad_algorithm';
+  // An unsigned token (alg none) is refused for its missing signature before its alg is looked at.
+  if (message === 'invalid algorithm' || message === 'jwt signature is required' || /must be an? (a)?symmetric key|"alg" parameter/.test(message)) return 'bad_algorithm';
   return 'malformed';
 }
 

@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { describe, expect, it } from 'vitest';
-import { makeDeviceTokenVerifier, mintDeviceToken } from '../../src/gateway/device-token.js';
+import { loadConfig } from '../../src/config/config.js';
+import { TOKEN_REFUSAL_REASONS, makeDeviceTokenChecker, makeDeviceTokenVerifier, mintDeviceToken } from '../../src/gateway/device-token.js';
 
 function rsaKeyPair() {
   return crypto.generateKeyPairSync('rsa', {
@@ -132,5 +133,72 @@ describe('makeDeviceTokenVerifier', () => {
 
   it('throws at construction, not per token, when the key is not a public key PEM', () => {
     expect(() => makeDeviceTokenVerifier('not a pem', ['RS256'])).toThrow();
+  });
+});
+
+describe('makeDeviceTokenChecker: refusal reasons and policy', () => {
+  const check = makeDeviceTokenChecker(keys.publicKey, ['RS256']);
+  const sign = (payload: object, header: object = {}) => jwt.sign(payload, keys.privateKey, { algorithm: 'RS256', header: { alg: 'RS256', ...header } as jwt.JwtHeader });
+  const reason = (c: ReturnType<typeof check>) => (c.ok ? 'ok' : c.reason);
+
+  it('names each refusal with one of a bounded set of reasons', () => {
+    const cases: [string, string][] = [
+      ['malformed', 'not-a-token'],
+      ['malformed', `${base64url('{nope')}.${base64url({ sub: 'dev-1' })}.sig`],
+      // As early OISP versions wrote exp: a date string (jsonwebtoken refuses a non-numeric exp).
+      ['malformed', handMadeToken({ alg: 'RS256', typ: 'JWT' }, { sub: 'dev-1', exp: new Date(Date.now() + 86_400_000) }, (input) => crypto.sign('sha256', Buffer.from(input), keys.privateKey).toString('base64url'))],
+      ['bad_algorithm', handMadeToken({ alg: 'none' }, { sub: 'dev-1', exp: now() + 3600 }, () => '')],
+      ['bad_algorithm', mintDeviceToken(keys.privateKey, 'dev-1', { algorithm: 'RS512' })],
+      ['bad_signature', mintDeviceToken(otherKeys.privateKey, 'dev-1')],
+      ['expired', sign({ sub: 'dev-1', iat: now() - 3600, exp: now() - 60 })],
+      ['not_yet_valid', sign({ sub: 'dev-1', nbf: now() + 600, exp: now() + 3600 })],
+      ['sub_mismatch', mintDeviceToken(keys.privateKey, 'dev-2')],
+      ['crit', sign({ sub: 'dev-1', exp: now() + 3600 }, { crit: ['exp'] })],
+      ['crit', sign({ sub: 'dev-1', exp: now() + 3600 }, { crit: [] })],
+      ['no_exp', sign({ sub: 'dev-1' })],
+    ];
+    for (const [expected, token] of cases) expect(reason(check('dev-1', token)), expected).toBe(expected);
+    for (const [expected] of cases) expect(TOKEN_REFUSAL_REASONS).toContain(expected);
+  });
+
+  it('refuses crit even when jsonwebtoken itself accepts the token', () => {
+    const token = sign({ sub: 'dev-1', exp: now() + 3600 }, { crit: ['b64'], b64: true });
+    expect(jwt.verify(token, keys.publicKey, { algorithms: ['RS256'] })).toMatchObject({ sub: 'dev-1' });
+    expect(reason(check('dev-1', token))).toBe('crit');
+  });
+
+  it('accepts a token without exp only when the policy says so', () => {
+    const noExp = sign({ sub: 'dev-1' });
+    expect(reason(makeDeviceTokenChecker(keys.publicKey, ['RS256'], { requireExp: false })('dev-1', noExp))).toBe('ok');
+    expect(reason(check('dev-1', noExp))).toBe('no_exp');
+  });
+
+  it('bounds the age from iat when maxAgeSeconds is set', () => {
+    const bounded = makeDeviceTokenChecker(keys.publicKey, ['RS256'], { maxAgeSeconds: 600 });
+    expect(reason(bounded('dev-1', sign({ sub: 'dev-1', iat: now() - 60, exp: now() + 3600 })))).toBe('ok');
+    expect(reason(bounded('dev-1', sign({ sub: 'dev-1', iat: now() - 3600, exp: now() + 3600 })))).toBe('too_old');
+    expect(reason(bounded('dev-1', jwt.sign({ sub: 'dev-1', exp: now() + 3600 }, keys.privateKey, { algorithm: 'RS256', noTimestamp: true })))).toBe('no_iat');
+    // Unbounded by default: an old iat is fine.
+    expect(reason(check('dev-1', sign({ sub: 'dev-1', iat: now() - 10 * 365 * 86_400, exp: now() + 3600 })))).toBe('ok');
+  });
+
+  it('accepts a token shaped as OISP issues device tokens (exp in milliseconds, no iat) with the defaults', () => {
+    // oisp-frontend authorization.js generateToken: header {typ, alg}; claims jti, iss, sub, exp (Date.getTime()), accounts, type.
+    const oisp = jwt.sign(
+      { jti: crypto.randomUUID(), iss: 'http://enableiot.com', sub: 'dev-1', exp: Date.now() + 30 * 86_400_000, accounts: [{ id: 'acc-oisp', role: 'device' }], type: 'device' },
+      keys.privateKey,
+      { algorithm: 'RS256', noTimestamp: true, header: { typ: 'JWT', alg: 'RS256' } },
+    );
+    expect(check('dev-1', oisp)).toEqual({ ok: true, device: { deviceId: 'dev-1', accountId: 'acc-oisp' } });
+    // With DEVICE_TOKEN_MAX_AGE set it would be refused: it has no iat.
+    expect(reason(makeDeviceTokenChecker(keys.publicKey, ['RS256'], { maxAgeSeconds: 86_400 })('dev-1', oisp))).toBe('no_iat');
+  });
+
+  it('reads DEVICE_TOKEN_REQUIRE_EXP (default true) and DEVICE_TOKEN_MAX_AGE (default unset)', () => {
+    const base = { NODE_ENV: 'test' };
+    expect(loadConfig(base)).toMatchObject({ deviceTokenRequireExp: true, deviceTokenMaxAgeSeconds: undefined });
+    expect(loadConfig({ ...base, DEVICE_TOKEN_REQUIRE_EXP: 'false', DEVICE_TOKEN_MAX_AGE: '3600' })).toMatchObject({ deviceTokenRequireExp: false, deviceTokenMaxAgeSeconds: 3600 });
+    expect(() => loadConfig({ ...base, DEVICE_TOKEN_REQUIRE_EXP: 'maybe' })).toThrow(/DEVICE_TOKEN_REQUIRE_EXP/);
+    expect(() => loadConfig({ ...base, DEVICE_TOKEN_MAX_AGE: '0' })).toThrow(/DEVICE_TOKEN_MAX_AGE/);
   });
 });
