@@ -64,7 +64,11 @@ export function tcpRequest(port: number, head: string, body: Buffer | string = '
     const tryParse = (final: boolean) => {
       const text = received.toString('latin1');
       const end = text.indexOf('\r\n\r\n');
-      if (end < 0) return final ? reject(new Error(`connection closed before a response: ${JSON.stringify(text)}`)) : undefined;
+      if (end < 0) {
+        if (!final) return;
+        clearTimeout(timer);
+        return reject(new Error(`connection closed before a response: ${JSON.stringify(text)}`));
+      }
       const [statusLine, ...lines] = text.slice(0, end).split('\r\n');
       const headers: Record<string, string> = {};
       for (const line of lines) {

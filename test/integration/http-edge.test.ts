@@ -10,9 +10,11 @@
  * case times out (body-parser reads off the declared body first); without
  * `fromFrameworkError` the percent-encoding, charset, encoding and gzip cases answer 500.
  */
+import fs from 'node:fs';
 import zlib from 'node:zlib';
+import jwt from 'jsonwebtoken';
 import { describe, expect, it } from 'vitest';
-import { mint } from '../helpers/keys.js';
+import { mint, testKeyPaths } from '../helpers/keys.js';
 import { httpRequest, tcpRequest, type RawResponse } from '../helpers/raw-http.js';
 import { TEST_CREDENTIALS, useTestServer } from '../helpers/server.js';
 import { connectAuthenticated, connectDevice } from '../helpers/device-client.js';
@@ -233,9 +235,6 @@ describe('iotws_sessions_closed_total{code}', () => {
 
 describe('device tokens at the gateway', () => {
   it('a validly signed token with a crit header, or without exp, gets 401 and 1008', async () => {
-    const { default: jwt } = await import('jsonwebtoken');
-    const fs = await import('node:fs');
-    const { testKeyPaths } = await import('../helpers/keys.js');
     const key = fs.readFileSync(testKeyPaths().privateKeyPath, 'utf8');
     const withCrit = jwt.sign({ sub: 'tok-crit' }, key, { algorithm: 'RS256', expiresIn: '1h', header: { alg: 'RS256', crit: ['exp'] } as jwt.JwtHeader });
     const noExp = jwt.sign({ sub: 'tok-noexp' }, key, { algorithm: 'RS256' });
