@@ -88,6 +88,22 @@ describe('what PostgreSQL cannot store is a 400 naming the field', () => {
   });
 });
 
+describe('a bulk item the database refuses', () => {
+  it('is that item\'s 500 in the results, not the whole array\'s', async () => {
+    // A real refusal from the real database, for one device only, past every check at the edge.
+    await t.db.pool.query(`create function refuse_poison() returns trigger language plpgsql as $$
+      begin if new.device_id like 'poison%' then raise exception 'poison item'; end if; return new; end $$`);
+    await t.db.pool.query('create trigger refuse_poison before insert on actuations for each row execute function refuse_poison()');
+    try {
+      const res = await send('POST', '/v1/actuations', JSON.stringify([{ ...actuation, deviceId: 'poison-1' }]));
+      expect(res.status, res.text).toBe(200);
+      expect((res.json as { results: unknown[] }).results).toEqual([{ index: 0, status: 500, error: { code: 'INTERNAL', message: expect.any(String) } }]);
+    } finally {
+      await t.db.pool.query('drop trigger refuse_poison on actuations; drop function refuse_poison()');
+    }
+  });
+});
+
 describe('bad percent-encoding in a path is 400 MALFORMED_PATH', () => {
   it.each([
     ['DELETE', '/v1/rules/%'],
@@ -200,6 +216,16 @@ describe('bodies', () => {
     const bulk = await tcpRequest(t.server.port, head('/v1/actuations', limit + 1), '[', 1_000).catch((err: Error) => err);
     expect(bulk).toBeInstanceOf(Error);
     expect((bulk as Error).message).toMatch(/no complete response within 1000 ms/);
+  });
+});
+
+describe("Node's own answers (documented in the README)", () => {
+  it('431 for headers over 16 KiB, 400 for a request that is not HTTP', async () => {
+    const big = await tcpRequest(t.server.port, ['GET /v1/devices HTTP/1.1', 'Host: x', `X-Filler: ${'a'.repeat(20_000)}`].join('\r\n'));
+    expect(big.status).toBe(431);
+    const garbage = await tcpRequest(t.server.port, 'GET /v1/devices HTTP/1.1\r\nHost: x\r\nContent-Length: twelve');
+    expect(garbage.status).toBe(400);
+    // (408 comes from requestTimeout/headersTimeout, checked by Node every 30 s: too slow for a test.)
   });
 });
 

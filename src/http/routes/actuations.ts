@@ -7,6 +7,7 @@ import { Router, type Request } from 'express';
 import type { Pool } from '../../db/pool.js';
 import * as queries from '../../actuations/query-sql.js';
 import type { ActuationSubmitter, NewActuation, SubmitResult, TransitionObserver } from '../../actuations/types.js';
+import { toApiError } from '../error-handler.js';
 import { ApiError } from '../errors.js';
 import {
   actuationBody,
@@ -56,7 +57,18 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
         const parsed = bulkActuationItem.safeParse(raw);
         if (!parsed.success) return { index, status: 400, error: { code: 'VALIDATION_FAILED', message: issueMessage(parsed.error, 'item') } };
         const { deviceId, idempotencyKey, ...body } = parsed.data;
-        const result: SubmitResult = await submitter.submit(toNew(req, deviceId, body, idempotencyKey));
+        let result: SubmitResult;
+        try {
+          result = await submitter.submit(toNew(req, deviceId, body, idempotencyKey));
+        } catch (err) {
+          // One item's failure is that item's answer: the others may be committed already, and a
+          // 500 for the whole array would make the caller resubmit them. Only a database that is
+          // down fails the request as a whole (every item would fail the same way).
+          const apiError = toApiError(err);
+          if (apiError.code === 'DATABASE_UNAVAILABLE' || apiError.code === 'SHUTTING_DOWN') throw err;
+          if (apiError.status >= 500) req.log.error({ err, index }, `bulk item failed: ${apiError.code}`);
+          return { index, status: apiError.status, error: { code: apiError.code, message: apiError.message } };
+        }
         if (result.outcome === 'queue_full') {
           return { index, status: 429, error: { code: 'QUEUE_FULL', message: `Device "${deviceId}" already has ${result.limit} queued actuations` } };
         }
