@@ -95,7 +95,7 @@ export function buildApp(options: AppOptions): App {
         metrics.sessionsOpened.inc();
         dispatcher.deviceConnected(connection);
       },
-      authenticationFailed: () => metrics.authentications.inc({ result: 'invalid_token' }),
+      authenticationFailed: (_deviceId, reason) => metrics.authentications.inc({ result: reason }),
       disconnected(connection) {
         metrics.sessionsClosed.inc({ code: String(connection.closeIntent?.code ?? 1005) });
         dispatcher.deviceDisconnected(connection);

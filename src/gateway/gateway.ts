@@ -8,10 +8,12 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import jwt from 'jsonwebtoken';
 import { WebSocketServer } from 'ws';
 import { makeBatcher } from '../db/batcher.js';
 import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
+import { makeLogSampler } from '../log-sampler.js';
 import type { Logger } from '../logger.js';
 import { AUTHENTICATED, CLOSED, DeviceConnection, type ConnectionState } from './device-connection.js';
 import type { DeviceTokenVerifier } from './device-token.js';
@@ -22,12 +24,16 @@ export interface DeviceEvents {
   /** After the session row is written and the 200 is sent. */
   authenticated?(connection: DeviceConnection): void;
   ack?(connection: DeviceConnection, message: AckMessage): Promise<void>;
-  authenticationFailed?(deviceId: string): void;
+  /** A refused device token, with why (a bounded set: safe as a metric label). */
+  authenticationFailed?(deviceId: string, reason: TokenRefusal): void;
   disconnected?(connection: DeviceConnection): void;
 }
 
 export interface GatewayOptions {
-  config: Pick<Config, 'instanceId' | 'authTimeoutMs' | 'maxMessageBytes' | 'heartbeatIntervalMs'>;
+  config: Pick<
+    Config,
+    'instanceId' | 'authTimeoutMs' | 'maxMessageBytes' | 'heartbeatIntervalMs' | 'deviceMaxPendingMessages' | 'deviceMaxMessagesPerSecond' | 'deviceMessageBurst'
+  >;
   logger: Logger;
   pool: Pool;
   verifyDeviceToken: DeviceTokenVerifier;
@@ -47,11 +53,38 @@ export interface Gateway {
 
 const UNIQUE_VIOLATION = '23505';
 
+/**
+ * Why a device token was refused. The verifier answers only yes or no, so the reason is
+ * read from the refused token afterwards (decoded, not trusted: it is only logged and
+ * counted). `bad_signature` covers everything else the verifier refuses (signature,
+ * algorithm, key). Kept to the names of the verifier's own reasons once it reports them.
+ */
+export type TokenRefusal = 'malformed' | 'sub_mismatch' | 'expired' | 'not_yet_valid' | 'bad_signature';
+
+export function tokenRefusalReason(deviceId: string, token: string, now = Date.now()): TokenRefusal {
+  const decoded = jwt.decode(token, { json: true });
+  if (decoded === null) return 'malformed';
+  if (decoded.sub !== deviceId) return 'sub_mismatch';
+  // The verifier's 5 s clock tolerance: a token refused for its times is past it.
+  if (typeof decoded.exp === 'number' && decoded.exp * 1000 <= now) return 'expired';
+  if (typeof decoded.nbf === 'number' && decoded.nbf * 1000 > now) return 'not_yet_valid';
+  return 'bad_signature';
+}
+
 type OpenRequest = { deviceId: string; accountId: string | null; remoteAddress: string | null };
 
 export function makeGateway(options: GatewayOptions): Gateway {
   const { config, logger, pool, verifyDeviceToken, events = {} } = options;
   const log = logger.child({ component: 'gateway' });
+  // Refused tokens, handshakes and malformed messages are the clients' to repeat: a few per minute are logged.
+  const sampler = makeLogSampler(log);
+  const policy = {
+    authTimeoutMs: config.authTimeoutMs,
+    maxPendingMessages: config.deviceMaxPendingMessages,
+    maxMessagesPerSecond: config.deviceMaxMessagesPerSecond,
+    messageBurst: config.deviceMessageBurst,
+    sampler,
+  };
   const registry = new Map<string, DeviceConnection>();
   const all = new Set<DeviceConnection>();
   const pendingCloses = new Set<Promise<void>>();
@@ -66,12 +99,18 @@ export function makeGateway(options: GatewayOptions): Gateway {
     // The original server spoke only echo-protocol; the upgrade is refused before we get here otherwise.
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   });
+  // A bad upgrade (method, Upgrade or Sec-WebSocket-* headers): logged, then answered as ws would.
+  wss.on('wsClientError', (err, socket, req) => {
+    sampler.log('handshake_refused', 'debug', { remoteAddress: req.socket.remoteAddress ?? null, reason: err.message }, 'device: handshake refused');
+    abortHandshake(socket, req.method === 'GET' ? 400 : 405, 'BAD_UPGRADE', err.message);
+  });
 
   async function authenticate(connection: DeviceConnection, message: DeviceMessage): Promise<boolean> {
     const verified = verifyDeviceToken(message.deviceId, message.deviceToken);
     if (!verified) {
-      log.info({ deviceId: message.deviceId, remoteAddress: connection.remoteAddress }, 'device: invalid token');
-      events.authenticationFailed?.(message.deviceId);
+      const reason = tokenRefusalReason(message.deviceId, message.deviceToken);
+      sampler.log('device_token_refused', 'info', { deviceId: message.deviceId, remoteAddress: connection.remoteAddress, reason }, 'device: invalid token');
+      events.authenticationFailed?.(message.deviceId, reason);
       return false;
     }
     if (connection.state === AUTHENTICATED) {
@@ -180,16 +219,17 @@ export function makeGateway(options: GatewayOptions): Gateway {
   const handlers = { authenticate: trackedAuthenticate, ack, closed };
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (closing) return abortHandshake(socket, 503, 'Server shutting down');
+    if (closing) return abortHandshake(socket, 503, 'SHUTTING_DOWN', 'Server shutting down');
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     if (!offered.includes(SUBPROTOCOL)) {
-      return abortHandshake(socket, 400, `WebSocket subprotocol "${SUBPROTOCOL}" required`);
+      sampler.log('handshake_refused', 'debug', { remoteAddress: req.socket.remoteAddress ?? null, reason: 'subprotocol' }, 'device: handshake refused');
+      return abortHandshake(socket, 400, 'SUBPROTOCOL_REQUIRED', `WebSocket subprotocol "${SUBPROTOCOL}" required`);
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       // The handshake finished after close() began: nobody will close this one later.
       if (closing) return ws.close(CLOSE_CODES.GOING_AWAY.code, 'server shutting down');
       const remoteAddress = req.socket.remoteAddress ?? null;
-      const connection = new DeviceConnection(ws, remoteAddress, handlers, log, config.authTimeoutMs);
+      const connection = new DeviceConnection(ws, remoteAddress, handlers, log, policy);
       all.add(connection);
     });
   }
@@ -246,10 +286,12 @@ export function makeGateway(options: GatewayOptions): Gateway {
   };
 }
 
-function abortHandshake(socket: Duplex, status: number, message: string): void {
-  const body = JSON.stringify({ error: { code: status === 503 ? 'SHUTTING_DOWN' : 'SUBPROTOCOL_REQUIRED', message } });
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 405: 'Method Not Allowed', 503: 'Service Unavailable' };
+
+function abortHandshake(socket: Duplex, status: number, code: string, message: string): void {
+  const body = JSON.stringify({ error: { code, message } });
   socket.end(
-    `HTTP/1.1 ${status} ${status === 503 ? 'Service Unavailable' : 'Bad Request'}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
       'Connection: close\r\nContent-Type: application/json\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
