@@ -72,6 +72,7 @@ export function buildApp(options: AppOptions): App {
     backlogRate: config.backlogRate,
     redeliverUnacked: config.redeliverUnacked,
     pollIntervalMs: config.dispatchPollMs,
+    maxBufferedBytes: config.deviceMaxBufferedBytes,
     onSent(actuation) {
       countTransition('sent', actuation.sourceKind);
       metrics.postToSentSeconds.observe((Date.now() - actuation.createdAt.getTime()) / 1000);
