@@ -38,6 +38,8 @@ export interface ConnectionPolicy {
   maxPendingMessages: number;
   maxMessagesPerSecond: number;
   messageBurst: number;
+  /** With this much buffered for the socket, a ping is not answered: the device is not reading (and may not grow the buffer). */
+  maxBufferedBytes: number;
   /** Client mistakes (malformed messages, floods) are logged through it: no device controls the log's growth. */
   sampler: LogSampler;
 }
@@ -187,7 +189,7 @@ export class DeviceConnection {
     }
     switch (message.type) {
       case 'ping':
-        this.send(reply(RESPONSE_CODES.PONG.code, CONTENT.pong));
+        if (this.bufferedBytes() < this.policy.maxBufferedBytes) this.send(reply(RESPONSE_CODES.PONG.code, CONTENT.pong));
         return;
       case 'device':
         return this.handleAuthenticate(message);

@@ -32,7 +32,7 @@ export interface DeviceEvents {
 export interface GatewayOptions {
   config: Pick<
     Config,
-    'instanceId' | 'authTimeoutMs' | 'maxMessageBytes' | 'heartbeatIntervalMs' | 'deviceMaxPendingMessages' | 'deviceMaxMessagesPerSecond' | 'deviceMessageBurst'
+    'instanceId' | 'authTimeoutMs' | 'maxMessageBytes' | 'heartbeatIntervalMs' | 'deviceMaxPendingMessages' | 'deviceMaxMessagesPerSecond' | 'deviceMessageBurst' | 'deviceMaxBufferedBytes'
   >;
   logger: Logger;
   pool: Pool;
@@ -83,6 +83,7 @@ export function makeGateway(options: GatewayOptions): Gateway {
     maxPendingMessages: config.deviceMaxPendingMessages,
     maxMessagesPerSecond: config.deviceMaxMessagesPerSecond,
     messageBurst: config.deviceMessageBurst,
+    maxBufferedBytes: config.deviceMaxBufferedBytes,
     sampler,
   };
   const registry = new Map<string, DeviceConnection>();

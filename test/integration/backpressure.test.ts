@@ -11,6 +11,9 @@
  * How each was shown to fail without its mechanism (run, then restored): with the
  * `overBound` check in the dispatcher made to return false, all 5,000 actuations were
  * `sent` to the stalled reader at once (the first test fails on the `sent` bound); with
+ * the buffer check left out of reserveDirect only, the POST after the buffer passed the
+ * bound answered `sent` (the second test); with the PONG sent regardless of the buffer,
+ * the stalled reader got 500 PONGs behind its actuations; with
  * the token-bucket check in DeviceConnection removed, the sequential pinger got all its
  * PONGs and was never closed; with the pending check removed, the burst of upTo acks
  * was handled to the end and the socket stayed open.
@@ -129,12 +132,19 @@ describe('a device that stops reading', () => {
     expect(during.queued).toBe(ACTUATIONS - during.sent!);
     expect(stalled.received.length).toBe(0);
 
+    // Its pings are not answered while it is not reading (a PONG would grow the buffer); the
+    // upTo after them shows they were handled (one socket's messages are handled in order).
+    for (let i = 0; i < 500; i++) stalled.ws.send(JSON.stringify({ type: 'ping' }));
+    stalled.ws.send(JSON.stringify({ type: 'ack', upTo: 1 }));
+    await waitFor('the upTo after the pings', () => statusCounts(t, 'bp-stalled'), (c) => c.acked === 1);
+
     // Reading again: the rest arrives, each once, in seq order.
     stalled.ws.resume();
     await waitFor('all actuations at the stalled reader', () => stalled.received.length, (n) => n >= ACTUATIONS, 60_000);
+    expect(stalled.received.filter((m) => m.code !== 1024)).toEqual([]);
     const seqs = stalled.received.map((m) => m.seq);
     expect(seqs).toEqual(Array.from({ length: ACTUATIONS }, (_, i) => i + 1));
-    expect(await statusCounts(t, 'bp-stalled')).toEqual({ sent: ACTUATIONS });
+    expect(await statusCounts(t, 'bp-stalled')).toEqual({ acked: 1, sent: ACTUATIONS - 1 });
 
     stalled.ws.close();
     other.close();
@@ -146,20 +156,30 @@ describe('a device that stops reading', () => {
     const stalled = await rawDevice(t.server.wsUrl, 'bp-direct');
     stalled.ws.pause();
     const big = 'y'.repeat(32 * 1024);
-    const answers: string[] = [];
-    // Just connected, a device is in the backlog lane (no direct sends) until its first backlog
-    // tick: its first answers may say queued. Then sent, sent, ... until the buffer is full.
-    for (let i = 0; i < 1_000 && !(answers.includes('sent') && answers.at(-1) === 'queued'); i++) {
+    const post = async () => {
       const res = await t.server.api('/v1/devices/bp-direct/actuations', { method: 'POST', json: { componentId: 'c', command: 'x', params: [{ name: 'v', value: big }] } });
       expect(res.status).toBe(202);
-      answers.push(((await res.json()) as { status: string }).status);
+      return ((await res.json()) as { id: string; status: string });
+    };
+    const connection = () => t.server.app.gateway.connectionOf('bp-direct')!;
+    // Just connected, a device is in the backlog lane (no direct sends) until its first backlog
+    // tick, and a POST that meets a claim in progress is queued: answers may say queued below
+    // the bound too. Post until the server's buffer for it reaches the bound.
+    const answers: string[] = [];
+    while (connection().bufferedBytes() < t.server.config.deviceMaxBufferedBytes) {
+      expect(answers.length, 'posts before the buffer reached the bound').toBeLessThan(1_000);
+      answers.push((await post()).status);
     }
-    expect(answers.at(-1), 'a POST answered queued once the buffer was full').toBe('queued');
     console.log('direct sends before the bound:', answers.filter((a) => a === 'sent').length, 'of', answers.length);
-    const buffered = t.server.app.gateway.connectionOf('bp-direct')!.bufferedBytes();
-    expect(buffered).toBeGreaterThanOrEqual(t.server.config.deviceMaxBufferedBytes);
+    expect(answers.filter((a) => a === 'sent').length).toBeGreaterThan(0);
     // ~4 MiB fit in the kernel's buffers on loopback here, then the 1 MiB bound: 32 KiB each.
     expect(answers.length).toBeLessThan(600);
+    // Over the bound: not direct-sent, not claimed; it and the next stay queued.
+    const over = [await post(), await post()];
+    expect(over.map((a) => a.status)).toEqual(['queued', 'queued']);
+    const { rows } = await t.db.pool.query<{ status: string }>('select status from actuations where id = any($1::uuid[])', [over.map((a) => a.id)]);
+    expect(rows.map((r) => r.status)).toEqual(['queued', 'queued']);
+    answers.push('queued', 'queued');
     stalled.ws.resume();
     await waitFor('all at the device', () => stalled.received.length, (n) => n === answers.length, 30_000);
     expect(stalled.received.map((m) => m.seq)).toEqual(answers.map((_, i) => i + 1));
