@@ -8,14 +8,16 @@
  * 1,000 per window, the last test counted 40 lines of one kind and failed.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
 import { Writable } from 'node:stream';
+import jwt from 'jsonwebtoken';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { mintDeviceToken } from '../../src/gateway/device-token.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { connectDevice } from '../helpers/device-client.js';
-import { mint } from '../helpers/keys.js';
+import { mint, testKeyPaths } from '../helpers/keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 let db: TestDatabase;
@@ -67,6 +69,7 @@ describe('refusals are logged with why', () => {
       ['sub_mismatch', 'r-sub', mint('someone-else')],
       ['expired', 'r-expired', mint('r-expired', { expiresIn: -60 })],
       ['bad_signature', 'r-signature', mintDeviceToken(otherKey, 'r-signature')],
+      ['not_yet_valid', 'r-early', jwt.sign({}, fs.readFileSync(testKeyPaths().privateKeyPath), { algorithm: 'RS256', subject: 'r-early', expiresIn: '1h', notBefore: '10m' })],
     ];
     for (const [reason, deviceId, token] of cases) {
       await refusedWith(deviceId, token);
