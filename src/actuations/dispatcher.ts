@@ -22,7 +22,8 @@
  * more the device is left out (its actuations stay `queued`) and watched until the
  * buffer has drained below half the bound, then nudged. So `sent` means "handed to a
  * socket that is reading", and a device that stops reading holds at most the bound plus
- * one claim (LIVE_PER_DEVICE actuations) in this process.
+ * one claim (LIVE_PER_DEVICE actuations) or one direct-send batch in this process.
+ *
  * The table is the truth: a periodic poll and every LISTEN reconnect re-check all live
  * devices, covering missed notifications.
  */

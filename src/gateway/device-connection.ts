@@ -180,7 +180,7 @@ export class DeviceConnection {
       this.policy.sampler.log(
         'device_malformed_message',
         'debug',
-        { deviceId: this.deviceId, remoteAddress: this.remoteAddress, binary: rawMessage === null, bytes: rawMessage?.length ?? null },
+        { deviceId: this.deviceId, remoteAddress: this.remoteAddress, binary: rawMessage === null, length: rawMessage?.length ?? null },
         'device: malformed message',
       );
       this.send(reply(RESPONSE_CODES.UNAUTHORIZED.code, CONTENT.wrongFormat));
