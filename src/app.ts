@@ -27,7 +27,7 @@ import type { Config } from './config/config.js';
 import { startNotificationListener, type NotificationListener } from './db/notification-listener.js';
 import { makeDss } from './dss/dss.js';
 import type { Pool } from './db/pool.js';
-import { makeDeviceTokenVerifier } from './gateway/device-token.js';
+import { makeDeviceTokenChecker } from './gateway/device-token.js';
 import { makeGateway, type Gateway } from './gateway/gateway.js';
 import { startInstanceLiveness, type InstanceLiveness } from './gateway/instance-liveness.js';
 import { SESSION_REPLACED_CHANNEL } from './gateway/sessions-sql.js';
@@ -72,6 +72,7 @@ export function buildApp(options: AppOptions): App {
     backlogRate: config.backlogRate,
     redeliverUnacked: config.redeliverUnacked,
     pollIntervalMs: config.dispatchPollMs,
+    maxBufferedBytes: config.deviceMaxBufferedBytes,
     onSent(actuation) {
       countTransition('sent', actuation.sourceKind);
       metrics.postToSentSeconds.observe((Date.now() - actuation.createdAt.getTime()) / 1000);
@@ -88,14 +89,14 @@ export function buildApp(options: AppOptions): App {
     config,
     logger,
     pool,
-    verifyDeviceToken: makeDeviceTokenVerifier(devicePublicKey, config.deviceTokenAlgorithms, { requireExp: config.deviceTokenRequireExp, maxAgeSeconds: config.deviceTokenMaxAgeSeconds }),
+    checkDeviceToken: makeDeviceTokenChecker(devicePublicKey, config.deviceTokenAlgorithms, { requireExp: config.deviceTokenRequireExp, maxAgeSeconds: config.deviceTokenMaxAgeSeconds }),
     events: {
       authenticated(connection) {
         metrics.authentications.inc({ result: 'ok' });
         metrics.sessionsOpened.inc();
         dispatcher.deviceConnected(connection);
       },
-      authenticationFailed: () => metrics.authentications.inc({ result: 'invalid_token' }),
+      authenticationFailed: (_deviceId, reason) => metrics.authentications.inc({ result: reason }),
       disconnected(connection) {
         metrics.sessionsClosed.inc({ code: closeCodeLabel(connection.closeIntent?.code ?? 1005) });
         dispatcher.deviceDisconnected(connection);

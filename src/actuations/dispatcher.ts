@@ -16,15 +16,36 @@
  *
  * A device is in at most one claim or direct send at a time, so its actuations go out in
  * seq order.
+ *
+ * Backpressure: before a device is claimed for (either lane) or reserved for a direct
+ * send, what is already buffered for its socket is checked. At `maxBufferedBytes` or
+ * more the device is left out (its actuations stay `queued`) and watched until the
+ * buffer has drained below half the bound, then nudged. So `sent` means "handed to a
+ * socket that is reading", and a device that stops reading holds at most the bound plus
+ * one claim (LIVE_PER_DEVICE actuations) or one direct-send batch in this process.
+ *
  * The table is the truth: a periodic poll and every LISTEN reconnect re-check all live
  * devices, covering missed notifications.
  */
 import type { Pool } from '../db/pool.js';
-import type { DeviceConnection } from '../gateway/device-connection.js';
 import { actuationMessage } from '../gateway/protocol.js';
 import type { Logger } from '../logger.js';
 import { claimPending, requeueUnwritten, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
 import type { LocalDelivery } from './submitter.js';
+
+/**
+ * What the dispatcher needs of a connected device (the gateway's connections are such a
+ * channel): which session it is, a way to write to it, and how much is waiting to be written.
+ */
+export interface DeviceChannel {
+  readonly deviceId: string | null;
+  readonly sessionId: number | null;
+  readonly accountId: string | null;
+  /** Writes one text frame; false if the socket is no longer open. */
+  send(text: string): boolean;
+  /** Bytes written and not yet taken by the kernel. */
+  bufferedBytes(): number;
+}
 
 export interface DispatcherOptions {
   pool: Pool;
@@ -34,13 +55,15 @@ export interface DispatcherOptions {
   backlogRate: number;
   redeliverUnacked: boolean;
   pollIntervalMs: number;
+  /** A device with this much buffered for its socket gets nothing more until it drains (DEVICE_MAX_BUFFERED_BYTES). */
+  maxBufferedBytes: number;
   /** Called for every actuation written to a socket (metrics). */
   onSent?(actuation: ClaimedActuation): void;
 }
 
 export interface Dispatcher extends LocalDelivery {
-  deviceConnected(connection: DeviceConnection): void;
-  deviceDisconnected(connection: DeviceConnection): void;
+  deviceConnected(connection: DeviceChannel): void;
+  deviceDisconnected(connection: DeviceChannel): void;
   /** New actuations were committed for these devices. */
   nudge(deviceIds: Iterable<string>): void;
   nudgeAll(): void;
@@ -56,13 +79,18 @@ const BACKLOG_TICK_MS = 100;
 const BACKLOG_MAX_DEVICES_PER_CLAIM = 5_000;
 /** Most backlog rows one device gets per tick (a deep queue drains over several ticks, others get their turn). */
 const BACKLOG_MAX_PER_DEVICE = 100;
+/** How often the buffers of devices over the bound are looked at (ws has no documented 'drain' event). */
+const DRAIN_POLL_MS = 20;
 
 export function makeDispatcher(options: DispatcherOptions): Dispatcher {
   const { pool, logger, instanceId } = options;
   const log = logger.child({ component: 'dispatcher' });
 
-  const live = new Map<string, DeviceConnection>();
-  const backlog = new Map<string, DeviceConnection>();
+  const live = new Map<string, DeviceChannel>();
+  const backlog = new Map<string, DeviceChannel>();
+  /** Devices over the buffer bound, waiting for their socket to drain. */
+  const stalled = new Map<string, DeviceChannel>();
+  let drainTimer: NodeJS.Timeout | undefined;
   const dirty = new Set<string>();
   const claiming = new Set<string>();
   let liveClaims = 0;
@@ -74,6 +102,35 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
     inFlight.add(p);
     void p.finally(() => inFlight.delete(p)).catch(() => undefined);
     return p;
+  }
+
+  /** True (and the device is watched until it drains) when its socket has the bound or more buffered. */
+  function overBound(deviceId: string, connection: DeviceChannel): boolean {
+    if (stalled.get(deviceId) === connection) return true;
+    if (connection.bufferedBytes() < options.maxBufferedBytes) return false;
+    stalled.set(deviceId, connection);
+    drainTimer ??= setInterval(checkDrained, DRAIN_POLL_MS);
+    return true;
+  }
+
+  function checkDrained(): void {
+    let backlogResumed = false;
+    for (const [deviceId, connection] of stalled) {
+      const current = live.get(deviceId) ?? backlog.get(deviceId);
+      if (current !== connection) {
+        stalled.delete(deviceId); // gone, or replaced by a newer session (which is checked on its own)
+      } else if (connection.bufferedBytes() < options.maxBufferedBytes / 2) {
+        stalled.delete(deviceId);
+        if (live.has(deviceId)) dirty.add(deviceId);
+        else backlogResumed = true;
+      }
+    }
+    if (stalled.size === 0 || closed) {
+      clearInterval(drainTimer);
+      drainTimer = undefined;
+    }
+    pumpLive();
+    if (backlogResumed) scheduleBacklogTick();
   }
 
   /**
@@ -115,6 +172,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
         dirty.delete(deviceId);
         const connection = live.get(deviceId);
         if (!connection || connection.sessionId === null) continue;
+        if (overBound(deviceId, connection)) continue; // nudged again once drained
         targets.push({ deviceId, sessionId: connection.sessionId, redeliver: false });
       }
       if (targets.length === 0) return;
@@ -160,7 +218,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
     const targets: DeliveryTarget[] = [];
     for (const [deviceId, connection] of backlog) {
       if (targets.length >= BACKLOG_MAX_DEVICES_PER_CLAIM) break;
-      if (connection.sessionId === null || claiming.has(deviceId)) continue;
+      if (connection.sessionId === null || claiming.has(deviceId) || overBound(deviceId, connection)) continue;
       targets.push({ deviceId, sessionId: connection.sessionId, redeliver: options.redeliverUnacked });
     }
     if (targets.length === 0) return scheduleBacklogTick();
@@ -204,6 +262,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       const deviceId = connection.deviceId!;
       if (live.get(deviceId) === connection) live.delete(deviceId);
       if (backlog.get(deviceId) === connection) backlog.delete(deviceId);
+      if (stalled.get(deviceId) === connection) stalled.delete(deviceId);
     },
     nudge(deviceIds) {
       for (const deviceId of deviceIds) if (live.has(deviceId)) dirty.add(deviceId);
@@ -220,8 +279,10 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       const reserved = new Map<string, number>();
       if (closed) return reserved;
       for (const deviceId of deviceIds) {
-        const sessionId = live.get(deviceId)?.sessionId;
-        if (sessionId == null || claiming.has(deviceId)) continue;
+        const connection = live.get(deviceId);
+        const sessionId = connection?.sessionId;
+        // Over the buffer bound: no direct send; the actuation stays queued until the socket drains.
+        if (sessionId == null || claiming.has(deviceId) || overBound(deviceId, connection!)) continue;
         claiming.add(deviceId);
         reserved.set(deviceId, sessionId);
       }
@@ -241,6 +302,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       closed = true;
       clearInterval(poll);
       clearTimeout(backlogTimer);
+      clearInterval(drainTimer);
       await Promise.allSettled([...inFlight]);
     },
   };

@@ -105,6 +105,17 @@ export interface Config {
   readonly dssMaxInFlightEvents: number;
   /** Rules are reloaded this often (edits on other instances); edits here apply at once. (Default: 2 000) */
   readonly dssRulesRefreshMs: number;
+  /**
+   * Bytes queued for a device's socket (not yet taken by the kernel) above which nothing more is
+   * claimed or direct-sent to it; its actuations stay `queued` until the buffer drains. (Default: 1 048 576)
+   */
+  readonly deviceMaxBufferedBytes: number;
+  /** Messages of one socket received and not yet handled; beyond, the device is closed with 1013. (Default: 1 000) */
+  readonly deviceMaxPendingMessages: number;
+  /** Sustained messages per second one device may send (token bucket); beyond its burst, closed with 1013. (Default: 1 000) */
+  readonly deviceMaxMessagesPerSecond: number;
+  /** Messages one device may send at once above its rate (the bucket's size). (Default: 2 000) */
+  readonly deviceMessageBurst: number;
   /** When set, `/metrics` is served unauthenticated on this port only; otherwise on PORT behind HTTP Basic. */
   readonly metricsPort: number | undefined;
 }
@@ -172,6 +183,10 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     backlogRate: integer(env, 'BACKLOG_RATE', 500, 1, 1_000_000),
     sweepIntervalMs: integer(env, 'SWEEP_INTERVAL_MS', 1_000, 50, 600_000),
     dispatchPollMs: integer(env, 'DISPATCH_POLL_MS', 5_000, 100, 600_000),
+    deviceMaxBufferedBytes: integer(env, 'DEVICE_MAX_BUFFERED_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    deviceMaxPendingMessages: integer(env, 'DEVICE_MAX_PENDING_MESSAGES', 1_000, 1, 1_000_000),
+    deviceMaxMessagesPerSecond: integer(env, 'DEVICE_MAX_MESSAGES_PER_SECOND', 1_000, 1, 1_000_000),
+    deviceMessageBurst: integer(env, 'DEVICE_MESSAGE_BURST', 2_000, 1, 10_000_000),
     metricsPort: nonEmpty(env, 'METRICS_PORT') === undefined ? undefined : integer(env, 'METRICS_PORT', 0, 0, 65535),
     dssEnabled: boolean(env, 'DSS_ENABLED') ?? true,
     dssSupervisorIntervalMs: integer(env, 'DSS_SUPERVISOR_INTERVAL_MS', 2_000, 50, 600_000),

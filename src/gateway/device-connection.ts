@@ -10,8 +10,14 @@
  *
  * Messages are handled one at a time in arrival order (authentication awaits the
  * database), so a device that sends `device` then `ack` is never answered out of order.
+ *
+ * Each socket's queue of received, unhandled messages is bounded (`maxPendingMessages`)
+ * and so is its rate (a token bucket: `maxMessagesPerSecond`, `messageBurst` at once):
+ * beyond either the device is closed with 1013 and what it still sends is dropped, so a
+ * flooding device costs the server no more than its bound while others are served.
  */
 import type { WebSocket } from 'ws';
+import type { LogSampler } from '../log-sampler.js';
 import type { Logger } from '../logger.js';
 import { CLOSE_CODES, CONTENT, RESPONSE_CODES, parseDeviceMessage, reply, type AckMessage, type DeviceMessage } from './protocol.js';
 
@@ -27,6 +33,20 @@ export interface ConnectionHandlers {
   closed(connection: DeviceConnection): void;
 }
 
+export interface ConnectionPolicy {
+  authTimeoutMs: number;
+  maxPendingMessages: number;
+  maxMessagesPerSecond: number;
+  messageBurst: number;
+  /** With this much buffered for the socket, a ping is not answered: the device is not reading (and may not grow the buffer). */
+  maxBufferedBytes: number;
+  /** Client mistakes (malformed messages, floods) are logged through it: no device controls the log's growth. */
+  sampler: LogSampler;
+}
+
+/** How long a flooding device gets to complete the closing handshake before its socket is destroyed. */
+const FLOOD_CLOSE_GRACE_MS = 1_000;
+
 export class DeviceConnection {
   state: ConnectionState = AUTHENTICATING;
   deviceId: string | null = null;
@@ -39,6 +59,13 @@ export class DeviceConnection {
   closeIntent: { code: number; reason: string } | null = null;
 
   private queue: Promise<void> = Promise.resolve();
+  /** Messages received and not yet handled. */
+  private pending = 0;
+  /** Token bucket of the message rate: tokens left and when it was last refilled. */
+  private tokens: number;
+  private refilledAt = Date.now();
+  /** Set once closed for flooding: further messages are dropped unread. */
+  private flooded = false;
   /** Cleared and dropped once authenticated: a long-lived socket does not keep a spent timer. */
   private authTimer: NodeJS.Timeout | undefined;
   /** Base loggers; the child with this connection's bindings is made on first use (most connections never log). */
@@ -51,10 +78,11 @@ export class DeviceConnection {
     readonly remoteAddress: string | null,
     private readonly handlers: ConnectionHandlers,
     logger: Logger,
-    authTimeoutMs: number,
+    private readonly policy: ConnectionPolicy,
   ) {
     this.baseLogger = logger;
-    this.authTimer = setTimeout(() => this.close(CLOSE_CODES.POLICY_VIOLATION.code, 'authentication timeout'), authTimeoutMs);
+    this.tokens = policy.messageBurst;
+    this.authTimer = setTimeout(() => this.close(CLOSE_CODES.POLICY_VIOLATION.code, 'authentication timeout'), policy.authTimeoutMs);
     socket.on('message', (data, isBinary) => this.socketOnMessage(data as Buffer, isBinary));
     socket.on('pong', () => this.markSeen());
     socket.on('close', (code, reason) => this.socketOnClose(code, reason.toString()));
@@ -71,6 +99,11 @@ export class DeviceConnection {
     if (this.socket.readyState !== this.socket.OPEN) return false;
     this.socket.send(text);
     return true;
+  }
+
+  /** Bytes written to this socket and not yet taken by the kernel (ws's queue and the socket's buffer). */
+  bufferedBytes(): number {
+    return this.socket.bufferedAmount;
   }
 
   close(code: number, reason: string): void {
@@ -115,22 +148,48 @@ export class DeviceConnection {
   }
 
   private socketOnMessage(data: Buffer, isBinary: boolean): void {
+    if (this.flooded) return;
     this.markSeen();
+    const now = Date.now();
+    this.tokens = Math.min(this.policy.messageBurst, this.tokens + ((now - this.refilledAt) / 1000) * this.policy.maxMessagesPerSecond);
+    this.refilledAt = now;
+    if (this.tokens < 1) return this.closeFlooding('message rate above DEVICE_MAX_MESSAGES_PER_SECOND');
+    this.tokens -= 1;
+    if (this.pending >= this.policy.maxPendingMessages) return this.closeFlooding('more than DEVICE_MAX_PENDING_MESSAGES messages unhandled');
+    this.pending++;
     const rawMessage = isBinary ? null : data.toString('utf8');
-    this.queue = this.queue.then(() => this.handle(rawMessage)).catch((err) => this.failWithServerError(err));
+    this.queue = this.queue
+      .then(() => this.handle(rawMessage))
+      .catch((err) => this.failWithServerError(err))
+      .finally(() => this.pending--);
+  }
+
+  /** Closes with 1013; what is still queued and what the device sends after this is dropped. */
+  private closeFlooding(reason: string): void {
+    this.flooded = true;
+    this.policy.sampler.log('device_flood', 'info', { deviceId: this.deviceId, remoteAddress: this.remoteAddress, reason }, 'device: closed for flooding');
+    this.close(CLOSE_CODES.TRY_AGAIN_LATER.code, reason);
+    // A flooder need not complete the closing handshake: cut it off rather than keep parsing its frames.
+    setTimeout(() => this.socket.terminate(), FLOOD_CLOSE_GRACE_MS).unref();
   }
 
   private async handle(rawMessage: string | null): Promise<void> {
-    if (this.state === CLOSED) return;
+    if (this.state === CLOSED || this.flooded) return;
     const message = rawMessage === null ? null : parseDeviceMessage(rawMessage);
     if (message === null) {
+      this.policy.sampler.log(
+        'device_malformed_message',
+        'debug',
+        { deviceId: this.deviceId, remoteAddress: this.remoteAddress, binary: rawMessage === null, length: rawMessage?.length ?? null },
+        'device: malformed message',
+      );
       this.send(reply(RESPONSE_CODES.UNAUTHORIZED.code, CONTENT.wrongFormat));
       this.close(CLOSE_CODES.UNSUPPORTED_DATA.code, 'wrong message format');
       return;
     }
     switch (message.type) {
       case 'ping':
-        this.send(reply(RESPONSE_CODES.PONG.code, CONTENT.pong));
+        if (this.bufferedBytes() < this.policy.maxBufferedBytes) this.send(reply(RESPONSE_CODES.PONG.code, CONTENT.pong));
         return;
       case 'device':
         return this.handleAuthenticate(message);

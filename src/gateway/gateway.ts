@@ -12,9 +12,10 @@ import { WebSocketServer } from 'ws';
 import { makeBatcher } from '../db/batcher.js';
 import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
+import { makeLogSampler } from '../log-sampler.js';
 import type { Logger } from '../logger.js';
 import { AUTHENTICATED, CLOSED, DeviceConnection, type ConnectionState } from './device-connection.js';
-import type { DeviceTokenVerifier } from './device-token.js';
+import type { DeviceTokenChecker, TokenRefusalReason } from './device-token.js';
 import { CLOSE_CODES, CONTENT, RESPONSE_CODES, SUBPROTOCOL, reply, type AckMessage, type DeviceMessage } from './protocol.js';
 import * as sessions from './sessions-sql.js';
 
@@ -22,15 +23,19 @@ export interface DeviceEvents {
   /** After the session row is written and the 200 is sent. */
   authenticated?(connection: DeviceConnection): void;
   ack?(connection: DeviceConnection, message: AckMessage): Promise<void>;
-  authenticationFailed?(deviceId: string): void;
+  /** A refused device token, with why (a bounded set: safe as a metric label). */
+  authenticationFailed?(deviceId: string, reason: TokenRefusalReason): void;
   disconnected?(connection: DeviceConnection): void;
 }
 
 export interface GatewayOptions {
-  config: Pick<Config, 'instanceId' | 'authTimeoutMs' | 'maxMessageBytes' | 'heartbeatIntervalMs'>;
+  config: Pick<
+    Config,
+    'instanceId' | 'authTimeoutMs' | 'maxMessageBytes' | 'heartbeatIntervalMs' | 'deviceMaxPendingMessages' | 'deviceMaxMessagesPerSecond' | 'deviceMessageBurst' | 'deviceMaxBufferedBytes'
+  >;
   logger: Logger;
   pool: Pool;
-  verifyDeviceToken: DeviceTokenVerifier;
+  checkDeviceToken: DeviceTokenChecker;
   events?: DeviceEvents;
 }
 
@@ -50,8 +55,18 @@ const UNIQUE_VIOLATION = '23505';
 type OpenRequest = { deviceId: string; accountId: string | null; remoteAddress: string | null };
 
 export function makeGateway(options: GatewayOptions): Gateway {
-  const { config, logger, pool, verifyDeviceToken, events = {} } = options;
+  const { config, logger, pool, checkDeviceToken, events = {} } = options;
   const log = logger.child({ component: 'gateway' });
+  // Refused tokens, handshakes and malformed messages are the clients' to repeat: a few per minute are logged.
+  const sampler = makeLogSampler(log);
+  const policy = {
+    authTimeoutMs: config.authTimeoutMs,
+    maxPendingMessages: config.deviceMaxPendingMessages,
+    maxMessagesPerSecond: config.deviceMaxMessagesPerSecond,
+    messageBurst: config.deviceMessageBurst,
+    maxBufferedBytes: config.deviceMaxBufferedBytes,
+    sampler,
+  };
   const registry = new Map<string, DeviceConnection>();
   const all = new Set<DeviceConnection>();
   const pendingCloses = new Set<Promise<void>>();
@@ -66,14 +81,21 @@ export function makeGateway(options: GatewayOptions): Gateway {
     // The original server spoke only echo-protocol; the upgrade is refused before we get here otherwise.
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   });
+  // A bad upgrade (method, Upgrade or Sec-WebSocket-* headers): logged, then answered as ws would.
+  wss.on('wsClientError', (err, socket, req) => {
+    sampler.log('handshake_refused', 'debug', { remoteAddress: req.socket.remoteAddress ?? null, reason: err.message }, 'device: handshake refused');
+    abortHandshake(socket, req.method === 'GET' ? 400 : 405, 'BAD_UPGRADE', err.message);
+  });
 
   async function authenticate(connection: DeviceConnection, message: DeviceMessage): Promise<boolean> {
-    const verified = verifyDeviceToken(message.deviceId, message.deviceToken);
-    if (!verified) {
-      log.info({ deviceId: message.deviceId, remoteAddress: connection.remoteAddress }, 'device: invalid token');
-      events.authenticationFailed?.(message.deviceId);
+    const check = checkDeviceToken(message.deviceId, message.deviceToken);
+    if (!check.ok) {
+      const { reason } = check;
+      sampler.log('device_token_refused', 'info', { deviceId: message.deviceId, remoteAddress: connection.remoteAddress, reason }, 'device: invalid token');
+      events.authenticationFailed?.(message.deviceId, reason);
       return false;
     }
+    const verified = check.device;
     if (connection.state === AUTHENTICATED) {
       // A repeated, valid `device` message on the same socket (as old agents send): confirm, no new session.
       connection.send(reply(RESPONSE_CODES.OK.code, CONTENT.subscribed));
@@ -180,16 +202,17 @@ export function makeGateway(options: GatewayOptions): Gateway {
   const handlers = { authenticate: trackedAuthenticate, ack, closed };
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (closing) return abortHandshake(socket, 503, 'Server shutting down');
+    if (closing) return abortHandshake(socket, 503, 'SHUTTING_DOWN', 'Server shutting down');
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     if (!offered.includes(SUBPROTOCOL)) {
-      return abortHandshake(socket, 400, `WebSocket subprotocol "${SUBPROTOCOL}" required`);
+      sampler.log('handshake_refused', 'debug', { remoteAddress: req.socket.remoteAddress ?? null, reason: 'subprotocol' }, 'device: handshake refused');
+      return abortHandshake(socket, 400, 'SUBPROTOCOL_REQUIRED', `WebSocket subprotocol "${SUBPROTOCOL}" required`);
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       // The handshake finished after close() began: nobody will close this one later.
       if (closing) return ws.close(CLOSE_CODES.GOING_AWAY.code, 'server shutting down');
       const remoteAddress = req.socket.remoteAddress ?? null;
-      const connection = new DeviceConnection(ws, remoteAddress, handlers, log, config.authTimeoutMs);
+      const connection = new DeviceConnection(ws, remoteAddress, handlers, log, policy);
       all.add(connection);
     });
   }
@@ -246,10 +269,12 @@ export function makeGateway(options: GatewayOptions): Gateway {
   };
 }
 
-function abortHandshake(socket: Duplex, status: number, message: string): void {
-  const body = JSON.stringify({ error: { code: status === 503 ? 'SHUTTING_DOWN' : 'SUBPROTOCOL_REQUIRED', message } });
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 405: 'Method Not Allowed', 503: 'Service Unavailable' };
+
+function abortHandshake(socket: Duplex, status: number, code: string, message: string): void {
+  const body = JSON.stringify({ error: { code, message } });
   socket.end(
-    `HTTP/1.1 ${status} ${status === 503 ? 'Service Unavailable' : 'Bad Request'}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
       'Connection: close\r\nContent-Type: application/json\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );

@@ -25,6 +25,7 @@ export const CLOSE_CODES = {
   POLICY_VIOLATION: { code: 1008, meaning: 'Invalid device token, no authentication in time, or a message that needs authentication' },
   MESSAGE_TOO_BIG: { code: 1009, meaning: 'Message larger than MAX_MESSAGE_BYTES' },
   INTERNAL_ERROR: { code: 1011, meaning: 'Server error while handling the message (after a code 500 message)' },
+  TRY_AGAIN_LATER: { code: 1013, meaning: 'Device sent more than DEVICE_MAX_MESSAGES_PER_SECOND (beyond DEVICE_MESSAGE_BURST) or left more than DEVICE_MAX_PENDING_MESSAGES unhandled; reconnect later, slower' },
 } as const;
 
 /** Texts of the `content` field, kept verbatim from the original server where it had them. */

@@ -35,7 +35,7 @@ describe('GET /metrics', () => {
     device.send({ type: 'ack', id, statusCode: 200 });
     const text = await eventually(() => scrape(), (t) => value(t, 'iotws_actuations_total{source="rest",status="acked"}') === 1);
     expect(value(text, 'iotws_device_authentications_total{result="ok"}')).toBe(1);
-    expect(value(text, 'iotws_device_authentications_total{result="invalid_token"}')).toBe(1);
+    expect(value(text, 'iotws_device_authentications_total{result="sub_mismatch"}')).toBe(1);
     expect(value(text, 'iotws_connected_devices')).toBe(1);
     expect(value(text, 'iotws_sessions_opened_total')).toBe(1);
     expect(value(text, 'iotws_actuations_total{source="rest",status="queued"}')).toBe(1);
