@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BatchTimeoutError, EarlierItemFailedError, makeBatcher } from '../../src/db/batcher.js';
+import { BatchTimeoutError, EarlierItemFailedError, isAvailabilityError, isDataError, makeBatcher } from '../../src/db/batcher.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
@@ -255,5 +255,25 @@ describe('makeBatcher: flush deadline', () => {
     // One deadline, not one per half.
     expect(call).toBe(2);
     expect(Date.now() - t0).toBeLessThan(2_000);
+  });
+});
+
+describe('failure classes', () => {
+  const pgError = (code: string, message = 'x') => Object.assign(new Error(message), { code });
+
+  it('does not split on connection failures and timeouts', () => {
+    for (const err of [pgError('ECONNREFUSED'), pgError('08006'), pgError('57P01'), pgError('57014'), pgError('53300'), new BatchTimeoutError(5), new Error('timeout exceeded when trying to connect'), new Error('Connection terminated unexpectedly')]) {
+      expect(isAvailabilityError(err), String(err)).toBe(true);
+    }
+    for (const err of [pgError('22P05'), pgError('22021'), pgError('23502'), pgError('40P01'), new RangeError('Maximum call stack size exceeded'), new TypeError('x')]) {
+      expect(isAvailabilityError(err), String(err)).toBe(false);
+    }
+  });
+
+  it('calls data, integrity and limit errors the item\'s own for good, but not a unique-violation race', () => {
+    for (const code of ['22P05', '22021', '22P02', '23502', '23514', '54000']) expect(isDataError(pgError(code)), code).toBe(true);
+    for (const err of [pgError('23505'), pgError('40P01'), pgError('08006'), new BatchTimeoutError(5), new EarlierItemFailedError(pgError('22P05')), new Error('x')]) {
+      expect(isDataError(err), String(err)).toBe(false);
+    }
   });
 });
