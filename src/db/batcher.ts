@@ -23,7 +23,7 @@
  * - Every flush has a deadline (`flushTimeoutMs`): when it passes, the flush's items
  *   (and those behind them on their keys) are rejected with `BatchTimeoutError`, its
  *   slot and keys are freed for the next batch, and whatever the flush does later is
- *   ignored. A flush that commits after its deadline has committed: its callers were
+ *   ignored (but for `onLateResult`). A flush that commits after its deadline has committed: its callers were
  *   told it timed out although it happened (a submission answered 503 may exist; the
  *   client's remedy is an idempotency key, which returns the original on a retry).
  *
@@ -39,12 +39,14 @@ export interface Batcher<I, R> {
 
 export type FlushFn<I, R> = (items: I[]) => Promise<R[]>;
 
-export interface BatcherOptions<I> {
+export interface BatcherOptions<I, R = unknown> {
   maxBatchSize: number;
   maxConcurrent: number;
   keyOf?: (item: I) => string;
   /** Deadline of each flush, in ms (callers pass `DATABASE_TIMEOUT_MS`). (Default: 5 000) */
   flushTimeoutMs?: number;
+  /** Told when a flush whose items were failed at its deadline succeeds after all (to undo what nobody will use). */
+  onLateResult?: (items: I[], results: R[]) => void;
 }
 
 /** Default flush deadline; the same as `DATABASE_TIMEOUT_MS`'s default. */
@@ -101,7 +103,7 @@ export function isDataError(err: unknown): boolean {
   return code.startsWith('22') || code.startsWith('23') || code.startsWith('54');
 }
 
-export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<I>): Batcher<I, R> {
+export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<I, R>): Batcher<I, R> {
   interface Pending {
     item: I;
     key: string | undefined;
@@ -139,11 +141,17 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new BatchTimeoutError(timeoutMs)), timeoutMs);
     });
-    return Promise.race([flushed, deadline]).finally(() => {
-      clearTimeout(timer);
-      // A flush that settles after its deadline must not become an unhandled rejection.
-      flushed.catch(() => undefined);
-    });
+    let late = false;
+    return Promise.race([flushed, deadline])
+      .catch((err: unknown) => {
+        late = err instanceof BatchTimeoutError;
+        throw err;
+      })
+      .finally(() => {
+        clearTimeout(timer);
+        // A flush that settles after its deadline must not become an unhandled rejection.
+        flushed.then((results) => late && options.onLateResult?.(items, results), () => undefined);
+      });
   }
 
   /** What one batch's flushes learnt: keys whose item failed (with why), and whether the database is out. */

@@ -9,7 +9,8 @@
  * A failure fails only the devices it concerns: a device whose row PostgreSQL refuses
  * is split out of the batch by the batcher (the gateway refuses such identities before
  * they get here, see `isStorableIdentity`); a device opening elsewhere at this very
- * moment gets its own statement, with retries. Each batch has the flush deadline.
+ * moment gets its own statement, with retries. Each batch has the flush deadline; rows
+ * a batch commits after it (their sockets were answered 500 and closed) are closed.
  */
 import { makeBatcher, type Batcher } from '../db/batcher.js';
 import type { Pool } from '../db/pool.js';
@@ -64,5 +65,12 @@ export function makeSessionOpener(options: { pool: Pool; instanceId: string; flu
     maxBatchSize: 500,
     maxConcurrent: 1,
     flushTimeoutMs: options.flushTimeoutMs,
+    // Rows committed after their devices were answered 500 and closed: close them, or they stay open.
+    onLateResult(_items, results) {
+      for (const r of results) {
+        if (r instanceof Error) continue;
+        sessions.closeSession(pool, r.sessionId, 1011, 'session opening timed out', new Date()).catch(() => undefined);
+      }
+    },
   });
 }

@@ -18,7 +18,7 @@ import { applyAcks, type AckById, type AckOutcome } from '../../src/actuations/a
 import { makeDispatcher, type Dispatcher } from '../../src/actuations/dispatcher.js';
 import { makeSubmitter, type Submitter } from '../../src/actuations/submitter.js';
 import type { NewActuation, SubmitResult } from '../../src/actuations/types.js';
-import { makeBatcher } from '../../src/db/batcher.js';
+import { BatchTimeoutError, makeBatcher } from '../../src/db/batcher.js';
 import { makeSessionOpener } from '../../src/gateway/session-opener.js';
 import type { OpenedSession } from '../../src/gateway/sessions-sql.js';
 import { makeLogger } from '../../src/logger.js';
@@ -185,5 +185,44 @@ describe('the same input at the edges, beside legitimate traffic', () => {
       good.close();
       bad.close();
     }
+  });
+});
+
+describe('the flush deadline, on a real database', () => {
+  it('session opening blocked on a lock: the devices fail at the deadline, the next batch opens, late rows are closed', async () => {
+    const { db } = ctx;
+    const opener = makeSessionOpener({ pool: db.pool, instanceId, flushTimeoutMs: 300 });
+    // Another transaction holds the table: the opening statement waits, as on a hung connection.
+    const blocker = await db.pool.connect();
+    try {
+      await blocker.query('begin');
+      await blocker.query('lock table device_sessions in exclusive mode');
+      const started = Date.now();
+      const blocked = await Promise.allSettled([opener.add({ deviceId: 'late-1', accountId: null, remoteAddress: null }), opener.add({ deviceId: 'late-2', accountId: null, remoteAddress: null })]);
+      expect(blocked.map((o) => o.status === 'rejected' && o.reason instanceof BatchTimeoutError)).toEqual([true, true]);
+      expect(Date.now() - started).toBeLessThan(3_000);
+      // The slot is free: the next device's statement starts while the first still waits (two waiting on the lock).
+      const next = opener.add({ deviceId: 'late-next', accountId: null, remoteAddress: null });
+      const waiting = await eventually(
+        async () => (await db.pool.query<{ n: number }>(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0]!.n,
+        (n) => n >= 2,
+        2_000,
+        10,
+      );
+      expect(waiting).toBe(2);
+      await blocker.query('commit');
+      await next.catch(() => undefined); // its own deadline may pass too on a loaded machine; only the rows matter below
+    } finally {
+      blocker.release();
+    }
+    // The blocked batch committed once the lock went; nobody uses those rows, so they are closed.
+    const rows = await eventually(
+      async () => (await db.pool.query<{ device_id: string; close_code: number | null }>(`select device_id, close_code from device_sessions where device_id in ('late-1', 'late-2') order by device_id`)).rows,
+      (r) => r.length === 2 && r.every((x) => x.close_code !== null),
+    );
+    expect(rows).toEqual([
+      { device_id: 'late-1', close_code: 1011 },
+      { device_id: 'late-2', close_code: 1011 },
+    ]);
   });
 });

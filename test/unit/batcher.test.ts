@@ -239,6 +239,21 @@ describe('makeBatcher: flush deadline', () => {
     expect(await batcher.add(3)).toBe(7);
   });
 
+  it('tells onLateResult of a timed-out flush that succeeds after all, and of nothing else', async () => {
+    let settleLate!: (r: number[]) => void;
+    const late: [number[], number[]][] = [];
+    const batcher = makeBatcher<number, number>(
+      (items) => (items[0] === 1 ? new Promise<number[]>((resolve) => (settleLate = resolve)) : Promise.resolve(items)),
+      { maxBatchSize: 10, maxConcurrent: 1, flushTimeoutMs: 100, onLateResult: (items, results) => late.push([items, results]) },
+    );
+    await expect(batcher.add(1)).rejects.toBeInstanceOf(BatchTimeoutError);
+    expect(await batcher.add(2)).toBe(2);
+    expect(late).toEqual([]);
+    settleLate([10]);
+    await tick();
+    expect(late).toEqual([[[1], [10]]]);
+  });
+
   it('after a timeout in the middle of a split, fails the rest of the batch at once', async () => {
     let call = 0;
     const batcher = makeBatcher<number, number>(
