@@ -23,9 +23,10 @@
  * - Every flush has a deadline (`flushTimeoutMs`): when it passes, the flush's items
  *   (and those behind them on their keys) are rejected with `BatchTimeoutError`, its
  *   slot and keys are freed for the next batch, and whatever the flush does later is
- *   ignored (but for `onLateResult`). A flush that commits after its deadline has committed: its callers were
- *   told it timed out although it happened (a submission answered 503 may exist; the
- *   client's remedy is an idempotency key, which returns the original on a retry).
+ *   ignored (but for `onLateResult`). A flush that commits after its deadline has
+ *   committed: its callers were told it timed out although it happened (a submission
+ *   answered 503 may exist; the client's remedy is an idempotency key, which returns
+ *   the original on a retry).
  *
  * Why: PostgreSQL commits ~3,000 one-row transactions/s per connection but
  * 50,000+ rows/s in 100-row transactions (see ANCHORS.md), and NOTIFY serialises
@@ -84,7 +85,7 @@ const AVAILABILITY_CODES = new Set([
 ]);
 const AVAILABILITY_MESSAGES = ['timeout exceeded when trying to connect', 'Connection terminated', 'Query read timeout', 'Client has encountered a connection error'];
 
-/** The database (or the way to it) failed, not an item: retry later, don't split. */
+/** The database (or the way to it) failed, or an earlier item did; not this item's fault: retry later, don't split. */
 export function isAvailabilityError(err: unknown): boolean {
   if (err instanceof BatchTimeoutError || err instanceof EarlierItemFailedError) return true;
   const e = err as { code?: unknown; message?: unknown } | null;
@@ -134,7 +135,7 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
     return batch;
   }
 
-  /** One flush, bounded by the deadline; its late outcome is dropped. */
+  /** One flush, bounded by the deadline; a late success goes to `onLateResult`, a late failure nowhere. */
   function flushBounded(items: I[]): Promise<R[]> {
     let timer: NodeJS.Timeout | undefined;
     const flushed = flush(items);
