@@ -109,6 +109,7 @@ export function buildApp(options: AppOptions): App {
     defaultTtlSeconds: config.actuationTtlSeconds,
     maxQueuedPerDevice: config.maxQueuedPerDevice,
     maxBatchSize: 500,
+    flushTimeoutMs: config.databaseTimeoutMs,
     instanceId: config.instanceId,
     delivery: dispatcher,
     onTransition: countTransition,

@@ -6,10 +6,27 @@
  *
  * With `keyOf`, items with the same key are flushed in the order they were added:
  * an item waits while an earlier item with its key is in flight (two concurrent
- * transactions could otherwise commit one device's actuations out of order). When a
- * flush fails, the items waiting behind it with one of its keys are rejected too
- * (with the same error): otherwise they would commit after an earlier item that did
- * not, and a caller replaying in order (the DSS pipeline) would get them out of order.
+ * transactions could otherwise commit one device's actuations out of order). When an
+ * item fails, the items waiting behind it with its key are rejected too (with the
+ * same error, or `EarlierItemFailedError` when the failure was the item's own):
+ * otherwise they would commit after an earlier item that did not, and a caller
+ * replaying in order (the DSS pipeline) would get them out of order.
+ *
+ * One item must not sink the others (strangers share a transaction):
+ * - A flush that fails for a reason that may belong to one item (anything but
+ *   `isAvailabilityError`: a data exception, an integrity violation, a bug) is retried
+ *   in halves, in order, each half a new flush, until the failing items are alone; only
+ *   they fail, each with its own error. One culprit among n costs about 2·log2(n) extra
+ *   flushes; every item failing costs 2n − 1. Items of a culprit's key after it in the
+ *   batch are rejected with `EarlierItemFailedError`, as above. So `flush` must be all
+ *   or nothing (one transaction), and a retry of a subset must be harmless.
+ * - Every flush has a deadline (`flushTimeoutMs`): when it passes, the flush's items
+ *   (and those behind them on their keys) are rejected with `BatchTimeoutError`, its
+ *   slot and keys are freed for the next batch, and whatever the flush does later is
+ *   ignored (but for `onLateResult`). A flush that commits after its deadline has
+ *   committed: its callers were told it timed out although it happened (a submission
+ *   answered 503 may exist; the client's remedy is an idempotency key, which returns
+ *   the original on a retry).
  *
  * Why: PostgreSQL commits ~3,000 one-row transactions/s per connection but
  * 50,000+ rows/s in 100-row transactions (see ANCHORS.md), and NOTIFY serialises
@@ -17,25 +34,84 @@
  */
 export interface Batcher<I, R> {
   add(item: I): Promise<R>;
-  /** Resolves when everything added so far has been flushed. */
+  /** Resolves when everything added so far has been flushed (or failed, or timed out). */
   drain(): Promise<void>;
 }
 
 export type FlushFn<I, R> = (items: I[]) => Promise<R[]>;
 
-export interface BatcherOptions<I> {
+export interface BatcherOptions<I, R = unknown> {
   maxBatchSize: number;
   maxConcurrent: number;
   keyOf?: (item: I) => string;
+  /** Deadline of each flush, in ms (callers pass `DATABASE_TIMEOUT_MS`). (Default: 5 000) */
+  flushTimeoutMs?: number;
+  /** Told when a flush whose items were failed at its deadline succeeds after all (to undo what nobody will use). */
+  onLateResult?: (items: I[], results: R[]) => void;
 }
 
-export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<I>): Batcher<I, R> {
+/** Default flush deadline; the same as `DATABASE_TIMEOUT_MS`'s default. */
+export const DEFAULT_FLUSH_TIMEOUT_MS = 5_000;
+
+/** A flush did not settle within its deadline. The database may still commit it. HTTP: 503 `DATABASE_UNAVAILABLE`. */
+export class BatchTimeoutError extends Error {
+  readonly code = 'DATABASE_TIMEOUT';
+  constructor(readonly timeoutMs: number) {
+    super(`database: batch flush did not settle within ${timeoutMs} ms (DATABASE_TIMEOUT_MS); it may still commit`);
+    this.name = 'BatchTimeoutError';
+  }
+}
+
+/**
+ * An earlier item with the same key failed for a reason of its own, so this one was not
+ * tried (it would have committed ahead of that item's retry). Not this item's fault:
+ * retrying it is right. HTTP: 503 `DATABASE_UNAVAILABLE`.
+ */
+export class EarlierItemFailedError extends Error {
+  readonly code = 'EARLIER_ITEM_FAILED';
+  constructor(cause: unknown) {
+    super('an earlier item with the same key failed; this one was not tried', { cause });
+    this.name = 'EarlierItemFailedError';
+  }
+}
+
+// Connection-level and timeout failures: nothing to do with any one item, so splitting the
+// batch would only repeat them. Class 08 connection exceptions, 57P0x operator intervention
+// (shutdown, terminated backends), 57014 query cancelled (statement_timeout), 53300 no
+// connection slots, 3D000 the database is gone; then Node's socket errors.
+const AVAILABILITY_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH',
+  '57P01', '57P02', '57P03', '57P04', '57P05', '57014', '53300', '3D000', 'DATABASE_TIMEOUT',
+]);
+const AVAILABILITY_MESSAGES = ['timeout exceeded when trying to connect', 'Connection terminated', 'Query read timeout', 'Client has encountered a connection error'];
+
+/** The database (or the way to it) failed, or an earlier item did; not this item's fault: retry later, don't split. */
+export function isAvailabilityError(err: unknown): boolean {
+  if (err instanceof BatchTimeoutError || err instanceof EarlierItemFailedError) return true;
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (typeof e?.code === 'string' && (AVAILABILITY_CODES.has(e.code) || e.code.startsWith('08'))) return true;
+  return typeof e?.message === 'string' && AVAILABILITY_MESSAGES.some((m) => (e.message as string).includes(m));
+}
+
+/**
+ * PostgreSQL refused this data for good (class 22 data exception, class 23 integrity
+ * violation other than the unique-violation race callers retry, class 54 program limit):
+ * retrying the same item fails again. A caller may drop such an item (the DSS pipeline does).
+ */
+export function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || code.length !== 5 || code === '23505') return false;
+  return code.startsWith('22') || code.startsWith('23') || code.startsWith('54');
+}
+
+export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<I, R>): Batcher<I, R> {
   interface Pending {
     item: I;
     key: string | undefined;
     resolve: (r: R) => void;
     reject: (e: unknown) => void;
   }
+  const timeoutMs = options.flushTimeoutMs ?? DEFAULT_FLUSH_TIMEOUT_MS;
   let waiting: Pending[] = [];
   let inFlight = 0;
   const keysInFlight = new Set<string>();
@@ -59,6 +135,74 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
     return batch;
   }
 
+  /** One flush, bounded by the deadline; a late success goes to `onLateResult`, a late failure nowhere. */
+  function flushBounded(items: I[]): Promise<R[]> {
+    let timer: NodeJS.Timeout | undefined;
+    const flushed = flush(items);
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new BatchTimeoutError(timeoutMs)), timeoutMs);
+    });
+    let late = false;
+    return Promise.race([flushed, deadline])
+      .catch((err: unknown) => {
+        late = err instanceof BatchTimeoutError;
+        throw err;
+      })
+      .finally(() => {
+        clearTimeout(timer);
+        // A flush that settles after its deadline must not become an unhandled rejection.
+        flushed.then((results) => late && options.onLateResult?.(items, results), () => undefined);
+      });
+  }
+
+  /** What one batch's flushes learnt: keys whose item failed (with why), and whether the database is out. */
+  interface Outcome {
+    failedKeys: Map<string, unknown>;
+    unavailable?: unknown;
+  }
+
+  /**
+   * Flushes `batch`, splitting it on failures that may belong to one item, in order (so a
+   * key's items still commit in the order they were added). Resolves once every item is
+   * settled. Once the database is out (an availability error or a timeout), the rest of
+   * the batch fails at once with that error instead of waiting out one deadline per half.
+   */
+  async function settle(batch: Pending[], outcome: Outcome): Promise<void> {
+    const live: Pending[] = [];
+    for (const p of batch) {
+      const cause = p.key === undefined ? undefined : outcome.failedKeys.get(p.key);
+      if (outcome.unavailable !== undefined) fail(p, outcome.unavailable, outcome);
+      else if (cause !== undefined) p.reject(behindError(cause));
+      else live.push(p);
+    }
+    if (live.length === 0) return;
+    let results: R[];
+    try {
+      results = await flushBounded(live.map((p) => p.item));
+    } catch (err) {
+      if (isAvailabilityError(err)) outcome.unavailable = err;
+      else if (live.length > 1) {
+        const half = Math.ceil(live.length / 2);
+        await settle(live.slice(0, half), outcome);
+        await settle(live.slice(half), outcome);
+        return;
+      }
+      for (const p of live) fail(p, err, outcome);
+      return;
+    }
+    live.forEach((p, i) => p.resolve(results[i]!));
+  }
+
+  function fail(p: Pending, err: unknown, outcome: Outcome): void {
+    p.reject(err);
+    if (p.key !== undefined && !outcome.failedKeys.has(p.key)) outcome.failedKeys.set(p.key, err);
+  }
+
+  /** The error for an item not tried because an earlier one of its key failed with `cause`. */
+  function behindError(cause: unknown): unknown {
+    return isAvailabilityError(cause) ? cause : new EarlierItemFailedError(cause);
+  }
+
   function pump(): void {
     while (inFlight < options.maxConcurrent && waiting.length > 0) {
       const batch = takeBatch();
@@ -66,24 +210,20 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
       const keys = options.keyOf ? new Set(batch.map((p) => p.key!)) : undefined;
       keys?.forEach((k) => keysInFlight.add(k));
       inFlight++;
-      flush(batch.map((p) => p.item))
-        .then(
-          (results) => batch.forEach((p, i) => p.resolve(results[i]!)),
-          (err) => {
-            batch.forEach((p) => p.reject(err));
-            if (keys) {
-              const behind = waiting.filter((p) => keys.has(p.key!));
-              waiting = waiting.filter((p) => !keys.has(p.key!));
-              behind.forEach((p) => p.reject(err));
-            }
-          },
-        )
-        .finally(() => {
-          inFlight--;
-          keys?.forEach((k) => keysInFlight.delete(k));
-          pump();
-          if (inFlight === 0 && waiting.length === 0) idleWaiters.splice(0).forEach((r) => r());
-        });
+      const outcome: Outcome = { failedKeys: new Map() };
+      void settle(batch, outcome).finally(() => {
+        const failed = outcome.failedKeys;
+        if (failed.size > 0) {
+          // Behind a failed item on its key: not tried (see the module comment).
+          const behind = waiting.filter((p) => failed.has(p.key!));
+          waiting = waiting.filter((p) => !failed.has(p.key!));
+          for (const p of behind) p.reject(behindError(failed.get(p.key!)));
+        }
+        inFlight--;
+        keys?.forEach((k) => keysInFlight.delete(k));
+        pump();
+        if (inFlight === 0 && waiting.length === 0) idleWaiters.splice(0).forEach((r) => r());
+      });
     }
   }
 

@@ -64,7 +64,7 @@ export function makeDss(options: DssOptions): Dss {
             config,
             logger,
             pool,
-            planEvent: (event, log) => engine.planEvent(stream.id, event, log),
+            planEvent: (event, log, skipped) => engine.planEvent(stream.id, event, log, skipped),
             ...(onFrame ? { onFrame: (kind: FrameKind) => onFrame(stream.id, kind) } : {}),
           }),
       });

@@ -1,6 +1,8 @@
 /**
- * Why a DSS frame or event was skipped. Skips are counted in the stream's
- * `errors`, logged with the code, and never close the connection.
+ * Why a DSS frame, event or rule actuation was skipped. Skips are counted in the
+ * stream's `errors`, recorded in its `lastError`, logged with the code (a few per
+ * minute per code, then a summary), and never close the connection; the position
+ * moves on past a skipped event.
  */
 export const DSS_ERRORS = {
   /** No `LEN|` prefix where a frame must start; the rest of the message is unreadable. */
@@ -11,6 +13,10 @@ export const DSS_ERRORS = {
   DSS_ERR_FRAME_JSON: 'frame payload is not a JSON object',
   /** A JSON object that is not one of the five DSS event types in a shape we know. */
   DSS_ERR_EVENT_SHAPE: 'event has an unknown type or shape',
+  /** A rule's actuation (or the rule state it keeps) would hold text PostgreSQL cannot store (U+0000, a lone surrogate) or nest too deep. */
+  DSS_ERR_UNSTORABLE: 'event cannot become an actuation: a field holds text the database cannot store',
+  /** The database refused the rule's actuation for a reason of its own (a data exception or integrity violation; SQLSTATE in the detail). */
+  DSS_ERR_ACTUATION_REFUSED: 'the database refused the actuation of a rule',
 } as const;
 
 export type DssErrorCode = keyof typeof DSS_ERRORS;

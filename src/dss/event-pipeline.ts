@@ -14,7 +14,9 @@
  * events. After a failure, tasks behind the failed one on a shared key do not run,
  * and the submitter rejects those already handed on behind a failed commit (see
  * makeBatcher), so a replay from `completedSeq + 1` finds every key where it stopped.
- * A pipeline that failed is discarded; the client reconnects with a new one.
+ * A pipeline that failed is discarded; the client reconnects with a new one. (A task
+ * whose actuation cannot be stored or is refused for good does not fail: it reports the
+ * skip and resolves, so one bad event never holds the position; see rule-engine.ts.)
  */
 export interface EventTask {
   keys: readonly string[];

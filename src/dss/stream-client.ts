@@ -18,6 +18,7 @@
 import WebSocket from 'ws';
 import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
+import { makeLogSampler } from '../log-sampler.js';
 import type { Logger } from '../logger.js';
 import { DSS_ERRORS, type DssErrorCode } from './errors.js';
 import { makeEventPipeline, type EventPipeline, type EventTask } from './event-pipeline.js';
@@ -47,8 +48,12 @@ export interface StreamClientOptions {
   pool: Pool;
   /** Called for every frame received (metrics). */
   onFrame?(kind: FrameKind): void;
-  /** The event's tasks (see `EventPipeline`); a task that rejects makes the client reconnect and replay from its event. */
-  planEvent(event: DssEvent, log: Logger): Promise<EventTask[]>;
+  /**
+   * The event's tasks (see `EventPipeline`); a task that rejects makes the client reconnect and
+   * replay from its event. A rule actuation the event cannot become is reported to `skipped`
+   * (counted and recorded like a skipped frame) and its task resolves: the position moves on.
+   */
+  planEvent(event: DssEvent, log: Logger, skipped: (code: DssErrorCode, detail: string) => void): Promise<EventTask[]>;
 }
 
 export interface StreamClient {
@@ -62,6 +67,8 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
   const { stream, instanceId, config, pool, planEvent } = options;
   const endpoint = safeEndpoint(stream.url);
   const log = options.logger.child({ component: 'dss', streamId: stream.id, stream: stream.name });
+  // Skips are the DSS peer's (or its devices') mistakes, repeated at its will: a few lines per code and minute.
+  const skipLog = makeLogSampler(log);
 
   let state: StreamClientState = CONNECTING;
   let socket: WebSocket | undefined;
@@ -148,12 +155,18 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
     if (queue.length > 0) processQueue(ws);
   }
 
+  /** A frame that is not an event we can take: counted as an error frame too. */
   function skip(code: DssErrorCode, message: string): void {
     options.onFrame?.('error');
+    record(code, message);
+  }
+
+  /** Counted in `errors`, kept as `lastError`, logged (sampled). */
+  function record(code: DssErrorCode, message: string): void {
     pending.errors++;
     pending.lastError = `${code}: ${message}`;
     pending.dirty = true;
-    log.warn({ code, detail: message }, `dss: ${DSS_ERRORS[code]}; skipped`);
+    skipLog.log(code, 'warn', { code, detail: message }, `dss: ${DSS_ERRORS[code]}; skipped`);
   }
 
   function pipelineFor(ws: WebSocket): EventPipeline {
@@ -209,7 +222,7 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
           pending.events++;
           pending.lastEventAt = new Date();
           pending.dirty = true;
-          await events.push(event.seq, await planEvent(event, log));
+          await events.push(event.seq, await planEvent(event, log, record));
           if (paused && queue.length <= config.dssMaxQueuedEvents / 4 && ws === socket) {
             paused = false;
             ws.resume();

@@ -9,14 +9,14 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { makeBatcher } from '../db/batcher.js';
 import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
 import { makeLogSampler } from '../log-sampler.js';
 import type { Logger } from '../logger.js';
 import { AUTHENTICATED, CLOSED, DeviceConnection, type ConnectionState } from './device-connection.js';
 import type { DeviceTokenChecker, TokenRefusalReason } from './device-token.js';
-import { CLOSE_CODES, CONTENT, RESPONSE_CODES, SUBPROTOCOL, reply, type AckMessage, type DeviceMessage } from './protocol.js';
+import { CLOSE_CODES, CONTENT, RESPONSE_CODES, SUBPROTOCOL, isStorableIdentity, reply, type AckMessage, type DeviceMessage } from './protocol.js';
+import { makeSessionOpener } from './session-opener.js';
 import * as sessions from './sessions-sql.js';
 
 export interface DeviceEvents {
@@ -31,7 +31,15 @@ export interface DeviceEvents {
 export interface GatewayOptions {
   config: Pick<
     Config,
-    'instanceId' | 'authTimeoutMs' | 'maxMessageBytes' | 'heartbeatIntervalMs' | 'deviceMaxPendingMessages' | 'deviceMaxMessagesPerSecond' | 'deviceMessageBurst' | 'deviceMaxBufferedBytes'
+    | 'instanceId'
+    | 'authTimeoutMs'
+    | 'maxMessageBytes'
+    | 'heartbeatIntervalMs'
+    | 'databaseTimeoutMs'
+    | 'deviceMaxPendingMessages'
+    | 'deviceMaxMessagesPerSecond'
+    | 'deviceMessageBurst'
+    | 'deviceMaxBufferedBytes'
   >;
   logger: Logger;
   pool: Pool;
@@ -49,10 +57,6 @@ export interface Gateway {
   /** Refuses new upgrades with 503 and closes every socket with 1001; resolves when their rows are closed. */
   close(): Promise<void>;
 }
-
-const UNIQUE_VIOLATION = '23505';
-
-type OpenRequest = { deviceId: string; accountId: string | null; remoteAddress: string | null };
 
 export function makeGateway(options: GatewayOptions): Gateway {
   const { config, logger, pool, checkDeviceToken, events = {} } = options;
@@ -89,8 +93,9 @@ export function makeGateway(options: GatewayOptions): Gateway {
 
   async function authenticate(connection: DeviceConnection, message: DeviceMessage): Promise<boolean> {
     const check = checkDeviceToken(message.deviceId, message.deviceToken);
-    if (!check.ok) {
-      const { reason } = check;
+    // A validly signed identity PostgreSQL cannot store is refused like a malformed token (see protocol.ts).
+    if (!check.ok || !isStorableIdentity(check.device)) {
+      const reason = check.ok ? 'malformed' : check.reason;
       sampler.log('device_token_refused', 'info', { deviceId: message.deviceId, remoteAddress: connection.remoteAddress, reason }, 'device: invalid token');
       events.authenticationFailed?.(message.deviceId, reason);
       return false;
@@ -128,47 +133,7 @@ export function makeGateway(options: GatewayOptions): Gateway {
     return true;
   }
 
-  async function openSessionWithRetry({ deviceId, accountId, remoteAddress }: OpenRequest): Promise<sessions.OpenedSession> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await sessions.openSession(pool, { deviceId, accountId, instanceId: config.instanceId, remoteAddress });
-      } catch (err) {
-        // Two connections of one device racing on different sockets: the loser retries and takes over.
-        if ((err as { code?: string }).code !== UNIQUE_VIOLATION || attempt >= 3) throw err;
-      }
-    }
-  }
-
-  // Group commit: devices authenticating at the same moment share one statement and one
-  // commit (a commit per device capped a reconnect storm at pool size / commit latency,
-  // and PostgreSQL's CPU per row falls ~10x from 1-row to 100-row statements). One
-  // statement at a time: while it runs, the next batch gathers. Alone, a device still
-  // gets the one-row statement at once. Each device's 200 still follows its own
-  // committed row; a failure fails only the devices it concerns.
-  const sessionOpener = makeBatcher<OpenRequest, sessions.OpenedSession | Error>(openSessionBatch, { maxBatchSize: 500, maxConcurrent: 1 });
-
-  async function openSessionBatch(items: OpenRequest[]): Promise<(sessions.OpenedSession | Error)[]> {
-    const one = (item: OpenRequest) => openSessionWithRetry(item).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
-    if (items.length === 1) return [await one(items[0]!)];
-    // A device twice in one batch (two sockets racing) would break the one-open-session
-    // index: its first request goes in the batch, later ones after it, one by one, each
-    // taking over the one before, as when they race on separate statements.
-    const firstOf = new Map<string, number>();
-    const later: number[] = [];
-    items.forEach((item, i) => (firstOf.has(item.deviceId) ? later.push(i) : firstOf.set(item.deviceId, i)));
-    const batch = [...firstOf.values()];
-    const results: (sessions.OpenedSession | Error)[] = new Array(items.length);
-    try {
-      const opened = await sessions.openSessions(pool, config.instanceId, batch.map((i) => items[i]!));
-      batch.forEach((i, k) => (results[i] = opened[k]!));
-    } catch (err) {
-      // One of these devices opening elsewhere at this very moment: one statement per device, with retries.
-      if ((err as { code?: string }).code !== UNIQUE_VIOLATION) throw err;
-      await Promise.all(batch.map(async (i) => (results[i] = await one(items[i]!))));
-    }
-    for (const i of later) results[i] = await one(items[i]!);
-    return results;
-  }
+  const sessionOpener = makeSessionOpener({ pool, instanceId: config.instanceId, flushTimeoutMs: config.databaseTimeoutMs });
 
   async function ack(connection: DeviceConnection, message: AckMessage): Promise<void> {
     if (events.ack) await events.ack(connection, message);

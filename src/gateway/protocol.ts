@@ -3,8 +3,17 @@
  * every message is one JSON text frame. This module owns the message shapes,
  * the response codes and the close codes; the README's protocol tables mirror
  * `RESPONSE_CODES` and `CLOSE_CODES` (a test keeps them in step).
+ *
+ * Strings PostgreSQL cannot store (U+0000, a lone UTF-16 surrogate; `db/storable.ts`) are
+ * refused here, before anything joins a batch shared with other devices:
+ * - in an ack's `reasonPhrase`: the message is of the wrong format (401 `Wrong message
+ *   format`, close 1003), like any other shape we do not know;
+ * - in the device id (the token's `sub`) or the token's account id: the identity is
+ *   refused like an invalid token (401 `Invalid device token for device`, close 1008),
+ *   even when the token is validly signed — its session row could not be written.
  */
 import { z } from 'zod';
+import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../db/storable.js';
 
 export const SUBPROTOCOL = 'echo-protocol';
 
@@ -12,7 +21,7 @@ export const SUBPROTOCOL = 'echo-protocol';
 export const RESPONSE_CODES = {
   OK: { code: 200, meaning: 'Authenticated: the device is subscribed and will receive actuations' },
   PONG: { code: 202, meaning: 'Answer to {"type":"ping"}' },
-  UNAUTHORIZED: { code: 401, meaning: 'Invalid device token, wrong message format, or a message that needs authentication' },
+  UNAUTHORIZED: { code: 401, meaning: 'Invalid device token (or a device or account id the server cannot store), wrong message format, or a message that needs authentication' },
   SERVER_ERROR: { code: 500, meaning: 'Internal server error (e.g. the database is unavailable); the socket is closed' },
   ACTUATION: { code: 1024, meaning: 'An actuation (command) for the device' },
 } as const;
@@ -21,8 +30,8 @@ export const RESPONSE_CODES = {
 export const CLOSE_CODES = {
   NORMAL: { code: 1000, meaning: 'Session replaced by a newer connection of the same device' },
   GOING_AWAY: { code: 1001, meaning: 'Server shutting down; reconnect (to another instance)' },
-  UNSUPPORTED_DATA: { code: 1003, meaning: 'Message is not JSON or not a known message shape' },
-  POLICY_VIOLATION: { code: 1008, meaning: 'Invalid device token, no authentication in time, or a message that needs authentication' },
+  UNSUPPORTED_DATA: { code: 1003, meaning: 'Message is not JSON, not a known message shape, or holds a string the server cannot store (U+0000, a lone surrogate)' },
+  POLICY_VIOLATION: { code: 1008, meaning: 'Invalid device token (or an unstorable device or account id), no authentication in time, or a message that needs authentication' },
   MESSAGE_TOO_BIG: { code: 1009, meaning: 'Message larger than MAX_MESSAGE_BYTES' },
   INTERNAL_ERROR: { code: 1011, meaning: 'Server error while handling the message (after a code 500 message)' },
   TRY_AGAIN_LATER: { code: 1013, meaning: 'Device sent more than DEVICE_MAX_MESSAGES_PER_SECOND (beyond DEVICE_MESSAGE_BURST) or left more than DEVICE_MAX_PENDING_MESSAGES unhandled; reconnect later, slower' },
@@ -49,7 +58,7 @@ const ackMessage = z.union([
     type: z.literal('ack'),
     id: z.string().uuid(),
     statusCode: z.number().int().min(100).max(999).default(200),
-    reasonPhrase: z.string().max(1024).optional(),
+    reasonPhrase: z.string().max(1024).refine(isStorableText, UNSTORABLE_TEXT_MESSAGE).optional(),
   }),
   z.object({ type: z.literal('ack'), upTo: z.number().int().positive() }),
 ]);
@@ -59,6 +68,11 @@ const deviceToServerMessage = z.union([deviceMessage, pingMessage, ackMessage]);
 export type DeviceMessage = z.infer<typeof deviceMessage>;
 export type AckMessage = z.infer<typeof ackMessage>;
 export type DeviceToServerMessage = z.infer<typeof deviceToServerMessage>;
+
+/** Whether a verified identity can be stored (its session row written); if not, it is refused as an invalid token. */
+export function isStorableIdentity(identity: { deviceId: string; accountId: string | null }): boolean {
+  return isStorableText(identity.deviceId) && (identity.accountId === null || isStorableText(identity.accountId));
+}
 
 /** Parses one text frame; `null` for anything that is not JSON or not a known shape. */
 export function parseDeviceMessage(rawMessage: string): DeviceToServerMessage | null {

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { actuationMessage, parseDeviceMessage, reply, type ActuationCommand } from '../../src/gateway/protocol.js';
+import { actuationMessage, isStorableIdentity, parseDeviceMessage, reply, type ActuationCommand } from '../../src/gateway/protocol.js';
 
 const uuid = '6f1c2c0e-6d5e-4a53-9d3b-2f7a4d1d8e11';
 
@@ -25,6 +25,21 @@ describe('parseDeviceMessage', () => {
       statusCode: 500,
       reasonPhrase: 'motor jammed',
     });
+  });
+
+  it('refuses an ack whose reasonPhrase PostgreSQL cannot store (wrong format), before it joins a batch', () => {
+    for (const reasonPhrase of ['bad\u0000', '\ud800', 'x\udc00y']) {
+      expect(parseDeviceMessage(JSON.stringify({ type: 'ack', id: uuid, statusCode: 200, reasonPhrase }))).toBeNull();
+    }
+    expect(parseDeviceMessage(JSON.stringify({ type: 'ack', id: uuid, reasonPhrase: 'ok \ud83d\ude00' }))).not.toBeNull();
+  });
+
+  it('tells an identity that cannot be stored (refused as an invalid token)', () => {
+    expect(isStorableIdentity({ deviceId: 'lamp-1', accountId: null })).toBe(true);
+    expect(isStorableIdentity({ deviceId: 'lamp-1', accountId: 'acme' })).toBe(true);
+    expect(isStorableIdentity({ deviceId: 'nul\u0000id', accountId: null })).toBe(false);
+    expect(isStorableIdentity({ deviceId: '\ud800', accountId: null })).toBe(false);
+    expect(isStorableIdentity({ deviceId: 'lamp-1', accountId: 'a\u0000' })).toBe(false);
   });
 
   it('parses a cumulative ack (upTo)', () => {
