@@ -209,7 +209,8 @@ describe('the flush deadline, on a real database', () => {
         2_000,
         10,
       );
-      expect(waiting).toBe(2);
+      // At least the first batch and the next (a loaded machine may let the next one's own deadline pass and retry).
+      expect(waiting).toBeGreaterThanOrEqual(2);
       await blocker.query('commit');
       await next.catch(() => undefined); // its own deadline may pass too on a loaded machine; only the rows matter below
     } finally {
