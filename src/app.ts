@@ -29,7 +29,7 @@ import { makeDss } from './dss/dss.js';
 import type { Pool } from './db/pool.js';
 import { makeDeviceTokenVerifier } from './gateway/device-token.js';
 import { makeGateway, type Gateway } from './gateway/gateway.js';
-import { startInstanceLiveness, type InstanceLiveness } from './gateway/instance-liveness.js';
+import { makeCommitProbe, startInstanceLiveness, type InstanceLiveness } from './gateway/instance-liveness.js';
 import { SESSION_REPLACED_CHANNEL } from './gateway/sessions-sql.js';
 import { makeHttpApi } from './http/api.js';
 import { metricsRoutes } from './http/routes/metrics.js';
@@ -125,6 +125,7 @@ export function buildApp(options: AppOptions): App {
     routers: [dss.router, ...(config.metricsPort === undefined ? [metricsRoutes(metrics.registry)] : [])],
     onTransition: countTransition,
     onDatabaseUnavailable: () => metrics.databaseErrors.inc({ operation: 'http' }),
+    canCommit: makeCommitProbe({ pool, instanceId: config.instanceId, intervalMs: config.instanceHeartbeatMs }),
   });
   // With METRICS_PORT, /metrics is served there only, unauthenticated (for a scraper on a private network).
   const metricsServer = config.metricsPort === undefined ? undefined : http.createServer(express().use(metricsRoutes(metrics.registry)));
@@ -164,6 +165,7 @@ export function buildApp(options: AppOptions): App {
         channels: [ACTUATION_READY_CHANNEL, SESSION_REPLACED_CHANNEL],
         logger,
         onNotification,
+        timeoutMs: config.databaseTimeoutMs,
         // Anything NOTIFYed while we were not listening is still in the table: re-check.
         onConnected: () => dispatcher.nudgeAll(),
       });

@@ -9,10 +9,39 @@ export interface PoolOptions {
   ssl?: false | { rejectUnauthorized: boolean; ca?: string };
   max?: number;
   applicationName?: string;
+  /** Longest wait on the database: checkout, connect, each query (`DATABASE_TIMEOUT_MS`). (Default: 5 000) */
+  timeoutMs?: number;
+  /** Longest statement, when it must differ from `timeoutMs` (migrations build indexes). (Default: `timeoutMs`) */
+  queryTimeoutMs?: number;
 }
+
+export const DEFAULT_DATABASE_TIMEOUT_MS = 5_000;
 
 // bigint (int8) columns come back as JS numbers: ids and sequence numbers stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+
+/**
+ * What bounds every wait on one connection, for pooled and dedicated clients alike:
+ * - `query_timeout` (client side) fails a query whose answer does not come, whatever the
+ *   network does: a blackholed socket with data in flight is never given up by TCP keepalive,
+ *   and by Linux only after ~15 minutes (`tcp_retries2`). Node exposes no `TCP_USER_TIMEOUT`.
+ * - `statement_timeout` (server side, a little shorter) stops the statement and frees its
+ *   locks, so the server usually answers first with 57014 and the connection stays usable.
+ * - `idle_in_transaction_session_timeout` ends a session whose client went silent inside a
+ *   transaction (it holds row locks, e.g. claimed actuations) when the client cannot.
+ * - TCP keepalive finds dead idle connections (the LISTEN one too) without a query.
+ * - `connectionTimeoutMillis` bounds a connect and a wait for a free pooled client.
+ */
+export function connectionLimits(timeoutMs: number, queryTimeoutMs = timeoutMs) {
+  return {
+    keepAlive: true,
+    keepAliveInitialDelayMillis: Math.min(10_000, timeoutMs),
+    query_timeout: queryTimeoutMs,
+    statement_timeout: Math.max(1, Math.floor(queryTimeoutMs * 0.9)),
+    idle_in_transaction_session_timeout: queryTimeoutMs,
+    connectionTimeoutMillis: timeoutMs,
+  };
+}
 
 export function makePool(options: PoolOptions, logger: Logger): Pool {
   const pool = new pg.Pool({
@@ -20,26 +49,63 @@ export function makePool(options: PoolOptions, logger: Logger): Pool {
     ssl: options.ssl || undefined,
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'iot-websocket-server',
-    connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
+    ...connectionLimits(options.timeoutMs ?? DEFAULT_DATABASE_TIMEOUT_MS, options.queryTimeoutMs),
   });
   // An idle client losing its connection must not crash the process; the next query reconnects.
   pool.on('error', (err) => logger.warn({ err }, 'database: idle client error'));
   return pool;
 }
 
-/** Runs `fn` in a transaction on one client; commits on success, rolls back on any error. */
+// Connection-level failures: the database is down, unreachable, restarting or too slow, not a
+// bug in the request. 57P01-57P05: administrator shutdown, crash shutdown, starting up, database
+// dropped, idle session timeout; 57014: statement_timeout; 25P03: idle-in-transaction timeout;
+// 08xxx: connection exceptions; 3D000: our database was dropped or renamed; 53300: no
+// connection slots left; 25006: a read-only server (a standby after a failover) refused a write.
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED',
+  '57P01', '57P02', '57P03', '57P04', '57P05', '57014', '25P03', '25006',
+  '08000', '08001', '08003', '08004', '08006', '08P01', '3D000', '53300',
+]);
+// pg and pg-pool report these without a code.
+const UNAVAILABLE_MESSAGES = [
+  'timeout exceeded when trying to connect',
+  'Connection terminated',
+  'Query read timeout',
+  'Client has encountered a connection error and is not queryable',
+  'Client was closed and is not queryable',
+];
+
+/** Whether `err` says the database could not be reached or did not answer in time (so: retry later, HTTP 503). */
+export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 3) return false;
+  const e = err as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
+  if (typeof e.code === 'string' && UNAVAILABLE_CODES.has(e.code)) return true;
+  if (typeof e.message === 'string' && UNAVAILABLE_MESSAGES.some((m) => (e.message as string).includes(m))) return true;
+  // net's connect to several addresses fails with an AggregateError of the attempts.
+  if (Array.isArray(e.errors) && e.errors.some((inner) => isDatabaseUnavailable(inner, depth + 1))) return true;
+  return isDatabaseUnavailable(e.cause, depth + 1);
+}
+
+/**
+ * Runs `fn` in a transaction on one client; commits on success, rolls back on any error.
+ * A client whose connection failed or timed out is destroyed, never returned to the pool:
+ * its socket may still deliver a late answer to whoever used it next.
+ */
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let broken: Error | undefined;
   try {
     await client.query('BEGIN');
     const result = await fn(client);
     await client.query('COMMIT');
     return result;
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    if (isDatabaseUnavailable(err)) broken = err instanceof Error ? err : new Error(String(err));
+    // Closing the connection rolls back too; otherwise (a constraint, a bug) the connection is in step.
+    else await client.query('ROLLBACK').catch((rollbackErr: Error) => (broken = rollbackErr));
     throw err;
   } finally {
-    client.release();
+    client.release(broken);
   }
 }

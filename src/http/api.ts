@@ -37,6 +37,8 @@ export interface HttpApiOptions {
   routers?: Router[];
   onTransition?: TransitionObserver;
   onDatabaseUnavailable?: () => void;
+  /** Readiness: resolves when this instance can commit (a write through the pool); `/readyz` fails otherwise. */
+  canCommit?: () => Promise<void>;
 }
 
 export function makeHttpApi(options: HttpApiOptions): express.Express {
@@ -52,7 +54,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
     next(new ApiError('SHUTTING_DOWN'));
   });
 
-  app.use(healthRoutes(pool, isShuttingDown));
+  app.use(healthRoutes(pool, isShuttingDown, options.canCommit));
   const openApi = openApiDocument();
   app.get('/v1/openapi.json', (_req, res) => {
     res.json(openApi);
