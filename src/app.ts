@@ -79,7 +79,10 @@ export function buildApp(options: AppOptions): App {
   });
   const acks = makeAckHandler({
     pool,
+    logger,
+    onDeferred: (what) => metrics.acks.inc({ outcome: what }),
     onAck({ outcome, sourceKind, createdAt }) {
+      metrics.acks.inc({ outcome });
       if ((outcome === 'acked' || outcome === 'failed') && sourceKind) countTransition(outcome, sourceKind);
       if (outcome === 'acked' && createdAt) metrics.postToAckedSeconds.observe((Date.now() - createdAt.getTime()) / 1000);
     },
