@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePool, type Pool } from '../../src/db/pool.js';
 import { makeLogger } from '../../src/logger.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { connectAuthenticated } from '../helpers/device-client.js';
+import { connectAuthenticated, connectDevice } from '../helpers/device-client.js';
 import { eventually } from '../helpers/eventually.js';
 import { mint } from '../helpers/keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -120,6 +120,14 @@ describe('a blackholed database (nothing answers, sockets stay open)', () => {
       // The socket is still open and answers pings meanwhile.
       device.send({ type: 'ping' });
       expect((await device.next(3_000)).code).toBe(202);
+      // A device authenticating now is told 500 and closed (within the timeout, before AUTH_TIMEOUT_MS's 1008).
+      const newcomer = await connectDevice(s.server.wsUrl);
+      const { ms: authMs } = await timed(async () => {
+        newcomer.send({ type: 'device', deviceId: 'blackhole-3', deviceToken: mint('blackhole-3') });
+        expect((await newcomer.next(8_000)).code).toBe(500);
+        expect((await newcomer.closed).code).toBe(1011);
+      });
+      expect(authMs).toBeLessThan(TIMEOUT_MS + 2_500);
 
       s.proxy.forward();
       const ok = await s.server.api('/v1/devices/blackhole-2/actuations', { method: 'POST', json: command });
