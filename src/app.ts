@@ -128,7 +128,7 @@ export function buildApp(options: AppOptions): App {
     routers: [dss.router, ...(config.metricsPort === undefined ? [metricsRoutes(metrics.registry)] : [])],
     onTransition: countTransition,
     onDatabaseUnavailable: () => metrics.databaseErrors.inc({ operation: 'http' }),
-    canCommit: makeCommitProbe({ pool, instanceId: config.instanceId, intervalMs: config.instanceHeartbeatMs }),
+    canCommit: makeCommitProbe({ pool, instanceId: config.instanceId }),
   });
   // With METRICS_PORT, /metrics is served there only, unauthenticated (for a scraper on a private network).
   const metricsServer = config.metricsPort === undefined ? undefined : http.createServer(express().use(metricsRoutes(metrics.registry)));
@@ -161,7 +161,14 @@ export function buildApp(options: AppOptions): App {
     gateway,
     metrics,
     async listen(port = config.port, host = config.host) {
-      liveness = await startInstanceLiveness({ pool, logger, instanceId: config.instanceId, intervalMs: config.instanceHeartbeatMs });
+      liveness = await startInstanceLiveness({
+        pool,
+        logger,
+        instanceId: config.instanceId,
+        intervalMs: config.instanceHeartbeatMs,
+        // Their rows are closed: a socket whose session is closed would never be sent anything.
+        onSessionsLost: (lost) => lost.forEach((s) => gateway.endTakenOverSession(s.deviceId, s.sessionId)),
+      });
       listener = await startNotificationListener({
         connectionString: options.databaseUrl,
         ssl: config.databaseSsl,

@@ -70,6 +70,11 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }>
   return { value, ms: Date.now() - started };
 }
 
+/** `promise`, or a rejection after `ms`. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`not settled within ${ms} ms`)), ms))]);
+}
+
 async function statusOf(id: string): Promise<string> {
   const { rows } = await db.pool.query<{ status: string }>('select status from actuations where id = $1', [id]);
   return rows[0]!.status;
@@ -125,7 +130,7 @@ describe('a blackholed database (nothing answers, sockets stay open)', () => {
       const { ms: authMs } = await timed(async () => {
         newcomer.send({ type: 'device', deviceId: 'blackhole-3', deviceToken: mint('blackhole-3') });
         expect((await newcomer.next(8_000)).code).toBe(500);
-        expect((await newcomer.closed).code).toBe(1011);
+        expect((await within(newcomer.closed, 5_000)).code).toBe(1011);
       });
       expect(authMs).toBeLessThan(TIMEOUT_MS + 2_500);
 
@@ -170,6 +175,36 @@ describe('the LISTEN connection lost silently', () => {
       await a.close();
       await b.close();
       await proxy.stop();
+    }
+  });
+});
+
+describe('an instance cut off from the database long enough to be presumed dead', () => {
+  it('closes the sockets whose sessions the others closed meanwhile, so the devices reconnect and get their actuations', async () => {
+    const beat = { INSTANCE_HEARTBEAT_MS: '300' };
+    const a = await startTestServer(db, { ...env, ...beat, INSTANCE_ID: 'cut-a' });
+    const b = await startProxiedServer({ ...beat, INSTANCE_ID: 'cut-b' });
+    try {
+      const device = await connectAuthenticated(b.server.wsUrl, 'cut-1', mint('cut-1'));
+      b.proxy.blackhole('both');
+      // A sees B's beats stop and closes B's sessions.
+      const closedRow = await eventually(
+        async () => (await db.pool.query<{ close_reason: string | null }>("select close_reason from device_sessions where device_id = 'cut-1' order by id desc limit 1")).rows[0]?.close_reason,
+        (reason) => reason === 'instance lost',
+      );
+      expect(closedRow).toBe('instance lost');
+      b.proxy.forward();
+      // B, beating again, finds its session closed and closes the socket: the device reconnects.
+      expect((await within(device.closed, 5_000)).code).toBe(1000);
+      const again = await connectAuthenticated(b.server.wsUrl, 'cut-1', mint('cut-1'));
+      const res = await a.api('/v1/devices/cut-1/actuations', { method: 'POST', json: command });
+      expect(res.status).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      expect(await again.next(5_000)).toMatchObject({ code: 1024, id });
+      again.close();
+    } finally {
+      await a.close();
+      await b.close();
     }
   });
 });
