@@ -11,7 +11,9 @@
  *   the device (the dispatcher's poll is set to 10 minutes, so only a new LISTEN
  *   connection's nudgeAll can deliver it);
  * - acks: with the retry in actuations/acks.ts removed, the ack sent during the outage
- *   was dropped and the actuation stayed `sent`.
+ *   was dropped and the actuation stayed `sent`;
+ * - presumed dead: without the `onSessionsLost` call in gateway/instance-liveness.ts the
+ *   device's socket on the cut-off instance was never closed (its session row was).
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,7 +83,7 @@ async function statusOf(id: string): Promise<string> {
 }
 
 describe('a blackholed database (nothing answers, sockets stay open)', () => {
-  it('answers 503 DATABASE_UNAVAILABLE within the timeout, fails /readyz, passes /healthz, and recovers without a restart', async () => {
+  it.each(['both', 'toTarget', 'fromTarget'] as const)('(%s) answers 503 DATABASE_UNAVAILABLE within the timeout, fails /readyz, passes /healthz, and recovers without a restart', async (direction) => {
     const s = await startProxiedServer();
     try {
       const post = () =>
@@ -89,7 +91,7 @@ describe('a blackholed database (nothing answers, sockets stay open)', () => {
       expect((await post()).status).toBe(202);
       expect((await fetch(`${s.server.httpUrl}/readyz`)).status).toBe(200);
 
-      s.proxy.blackhole('both');
+      s.proxy.blackhole(direction);
       for (let i = 0; i < 3; i++) {
         // Each: a pooled connection whose query never answers, or a connect that never completes.
         const { value: res, ms } = await timed(post);
