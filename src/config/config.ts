@@ -41,10 +41,7 @@ export interface Config {
   /** TLS for the database connection, as the bound Cloud Foundry service asks for it. */
   readonly databaseSsl: DatabaseSsl;
   readonly databasePoolSize: number;
-  /**
-   * Longest wait on the database: pool checkout, connect, and each query (client-side; the
-   * server's statement_timeout is a little shorter). REST calls answer 503 within it during an outage. (Default: 5 000)
-   */
+  /** Bound on every wait for the database: pool checkout, each query (client and server side), each batch flush. (Default: 5 000) */
   readonly databaseTimeoutMs: number;
   readonly devicePublicKeyPath: string;
   /**
@@ -149,7 +146,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     // The bound service's TLS options belong to its URI only, not to a DATABASE_URL set by hand.
     databaseSsl: databaseSsl(env, envDatabaseUrl === undefined ? vcap.database?.ssl : undefined),
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 200),
-    databaseTimeoutMs: integer(env, 'DATABASE_TIMEOUT_MS', 5_000, 200, 600_000),
+    databaseTimeoutMs: integer(env, 'DATABASE_TIMEOUT_MS', 5_000, 100, 600_000),
     devicePublicKeyPath: path.resolve(cwd, nonEmpty(env, 'DEVICE_PUBLIC_KEY_PATH') ?? 'keys/public.pem'),
     ...(nonEmpty(env, 'DEVICE_PUBLIC_KEY_PATH') === undefined && vcap.devicePublicKey !== undefined
       ? { devicePublicKeyPem: vcap.devicePublicKey }

@@ -66,6 +66,8 @@ const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED',
   '57P01', '57P02', '57P03', '57P04', '57P05', '57014', '25P03', '25006',
   '08000', '08001', '08003', '08004', '08006', '08P01', '3D000', '53300',
+  // db/batcher.ts: a flush past its deadline; an item not tried because an earlier one of its key failed.
+  'DATABASE_TIMEOUT', 'EARLIER_ITEM_FAILED',
 ]);
 // pg and pg-pool report these without a code.
 const UNAVAILABLE_MESSAGES = [
