@@ -63,7 +63,7 @@ export function makePool(options: PoolOptions, logger: Logger): Pool {
 // 08xxx: connection exceptions; 3D000: our database was dropped or renamed; 53300: no
 // connection slots left; 25006: a read-only server (a standby after a failover) refused a write.
 const UNAVAILABLE_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED',
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
   '57P01', '57P02', '57P03', '57P04', '57P05', '57014', '25P03', '25006',
   '08000', '08001', '08003', '08004', '08006', '08P01', '3D000', '53300',
   // db/batcher.ts: a flush past its deadline; an item not tried because an earlier one of its key failed.
