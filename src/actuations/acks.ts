@@ -117,7 +117,9 @@ export function makeAckHandler(options: AckHandlerOptions): AckHandler {
     }
   }
 
-  function track(state: ConnectionAcks, work: Promise<void>): Promise<void> {
+  function track(state: ConnectionAcks, connection: DeviceConnection, recording: Promise<void>): Promise<void> {
+    // Never rejects: later acks of the connection and drain() wait on it.
+    const work = recording.catch((err: unknown) => connection.log.error({ err }, 'device: ack handling failed'));
     state.outstanding.add(work);
     everything.add(work);
     void work.finally(() => {
@@ -150,6 +152,7 @@ export function makeAckHandler(options: AckHandlerOptions): AckHandler {
         const before = Promise.all([...state.outstanding]);
         const upTo = track(
           state,
+          connection,
           before
             .then(() => untilRecorded(connection, { upTo: message.upTo }, () => ackUpTo(options.pool, deviceId, message.upTo)))
             .then((count) => {
@@ -167,7 +170,7 @@ export function makeAckHandler(options: AckHandlerOptions): AckHandler {
       // joins the same batch, instead of each ack of a device waiting for the one before to
       // commit. The outcome is only counted and logged.
       const ack: AckById = { deviceId, id: message.id, statusCode: message.statusCode, reasonPhrase: message.reasonPhrase ?? null };
-      track(state, state.upTo ? state.upTo.then(() => recordById(connection, ack)) : recordById(connection, ack));
+      track(state, connection, state.upTo ? state.upTo.then(() => recordById(connection, ack)) : recordById(connection, ack));
     },
     async drain() {
       // Waiting acks get one last try now, and are given up if the database is still away.
