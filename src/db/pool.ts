@@ -31,9 +31,14 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
  *   transaction (it holds row locks, e.g. claimed actuations) when the client cannot.
  * - TCP keepalive finds dead idle connections (the LISTEN one too) without a query.
  * - `connectionTimeoutMillis` bounds a connect and a wait for a free pooled client.
+ * - The server's own keepalive (`tcp_keepalives_*`, default: 2 hours of silence) is set to
+ *   ~25 s, so that the server ends the session of a client that vanished, and with it the
+ *   session's advisory locks (the DSS stream locks: another instance can take over) and
+ *   row locks. (An `options` parameter in DATABASE_URL replaces this.)
  */
 export function connectionLimits(timeoutMs: number, queryTimeoutMs = timeoutMs) {
   return {
+    options: '-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3',
     keepAlive: true,
     keepAliveInitialDelayMillis: Math.min(10_000, timeoutMs),
     query_timeout: queryTimeoutMs,

@@ -77,4 +77,17 @@ describe('withTransaction on a connection that stops answering', () => {
       await pool.end();
     }
   });
+
+  it('sets the bounds on every connection, the server side ones included', async () => {
+    const pool = makePool({ connectionString: db.url, max: 1, timeoutMs: TIMEOUT_MS }, makeLogger({ level: 'silent' }));
+    try {
+      const { rows } = await pool.query<Record<string, string>>(
+        `select current_setting('statement_timeout') as st, current_setting('idle_in_transaction_session_timeout') as idle,
+                current_setting('tcp_keepalives_idle') as ka_idle, current_setting('tcp_keepalives_count') as ka_count`,
+      );
+      expect(rows[0]).toEqual({ st: '900ms', idle: '1s', ka_idle: '10', ka_count: '3' });
+    } finally {
+      await pool.end();
+    }
+  });
 });
