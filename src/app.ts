@@ -29,7 +29,7 @@ import { makeDss } from './dss/dss.js';
 import type { Pool } from './db/pool.js';
 import { makeDeviceTokenChecker } from './gateway/device-token.js';
 import { makeGateway, type Gateway } from './gateway/gateway.js';
-import { startInstanceLiveness, type InstanceLiveness } from './gateway/instance-liveness.js';
+import { makeCommitProbe, startInstanceLiveness, type InstanceLiveness } from './gateway/instance-liveness.js';
 import { SESSION_REPLACED_CHANNEL } from './gateway/sessions-sql.js';
 import { makeHttpApi } from './http/api.js';
 import { metricsRoutes } from './http/routes/metrics.js';
@@ -80,7 +80,10 @@ export function buildApp(options: AppOptions): App {
   });
   const acks = makeAckHandler({
     pool,
+    logger,
+    onDeferred: (what) => metrics.acks.inc({ outcome: what }),
     onAck({ outcome, sourceKind, createdAt }) {
+      metrics.acks.inc({ outcome });
       if ((outcome === 'acked' || outcome === 'failed') && sourceKind) countTransition(outcome, sourceKind);
       if (outcome === 'acked' && createdAt) metrics.postToAckedSeconds.observe((Date.now() - createdAt.getTime()) / 1000);
     },
@@ -127,6 +130,7 @@ export function buildApp(options: AppOptions): App {
     routers: [dss.router, ...(config.metricsPort === undefined ? [metricsRoutes(metrics.registry)] : [])],
     onTransition: countTransition,
     onDatabaseUnavailable: () => metrics.databaseErrors.inc({ operation: 'http' }),
+    canCommit: makeCommitProbe({ pool, instanceId: config.instanceId }),
   });
   // With METRICS_PORT, /metrics is served there only, unauthenticated (for a scraper on a private network).
   const metricsServer = config.metricsPort === undefined ? undefined : http.createServer(express().use(metricsRoutes(metrics.registry)));
@@ -159,13 +163,21 @@ export function buildApp(options: AppOptions): App {
     gateway,
     metrics,
     async listen(port = config.port, host = config.host) {
-      liveness = await startInstanceLiveness({ pool, logger, instanceId: config.instanceId, intervalMs: config.instanceHeartbeatMs });
+      liveness = await startInstanceLiveness({
+        pool,
+        logger,
+        instanceId: config.instanceId,
+        intervalMs: config.instanceHeartbeatMs,
+        // Their rows are closed: a socket whose session is closed would never be sent anything.
+        onSessionsLost: (lost) => lost.forEach((s) => gateway.endTakenOverSession(s.deviceId, s.sessionId)),
+      });
       listener = await startNotificationListener({
         connectionString: options.databaseUrl,
         ssl: config.databaseSsl,
         channels: [ACTUATION_READY_CHANNEL, SESSION_REPLACED_CHANNEL],
         logger,
         onNotification,
+        timeoutMs: config.databaseTimeoutMs,
         // Anything NOTIFYed while we were not listening is still in the table: re-check.
         onConnected: () => dispatcher.nudgeAll(),
       });

@@ -13,6 +13,9 @@ import { migrate } from './db/migrate.js';
 import { makePool, type Pool } from './db/pool.js';
 import { makeLogger } from './logger.js';
 
+/** Longest single migration statement. */
+const MIGRATION_TIMEOUT_MS = 30 * 60_000;
+
 async function main(): Promise<void> {
   let config;
   try {
@@ -75,11 +78,22 @@ async function main(): Promise<void> {
       }
       const databaseUrl = config.databaseUrl ?? embedded!.url;
       pool = makePool(
-        { connectionString: databaseUrl, ssl: config.databaseSsl, max: config.databasePoolSize, applicationName: `iot-websocket-server ${config.instanceId}` },
+        {
+          connectionString: databaseUrl,
+          ssl: config.databaseSsl,
+          max: config.databasePoolSize,
+          applicationName: `iot-websocket-server ${config.instanceId}`,
+          timeoutMs: config.databaseTimeoutMs,
+        },
         logger,
       );
       if (stopping) return;
-      await migrate(pool, logger);
+      // Migrations on a connection of their own: an index build on a big table outlasts DATABASE_TIMEOUT_MS.
+      const migrationPool = makePool(
+        { connectionString: databaseUrl, ssl: config.databaseSsl, max: 1, timeoutMs: config.databaseTimeoutMs, queryTimeoutMs: MIGRATION_TIMEOUT_MS },
+        logger,
+      );
+      await migrate(migrationPool, logger).finally(() => migrationPool.end());
       if (stopping) return;
       const devicePublicKey = loadOrCreateDevicePublicKey(config, logger);
       const credentials = resolveApiCredentials(config, logger);

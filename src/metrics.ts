@@ -31,6 +31,8 @@ export interface Metrics {
   postToAckedSeconds: client.Histogram;
   dssFrames: client.Counter<'stream' | 'kind'>;
   databaseErrors: client.Counter<'operation'>;
+  /** Device acks by outcome: acked, failed, late, unknown (a client mistake), retried, dropped (database unavailable). */
+  acks: client.Counter<'outcome'>;
 }
 
 export interface MetricsSources {
@@ -90,5 +92,6 @@ export function makeMetrics(sources: MetricsSources): Metrics {
     postToAckedSeconds: new client.Histogram({ name: 'iotws_actuation_post_to_acked_seconds', help: 'From accepted to acknowledged by the device', buckets: LATENCY_BUCKETS, registers }),
     dssFrames: new client.Counter({ name: 'iotws_dss_frames_total', help: 'DSS stream frames by stream and kind (event, heartbeat, error)', labelNames: ['stream', 'kind'], registers }),
     databaseErrors,
+    acks: new client.Counter({ name: 'iotws_device_acks_total', help: 'Device acks by outcome (retried/dropped: the database was unavailable)', labelNames: ['outcome'], registers }),
   };
 }

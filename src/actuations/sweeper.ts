@@ -4,10 +4,16 @@ import { sweepDeadlines, type SweepResult } from './sweep-sql.js';
 
 const SWEEP_BATCH = 5_000;
 
-/** Runs the deadline sweep on an interval (every instance tries; one at a time wins the lock). */
+/**
+ * Runs the deadline sweep on an interval (every instance tries; one at a time wins the lock).
+ * One sweep at a time; each statement is bounded by the pool's query timeout, so a dead
+ * database holds back at most one sweep, and the first sweep after it catches up.
+ */
 export function startDeadlineSweeper(options: { pool: Pool; logger: Logger; intervalMs: number; onSwept?(result: SweepResult): void }): { stop(): Promise<void> } {
   const { pool, logger } = options;
   let running: Promise<void> | undefined;
+  // During an outage: one warning when sweeps start failing, one line when they work again.
+  let failing = 0;
   const timer = setInterval(() => {
     if (running) return;
     running = (async () => {
@@ -18,7 +24,16 @@ export function startDeadlineSweeper(options: { pool: Pool; logger: Logger; inte
         if (result.expired < SWEEP_BATCH && result.timedOut < SWEEP_BATCH) break;
       }
     })()
-      .catch((err) => logger.warn({ err }, 'actuations: deadline sweep failed'))
+      .then(
+        () => {
+          if (failing > 0) logger.info({ failedSweeps: failing }, 'actuations: deadline sweep works again');
+          failing = 0;
+        },
+        (err: unknown) => {
+          if (failing++ === 0) logger.warn({ err }, 'actuations: deadline sweep failed');
+          else logger.debug({ err, failedSweeps: failing }, 'actuations: deadline sweep failed');
+        },
+      )
       .finally(() => (running = undefined));
   }, options.intervalMs);
   timer.unref();

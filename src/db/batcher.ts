@@ -14,7 +14,7 @@
  *
  * One item must not sink the others (strangers share a transaction):
  * - A flush that fails for a reason that may belong to one item (anything but
- *   `isAvailabilityError`: a data exception, an integrity violation, a bug) is retried
+ *   `isDatabaseUnavailable`: a data exception, an integrity violation, a bug) is retried
  *   in halves, in order, each half a new flush, until the failing items are alone; only
  *   they fail, each with its own error. One culprit among n costs about 2·log2(n) extra
  *   flushes; every item failing costs 2n − 1. Items of a culprit's key after it in the
@@ -32,6 +32,8 @@
  * 50,000+ rows/s in 100-row transactions (see ANCHORS.md), and NOTIFY serialises
  * commits, so one transaction (and one NOTIFY) per batch is where throughput is.
  */
+import { isDatabaseUnavailable } from './errors.js';
+
 export interface Batcher<I, R> {
   add(item: I): Promise<R>;
   /** Resolves when everything added so far has been flushed (or failed, or timed out). */
@@ -73,35 +75,6 @@ export class EarlierItemFailedError extends Error {
     super('an earlier item with the same key failed; this one was not tried', { cause });
     this.name = 'EarlierItemFailedError';
   }
-}
-
-// Connection-level and timeout failures: nothing to do with any one item, so splitting the
-// batch would only repeat them. Class 08 connection exceptions, 57P0x operator intervention
-// (shutdown, terminated backends), 57014 query cancelled (statement_timeout), 53300 no
-// connection slots, 3D000 the database is gone; then Node's socket errors.
-const AVAILABILITY_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH',
-  '57P01', '57P02', '57P03', '57P04', '57P05', '57014', '53300', '3D000', 'DATABASE_TIMEOUT',
-]);
-const AVAILABILITY_MESSAGES = ['timeout exceeded when trying to connect', 'Connection terminated', 'Query read timeout', 'Client has encountered a connection error'];
-
-/** The database (or the way to it) failed, or an earlier item did; not this item's fault: retry later, don't split. */
-export function isAvailabilityError(err: unknown): boolean {
-  if (err instanceof BatchTimeoutError || err instanceof EarlierItemFailedError) return true;
-  const e = err as { code?: unknown; message?: unknown } | null;
-  if (typeof e?.code === 'string' && (AVAILABILITY_CODES.has(e.code) || e.code.startsWith('08'))) return true;
-  return typeof e?.message === 'string' && AVAILABILITY_MESSAGES.some((m) => (e.message as string).includes(m));
-}
-
-/**
- * PostgreSQL refused this data for good (class 22 data exception, class 23 integrity
- * violation other than the unique-violation race callers retry, class 54 program limit):
- * retrying the same item fails again. A caller may drop such an item (the DSS pipeline does).
- */
-export function isDataError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code !== 'string' || code.length !== 5 || code === '23505') return false;
-  return code.startsWith('22') || code.startsWith('23') || code.startsWith('54');
 }
 
 export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<I, R>): Batcher<I, R> {
@@ -180,7 +153,7 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
     try {
       results = await flushBounded(live.map((p) => p.item));
     } catch (err) {
-      if (isAvailabilityError(err)) outcome.unavailable = err;
+      if (isDatabaseUnavailable(err)) outcome.unavailable = err;
       else if (live.length > 1) {
         const half = Math.ceil(live.length / 2);
         await settle(live.slice(0, half), outcome);
@@ -200,7 +173,7 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
 
   /** The error for an item not tried because an earlier one of its key failed with `cause`. */
   function behindError(cause: unknown): unknown {
-    return isAvailabilityError(cause) ? cause : new EarlierItemFailedError(cause);
+    return isDatabaseUnavailable(cause) ? cause : new EarlierItemFailedError(cause);
   }
 
   function pump(): void {

@@ -22,7 +22,7 @@
  * out, a timeout, an earlier actuation of the device that failed) rejects: replay.
  */
 import type { ActuationSubmitter, NewActuation } from '../actuations/types.js';
-import { isDataError } from '../db/batcher.js';
+import { isDataError } from '../db/errors.js';
 import type { Pool } from '../db/pool.js';
 import { findUnstorable } from '../db/storable.js';
 import type { Logger } from '../logger.js';

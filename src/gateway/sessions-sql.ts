@@ -131,12 +131,25 @@ export async function registerInstance(db: Queryable, instanceId: string, heartb
   );
 }
 
-export async function heartbeatInstance(db: Queryable, instanceId: string, heartbeatIntervalMs: number): Promise<void> {
-  await db.query(
-    `insert into instances (id, heartbeat_interval_ms) values ($1, $2)
-     on conflict (id) do update set last_heartbeat_at = now(), heartbeat_interval_ms = $2`,
+/**
+ * Records a beat. `wasPresumedDead`: the beat before was three intervals old or the row was gone,
+ * so other instances may have closed this instance's sessions meanwhile.
+ */
+export async function heartbeatInstance(db: Queryable, instanceId: string, heartbeatIntervalMs: number): Promise<{ wasPresumedDead: boolean }> {
+  const { rows } = await db.query<{ wasPresumedDead: boolean }>(
+    `with previous as (select last_heartbeat_at from instances where id = $1)
+     insert into instances (id, heartbeat_interval_ms) values ($1, $2)
+     on conflict (id) do update set last_heartbeat_at = now(), heartbeat_interval_ms = $2
+     returning coalesce((select last_heartbeat_at <= now() - 3 * $2 * interval '1 millisecond' from previous), true) as "wasPresumedDead"`,
     [instanceId, heartbeatIntervalMs],
   );
+  return rows[0]!;
+}
+
+/** Readiness: a write that commits, without moving the heartbeat (whose gaps the liveness reads). */
+export async function touchInstance(db: Queryable, instanceId: string): Promise<boolean> {
+  const { rowCount } = await db.query('update instances set heartbeat_interval_ms = heartbeat_interval_ms where id = $1', [instanceId]);
+  return (rowCount ?? 0) > 0;
 }
 
 /** Closes the sessions an earlier run of this instance id left open when it died. */
@@ -210,4 +223,23 @@ export async function latestSession(db: Queryable, deviceId: string): Promise<Se
     [deviceId],
   );
   return rows[0] ?? null;
+}
+
+/** The newest session id now: sessions this run opens all have larger ids. */
+export async function latestSessionId(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ id: number }>('select coalesce(max(id), 0)::bigint as id from device_sessions');
+  return rows[0]!.id;
+}
+
+/**
+ * Sessions of this instance, opened after `afterId`, that another instance closed as
+ * `instance lost` (this one missed its heartbeats, e.g. cut off from the database).
+ */
+export async function sessionsClosedAsLost(db: Queryable, instanceId: string, afterId: number): Promise<{ sessionId: number; deviceId: string }[]> {
+  const { rows } = await db.query<{ sessionId: number; deviceId: string }>(
+    `select id as "sessionId", device_id as "deviceId" from device_sessions
+      where id > $2 and instance_id = $1 and close_reason = 'instance lost'`,
+    [instanceId, afterId],
+  );
+  return rows;
 }

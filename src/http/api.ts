@@ -31,6 +31,8 @@ export interface HttpApiOptions {
   routers?: Router[];
   onTransition?: TransitionObserver;
   onDatabaseUnavailable?: () => void;
+  /** Readiness: resolves when this instance can commit (a write through the pool); `/readyz` fails otherwise. */
+  canCommit?: () => Promise<void>;
 }
 
 export function makeHttpApi(options: HttpApiOptions): express.Express {
@@ -46,7 +48,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
     next(new ApiError('SHUTTING_DOWN'));
   });
 
-  app.use(healthRoutes(pool, isShuttingDown));
+  app.use(healthRoutes(pool, isShuttingDown, options.canCommit));
   // Deliberately public: it describes the API's shape (routes, schemas, error codes), holds no data
   // and nothing that is not in the source, and client generators fetch it without credentials.
   const openApi = openApiDocument();

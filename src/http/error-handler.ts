@@ -2,26 +2,16 @@
  * The one place errors become HTTP responses. 4xx are logged at info, 5xx at error.
  * PostgreSQL connection failures become 503 so that callers know to retry.
  */
+import { isDatabaseUnavailable } from '../db/errors.js';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ApiError } from './errors.js';
 import { fromFrameworkError } from './framework-errors.js';
 
-// Connection-level failures: the database is down or unreachable, not a bug in the request.
-// 3D000/57P04: our database was dropped or renamed; 53300: the server has no connection slots left.
-const DATABASE_DOWN_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE',
-  '57P01', '57P02', '57P03', '57P04', '08000', '08001', '08003', '08006', '3D000', '53300',
-]);
-
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
-  const e = err as { type?: string; status?: number; code?: string; message?: string };
   const framework = fromFrameworkError(err);
   if (framework) return framework;
-  if (e.code && DATABASE_DOWN_CODES.has(e.code)) return new ApiError('DATABASE_UNAVAILABLE', undefined, { cause: err });
-  if (e.message?.includes('timeout exceeded when trying to connect') || e.message?.includes('Connection terminated')) {
-    return new ApiError('DATABASE_UNAVAILABLE', undefined, { cause: err });
-  }
+  if (isDatabaseUnavailable(err)) return new ApiError('DATABASE_UNAVAILABLE', undefined, { cause: err });
   return new ApiError('INTERNAL', undefined, { cause: err });
 }
 

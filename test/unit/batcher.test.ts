@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { BatchTimeoutError, EarlierItemFailedError, isAvailabilityError, isDataError, makeBatcher } from '../../src/db/batcher.js';
+import { BatchTimeoutError, EarlierItemFailedError, makeBatcher } from '../../src/db/batcher.js';
+import { isDatabaseUnavailable, isDataError } from '../../src/db/errors.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
@@ -278,10 +279,10 @@ describe('failure classes', () => {
 
   it('does not split on connection failures and timeouts', () => {
     for (const err of [pgError('ECONNREFUSED'), pgError('08006'), pgError('57P01'), pgError('57014'), pgError('53300'), new BatchTimeoutError(5), new Error('timeout exceeded when trying to connect'), new Error('Connection terminated unexpectedly')]) {
-      expect(isAvailabilityError(err), String(err)).toBe(true);
+      expect(isDatabaseUnavailable(err), String(err)).toBe(true);
     }
     for (const err of [pgError('22P05'), pgError('22021'), pgError('23502'), pgError('40P01'), new RangeError('Maximum call stack size exceeded'), new TypeError('x')]) {
-      expect(isAvailabilityError(err), String(err)).toBe(false);
+      expect(isDatabaseUnavailable(err), String(err)).toBe(false);
     }
   });
 

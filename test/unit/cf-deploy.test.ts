@@ -238,8 +238,11 @@ describe('manifest.yml', () => {
   });
 
   it('checks health over HTTP on an endpoint the app serves without credentials, within a start-up timeout that allows the build', () => {
+    // Liveness must not depend on the database (an outage would restart every instance); readiness does.
     expect(app['health-check-type']).toBe('http');
-    expect(app['health-check-http-endpoint']).toBe('/readyz');
+    expect(app['health-check-http-endpoint']).toBe('/healthz');
+    expect(app['readiness-health-check-type']).toBe('http');
+    expect(app['readiness-health-check-http-endpoint']).toBe('/readyz');
     expect(app.timeout).toBeGreaterThanOrEqual(60);
   });
 
@@ -253,8 +256,10 @@ describe('manifest.yml', () => {
     const t = useTestServer();
 
     it('the health-check endpoint answers 200 without credentials', async () => {
-      const res = await fetch(t.server.httpUrl + String(app['health-check-http-endpoint']));
-      expect(res.status).toBe(200);
+      for (const key of ['health-check-http-endpoint', 'readiness-health-check-http-endpoint']) {
+        const res = await fetch(t.server.httpUrl + String(app[key]));
+        expect(res.status).toBe(200);
+      }
       // and the REST API itself does require them, so the probe is not passing by accident
       expect((await fetch(t.server.httpUrl + '/v1/devices')).status).toBe(401);
     });
