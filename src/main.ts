@@ -12,7 +12,7 @@ import { loadOrCreateDevicePublicKey } from './config/dev-keys.js';
 import type { EmbeddedPostgres } from './db/embedded-postgres.js';
 import { migrate } from './db/migrate.js';
 import { makePool, type Pool } from './db/pool.js';
-import { makeLogger } from './logger.js';
+import { makeLogger, prettyDestination } from './logger.js';
 import { StartupError } from './startup-error.js';
 
 /**
@@ -31,7 +31,14 @@ async function main(): Promise<void> {
     process.stderr.write(`configuration error: ${(err as Error).message}\n`);
     process.exit(78);
   }
-  const logger = makeLogger({ level: config.logLevel, instanceId: config.instanceId });
+  let destination;
+  try {
+    destination = config.logFormat === 'pretty' ? prettyDestination() : undefined;
+  } catch (err) {
+    process.stderr.write(`configuration error: LOG_FORMAT=pretty needs pino-pretty, a development dependency (npm install): ${(err as Error).message}\n`);
+    process.exit(78);
+  }
+  const logger = makeLogger({ level: config.logLevel, instanceId: config.instanceId }, destination);
 
   let embedded: EmbeddedPostgres | undefined;
   let pool: Pool | undefined;
