@@ -268,7 +268,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       (stopped ??= (async () => {
         stopping = true;
         await stopProcess(child);
-        if (!options.persistent) await fs.rm(dataDir, { recursive: true, force: true });
+        // A throw-away cluster moved under ROOT_DATA_HOME goes with its directory there.
+        if (!options.persistent) await fs.rm(dataDir === path.resolve(options.dataDir) ? dataDir : path.dirname(dataDir), { recursive: true, force: true });
         logger.info('embedded postgres: stopped');
       })()),
   };

@@ -60,14 +60,15 @@ class Terminal {
   run(script: string, timeoutMs: number): Promise<string> {
     const marker = `__done_${Math.random().toString(36).slice(2)}`;
     const from = this.lines.length;
-    this.bash.stdin.write(`${script}\necho ${marker}\n`);
+    // curl's answers end without a newline: the marker goes on a line of its own.
+    this.bash.stdin.write(`${script}\nprintf '\\n%s\\n' ${marker}\n`);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms running:\n${script}\nstderr: ${this.stderr}`)), timeoutMs);
       const check = () => {
         const at = this.lines.indexOf(marker, from);
         if (at >= 0) {
           clearTimeout(timer);
-          return resolve(this.lines.slice(from, at).join('\n'));
+          return resolve(this.lines.slice(from, at).join('\n').replace(/\n$/, ''));
         }
         if (this.bash.exitCode !== null) {
           clearTimeout(timer);
@@ -151,6 +152,12 @@ it('the README walk-through works as written', async () => {
   const outputs: string[] = [];
   const logs = new Map<string, string[]>();
 
+  const holderLogs = () =>
+    [...logs.values()]
+      .flat()
+      .map((f) => `--- ${path.basename(f)}:\n${fs.existsSync(f) ? fs.readFileSync(f, 'utf8').slice(-3000) : ''}`)
+      .join('\n');
+  try {
   for (const [i, block] of blocks.entries()) {
     const script = block.lines.map((l) => l.replaceAll('localhost:5000', `localhost:${port}`).replaceAll('7070', String(dssPort)));
     let terminal = terminals.get(block.terminal);
@@ -169,10 +176,13 @@ it('the README walk-through works as written', async () => {
       const command = last.replace(/\s+#\s*keeps running\s*$/, '');
       const pid = Number((await terminal.run(`setsid ${command} > ${log} 2>&1 < /dev/null &\necho $!`, 10_000)).trim());
       terminal.holder = { pid, log };
+      logs.set(`${block.terminal}:${i}`, [log]);
       // npm start builds first, then initialises the embedded database: minutes on a loaded machine.
       await waitForHolder(terminal.holder, 240_000);
-      logs.set(`${block.terminal}:${i}`, [log]);
     }
+  }
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n\nwhat the running commands printed:\n${holderLogs()}`);
   }
 
   const all = outputs.join('\n') + '\n' + [...terminals.values()].map((t) => t.stderr).join('\n');
