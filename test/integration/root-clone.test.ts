@@ -31,6 +31,8 @@ const asRoot = os.userInfo().uid === 0;
 let home: string;
 let clone: string;
 const movedClusters = new Set<string>();
+/** Postmasters started by the servers under test: stopped in afterAll should a test fail half-way (they run in their own process groups). */
+const postmasters = new Set<number>();
 
 beforeAll(() => {
   if (!asRoot) return;
@@ -43,8 +45,13 @@ beforeAll(() => {
   expect(linked.status, linked.stderr).toBe(0);
 }, 120_000);
 
-afterAll(() => {
+afterAll(async () => {
   if (!asRoot) return;
+  for (const pid of postmasters) {
+    if (!alive(pid)) continue;
+    process.kill(pid, 'SIGQUIT');
+    for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  }
   for (const dir of movedClusters) fs.rmSync(path.dirname(dir), { recursive: true, force: true });
   if (home) fs.rmSync(home, { recursive: true, force: true });
 });
@@ -125,6 +132,7 @@ describe.skipIf(!asRoot)('as root, from a clone in a 0700 directory', () => {
       const started = server.lines.find((l) => l.msg === 'embedded postgres: started')!;
       const dataDir = String(started.dataDir);
       movedClusters.add(dataDir);
+      postmasters.add(Number(started.pid));
       // ./data is out of the postgres user's reach, so the cluster went to /var/lib.
       expect(dataDir.startsWith('/var/lib/iot-websocket-server/')).toBe(true);
       expect(server.lines.some((l) => l.msg === 'embedded postgres: the postgres OS user cannot reach DATA_DIR (running as root), so the database cluster is kept outside it')).toBe(true);
@@ -153,6 +161,7 @@ describe.skipIf(!asRoot)('as root, from a clone in a 0700 directory', () => {
       await server.waitFor('server: listening', 300_000);
       const started = server.lines.find((l) => l.msg === 'embedded postgres: started')!;
       movedClusters.add(String(started.dataDir));
+      postmasters.add(Number(started.pid));
       const privateKey = fs.readFileSync(path.join(clone, 'keys', 'private.pem'), 'utf8');
       const device = await connectAuthenticated(`ws://127.0.0.1:${port}/`, 'ctrl-c-lamp', mintDeviceToken(privateKey, 'ctrl-c-lamp'));
 
@@ -172,6 +181,7 @@ describe.skipIf(!asRoot)('as root, from a clone in a 0700 directory', () => {
       const again = npmStart(port);
       try {
         await again.waitFor('server: listening', 300_000);
+        postmasters.add(Number(again.lines.find((l) => l.msg === 'embedded postgres: started')!.pid));
         const { username, password } = JSON.parse(fs.readFileSync(path.join(clone, 'data', 'api-credentials.json'), 'utf8')) as { username: string; password: string };
         const res = await fetch(`http://127.0.0.1:${port}/v1/devices/ctrl-c-lamp/sessions`, {
           headers: { authorization: 'Basic ' + Buffer.from(`${username}:${password}`).toString('base64') },
