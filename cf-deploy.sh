@@ -4,8 +4,13 @@
 #
 #   ./cf-deploy.sh [extra cf push flags, e.g. --strategy rolling]
 #
+# It builds dist/ (npm run build) before the push: the Node.js buildpack installs
+# production dependencies only (no TypeScript) and runs no build script of ours, so what
+# is pushed is JavaScript that starts without compiling.
+#
 # Exit codes: 0 pushed; 1 cf push failed or a bound service is missing;
-# 2 the cf CLI is not installed; 3 not logged in or no space targeted.
+# 2 the cf CLI is not installed; 3 not logged in or no space targeted;
+# 4 the build failed (nothing pushed).
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -48,6 +53,11 @@ done
 if [[ ! -f keys/public.pem ]]; then
   printf 'cf-deploy: %s\n' 'keys/public.pem is missing: the app will start only if websocket-ups gives "devicePublicKey" (PEM).' >&2
 fi
+
+[[ -x node_modules/.bin/tsc ]] ||
+  fail 4 'node_modules/.bin/tsc is missing: the build needs the development dependencies.' 'Run: npm ci, then ./cf-deploy.sh again'
+echo "cf-deploy: building dist/ (npm run build)"
+npm run --silent build || fail 4 'the build (npm run build) failed; nothing was pushed.'
 
 echo "cf-deploy: pushing ${app} to space ${space}"
 cf push "$app" -f manifest.yml "$@" || fail 1 "cf push of ${app} failed; see: cf logs ${app} --recent"

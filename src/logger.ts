@@ -48,6 +48,14 @@ export function serializeError(err: unknown, depth = 0): unknown {
   return serialized;
 }
 
+/**
+ * `LOG_FORMAT=pretty`: pino-pretty (a development dependency) formats the lines in a
+ * worker thread; JSON stays the default, since pretty lines are for people, not collectors.
+ */
+export function prettyDestination(): pino.DestinationStream {
+  return pino.transport({ target: 'pino-pretty', options: { colorize: process.stdout.isTTY, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } });
+}
+
 export function makeLogger(options: { level: LogLevel; instanceId?: string }, destination?: pino.DestinationStream): Logger {
   return pino(
     {

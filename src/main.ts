@@ -3,15 +3,24 @@
  * migrations, keys, then `buildApp` and listen. SIGTERM/SIGINT shut down in
  * order; a second signal or the deadline forces the exit.
  */
+import crypto from 'node:crypto';
 import path from 'node:path';
 import { buildApp, type App } from './app.js';
 import { resolveApiCredentials } from './config/api-credentials.js';
 import { loadConfig } from './config/config.js';
 import { loadOrCreateDevicePublicKey } from './config/dev-keys.js';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded-postgres.js';
+import type { EmbeddedPostgres } from './db/embedded-postgres.js';
 import { migrate } from './db/migrate.js';
 import { makePool, type Pool } from './db/pool.js';
-import { makeLogger } from './logger.js';
+import { makeLogger, prettyDestination } from './logger.js';
+import { StartupError } from './startup-error.js';
+
+/**
+ * One Ctrl-C in a terminal under `npm start` delivers SIGINT twice: from the terminal
+ * (to the whole foreground process group) and from npm, which forwards it. The same
+ * signal again within this window is that echo, not a second request to stop now.
+ */
+const SIGNAL_ECHO_MS = 1000;
 
 /** Longest single migration statement. */
 const MIGRATION_TIMEOUT_MS = 30 * 60_000;
@@ -25,7 +34,14 @@ async function main(): Promise<void> {
     process.stderr.write(`configuration error: ${(err as Error).message}\n`);
     process.exit(78);
   }
-  const logger = makeLogger({ level: config.logLevel, instanceId: config.instanceId });
+  let destination;
+  try {
+    destination = config.logFormat === 'pretty' ? prettyDestination() : undefined;
+  } catch (err) {
+    process.stderr.write(`configuration error: LOG_FORMAT=pretty needs pino-pretty, a development dependency (npm install): ${(err as Error).message}\n`);
+    process.exit(78);
+  }
+  const logger = makeLogger({ level: config.logLevel, instanceId: config.instanceId }, destination);
 
   let embedded: EmbeddedPostgres | undefined;
   let pool: Pool | undefined;
@@ -42,12 +58,15 @@ async function main(): Promise<void> {
   // (Registering them later would also let embedded-postgres' import strip them.)
   let startup: Promise<void> = Promise.resolve();
   let shutdown: Promise<void> | undefined;
+  let firstSignal: { signal: NodeJS.Signals; at: number } | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
+    if (shutdown && firstSignal?.signal === signal && Date.now() - firstSignal.at < SIGNAL_ECHO_MS) return;
     if (shutdown) {
       logger.warn({ signal }, 'server: second signal, exiting now');
       process.exit(1);
     }
     logger.info({ signal }, 'server: shutting down');
+    firstSignal = { signal, at: Date.now() };
     stopping = true;
     const deadline = setTimeout(() => {
       logger.error('server: shutdown deadline passed, exiting');
@@ -74,6 +93,8 @@ async function main(): Promise<void> {
   startup = (async () => {
     try {
       if (config.databaseUrl === undefined) {
+        // Loaded only here: embedded-postgres is a development dependency, absent from a production install.
+        const { startEmbeddedPostgres } = await import('./db/embedded-postgres.js');
         embedded = await startEmbeddedPostgres({ dataDir: path.join(config.dataDir, 'postgres'), persistent: true, logger });
       }
       const databaseUrl = config.databaseUrl ?? embedded!.url;
@@ -95,13 +116,17 @@ async function main(): Promise<void> {
       );
       await migrate(migrationPool, logger).finally(() => migrationPool.end());
       if (stopping) return;
-      const devicePublicKey = loadOrCreateDevicePublicKey(config, logger);
+      const devicePublicKey = checkedPublicKey(() => loadOrCreateDevicePublicKey(config, logger), config.devicePublicKeyPem ? 'websocket-ups devicePublicKey' : config.devicePublicKeyPath);
       const credentials = resolveApiCredentials(config, logger);
       app = buildApp({ config, logger, pool, databaseUrl, devicePublicKey, credentials });
-      const port = await app.listen();
+      const port = await app.listen().catch((err: unknown) => {
+        throw explainListen(err, config.port, config.host);
+      });
       logger.info({ port, embeddedDatabase: embedded !== undefined }, 'server: listening');
     } catch (err) {
-      logger.fatal({ err }, 'server: start-up failed');
+      const hint = err instanceof StartupError ? err.hint : hintFor(err);
+      // The cause in the message itself, at fatal level: the one line an operator reads.
+      logger.fatal({ err, ...(hint ? { hint } : {}) }, `server: start-up failed: ${(err as Error)?.message ?? String(err)}${hint ? ` (${hint})` : ''}`);
       // listen() may fail after background work started (it holds pool clients, so
       // pool.end() alone would wait for ever): stop the app first, within the deadline.
       process.exitCode = 1;
@@ -112,6 +137,51 @@ async function main(): Promise<void> {
     }
   })();
   await startup;
+}
+
+/** The key, checked to be a public key here, so that a bad file fails start-up with its name rather than deep in the gateway. */
+function checkedPublicKey(load: () => string, source: string): string {
+  let pem: string;
+  try {
+    pem = load();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === undefined) throw err; // a ConfigError names its variable already
+    throw new StartupError(`the device-token public key ${source} cannot be read: ${(err as Error).message}`, 'check DEVICE_PUBLIC_KEY_PATH and the file\'s permissions', {
+      cause: err,
+    });
+  }
+  try {
+    crypto.createPublicKey(pem);
+  } catch (err) {
+    throw new StartupError(
+      `the device-token public key ${source} is not a PEM public key: ${(err as Error).message}`,
+      'give a PEM public key (-----BEGIN PUBLIC KEY-----, e.g. openssl pkey -in private.pem -pubout -out public.pem); outside production, remove the file to generate a development pair',
+      { cause: err },
+    );
+  }
+  return pem;
+}
+
+function explainListen(err: unknown, port: number, host: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') {
+    return new StartupError(`port ${port} on ${host} is already in use (EADDRINUSE)`, `another process listens there (another npm start?): stop it, or set PORT to a free port`, { cause: err });
+  }
+  if (code === 'EACCES') {
+    return new StartupError(`not allowed to listen on port ${port} (EACCES)`, 'ports below 1024 need privileges: set PORT=5000 or another port above 1023', { cause: err });
+  }
+  return err;
+}
+
+/** Hints for the database failures a first start meets; the message already says what happened. */
+function hintFor(err: unknown): string | undefined {
+  const code = (err as { code?: string }).code;
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH') {
+    return 'is PostgreSQL running and reachable at the host and port of DATABASE_URL (or the bound service)?';
+  }
+  if (code === '28P01' || code === '28000') return 'the database refused the user or password of DATABASE_URL (or the bound service)';
+  if (code === '3D000') return 'the database named in DATABASE_URL does not exist: create it (createdb) or fix the URL';
+  return undefined;
 }
 
 void main();

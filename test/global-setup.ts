@@ -13,6 +13,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded
 import { migrate } from '../src/db/migrate.js';
 import { makePool } from '../src/db/pool.js';
 import { makeLogger } from '../src/logger.js';
+import { StartupError } from '../src/startup-error.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -22,7 +23,22 @@ declare module 'vitest' {
   }
 }
 
+/**
+ * vitest reports a failing global set-up with little more than an exit code (an error
+ * without a message, e.g. a rejected promise without a reason, prints nothing at all),
+ * so the cause and what to do go to stderr here, in words.
+ */
 export default async function setup(project: TestProject) {
+  try {
+    return await prepare(project);
+  } catch (err) {
+    const hint = err instanceof StartupError ? `\n  what to do: ${err.hint}` : '';
+    process.stderr.write(`\ntest set-up failed: ${err instanceof Error ? err.message : String(err)}${hint}\n\n`);
+    throw err instanceof Error ? err : new Error(`test set-up failed: ${String(err)}`);
+  }
+}
+
+async function prepare(project: TestProject) {
   const logger = makeLogger({ level: 'warn' });
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-test-'));
   await fs.chmod(tmp, 0o755);
@@ -35,7 +51,12 @@ export default async function setup(project: TestProject) {
 
   const templateDatabase = `iotws_template_${process.pid}`;
   const admin = new pg.Client(adminUrl);
-  await admin.connect();
+  try {
+    await admin.connect();
+  } catch (err) {
+    await embedded?.stop();
+    throw new StartupError(`cannot connect to the test database: ${(err as Error).message}`, 'check DATABASE_URL (tests create and drop their own databases there), or unset it for an embedded PostgreSQL', { cause: err });
+  }
   await admin.query(`drop database if exists ${templateDatabase}`);
   await admin.query(`create database ${templateDatabase}`);
   const templatePool = makePool({ connectionString: withDatabase(adminUrl, templateDatabase), max: 1 }, logger);

@@ -1,61 +1,46 @@
+#!/usr/bin/env node
 /**
- * npm run device -- <deviceId> [--url ws://localhost:5000/] [--token T | --mint [--key keys/private.pem] [--account ID]]
+ * npm run device -- <deviceId> [--url ws://localhost:PORT/] [--token T | --mint [--key keys/private.pem] [--account ID]]
  *                   [--ack ok|fail|none] [--count N] [--ping-interval 30]
  *
  * Simulated device agents (src/simulator/): each actuation received is printed to
  * stdout as one JSON line; connection events go to stderr. `--count N` runs devices
  * `<deviceId>-1` … `<deviceId>-N` from this process (they need `--mint`: a token is
  * valid for one device). Ctrl-C closes the sockets and exits.
+ * Exit codes: 0 after Ctrl-C/SIGTERM; 1 every device was refused; 64 bad arguments or no key file.
  */
-import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/config.js';
 import { privateKeyPathFor } from '../config/dev-keys.js';
 import { mintDeviceToken } from '../gateway/device-token.js';
 import { STOPPED, numberedDeviceIds, startDeviceFleet, type AckMode, type SimulatedDeviceEvent } from '../simulator/device-simulator.js';
+import { numberOption, parseCli, readNamedFile } from './args.js';
 
-const usage = `usage: npm run device -- <deviceId> [--url ws://localhost:5000/] [--token <token> | --mint [--key <private.pem>] [--account <id>]]
+const usage = `usage: npm run device -- <deviceId> [--url ws://localhost:PORT/] [--token <token> | --mint [--key <private.pem>] [--account <id>]]
                          [--ack ok|fail|none] [--count N] [--ping-interval <seconds>]`;
 
-function fail(message: string): never {
-  process.stderr.write(`${message}\n${usage}\n`);
-  process.exit(64);
-}
-
-let parsed;
-try {
-  parsed = parseArgs({
-    allowPositionals: true,
-    options: {
-      url: { type: 'string', default: 'ws://localhost:5000/' },
-      token: { type: 'string' },
-      mint: { type: 'boolean', default: false },
-      key: { type: 'string' },
-      account: { type: 'string' },
-      ack: { type: 'string', default: 'ok' },
-      count: { type: 'string' },
-      'ping-interval': { type: 'string', default: '30' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-} catch (err) {
-  fail((err as Error).message);
-}
-const { values, positionals } = parsed;
-if (values.help) {
-  process.stdout.write(`${usage}\n`);
-  process.exit(0);
-}
-const deviceId = positionals[0];
+const cli = parseCli(usage, {
+  url: { type: 'string' },
+  token: { type: 'string' },
+  mint: { type: 'boolean', default: false },
+  key: { type: 'string' },
+  account: { type: 'string' },
+  ack: { type: 'string', default: 'ok' },
+  count: { type: 'string' },
+  'ping-interval': { type: 'string', default: '30' },
+});
+const values = cli.values as { url?: string; token?: string; mint: boolean; key?: string; account?: string; ack: string; count?: string; 'ping-interval': string };
+const { positionals } = cli;
+const fail = cli.fail;
+const deviceId = positionals[0] ?? '';
 if (!deviceId || positionals.length > 1) fail('give exactly one device id');
 if (!['ok', 'fail', 'none'].includes(values.ack)) fail(`--ack must be ok, fail or none, got "${values.ack}"`);
 const ack = values.ack as AckMode;
-const count = values.count === undefined ? undefined : Number(values.count);
-if (count !== undefined && !(Number.isInteger(count) && count >= 1)) fail(`--count must be a whole number of at least 1, got "${values.count}"`);
-const pingSeconds = Number(values['ping-interval']);
-if (!(pingSeconds >= 0)) fail(`--ping-interval must be a number of seconds (0 turns pings off), got "${values['ping-interval']}"`);
-if (!/^wss?:\/\//.test(values.url)) fail(`--url must be a ws:// or wss:// URL, got "${values.url}"`);
+const count = values.count === undefined ? undefined : numberOption(cli, 'count', values.count, { min: 1, integer: true, what: 'a whole number of at least 1' });
+const pingSeconds = numberOption(cli, 'ping-interval', values['ping-interval'], { min: 0, what: 'a number of seconds (0 turns pings off)' });
+// Default: the server on this machine, on the PORT the server itself would use.
+const url = values.url ?? `ws://localhost:${loadConfig().port}/`;
+if (!/^wss?:\/\//.test(url)) fail(`--url must be a ws:// or wss:// URL, got "${url}"`);
 if ((values.token !== undefined) === values.mint) fail('give either --token or --mint');
 if (values.token !== undefined && count !== undefined) fail('--count needs --mint: a token is valid for one device only');
 
@@ -64,10 +49,7 @@ if (values.token !== undefined) {
   token = values.token;
 } else {
   const keyPath = values.key ? path.resolve(values.key) : privateKeyPathFor(loadConfig().devicePublicKeyPath);
-  if (!fs.existsSync(keyPath)) {
-    fail(`private key not found at ${keyPath}; start the server once outside production to generate a development key pair, or give --key`);
-  }
-  const privateKey = fs.readFileSync(keyPath, 'utf8');
+  const privateKey = readNamedFile(cli, 'private key', keyPath, 'start the server once outside production to generate a development key pair, or give --key');
   // A fresh token for every connection: a device that reconnects hours later is not refused for an old one.
   token = (id) => mintDeviceToken(privateKey, id, { accountId: values.account, expiresIn: '1h' });
 }
@@ -82,7 +64,7 @@ function onEvent(event: SimulatedDeviceEvent): void {
       process.stdout.write(`${JSON.stringify({ deviceId: event.deviceId, receivedAt: event.receivedAt.toISOString(), actuation: event.message })}\n`);
       return;
     case 'device:connecting':
-      return log(event.deviceId, `connecting to ${values.url}${event.attempt > 0 ? ` (retry ${event.attempt})` : ''}`);
+      return log(event.deviceId, `connecting to ${url}${event.attempt > 0 ? ` (retry ${event.attempt})` : ''}`);
     case 'device:authenticated':
       return log(event.deviceId, 'authenticated');
     case 'device:ack-sent':
@@ -105,7 +87,7 @@ function onEvent(event: SimulatedDeviceEvent): void {
 }
 
 const deviceIds = count === undefined ? [deviceId] : numberedDeviceIds(deviceId, count);
-const fleet = startDeviceFleet({ url: values.url, deviceIds, token, ack, pingIntervalMs: pingSeconds * 1000, onEvent });
+const fleet = startDeviceFleet({ url, deviceIds, token, ack, pingIntervalMs: pingSeconds * 1000, onEvent });
 
 let stopping = false;
 const stop = (signal: NodeJS.Signals) => {

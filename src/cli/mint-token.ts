@@ -1,35 +1,32 @@
+#!/usr/bin/env node
 /**
- * npm run token -- <deviceId> [--account <id>] [--ttl 1h] [--key keys/private.pem]
- * Prints a device token signed with the development private key.
+ * npm run -s token -- <deviceId> [--account <id>] [--ttl 1h] [--key keys/private.pem]
+ * Prints a device token signed with the development private key (`-s`: without npm's
+ * banner, so that `TOKEN=$(npm run -s token -- …)` captures the token only).
+ * Exit codes: 0 printed; 64 bad arguments or no key file.
  */
-import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/config.js';
 import { privateKeyPathFor } from '../config/dev-keys.js';
 import { mintDeviceToken } from '../gateway/device-token.js';
+import { parseCli, readNamedFile, runCli } from './args.js';
 
-const usage = 'usage: npm run token -- <deviceId> [--account <id>] [--ttl 1h] [--key <private.pem>]';
+const usage = 'usage: npm run -s token -- <deviceId> [--account <id>] [--ttl <seconds or 30m, 1h, 7d>] [--key <private.pem>]';
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
+runCli(usage, () => {
+  const cli = parseCli(usage, {
     account: { type: 'string' },
     ttl: { type: 'string', default: '1h' },
     key: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  },
+  });
+  const { values, positionals } = cli;
+  if (positionals.length !== 1) cli.fail('give exactly one device id');
+  const deviceId = positionals[0]!;
+  const ttlText = values.ttl as string;
+  // jsonwebtoken's expiresIn: whole seconds, or a number with a unit (ms, s, m, h, d, w, y).
+  if (!/^(\d+|\d+(\.\d+)?\s*(ms|s|m|h|d|w|y))$/.test(ttlText)) cli.fail(`--ttl must be whole seconds or a number with a unit (30m, 1h, 7d), got "${ttlText}"`);
+  const ttl = /^\d+$/.test(ttlText) ? Number(ttlText) : (ttlText as `${number}h`);
+  const keyPath = values.key ? path.resolve(values.key as string) : privateKeyPathFor(loadConfig().devicePublicKeyPath);
+  const privateKey = readNamedFile(cli, 'private key', keyPath, 'start the server once outside production to generate a development key pair, or give --key');
+  process.stdout.write(`${mintDeviceToken(privateKey, deviceId, { accountId: values.account as string | undefined, expiresIn: ttl })}\n`);
 });
-const deviceId = positionals[0];
-if (values.help || !deviceId) {
-  process.stderr.write(`${usage}\n`);
-  process.exit(values.help ? 0 : 2);
-}
-const config = loadConfig();
-const keyPath = values.key ? path.resolve(values.key) : privateKeyPathFor(config.devicePublicKeyPath);
-if (!fs.existsSync(keyPath)) {
-  process.stderr.write(`private key not found at ${keyPath}; start the server once outside production to generate a development key pair\n`);
-  process.exit(1);
-}
-const ttl = /^\d+$/.test(values.ttl!) ? Number(values.ttl) : values.ttl!;
-process.stdout.write(`${mintDeviceToken(fs.readFileSync(keyPath, 'utf8'), deviceId, { accountId: values.account, expiresIn: ttl })}\n`);

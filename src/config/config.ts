@@ -65,6 +65,8 @@ export interface Config {
    */
   readonly instanceId: string;
   readonly logLevel: LogLevel;
+  /** `json` (one JSON object a line, for machines) or `pretty` (coloured lines for a terminal; needs the development dependency pino-pretty). (Default: json) */
+  readonly logFormat: 'json' | 'pretty';
   /** A socket that has not authenticated within this time is closed. (Default: 10 000) */
   readonly authTimeoutMs: number;
   /** Largest WebSocket message or REST body accepted. (Default: 65 536) */
@@ -175,6 +177,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     apiCredentials,
     instanceId: instanceId(env),
     logLevel: logLevel as LogLevel,
+    logFormat: oneOf(env, 'LOG_FORMAT', ['json', 'pretty'] as const, 'json'),
     authTimeoutMs: integer(env, 'AUTH_TIMEOUT_MS', 10_000, 100, 600_000),
     maxMessageBytes: integer(env, 'MAX_MESSAGE_BYTES', 64 * 1024, 256, 16 * 1024 * 1024),
     heartbeatIntervalMs: integer(env, 'HEARTBEAT_INTERVAL_MS', 30_000, 100, 3_600_000),
@@ -302,3 +305,8 @@ function databaseSsl(env: Environment, fromVcap: DatabaseSsl | undefined): Datab
   return { ...base, rejectUnauthorized: rejectUnauthorized ?? base.rejectUnauthorized };
 }
 
+function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: readonly T[], fallback: T): T {
+  const value = nonEmpty(env, name) ?? fallback;
+  if (!(allowed as readonly string[]).includes(value)) throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${value}"`);
+  return value as T;
+}

@@ -148,3 +148,57 @@ describe('npm run device', () => {
     }
   });
 });
+
+/** Runs what `npm run <script> -- <args>` runs (the tsx entry of the script). */
+function runScript(script: string, args: string[]): Cli {
+  const [runner, entry] = pkg.scripts[script]!.split(' ');
+  expect(runner).toBe('tsx');
+  const child = spawn(path.join(root, 'node_modules/.bin/tsx'), [entry!, ...args], { cwd: root, env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const cli = { child, stdout: () => out, stderr: () => err, exited };
+  running.add(cli);
+  void exited.then(() => running.delete(cli));
+  return cli;
+}
+
+describe('the three CLIs treat bad arguments alike: reason and usage on stderr, exit 64, no stack trace', () => {
+  it.each([
+    ['token', ['lamp-1', '--ttl', 'banana'], /--ttl must be/],
+    ['token', ['lamp-1', '--bogus'], /Unknown option '--bogus'/],
+    ['token', [], /give exactly one device id/],
+    ['token', ['lamp-1', '--key', '/no/such/private.pem'], /private key \/no\/such\/private.pem: no such file/],
+    ['dss-sim', ['--key', 'abcdef01234567890000000000000001', '--port', 'banana'], /--port must be/],
+    ['dss-sim', ['--key', 'abcdef01234567890000000000000001', '--heartbeat', '0'], /--heartbeat must be a positive number/],
+    ['dss-sim', ['--key', 'abcdef01234567890000000000000001', '--events', '/no/such/events.jsonl'], /--events file \/no\/such\/events.jsonl: no such file/],
+    ['dss-sim', [], /give at least one --key/],
+    ['device', ['lamp-1', '--mint', '--ping-interval', 'soon'], /--ping-interval must be/],
+  ])('npm run %s -- %j', async (script, args, reason) => {
+    const cli = runScript(script, args as string[]);
+    expect(await cli.exited).toBe(64);
+    expect(cli.stderr()).toMatch(reason);
+    expect(cli.stderr()).toContain(`usage: npm run ${script === 'token' ? '-s token' : script}`);
+    expect(cli.stderr()).not.toMatch(/\n\s+at /); // no stack frames
+    expect(cli.stdout()).toBe('');
+  });
+
+  it('--help prints the usage on stdout and exits 0', async () => {
+    for (const script of ['token', 'device', 'dss-sim']) {
+      const cli = runScript(script, ['--help']);
+      expect(await cli.exited).toBe(0);
+      expect(cli.stdout()).toMatch(/^usage: /);
+    }
+  });
+
+  it('bin entries point at the built CLIs', async () => {
+    const { bin } = (await import('../../package.json', { with: { type: 'json' } })).default as { bin: Record<string, string> };
+    expect(bin).toEqual({ 'iotws-token': 'dist/cli/mint-token.js', 'iotws-device': 'dist/cli/device-sim.js', 'iotws-dss-sim': 'dist/cli/dss-sim.js' });
+    for (const file of Object.values(bin)) {
+      const source = path.join(root, file.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts'));
+      expect((await import('node:fs')).readFileSync(source, 'utf8').startsWith('#!/usr/bin/env node\n'), source).toBe(true);
+    }
+  });
+});

@@ -235,10 +235,43 @@ describe('bad configuration fails at start-up, naming the culprit', () => {
       // A long deadline, so that only a clean stop (not the forced exit) passes within the test timeout.
       const code = await failsWith(await baseEnv({ PORT: String(port), SHUTDOWN_TIMEOUT_MS: '120000' }), [/EADDRINUSE/]);
       expect(code).not.toBe(0);
+      const fatal = started.at(-1)!.logs.find((l) => l.level === 60)!;
+      expect(fatal.msg).toMatch(new RegExp(`server: start-up failed: port ${port} on 127.0.0.1 is already in use`));
+      expect(fatal.hint).toMatch(/set PORT/);
     } finally {
       blocker.close();
     }
   });
+});
+
+describe('start-up failures say why, at fatal level, with a hint', () => {
+  it('a device public key file that is not a PEM public key', async () => {
+    const bad = path.join(tmp, 'not-a-key.pem');
+    fs.writeFileSync(bad, 'hello\n');
+    const server = start(await baseEnv({ DEVICE_PUBLIC_KEY_PATH: bad }));
+    expect((await server.exited).code).toBe(1);
+    const fatal = server.logs.find((l) => l.level === 60)!;
+    expect(fatal.msg).toContain(`server: start-up failed: the device-token public key ${bad} is not a PEM public key`);
+    expect(fatal.hint).toMatch(/BEGIN PUBLIC KEY/);
+  });
+
+  it('a second server on the same DATA_DIR: the cluster is in use by the first one', async () => {
+    const dataDir = fs.mkdtempSync(path.join(tmp, 'embedded-twice-'));
+    fs.chmodSync(dataDir, 0o755);
+    const first = start(await baseEnv({ DATA_DIR: dataDir, DATABASE_URL: '' }));
+    await first.waitForLog(isListening, 120_000);
+    const pid = first.logs.find((l) => l.msg === 'embedded postgres: started')!.pid;
+
+    const second = start(await baseEnv({ DATA_DIR: dataDir, DATABASE_URL: '' }));
+    expect((await second.exited).code).toBe(1);
+    const fatal = second.logs.find((l) => l.level === 60)!;
+    expect(fatal.msg).toContain(`is in use by another PostgreSQL (pid ${pid})`);
+    expect(fatal.hint).toMatch(/another iot-websocket-server is running on the same DATA_DIR/);
+    // The first one is untouched.
+    expect((await fetch(`http://127.0.0.1:${first.logs.find(isListening)!.port}/readyz`)).status).toBe(200);
+    first.child.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+  }, 240_000);
 });
 
 describe('npm start without DATABASE_URL (embedded PostgreSQL)', () => {

