@@ -25,6 +25,7 @@ import type { TransitionObserver } from './actuations/types.js';
 import type { ApiCredentials } from './config/api-credentials.js';
 import type { Config } from './config/config.js';
 import { startNotificationListener, type NotificationListener } from './db/notification-listener.js';
+import { startRetention } from './db/retention.js';
 import { makeDss } from './dss/dss.js';
 import type { Pool } from './db/pool.js';
 import { makeDeviceTokenVerifier } from './gateway/device-token.js';
@@ -56,6 +57,8 @@ export interface App {
 }
 
 const MAX_BULK_BODY_BYTES = 2 * 1024 * 1024;
+/** Retention: a pass a minute; 2,000 rows a batch (a few ms), at least 100 ms between batches. */
+const RETENTION_PACE = { intervalMs: 60_000, batchSize: 2_000, pauseMs: 100 };
 
 export function buildApp(options: AppOptions): App {
   const { config, logger, pool, devicePublicKey, credentials } = options;
@@ -150,6 +153,7 @@ export function buildApp(options: AppOptions): App {
   let liveness: InstanceLiveness | undefined;
   let listener: NotificationListener | undefined;
   let sweeper: { stop(): Promise<void> } | undefined;
+  let retention: { stop(): Promise<void> } | undefined;
   let closePromise: Promise<void> | undefined;
 
   return {
@@ -173,6 +177,13 @@ export function buildApp(options: AppOptions): App {
         intervalMs: config.sweepIntervalMs,
         onSwept: (result) => result.sources.forEach((s) => countTransition(s.status, s.kind)),
       });
+      retention = startRetention({
+        pool,
+        logger,
+        retentionDays: config.retentionDays,
+        ...RETENTION_PACE,
+        onDeleted: (table, rows) => metrics.retentionDeleted.inc({ table }, rows),
+      });
       if (metricsServer) await new Promise<void>((resolve) => metricsServer.listen(config.metricsPort, host, resolve));
       dss.start();
       await new Promise<void>((resolve, reject) => {
@@ -193,6 +204,7 @@ export function buildApp(options: AppOptions): App {
         await dss.stop();
         await Promise.all([dispatcher.close(), submitter.drain(), acks.drain()]);
         await sweeper?.stop();
+        await retention?.stop();
         await liveness?.stop();
         metricsServer?.close();
         server.closeIdleConnections();

@@ -18,6 +18,8 @@ export interface Metrics {
   postToAckedSeconds: client.Histogram;
   dssFrames: client.Counter<'stream' | 'kind'>;
   databaseErrors: client.Counter<'operation'>;
+  /** Rows deleted by retention (RETENTION_DAYS), by table. */
+  retentionDeleted: client.Counter<'table'>;
 }
 
 export interface MetricsSources {
@@ -77,5 +79,6 @@ export function makeMetrics(sources: MetricsSources): Metrics {
     postToAckedSeconds: new client.Histogram({ name: 'iotws_actuation_post_to_acked_seconds', help: 'From accepted to acknowledged by the device', buckets: LATENCY_BUCKETS, registers }),
     dssFrames: new client.Counter({ name: 'iotws_dss_frames_total', help: 'DSS stream frames by stream and kind (event, heartbeat, error)', labelNames: ['stream', 'kind'], registers }),
     databaseErrors,
+    retentionDeleted: new client.Counter({ name: 'iotws_retention_deleted_rows_total', help: 'Rows deleted by retention (RETENTION_DAYS), by table; counted by the instance that deleted them', labelNames: ['table'], registers }),
   };
 }

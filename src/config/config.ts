@@ -100,6 +100,8 @@ export interface Config {
   readonly dssRulesRefreshMs: number;
   /** When set, `/metrics` is served unauthenticated on this port only; otherwise on PORT behind HTTP Basic. */
   readonly metricsPort: number | undefined;
+  /** Finished actuations and closed sessions older than this many days are deleted; 0 keeps everything. (Default: 30) */
+  readonly retentionDays: number;
 }
 
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -163,6 +165,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     backlogRate: integer(env, 'BACKLOG_RATE', 500, 1, 1_000_000),
     sweepIntervalMs: integer(env, 'SWEEP_INTERVAL_MS', 1_000, 50, 600_000),
     dispatchPollMs: integer(env, 'DISPATCH_POLL_MS', 5_000, 100, 600_000),
+    retentionDays: integer(env, 'RETENTION_DAYS', 30, 0, 36_500),
     metricsPort: nonEmpty(env, 'METRICS_PORT') === undefined ? undefined : integer(env, 'METRICS_PORT', 0, 0, 65535),
     dssEnabled: boolean(env, 'DSS_ENABLED') ?? true,
     dssSupervisorIntervalMs: integer(env, 'DSS_SUPERVISOR_INTERVAL_MS', 2_000, 50, 600_000),
