@@ -120,7 +120,7 @@ async function finishedActuationsBatch(pool: Pool, cutoff: Date, after: string |
        )
        select (select count(*)::int from candidates) as scanned,
               (select count(*)::int from deleted) as deleted,
-              (select max(id)::text from candidates) as last_id`,
+              (select id::text from candidates order by id desc limit 1) as last_id`,
       [after, uuidV7Floor(cutoff), batchSize, FINAL_STATUSES, cutoff, unreferencedOnly],
     );
     return rows[0]!;
