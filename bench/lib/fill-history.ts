@@ -25,8 +25,10 @@ export interface FillHistoryOptions {
   sessions: number;
   /** Devices the history is spread over (default 10,000). */
   devices?: number;
-  /** Device ids are `<devicePrefix><n>`, n from 1 (default `history-`). */
+  /** Device ids are `<devicePrefix><n>`, n from `firstDevice` (default `history-`). */
   devicePrefix?: string;
+  /** The first device's number (default 1; the benches' devices count from 0). */
+  firstDevice?: number;
   /** History spans this many days back from now (default 28). */
   days?: number;
   /** Rows per statement (default 50,000). */
@@ -50,6 +52,7 @@ export interface FillHistoryResult {
 export async function fillHistory(pool: Pool, options: FillHistoryOptions): Promise<FillHistoryResult> {
   const devices = options.devices ?? 10_000;
   const prefix = options.devicePrefix ?? 'history-';
+  const first = options.firstDevice ?? 1;
   const days = options.days ?? 28;
   const chunk = Math.max(1, options.chunkSize ?? 50_000);
   if (!Number.isInteger(options.actuations) || options.actuations < 0) throw new Error('fillHistory: actuations must be an integer >= 0');
@@ -58,8 +61,8 @@ export async function fillHistory(pool: Pool, options: FillHistoryOptions): Prom
   const started = Date.now();
 
   await pool.query(
-    `insert into device_counters (device_id) select $1 || n from generate_series(1, $2::int) as n on conflict do nothing`,
-    [prefix, devices],
+    `insert into device_counters (device_id) select $1 || n from generate_series($3::int, $3::int + $2::int - 1) as n on conflict do nothing`,
+    [prefix, devices, first],
   );
 
   for (let start = 0; start < options.actuations; start += chunk) {
@@ -70,7 +73,7 @@ export async function fillHistory(pool: Pool, options: FillHistoryOptions): Prom
       // close to a live deployment's: mostly acked, some expired, failed, timed out...
       await query(
         `with g as (
-           select g, $1 || ((g % $2::int) + 1) as device_id,
+           select g, $1 || ((g % $2::int) + $7::int) as device_id,
                   now() - make_interval(days => $3::int) + (g::float8 / $4::float8) * make_interval(days => $3::int) as created_at,
                   random() as r, uuid_send(gen_random_uuid()) as rnd
              from generate_series($5::bigint, $6::bigint - 1) as g
@@ -110,7 +113,7 @@ export async function fillHistory(pool: Pool, options: FillHistoryOptions): Prom
          update device_counters c set last_seq = c.last_seq + x.n
            from (select device_id, count(*) as n from ins group by device_id) x
           where c.device_id = x.device_id`,
-        [prefix, devices, days, options.actuations, start, end],
+        [prefix, devices, days, options.actuations, start, end, first],
       );
     });
     options.onProgress?.({ table: 'actuations', done: end, total: options.actuations });
@@ -120,13 +123,13 @@ export async function fillHistory(pool: Pool, options: FillHistoryOptions): Prom
     const end = Math.min(options.sessions, start + chunk);
     await pool.query(
       `insert into device_sessions (device_id, account_id, instance_id, remote_address, connected_at, last_seen_at, disconnected_at, close_code, close_reason)
-       select $1 || ((g % $2::int) + 1), 'history-account', 'history-instance', '10.0.0.1', t.at, t.at + t.len, t.at + t.len,
+       select $1 || ((g % $2::int) + $7::int), 'history-account', 'history-instance', '10.0.0.1', t.at, t.at + t.len, t.at + t.len,
               case when g % 10 < 7 then 1001 when g % 10 < 9 then 1006 else 1000 end,
               case when g % 10 < 7 then 'server shutting down' when g % 10 < 9 then 'instance lost' else 'session replaced' end
          from generate_series($5::bigint, $6::bigint - 1) as g,
               lateral (select now() - make_interval(days => $3::int) + (g::float8 / $4::float8) * make_interval(days => $3::int) as at,
                               make_interval(secs => 60 + (g % 7200)) as len) t`,
-      [prefix, devices, days, options.sessions, start, end],
+      [prefix, devices, days, options.sessions, start, end, first],
     );
     options.onProgress?.({ table: 'device_sessions', done: end, total: options.sessions });
   }

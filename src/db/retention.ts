@@ -34,6 +34,8 @@ import { withTransaction } from './pool.js';
 /** Any constant works as long as every instance uses the same one. */
 export const RETENTION_LOCK_KEY = 0x107580;
 
+const FIRST_PASS_DELAY_MS = 10_000;
+
 export const FINAL_STATUSES = ['acked', 'failed', 'expired', 'timed_out', 'cancelled', 'superseded'] as const;
 
 export interface RetentionOptions {
@@ -206,11 +208,15 @@ export function startRetention(options: RetentionOptions & { pool: Pool; logger:
       .catch((err) => logger.warn({ err }, 'retention: pass failed; the next one retries'))
       .finally(() => (running = undefined));
   };
+  // The first pass soon after start (not a whole interval later), then every interval.
+  const first = setTimeout(tick, Math.min(options.intervalMs, FIRST_PASS_DELAY_MS));
+  first.unref();
   const timer = setInterval(tick, options.intervalMs);
   timer.unref();
   return {
     async stop() {
       stopped = true;
+      clearTimeout(first);
       clearInterval(timer);
       await running;
     },
