@@ -27,6 +27,7 @@ import type { Config } from './config/config.js';
 import { startNotificationListener, type NotificationListener } from './db/notification-listener.js';
 import { startRetention } from './db/retention.js';
 import { makeDss } from './dss/dss.js';
+import type { FrameKind } from './dss/stream-client.js';
 import type { Pool } from './db/pool.js';
 import { makeDeviceTokenVerifier } from './gateway/device-token.js';
 import { makeGateway, type Gateway } from './gateway/gateway.js';
@@ -34,6 +35,7 @@ import { startInstanceLiveness, type InstanceLiveness } from './gateway/instance
 import { SESSION_REPLACED_CHANNEL } from './gateway/sessions-sql.js';
 import { makeHttpApi } from './http/api.js';
 import { metricsRoutes } from './http/routes/metrics.js';
+import { requestMetrics } from './http/request-metrics.js';
 import { makeMetrics, type Metrics } from './metrics.js';
 import type { Logger } from './logger.js';
 
@@ -57,6 +59,7 @@ export interface App {
 }
 
 const MAX_BULK_BODY_BYTES = 2 * 1024 * 1024;
+const FRAME_KINDS: FrameKind[] = ['event', 'heartbeat', 'error'];
 /** Retention: a pass a minute; 2,000 rows a batch (a few ms), at least 100 ms between batches. */
 const RETENTION_PACE = { intervalMs: 60_000, batchSize: 2_000, pauseMs: 100 };
 
@@ -115,7 +118,17 @@ export function buildApp(options: AppOptions): App {
     delivery: dispatcher,
     onTransition: countTransition,
   });
-  const dss = makeDss({ config, logger, pool, submitter, onFrame: (stream, kind) => metrics.dssFrames.inc({ stream, kind }) });
+  const dss = makeDss({
+    config,
+    logger,
+    pool,
+    submitter,
+    onFrame: (stream, kind) => metrics.dssFrames.inc({ stream, kind }),
+    // A stream this instance no longer holds counts nothing here: its series go (an edited one is taken again at once).
+    onStreamReleased: (stream, why) => {
+      if (why !== 'edited') for (const kind of FRAME_KINDS) metrics.dssFrames.remove({ stream, kind });
+    },
+  });
   const api = makeHttpApi({
     logger,
     pool,
@@ -125,7 +138,10 @@ export function buildApp(options: AppOptions): App {
     maxBodyBytes: config.maxMessageBytes,
     maxBulkBodyBytes: MAX_BULK_BODY_BYTES,
     isShuttingDown: () => shuttingDown,
-    routers: [dss.router, ...(config.metricsPort === undefined ? [metricsRoutes(metrics.registry)] : [])],
+    routers: [dss.router],
+    // /metrics checks its own credentials: the API's, or the read-only METRICS_USERNAME/METRICS_PASSWORD.
+    ownAuthRouters: config.metricsPort === undefined ? [metricsRoutes(metrics.registry, [credentials, ...(config.metricsCredentials ? [config.metricsCredentials] : [])])] : [],
+    observe: requestMetrics(metrics),
     onTransition: countTransition,
     onDatabaseUnavailable: () => metrics.databaseErrors.inc({ operation: 'http' }),
   });

@@ -102,6 +102,8 @@ export interface Config {
   readonly metricsPort: number | undefined;
   /** Finished actuations and closed sessions older than this many days are deleted; 0 keeps everything. (Default: 30) */
   readonly retentionDays: number;
+  /** A second HTTP Basic credential that may read `/metrics` and nothing else (a scraper's); unset: none. */
+  readonly metricsCredentials: { readonly username: string; readonly password: string } | undefined;
 }
 
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -166,6 +168,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     sweepIntervalMs: integer(env, 'SWEEP_INTERVAL_MS', 1_000, 50, 600_000),
     dispatchPollMs: integer(env, 'DISPATCH_POLL_MS', 5_000, 100, 600_000),
     retentionDays: integer(env, 'RETENTION_DAYS', 30, 0, 36_500),
+    metricsCredentials: metricsCredentials(env, isProduction),
     metricsPort: nonEmpty(env, 'METRICS_PORT') === undefined ? undefined : integer(env, 'METRICS_PORT', 0, 0, 65535),
     dssEnabled: boolean(env, 'DSS_ENABLED') ?? true,
     dssSupervisorIntervalMs: integer(env, 'DSS_SUPERVISOR_INTERVAL_MS', 2_000, 50, 600_000),
@@ -223,6 +226,18 @@ function resolveApiCredentials(env: Environment, vcap: VcapServices, isProductio
   if (isProduction && password.length < 12) {
     throw new ConfigError(where('password'), `${fromEnv ? 'API_PASSWORD' : `"${CREDENTIALS_SERVICE_NAME}" password`} must be at least 12 characters in production`);
   }
+  return { username, password };
+}
+
+/** `METRICS_USERNAME` and `METRICS_PASSWORD`, set together or not at all. */
+function metricsCredentials(env: Environment, isProduction: boolean): Config['metricsCredentials'] {
+  const username = nonEmpty(env, 'METRICS_USERNAME');
+  const password = nonEmpty(env, 'METRICS_PASSWORD');
+  if ((username === undefined) !== (password === undefined)) {
+    throw new ConfigError(username === undefined ? 'METRICS_USERNAME' : 'METRICS_PASSWORD', 'METRICS_USERNAME and METRICS_PASSWORD must be set together');
+  }
+  if (username === undefined || password === undefined) return undefined;
+  if (isProduction && password.length < 12) throw new ConfigError('METRICS_PASSWORD', 'must be at least 12 characters in production');
   return { username, password };
 }
 

@@ -37,6 +37,10 @@ export interface HttpApiOptions {
   routers?: Router[];
   onTransition?: TransitionObserver;
   onDatabaseUnavailable?: () => void;
+  /** Routes that authenticate on their own (`/metrics` with its read-only credential), before the API's Basic auth. */
+  ownAuthRouters?: Router[];
+  /** Runs first on every request (HTTP request metrics). */
+  observe?: express.RequestHandler;
 }
 
 export function makeHttpApi(options: HttpApiOptions): express.Express {
@@ -45,6 +49,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
+  if (options.observe) app.use(options.observe);
   app.use(requestLog(logger.child({ component: 'http' })));
   app.use((_req, res, next) => {
     if (!isShuttingDown()) return next();
@@ -57,6 +62,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   app.get('/v1/openapi.json', (_req, res) => {
     res.json(openApi);
   });
+  for (const router of options.ownAuthRouters ?? []) app.use(router);
   app.use(basicAuth(credentials));
   app.use(requireJsonBody);
   const jsonTypes = ['application/json', 'application/*+json'];
