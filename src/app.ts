@@ -60,7 +60,7 @@ export interface App {
 
 const MAX_BULK_BODY_BYTES = 2 * 1024 * 1024;
 const FRAME_KINDS: FrameKind[] = ['event', 'heartbeat', 'error'];
-/** Retention: a pass a minute; 2,000 rows a batch (a few ms), at least 100 ms between batches. */
+/** Retention: a pass a minute; 2,000 rows a batch (~0.1-0.3 s with 300,000 rows on a loaded 2-core machine), then a pause at least as long, at least 100 ms. */
 const RETENTION_PACE = { intervalMs: 60_000, batchSize: 2_000, pauseMs: 100 };
 
 export function buildApp(options: AppOptions): App {
