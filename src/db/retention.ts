@@ -89,20 +89,9 @@ async function lockedBatch<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>
 
 /** One batch of finished actuations: ids after `after`, created before `cutoff`. */
 export async function deleteFinishedActuations(pool: Pool, cutoff: Date, after: string | null, batchSize: number): Promise<BatchResult> {
-  try {
-    return await finishedActuationsBatch(pool, cutoff, after, batchSize, false);
-  } catch (err) {
-    // A chain of supersessions the batch cut in the middle (foreign_key_violation):
-    // this batch deletes only rows nothing references; the rest go in a later pass.
-    if ((err as { code?: string }).code !== '23503') throw err;
-    return finishedActuationsBatch(pool, cutoff, after, batchSize, true);
-  }
-}
-
-async function finishedActuationsBatch(pool: Pool, cutoff: Date, after: string | null, batchSize: number, unreferencedOnly: boolean): Promise<BatchResult> {
   const result = await lockedBatch(pool, async (client) => {
     const { rows } = await client.query<{ scanned: number; deleted: number; last_id: string | null }>(
-      `with candidates as (
+      `with recursive candidates as (
          select id from actuations
           where id > coalesce($1::uuid, '00000000-0000-0000-0000-000000000000') and id < $2::uuid
           order by id limit $3
@@ -113,17 +102,22 @@ async function finishedActuationsBatch(pool: Pool, cutoff: Date, after: string |
           where a.id in (select id from candidates)
             and a.status = any ($4::text[]) and a.completed_at < $5
           for update
-       ), doomed as (
+       ), blocked as (
+         -- Rows a kept row still names in superseded_by stay, and so, in turn, do the rows
+         -- those name (a chain w -> x -> y with w kept keeps x and y).
          select f.id from finished f
-          where not exists (select 1 from actuations s
-                             where s.superseded_by = f.id and ($6::boolean or s.id not in (select id from finished)))
+          where exists (select 1 from actuations s where s.superseded_by = f.id and s.id not in (select id from finished))
+         union
+         select f.id from finished f join actuations s on s.superseded_by = f.id join blocked b on b.id = s.id
+       ), doomed as (
+         select f.id from finished f where f.id not in (select id from blocked)
        ), deleted as (
          delete from actuations a where a.id in (select id from doomed) returning 1
        )
        select (select count(*)::int from candidates) as scanned,
               (select count(*)::int from deleted) as deleted,
               (select id::text from candidates order by id desc limit 1) as last_id`,
-      [after, uuidV7Floor(cutoff), batchSize, FINAL_STATUSES, cutoff, unreferencedOnly],
+      [after, uuidV7Floor(cutoff), batchSize, FINAL_STATUSES, cutoff],
     );
     return rows[0]!;
   });

@@ -138,9 +138,17 @@ describe('retention', () => {
     // A kept actuation (finished recently) naming an old one: the old one must stay.
     const oldTarget = await actuation('acked', 60, 59);
     const keptReferrer = await actuation('superseded', 61, 5, { supersededBy: oldTarget });
-    const result = await pass(30, 2);
+    // A chain cut by the kept end: w (kept) was superseded by x, x by y; x and y are old.
+    const y = await actuation('acked', 70, 69);
+    const x = await actuation('superseded', 71, 70, { supersededBy: y });
+    const w = await actuation('superseded', 72, 3, { supersededBy: x });
+    // In one batch x and y are both finished, but x must stay for w, so y must stay for x
+    // (deleting y would also fail on the foreign key).
+    const result = await pass(30, 1_000);
     expect(result.actuations).toBe(2);
-    expect(await ids('actuations')).toEqual([oldTarget, keptReferrer].sort());
+    expect(await ids('actuations')).toEqual([oldTarget, keptReferrer, x, y, w].sort());
+    // Across batch boundaries too.
+    expect(await pass(30, 2)).toMatchObject({ actuations: 0 });
     expect([newer, olderInSamePass]).toHaveLength(2);
     // Readable: the kept one's supersededBy still resolves.
     const { rows } = await db.pool.query(`select b.id::text from actuations a join actuations b on b.id = a.superseded_by where a.id = $1`, [keptReferrer]);
