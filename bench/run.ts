@@ -10,18 +10,23 @@
  *   dss       DSS simulator events -> rule -> device: latency at a fixed rate and
  *             sustained events/s over many and over few devices.
  *
+ *   growth    POST -> device latency on a database filled with history (finished
+ *             actuations, closed sessions) against an empty one, alternated.
+ *
  * Later benches are added to SUBCOMMANDS. Whatever happens,
  * children are killed and temp dirs removed before the process exits.
  */
 import { actuationsBench } from './actuations.js';
 import { connectBench } from './connect.js';
 import { dssBench } from './dss.js';
+import { growthBench } from './growth.js';
 import { cleanup } from './lib/processes.js';
 
 const SUBCOMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; about: string }> = {
   connect: { run: connectBench, about: 'connect+auth rate and memory per device vs a bare ws server' },
   actuations: { run: actuationsBench, about: 'REST POST -> device: actuations/s, latency at a fixed rate, across instances, bulk; vs bare express + ws' },
   dss: { run: dssBench, about: 'DSS event -> rule -> device: latency at a fixed rate, sustained events/s over many and few devices' },
+  growth: { run: growthBench, about: 'POST -> device p99 with 2M finished actuations and 1M closed sessions vs an empty database, alternated' },
 };
 
 function usage(): string {

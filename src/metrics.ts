@@ -33,6 +33,11 @@ export interface Metrics {
   databaseErrors: client.Counter<'operation'>;
   /** Device acks by outcome: acked, failed, late, unknown (a client mistake), retried, dropped (database unavailable). */
   acks: client.Counter<'outcome'>;
+  /** Rows deleted by retention (RETENTION_DAYS), by table. */
+  retentionDeleted: client.Counter<'table'>;
+  /** HTTP requests by route template (bounded: `unmatched` when no route matched), method and status class. */
+  httpRequests: client.Counter<'route' | 'method' | 'status_class'>;
+  httpRequestSeconds: client.Histogram<'route' | 'method' | 'status_class'>;
 }
 
 export interface MetricsSources {
@@ -40,6 +45,7 @@ export interface MetricsSources {
   connectedDevices(): number;
 }
 
+const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600];
 
 export function makeMetrics(sources: MetricsSources): Metrics {
@@ -58,23 +64,33 @@ export function makeMetrics(sources: MetricsSources): Metrics {
   });
   new client.Gauge({
     name: 'iotws_actuations_queued',
-    help: 'Queued actuations in the database (all instances)',
+    // Read from the shared database: every instance reports the same deployment-wide count.
+    help: 'Queued actuations in the database, deployment-wide: every instance reports the same value, so do not sum across instances (use max)',
     registers,
     async collect() {
       const { rows } = await sources.pool.query<{ n: number }>(`select count(*)::int as n from actuations where status = 'queued'`);
       this.set(rows[0]?.n ?? 0);
     },
   });
+  // One meaning per metric: connections by state (the states sum to the pool's open
+  // connections), and callers waiting for one, which are not connections.
   new client.Gauge({
     name: 'iotws_db_pool_connections',
-    help: 'Database pool connections by state',
+    help: 'Open database pool connections of this instance, by state (idle, in_use); the states sum to the open connections',
     labelNames: ['state'],
     registers,
     collect() {
-      const { totalCount, idleCount, waitingCount } = sources.pool;
-      this.set({ state: 'total' }, totalCount);
+      const { totalCount, idleCount } = sources.pool;
       this.set({ state: 'idle' }, idleCount);
-      this.set({ state: 'waiting_clients' }, waitingCount);
+      this.set({ state: 'in_use' }, totalCount - idleCount);
+    },
+  });
+  new client.Gauge({
+    name: 'iotws_db_pool_waiting_clients',
+    help: 'Callers of this instance waiting for a database pool connection',
+    registers,
+    collect() {
+      this.set(sources.pool.waitingCount);
     },
   });
 
@@ -93,5 +109,14 @@ export function makeMetrics(sources: MetricsSources): Metrics {
     dssFrames: new client.Counter({ name: 'iotws_dss_frames_total', help: 'DSS stream frames by stream and kind (event, heartbeat, error)', labelNames: ['stream', 'kind'], registers }),
     databaseErrors,
     acks: new client.Counter({ name: 'iotws_device_acks_total', help: 'Device acks by outcome (retried/dropped: the database was unavailable)', labelNames: ['outcome'], registers }),
+    httpRequests: new client.Counter({ name: 'iotws_http_requests_total', help: 'HTTP requests by route template, method and status class', labelNames: ['route', 'method', 'status_class'], registers }),
+    httpRequestSeconds: new client.Histogram({
+      name: 'iotws_http_request_duration_seconds',
+      help: 'From request received to response finished, by route template, method and status class',
+      labelNames: ['route', 'method', 'status_class'],
+      buckets: HTTP_BUCKETS,
+      registers,
+    }),
+    retentionDeleted: new client.Counter({ name: 'iotws_retention_deleted_rows_total', help: 'Rows deleted by retention (RETENTION_DAYS), by table; counted by the instance that deleted them', labelNames: ['table'], registers }),
   };
 }

@@ -122,6 +122,10 @@ export interface Config {
   readonly deviceMessageBurst: number;
   /** When set, `/metrics` is served unauthenticated on this port only; otherwise on PORT behind HTTP Basic. */
   readonly metricsPort: number | undefined;
+  /** Finished actuations and closed sessions older than this many days are deleted; 0 keeps everything. (Default: 30) */
+  readonly retentionDays: number;
+  /** A second HTTP Basic credential that may read `/metrics` and nothing else (a scraper's); unset: none. */
+  readonly metricsCredentials: { readonly username: string; readonly password: string } | undefined;
 }
 
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -193,6 +197,8 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     deviceMaxPendingMessages: integer(env, 'DEVICE_MAX_PENDING_MESSAGES', 1_000, 1, 1_000_000),
     deviceMaxMessagesPerSecond: integer(env, 'DEVICE_MAX_MESSAGES_PER_SECOND', 1_000, 1, 1_000_000),
     deviceMessageBurst: integer(env, 'DEVICE_MESSAGE_BURST', 2_000, 1, 10_000_000),
+    retentionDays: integer(env, 'RETENTION_DAYS', 30, 0, 36_500),
+    metricsCredentials: metricsCredentials(env, isProduction),
     metricsPort: nonEmpty(env, 'METRICS_PORT') === undefined ? undefined : integer(env, 'METRICS_PORT', 0, 0, 65535),
     dssEnabled: boolean(env, 'DSS_ENABLED') ?? true,
     dssSupervisorIntervalMs: integer(env, 'DSS_SUPERVISOR_INTERVAL_MS', 2_000, 50, 600_000),
@@ -250,6 +256,18 @@ function resolveApiCredentials(env: Environment, vcap: VcapServices, isProductio
   if (isProduction && password.length < 12) {
     throw new ConfigError(where('password'), `${fromEnv ? 'API_PASSWORD' : `"${CREDENTIALS_SERVICE_NAME}" password`} must be at least 12 characters in production`);
   }
+  return { username, password };
+}
+
+/** `METRICS_USERNAME` and `METRICS_PASSWORD`, set together or not at all. */
+function metricsCredentials(env: Environment, isProduction: boolean): Config['metricsCredentials'] {
+  const username = nonEmpty(env, 'METRICS_USERNAME');
+  const password = nonEmpty(env, 'METRICS_PASSWORD');
+  if ((username === undefined) !== (password === undefined)) {
+    throw new ConfigError(username === undefined ? 'METRICS_USERNAME' : 'METRICS_PASSWORD', 'METRICS_USERNAME and METRICS_PASSWORD must be set together');
+  }
+  if (username === undefined || password === undefined) return undefined;
+  if (isProduction && password.length < 12) throw new ConfigError('METRICS_PASSWORD', 'must be at least 12 characters in production');
   return { username, password };
 }
 

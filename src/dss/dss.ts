@@ -33,6 +33,8 @@ export interface DssOptions {
   submitter: ActuationSubmitter;
   /** Called for every frame a stream client receives (metrics). */
   onFrame?(streamId: string, kind: FrameKind): void;
+  /** This instance stopped holding a stream: `why` is deleted, disabled, edited, shutdown or lock connection lost. */
+  onStreamReleased?(streamId: string, why: string): void;
 }
 
 export function makeDss(options: DssOptions): Dss {
@@ -67,6 +69,7 @@ export function makeDss(options: DssOptions): Dss {
             planEvent: (event, log, skipped) => engine.planEvent(stream.id, event, log, skipped),
             ...(onFrame ? { onFrame: (kind: FrameKind) => onFrame(stream.id, kind) } : {}),
           }),
+        ...(options.onStreamReleased ? { onReleased: options.onStreamReleased } : {}),
       });
     },
     async stop() {

@@ -41,6 +41,8 @@ export function startStreamSupervisor(options: {
   instanceId: string;
   intervalMs: number;
   startClient(stream: SupervisedStream): StreamClient;
+  /** This instance let go of a stream (metrics drop its series). */
+  onReleased?(streamId: string, why: string): void;
 }): StreamSupervisor {
   const { pool, instanceId, intervalMs, startClient } = options;
   const log = options.logger.child({ component: 'dss-supervisor' });
@@ -59,6 +61,7 @@ export function startStreamSupervisor(options: {
     if (unlock && lockClient) await lockClient.query('select pg_advisory_unlock($1, hashtext($2))', [STREAM_LOCK_NAMESPACE, id]).catch(() => undefined);
     await streamsSql.markReleased(pool, id, instanceId).catch(() => undefined);
     log.info({ streamId: id, why }, 'dss: stream released');
+    options.onReleased?.(id, why);
   }
 
   async function lockConnectionLost(err: unknown): Promise<void> {

@@ -33,6 +33,10 @@ export interface HttpApiOptions {
   onDatabaseUnavailable?: () => void;
   /** Readiness: resolves when this instance can commit (a write through the pool); `/readyz` fails otherwise. */
   canCommit?: () => Promise<void>;
+  /** Routes that authenticate on their own (`/metrics` with its read-only credential), before the API's Basic auth. */
+  ownAuthRouters?: Router[];
+  /** Runs first on every request (HTTP request metrics). */
+  observe?: express.RequestHandler;
 }
 
 export function makeHttpApi(options: HttpApiOptions): express.Express {
@@ -41,6 +45,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
+  if (options.observe) app.use(options.observe);
   app.use(requestLog(logger.child({ component: 'http' })));
   app.use((_req, res, next) => {
     if (!isShuttingDown()) return next();
@@ -55,6 +60,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   app.get('/v1/openapi.json', (_req, res) => {
     res.json(openApi);
   });
+  for (const router of options.ownAuthRouters ?? []) app.use(router);
   app.use(basicAuth(credentials));
   const { maxBodyBytes, maxBulkBodyBytes } = options;
   app.use(jsonBody({ limits: [maxBodyBytes, maxBulkBodyBytes], limitFor: (req) => (req.method === 'POST' && req.path === '/v1/actuations' ? maxBulkBodyBytes : maxBodyBytes) }));

@@ -1,0 +1,11 @@
+-- Retention: finished actuations and closed sessions older than RETENTION_DAYS are
+-- deleted in small batches (src/db/retention.ts). The deletes walk each table's
+-- primary key (actuation ids are UUIDv7, session ids an identity: both follow
+-- creation time), so they need no index of their own on the hot path.
+--
+-- The one index they do need: `superseded_by` references `actuations (id)`, and
+-- deleting a row makes PostgreSQL look for rows that still reference it. Without an
+-- index that look-up is a scan of the whole table per deleted row. Partial: only
+-- superseded actuations carry the reference, so the delivery path (insert, sent,
+-- acked) never writes an entry to it.
+create index actuations_superseded_by_idx on actuations (superseded_by) where superseded_by is not null;
