@@ -14,6 +14,7 @@ import { makeErrorHandler, notFoundHandler } from './error-handler.js';
 import { actuationRoutes } from './routes/actuations.js';
 import { deviceRoutes } from './routes/devices.js';
 import { openApiDocument } from './openapi.js';
+import { docsPage } from './docs-page.js';
 import { healthRoutes } from './routes/health.js';
 
 /** A request with a body must say it is JSON; otherwise the body would be silently ignored. */
@@ -57,6 +58,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   app.get('/v1/openapi.json', (_req, res) => {
     res.json(openApi);
   });
+  app.get('/v1/docs', docsPage);
   app.use(basicAuth(credentials));
   app.use(requireJsonBody);
   const jsonTypes = ['application/json', 'application/*+json'];

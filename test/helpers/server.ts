@@ -7,6 +7,7 @@ import { makeLogger } from '../../src/logger.js';
 import { afterAll, beforeAll } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { testKeyPaths } from './keys.js';
+import { assertMatchesDocument } from './openapi-check.js';
 
 export const TEST_CREDENTIALS = { username: 'tester', password: 'test-password-123' };
 
@@ -57,12 +58,15 @@ export async function startTestServer(db: TestDatabase, env: Record<string, stri
     port,
     wsUrl: `ws://127.0.0.1:${port}/`,
     httpUrl,
-    api(path, init = {}) {
+    async api(path, init = {}) {
       const { json, ...rest } = init;
       const headers = new Headers(rest.headers);
       if (!headers.has('authorization')) headers.set('authorization', authorization);
       if (json !== undefined) headers.set('content-type', 'application/json');
-      return fetch(httpUrl + path, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) });
+      const res = await fetch(httpUrl + path, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) });
+      // Every answer an integration test gets through here is checked against the OpenAPI document.
+      await assertMatchesDocument(rest.method ?? 'GET', path, res);
+      return res;
     },
     close: () => app.close(),
   };
