@@ -73,7 +73,7 @@ export const ROUTES: RouteDoc[] = [
     operationId: 'getMetrics',
     summary: 'Prometheus metrics (here unless METRICS_PORT is set)',
     auth: true,
-    responses: { 200: 'Prometheus text format' },
+    responses: { 200: 'Prometheus text format', 404: 'Served on METRICS_PORT instead (when set)' },
     bodies: { 200: { text: 'text/plain' } },
   },
   {

@@ -218,7 +218,7 @@ describe('DSS stream → rule → actuation', () => {
     expect(res.status).toBe(200);
     await eventually(async () => sim.stats().connectionsOpen, (n) => n === 0);
     expect(sim.stats().connectionsOpen).toBe(0);
-    expect((await eventually(() => stream(), (s) => !s.status.connected)).status).toMatchObject({ connected: false, holder: null });
+    expect((await eventually(() => stream(), (s) => !s.status.connected && s.status.holder === null)).status).toMatchObject({ connected: false, holder: null });
     const lastSeq = (await stream()).status.lastSeq!;
     emit(2);
     res = await server.api(`/v1/dss/streams/${streamId}`, { method: 'PATCH', json: { enabled: true } });
