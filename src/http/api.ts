@@ -15,6 +15,7 @@ import { makeErrorHandler, notFoundHandler } from './error-handler.js';
 import { actuationRoutes } from './routes/actuations.js';
 import { deviceRoutes } from './routes/devices.js';
 import { openApiDocument } from './openapi.js';
+import { docsPage } from './docs-page.js';
 import { healthRoutes } from './routes/health.js';
 
 export interface HttpApiOptions {
@@ -60,6 +61,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   app.get('/v1/openapi.json', (_req, res) => {
     res.json(openApi);
   });
+  app.get('/v1/docs', docsPage);
   for (const router of options.ownAuthRouters ?? []) app.use(router);
   app.use(basicAuth(credentials));
   const { maxBodyBytes, maxBulkBodyBytes } = options;

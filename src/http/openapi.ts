@@ -6,8 +6,9 @@
  */
 import { z } from 'zod';
 import { ruleCreateBody, ruleUpdateBody, streamCreateBody, streamUpdateBody } from '../dss/schemas.js';
-import { API_ERRORS } from './errors.js';
-import { actuationBody, bulkActuationItem, deviceActuationsQuery, devicesQuery, paginationQuery } from './schemas.js';
+import { idParam } from '../dss/schemas.js';
+import * as out from './response-schemas.js';
+import { actuationBody, actuationIdParam, bulkActuationItem, deviceActuationsQuery, deviceIdParam, devicesQuery, idempotencyKeyHeader, paginationQuery } from './schemas.js';
 
 type Method = 'get' | 'post' | 'patch' | 'delete';
 
@@ -15,71 +16,190 @@ export interface RouteDoc {
   method: Method;
   /** Express-style path (`:param`). */
   path: string;
+  /** Unique; what a generated client names the call. */
+  operationId: string;
   summary: string;
   auth: boolean;
+  params?: z.ZodObject;
   query?: z.ZodObject;
   body?: z.ZodType;
   /** A valid request body; the test submits it. */
   example?: unknown;
-  headers?: { name: string; description: string }[];
+  headers?: { name: string; description: string; schema?: z.ZodType }[];
+  /** Descriptions of the success answers and of the errors particular to this route (404, 409, 429). */
   responses: Record<number, string>;
+  /** The JSON body of each success answer (none for 204); `text` for a non-JSON one. */
+  bodies?: Record<number, z.ZodType | { text: string }>;
 }
 
 const command = { componentId: 'led-1', command: 'LED.v1.0', params: [{ name: 'LED', value: '1' }] };
 
+const dev = { params: deviceIdParam };
+const actuation = { params: actuationIdParam };
+const byId = { params: idParam };
+
 export const ROUTES: RouteDoc[] = [
-  { method: 'get', path: '/healthz', summary: 'The process is up', auth: false, responses: { 200: 'Up' } },
-  { method: 'get', path: '/readyz', summary: 'The database answers (Cloud Foundry health check)', auth: false, responses: { 200: 'Ready', 503: 'Database unavailable or shutting down' } },
-  { method: 'get', path: '/v1/openapi.json', summary: 'This document', auth: false, responses: { 200: 'OpenAPI 3.1 document' } },
-  { method: 'get', path: '/metrics', summary: 'Prometheus metrics (here unless METRICS_PORT is set)', auth: true, responses: { 200: 'Prometheus text format' } },
-  { method: 'get', path: '/v1/devices', summary: 'Devices known from their sessions, by device id; `online=true` for connected ones', auth: true, query: devicesQuery, responses: { 200: '{items, nextCursor}' } },
-  { method: 'get', path: '/v1/devices/:deviceId', summary: 'A device: online or not, its current and last session', auth: true, responses: { 200: 'Device', 404: 'Never connected' } },
-  { method: 'get', path: '/v1/devices/:deviceId/sessions', summary: "A device's sessions, newest first", auth: true, query: paginationQuery, responses: { 200: '{items, nextCursor}' } },
+  { method: 'get', path: '/healthz', operationId: 'getHealth', summary: 'The process is up', auth: false, responses: { 200: 'Up' }, bodies: { 200: out.health } },
+  {
+    method: 'get',
+    path: '/readyz',
+    operationId: 'getReadiness',
+    summary: 'The database answers (Cloud Foundry health check)',
+    auth: false,
+    responses: { 200: 'Ready' },
+    bodies: { 200: out.ready },
+  },
+  {
+    method: 'get',
+    path: '/v1/openapi.json',
+    operationId: 'getOpenApiDocument',
+    summary: 'This document (unauthenticated, like the reference page: it describes the API, it grants nothing)',
+    auth: false,
+    responses: { 200: 'OpenAPI 3.1 document' },
+    bodies: { 200: out.openApiJson },
+  },
+  {
+    method: 'get',
+    path: '/v1/docs',
+    operationId: 'getApiReference',
+    summary: 'A human-readable reference of this document (HTML, rendered in the browser from /v1/openapi.json)',
+    auth: false,
+    responses: { 200: 'HTML page' },
+    bodies: { 200: { text: 'text/html' } },
+  },
+  {
+    method: 'get',
+    path: '/metrics',
+    operationId: 'getMetrics',
+    summary: 'Prometheus metrics (here unless METRICS_PORT is set)',
+    auth: true,
+    responses: { 200: 'Prometheus text format', 404: 'Served on METRICS_PORT instead (when set)' },
+    bodies: { 200: { text: 'text/plain' } },
+  },
+  {
+    method: 'get',
+    path: '/v1/devices',
+    operationId: 'listDevices',
+    summary: 'Devices known from their sessions, by device id; `online=true` for connected ones',
+    auth: true,
+    query: devicesQuery,
+    responses: { 200: 'A page of devices' },
+    bodies: { 200: out.devicePage },
+  },
+  {
+    method: 'get',
+    path: '/v1/devices/:deviceId',
+    operationId: 'getDevice',
+    summary: 'A device: online or not, its current and last session',
+    auth: true,
+    ...dev,
+    responses: { 200: 'Device', 404: 'Never connected' },
+    bodies: { 200: out.device },
+  },
+  {
+    method: 'get',
+    path: '/v1/devices/:deviceId/sessions',
+    operationId: 'listDeviceSessions',
+    summary: "A device's sessions, newest first",
+    auth: true,
+    ...dev,
+    query: paginationQuery,
+    responses: { 200: 'A page of sessions' },
+    bodies: { 200: out.sessionPage },
+  },
   {
     method: 'post',
     path: '/v1/devices/:deviceId/actuations',
+    operationId: 'submitActuation',
     summary: 'Submit an actuation for a device (durable: committed before the answer)',
     auth: true,
+    ...dev,
     body: actuationBody,
     example: { ...command, ttlSeconds: 3600, collapseKey: 'led-1' },
-    headers: [{ name: 'Idempotency-Key', description: 'The same key for the same device returns the original actuation (200)' }],
-    responses: { 202: 'Created {id, deviceId, seq, status, createdAt, expiresAt}', 200: 'Existing actuation for this Idempotency-Key', 400: 'Invalid', 429: 'MAX_QUEUED_PER_DEVICE reached' },
+    headers: [{ name: 'Idempotency-Key', description: 'The same key for the same device returns the original actuation (200)', schema: idempotencyKeyHeader }],
+    responses: { 202: 'Created', 200: 'Existing actuation for this Idempotency-Key', 429: 'MAX_QUEUED_PER_DEVICE reached; nothing was added' },
+    bodies: { 202: out.actuationSummary, 200: out.actuationSummary },
   },
   {
     method: 'get',
     path: '/v1/devices/:deviceId/actuations',
+    operationId: 'listDeviceActuations',
     summary: "A device's actuations, newest first (cursor = seq)",
     auth: true,
+    ...dev,
     query: deviceActuationsQuery,
-    responses: { 200: '{items, nextCursor}' },
+    responses: { 200: 'A page of actuations' },
+    bodies: { 200: out.actuationPage },
   },
   {
     method: 'post',
     path: '/v1/actuations',
+    operationId: 'submitActuations',
     summary: 'Submit up to 1,000 actuations; each item is validated and answered on its own',
     auth: true,
     body: z.array(bulkActuationItem).min(1).max(1000),
     example: [{ deviceId: 'dev-1', ...command }, { deviceId: 'dev-2', ...command, idempotencyKey: 'order-7' }],
-    responses: { 200: '{results: [{index, status, actuation | error}]}', 400: 'Not an array of 1 to 1,000 items' },
+    responses: { 200: 'One result per item, in order' },
+    bodies: { 200: out.bulkResults },
   },
-  { method: 'get', path: '/v1/actuations/:id', summary: 'An actuation: status, source, delivery and history', auth: true, responses: { 200: 'Actuation', 404: 'Unknown' } },
-  { method: 'delete', path: '/v1/actuations/:id', summary: 'Cancel a queued actuation', auth: true, responses: { 200: 'Cancelled', 404: 'Unknown', 409: 'Not queued any more' } },
+  {
+    method: 'get',
+    path: '/v1/actuations/:id',
+    operationId: 'getActuation',
+    summary: 'An actuation: status, source, delivery and history',
+    auth: true,
+    ...actuation,
+    responses: { 200: 'Actuation', 404: 'Unknown' },
+    bodies: { 200: out.actuationRecord },
+  },
+  {
+    method: 'delete',
+    path: '/v1/actuations/:id',
+    operationId: 'cancelActuation',
+    summary: 'Cancel a queued actuation',
+    auth: true,
+    ...actuation,
+    responses: { 200: 'Cancelled', 404: 'Unknown', 409: 'Not queued any more' },
+    bodies: { 200: out.cancelledActuation },
+  },
   {
     method: 'post',
     path: '/v1/dss/streams',
+    operationId: 'createStream',
     summary: 'Add a DSS stream (the key is write-only)',
     auth: true,
     body: streamCreateBody,
     example: { name: 'ovens', url: 'wss://stream.example.com/stream', streamKey: 'abcdef0123456789', enabled: false },
-    responses: { 201: 'Stream', 400: 'Invalid' },
+    responses: { 201: 'Stream' },
+    bodies: { 201: out.stream },
   },
-  { method: 'get', path: '/v1/dss/streams', summary: 'DSS streams with their status', auth: true, responses: { 200: '{items}' } },
-  { method: 'get', path: '/v1/dss/streams/:id', summary: 'A DSS stream: connected, last event, last seq, counters', auth: true, responses: { 200: 'Stream', 404: 'Unknown' } },
-  { method: 'patch', path: '/v1/dss/streams/:id', summary: 'Change a DSS stream', auth: true, body: streamUpdateBody, responses: { 200: 'Stream', 400: 'Invalid', 404: 'Unknown' } },
-  { method: 'delete', path: '/v1/dss/streams/:id', summary: 'Remove a DSS stream', auth: true, responses: { 204: 'Removed', 404: 'Unknown' } },
+  { method: 'get', path: '/v1/dss/streams', operationId: 'listStreams', summary: 'DSS streams with their status', auth: true, responses: { 200: 'Streams' }, bodies: { 200: out.streamList } },
+  {
+    method: 'get',
+    path: '/v1/dss/streams/:id',
+    operationId: 'getStream',
+    summary: 'A DSS stream: connected, last event, last seq, counters',
+    auth: true,
+    ...byId,
+    responses: { 200: 'Stream', 404: 'Unknown' },
+    bodies: { 200: out.stream },
+  },
+  {
+    method: 'patch',
+    path: '/v1/dss/streams/:id',
+    operationId: 'updateStream',
+    summary: 'Change a DSS stream',
+    auth: true,
+    ...byId,
+    body: streamUpdateBody,
+    responses: { 200: 'Stream', 404: 'Unknown' },
+    bodies: { 200: out.stream },
+  },
+  { method: 'delete', path: '/v1/dss/streams/:id', operationId: 'deleteStream', summary: 'Remove a DSS stream', auth: true, ...byId, responses: { 204: 'Removed', 404: 'Unknown' } },
   {
     method: 'post',
     path: '/v1/rules',
+    operationId: 'createRule',
     summary: 'Add a rule turning DSS events into actuations',
     auth: true,
     body: ruleCreateBody,
@@ -88,65 +208,103 @@ export const ROUTES: RouteDoc[] = [
       match: { eventType: 'datapoint', propertyName: 'temperature', condition: { op: 'gt', value: 80 } },
       action: { deviceId: '{{dsn}}', componentId: 'fan', command: 'FAN.v1.0', params: [{ name: 'speed', value: 'high' }] },
     },
-    responses: { 201: 'Rule', 400: 'Invalid' },
+    responses: { 201: 'Rule' },
+    bodies: { 201: out.rule },
   },
-  { method: 'get', path: '/v1/rules', summary: 'Rules', auth: true, responses: { 200: '{items}' } },
-  { method: 'get', path: '/v1/rules/:id', summary: 'A rule', auth: true, responses: { 200: 'Rule', 404: 'Unknown' } },
-  { method: 'patch', path: '/v1/rules/:id', summary: 'Change a rule', auth: true, body: ruleUpdateBody, responses: { 200: 'Rule', 400: 'Invalid', 404: 'Unknown' } },
-  { method: 'delete', path: '/v1/rules/:id', summary: 'Remove a rule', auth: true, responses: { 204: 'Removed', 404: 'Unknown' } },
+  { method: 'get', path: '/v1/rules', operationId: 'listRules', summary: 'Rules', auth: true, responses: { 200: 'Rules' }, bodies: { 200: out.ruleList } },
+  { method: 'get', path: '/v1/rules/:id', operationId: 'getRule', summary: 'A rule', auth: true, ...byId, responses: { 200: 'Rule', 404: 'Unknown' }, bodies: { 200: out.rule } },
+  {
+    method: 'patch',
+    path: '/v1/rules/:id',
+    operationId: 'updateRule',
+    summary: 'Change a rule',
+    auth: true,
+    ...byId,
+    body: ruleUpdateBody,
+    responses: { 200: 'Rule', 404: 'Unknown' },
+    bodies: { 200: out.rule },
+  },
+  { method: 'delete', path: '/v1/rules/:id', operationId: 'deleteRule', summary: 'Remove a rule', auth: true, ...byId, responses: { 204: 'Removed', 404: 'Unknown' } },
 ];
 
-const errorSchema = {
-  type: 'object',
-  required: ['error'],
-  properties: {
-    error: {
-      type: 'object',
-      required: ['code', 'message'],
-      properties: { code: { type: 'string', enum: Object.keys(API_ERRORS) }, message: { type: 'string' } },
-    },
-  },
+/** The errors every route of a kind can give, besides those it names itself (404, 409, 429). */
+const COMMON_ERRORS: Record<number, string> = {
+  400: 'Invalid request: a path parameter, the query, the body or their encoding (the message names the field)',
+  401: 'Missing or wrong credentials',
+  413: 'Request body larger than the limit (MAX_MESSAGE_BYTES; bulk: 2 MiB)',
+  415: 'A body that is not JSON, or in a charset or Content-Encoding the server does not decode',
+  500: 'Internal server error (a bug: never the answer to client input)',
+  503: 'Database unavailable, or the server is shutting down; retry',
 };
 
-function jsonSchema(schema: z.ZodType): Record<string, unknown> {
-  // `input`: what a client sends (defaults are optional there).
-  const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+/** The error statuses a route can answer with. */
+export function errorStatuses(route: RouteDoc): number[] {
+  const own = Object.keys(route.responses).map(Number).filter((s) => s >= 400);
+  const common = route.auth ? [400, 401, 413, 415, 500, 503] : [400, 500, 503];
+  return [...new Set([...own, ...common])].sort((a, b) => a - b);
+}
+
+function jsonSchema(schema: z.ZodType, io: 'input' | 'output' = 'input'): Record<string, unknown> {
+  // `input`: what a client sends (defaults are optional there); `output`: what it receives.
+  const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
   return rest;
 }
 
+const errorRef = (status: number) => ({ $ref: `#/components/schemas/Error${status}` });
+
 export function openApiDocument(): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
+  const errorStatusesUsed = new Set<number>();
   for (const route of ROUTES) {
     const path = route.path.replace(/:(\w+)/g, '{$1}');
-    const pathParams = [...route.path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    const paramSchemas = (route.params ? jsonSchema(route.params).properties : {}) as Record<string, unknown>;
+    const pathParams = [...route.path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: paramSchemas[m[1]!] ?? { type: 'string' } }));
     const queryParams = route.query
       ? Object.entries((jsonSchema(route.query).properties ?? {}) as Record<string, unknown>).map(([name, schema]) => ({ name, in: 'query', required: false, schema }))
       : [];
-    const headerParams = (route.headers ?? []).map((h) => ({ name: h.name, in: 'header', required: false, description: h.description, schema: { type: 'string' } }));
+    const headerParams = (route.headers ?? []).map((h) => ({
+      name: h.name,
+      in: 'header',
+      required: false,
+      description: h.description,
+      schema: h.schema ? jsonSchema(h.schema) : { type: 'string' },
+    }));
     const responses: Record<string, unknown> = {};
     for (const [status, description] of Object.entries(route.responses)) {
-      responses[status] = Number(status) >= 400 ? { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } } : { description };
+      if (Number(status) >= 400) continue;
+      const body = route.bodies?.[Number(status)];
+      if (body === undefined) responses[status] = { description };
+      else if ('text' in body) responses[status] = { description, content: { [body.text]: { schema: { type: 'string' } } } };
+      else responses[status] = { description, content: { 'application/json': { schema: jsonSchema(body as z.ZodType, 'output') } } };
     }
-    if (route.auth) responses['401'] = { description: 'Missing or wrong credentials', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+    for (const status of errorStatuses(route)) {
+      errorStatusesUsed.add(status);
+      const description = route.responses[status] ?? COMMON_ERRORS[status] ?? 'Error';
+      responses[String(status)] = { description, content: { 'application/json': { schema: errorRef(status) } } };
+    }
     (paths[path] ??= {})[route.method] = {
+      operationId: route.operationId,
       summary: route.summary,
       ...(route.auth ? {} : { security: [] }),
-      parameters: [...pathParams, ...queryParams, ...headerParams],
+      ...(pathParams.length + queryParams.length + headerParams.length > 0 ? { parameters: [...pathParams, ...queryParams, ...headerParams] } : {}),
       ...(route.body
         ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(route.body), ...(route.example === undefined ? {} : { example: route.example }) } } } }
         : {}),
       responses,
     };
   }
+  const schemas = Object.fromEntries([...errorStatusesUsed].sort((a, b) => a - b).map((status) => [`Error${status}`, jsonSchema(out.errorResponse(status), 'output')]));
   return {
     openapi: '3.1.0',
     info: {
       title: 'iot-websocket-server',
       version: '0.1.0',
       description: 'Durable command delivery to IoT devices over WebSocket. Devices speak echo-protocol on the same port (see README).',
+      license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
     },
+    servers: [{ url: '/', description: 'The server that serves this document' }],
     security: [{ basic: [] }],
-    components: { securitySchemes: { basic: { type: 'http', scheme: 'basic' } }, schemas: { Error: errorSchema } },
+    components: { securitySchemes: { basic: { type: 'http', scheme: 'basic' } }, schemas },
     paths,
   };
 }

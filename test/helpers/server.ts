@@ -7,8 +7,27 @@ import { makeLogger } from '../../src/logger.js';
 import { afterAll, beforeAll } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { testKeyPaths } from './keys.js';
+import { assertMatchesDocument } from './openapi-check.js';
 
 export const TEST_CREDENTIALS = { username: 'tester', password: 'test-password-123' };
+
+/**
+ * Every answer a test gets with plain `fetch` from a local server is checked against the
+ * OpenAPI document too (paths the document does not describe, such as the DSS
+ * simulator's, are not checked): with `api()` below, every REST answer the tests receive.
+ */
+const plainFetch = globalThis.fetch;
+if (!(plainFetch as { checked?: boolean }).checked) {
+  const checkedFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const res = await plainFetch(input, init);
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    if (url.hostname === '127.0.0.1' || url.hostname === 'localhost') {
+      await assertMatchesDocument(init?.method ?? (input instanceof Request ? input.method : 'GET'), url.pathname + url.search, res);
+    }
+    return res;
+  };
+  globalThis.fetch = Object.assign(checkedFetch, { checked: true }) as typeof fetch;
+}
 
 export interface TestServer {
   app: App;
@@ -62,6 +81,7 @@ export async function startTestServer(db: TestDatabase, env: Record<string, stri
       const headers = new Headers(rest.headers);
       if (!headers.has('authorization')) headers.set('authorization', authorization);
       if (json !== undefined) headers.set('content-type', 'application/json');
+      // Checked against the OpenAPI document by the fetch above.
       return fetch(httpUrl + path, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) });
     },
     close: () => app.close(),

@@ -98,7 +98,8 @@ describe('npm run device', () => {
     await server.close();
     server = undefined;
     await eventually(() => cli.stderr(), (e) => /disconnected \(1001/.test(e));
-    await new Promise((r) => setTimeout(r, 300));
+    // Refused while nothing listens: two connection attempts after the 1001, so at least one failed.
+    await eventually(() => cli.stderr(), (e) => (e.slice(e.indexOf('disconnected (1001')).match(/connecting to /g)?.length ?? 0) >= 2);
     server = await startTestServer(db, { PORT: String(port) });
     await eventually(() => server!.app.gateway.connectionOf('sim-cli-1'), Boolean, 20_000);
     expect(server.app.gateway.connectionOf('sim-cli-1'), cli.stderr()).toBeDefined();

@@ -68,7 +68,7 @@ describe('DSS stream handover between instances', () => {
     const b = await start('dss-b');
     // B runs its supervisor too, but A keeps the stream.
     await b.process.waitForLog((l) => l.msg === 'server: listening');
-    await new Promise((r) => setTimeout(r, 1_000));
+    await new Promise((r) => setTimeout(r, 1_000)); // a window for B NOT to take the stream (absence has no event): several supervisor ticks
     expect(b.process.logs.some((l) => l.msg === 'dss: stream acquired')).toBe(false);
     expect(sim.stats().connectionsOpen).toBe(1);
 
@@ -83,7 +83,7 @@ describe('DSS stream handover between instances', () => {
     expect(takeoverMs).toBeLessThan(5_000);
 
     const values = await eventually(() => actuationValues(ruleId), (v) => v.length >= 60, 15_000);
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 500)); // a window for duplicates to show up (absence has no event)
     expect(await actuationValues(ruleId)).toEqual(Array.from({ length: 60 }, (_, i) => i));
     expect(values).toHaveLength(60);
     // B replayed from A's last stored position (its first event), not from where A really was.

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { parseFrames, type Frame } from '../../src/dss/frame-parser.js';
 import { startDssSimulator, type DssSimulator } from '../../src/dss/simulator/simulator.js';
+import { eventually } from '../helpers/eventually.js';
 
 const KEY = 'sim0123456789abcdef';
 let sim: DssSimulator;
@@ -55,8 +56,7 @@ describe('DSS simulator', () => {
     expect(await res.json()).toEqual({ seqs: [1, 2, 3, 4, 5] });
     const c = open(`stream_key=${KEY}&seq_start=1`);
     await c.opened;
-    await new Promise((r) => setTimeout(r, 100));
-    const frames = c.messages.filter((m) => m !== '1|Z');
+    const frames = await eventually(() => c.messages.filter((m) => m !== '1|Z'), (f) => f.length >= 5);
     expect(frames).toHaveLength(5);
     for (const frame of frames) {
       const [len, json] = [frame.slice(0, frame.indexOf('|')), frame.slice(frame.indexOf('|') + 1)];
@@ -82,7 +82,7 @@ describe('DSS simulator', () => {
     expect((await silent.closed).code).toBe(4000);
     expect(silent.messages).toContain('1|Z');
     expect(sim.stats().closedForMissedHeartbeat).toBe(before + 1);
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 500)); // a window to see the answering socket is NOT closed (absence has no event)
     expect(answering.ws.readyState).toBe(WebSocket.OPEN);
     answering.ws.close();
   });
@@ -117,8 +117,7 @@ describe('DSS simulator', () => {
       ws.on('message', (data) => {
         for (const frame of parseFrames(String(data))) if (frame.kind === 'event') events.push(frame.rawEvent);
       });
-      const deadline = Date.now() + 10_000;
-      while (events.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      await eventually(() => events.length, (n) => n >= 2);
       expect(events.map((e) => [e.seq, e.metadata.event_type])).toEqual([
         ['1', 'datapoint'],
         ['2', 'connectivity'],

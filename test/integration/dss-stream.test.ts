@@ -120,7 +120,7 @@ describe('DSS stream → rule → actuation', () => {
     await eventually(() => stream(), (s) => (s.status.lastSeq ?? 0) >= seq);
     const device = await connect('dev-later');
     expect(await device.next(10_000)).toMatchObject({ code: 1024, content: { content: { command: 'FAN.on', params: [{ name: 'temp', value: '31' }] } } });
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 300)); // a window for a duplicate to show up (absence has no event)
     expect(device.pending()).toEqual([]);
   });
 
@@ -199,7 +199,7 @@ describe('DSS stream → rule → actuation', () => {
     emitBatch(100, 50);
     const rows = await eventually(() => actuationsOfRule(ruleId), (r) => r.length >= 150, 20_000);
     expect(rows.map((r) => Number(r.params[0]!.value))).toEqual(Array.from({ length: 150 }, (_, i) => i));
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 300)); // a window for duplicates to show up (absence has no event)
     expect(await actuationsOfRule(ruleId)).toHaveLength(150);
     const view = await eventually(() => stream(), (s) => s.status.connected);
     expect(view.status.holder).toBe(server.config.instanceId);
@@ -218,7 +218,7 @@ describe('DSS stream → rule → actuation', () => {
     expect(res.status).toBe(200);
     await eventually(async () => sim.stats().connectionsOpen, (n) => n === 0);
     expect(sim.stats().connectionsOpen).toBe(0);
-    expect((await eventually(() => stream(), (s) => !s.status.connected)).status).toMatchObject({ connected: false, holder: null });
+    expect((await eventually(() => stream(), (s) => !s.status.connected && s.status.holder === null)).status).toMatchObject({ connected: false, holder: null });
     const lastSeq = (await stream()).status.lastSeq!;
     emit(2);
     res = await server.api(`/v1/dss/streams/${streamId}`, { method: 'PATCH', json: { enabled: true } });
@@ -247,7 +247,7 @@ describe('DSS stream → rule → actuation', () => {
     emit(20, 20);
     await eventually(async () => sim.stats().connectionsTotal, (n) => n > connections);
     const values = await eventually(() => actuationsOfRule(ruleId), (r) => r.length >= 40, 15_000);
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 300)); // a window for duplicates to show up (absence has no event)
     expect((await actuationsOfRule(ruleId)).map((r) => Number(r.params[0]!.value))).toEqual(Array.from({ length: 40 }, (_, i) => i));
     expect(values).toHaveLength(40);
     expect((await eventually(() => stream(), (s) => s.status.connected)).status.holder).toBe(server.config.instanceId);

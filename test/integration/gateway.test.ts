@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { connectAuthenticated, connectDevice } from '../helpers/device-client.js';
+import { eventually } from '../helpers/eventually.js';
 import { mint } from '../helpers/keys.js';
 import { useTestServer } from '../helpers/server.js';
 
@@ -11,16 +12,6 @@ async function openSessions(deviceId: string) {
   return rows;
 }
 
-/** Polls until `ok` holds; throws with the last value seen when `timeoutMs` passes. */
-async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (ok(value)) return value;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms; last value: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('device gateway (websocket package client, as existing agents)', () => {
   it('authenticates, records the session, answers ping, receives a pushed actuation', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BatchTimeoutError, EarlierItemFailedError, makeBatcher } from '../../src/db/batcher.js';
 import { isDatabaseUnavailable, isDataError } from '../../src/db/errors.js';
+import { eventually } from '../helpers/eventually.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
@@ -84,12 +85,12 @@ describe('makeBatcher', () => {
       { maxBatchSize: 10, maxConcurrent: 2, keyOf: (i) => i.key },
     );
     const a0 = batcher.add({ key: 'a', n: 0 });
-    await tick();
+    await eventually(() => flushed.length, (n) => n === 1);
     // While a0 is in flight: a1, a2 wait behind it; b0 flushes on its own.
     const a1 = batcher.add({ key: 'a', n: 1 });
     const a2 = batcher.add({ key: 'a', n: 2 });
     const b0 = batcher.add({ key: 'b', n: 0 });
-    await tick();
+    await eventually(() => flushed.flat(), (f) => f.includes('b0'));
     release();
     await expect(a0).rejects.toThrow('boom');
     // Not their fault, and said so: a caller retries them (the DSS pipeline replays them).

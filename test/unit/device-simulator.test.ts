@@ -207,7 +207,7 @@ describe('a simulated device', () => {
     const { device: d, events } = device({ url: server.url, backoff: { initialMs: 10, maxMs: 10 } });
     await expect(d.authenticated()).rejects.toThrow(/refused the token/);
     expect(d.state).toBe(STOPPED);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 100)); // ten 10 ms backoffs: a window for a reconnect NOT to happen (absence has no event)
     expect(server.peers).toHaveLength(1);
     expect(events.find((e) => e.type === 'device:rejected')).toMatchObject({ code: 401, content: 'Invalid device token for device' });
     expect(events.at(-1)).toMatchObject({ type: 'device:disconnected', code: 1008, reconnectInMs: null });
@@ -220,7 +220,7 @@ describe('a simulated device', () => {
     const closed = new Promise<number>((resolve) => server.peers[0]!.socket.once('close', (code) => resolve(code)));
     await d.stop();
     expect(await closed).toBe(1000);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 100)); // ten 10 ms backoffs: a window for a reconnect NOT to happen (absence has no event)
     expect(server.peers).toHaveLength(1);
   });
 });
