@@ -1,0 +1,8 @@
+/** The registry: a new scenario is one file in this folder and one line here. */
+import { dbBlackhole } from './db-blackhole.js';
+import { dbRefuse } from './db-refuse.js';
+import { dbRestart } from './db-restart.js';
+import { dbSlow } from './db-slow.js';
+import type { Scenario } from './scenario.js';
+
+export const SCENARIOS: Scenario[] = [dbRefuse, dbBlackhole, dbSlow, dbRestart];
