@@ -26,6 +26,8 @@ options:
   --minutes N               soak duration (default: 10)
   --database-timeout-ms N   DATABASE_TIMEOUT_MS given to the servers and the bound on a REST
                             answer during an outage, plus 1.5 s (default: 5000)
+  --history N               growth: finished actuations in the history (sessions: N/2; default: 2000000)
+  --server-main PATH        a built server's dist/main.js (migrations/ beside dist/) instead of building
   -h, --help`;
 
 function bad(message: string): never {
@@ -51,6 +53,8 @@ function parse() {
       'outage-seconds': { type: 'string' },
       minutes: { type: 'string' },
       'database-timeout-ms': { type: 'string' },
+      history: { type: 'string' },
+      'server-main': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -75,6 +79,8 @@ const options: ChaosOptions = {
   outageSeconds: whole('outage-seconds', v['outage-seconds'], 10, 1, 600),
   minutes: whole('minutes', v.minutes, 10, 1, 1_440),
   databaseTimeoutMs: whole('database-timeout-ms', v['database-timeout-ms'], 5_000, 100, 600_000),
+  history: whole('history', v.history, 2_000_000, 0, 100_000_000),
+  serverMain: v['server-main'] === undefined ? undefined : path.resolve(v['server-main']),
 };
 
 const log = (line: string) => process.stdout.write(`${line}\n`);

@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { buildForBench, type BenchBuild } from '../../bench/lib/build.js';
+import { buildForBench } from '../../bench/lib/build.js';
 import { startBenchDatabase } from '../../bench/lib/database.js';
 import { makeKeys, startServer, type BenchKeys, type RunningServer } from '../../bench/lib/our-server.js';
 import { onCleanup, rssKiB } from '../../bench/lib/processes.js';
@@ -24,6 +24,10 @@ export interface ChaosOptions {
   minutes: number;
   /** DATABASE_TIMEOUT_MS given to the servers: the bound a REST call may wait during an outage. */
   databaseTimeoutMs: number;
+  /** Actuations the growth scenario's history holds (sessions: half as many). */
+  history: number;
+  /** A server already built (its dist/main.js, with migrations/ beside dist/): skips the build. */
+  serverMain?: string;
 }
 
 export interface Instance {
@@ -61,7 +65,7 @@ export class ChaosContext {
     readonly options: ChaosOptions,
     readonly db: ChaosDatabase,
     private readonly createDatabase: (label: string) => Promise<ChaosDatabase>,
-    private readonly build: BenchBuild,
+    private readonly serverMain: string,
     private readonly keys: BenchKeys,
     private readonly tmp: string,
     readonly log: (line: string) => void,
@@ -73,8 +77,10 @@ export class ChaosContext {
     const started = Date.now();
     const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-chaos-'));
     onCleanup(() => fs.rm(tmp, { recursive: true, force: true }));
-    const [database, build, keys] = await Promise.all([startBenchDatabase({ fsync: false }), buildForBench(root), makeKeys(tmp)]);
-    log(`database: ${database.description}; server built from src/ (tsc -p tsconfig.build.json, run as node dist/main.js) in ${Date.now() - started} ms`);
+    const build = async (): Promise<string> => options.serverMain ?? (await buildForBench(root)).serverMain;
+    const [database, serverMain, keys] = await Promise.all([startBenchDatabase({ fsync: false }), build(), makeKeys(tmp)]);
+    const built = options.serverMain ? `server ${serverMain}` : 'server built from src/ (tsc -p tsconfig.build.json)';
+    log(`database: ${database.description}; ${built}, run as node dist/main.js; set-up ${Date.now() - started} ms`);
     const createDatabase = async (label: string): Promise<ChaosDatabase> => {
       const { url } = await database.create(label);
       const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'chaos accounting' });
@@ -82,7 +88,7 @@ export class ChaosContext {
       onCleanup(() => pool.end());
       return { url, pool };
     };
-    return new ChaosContext(options, await createDatabase('chaos'), createDatabase, build, keys, tmp, log);
+    return new ChaosContext(options, await createDatabase('chaos'), createDatabase, serverMain, keys, tmp, log);
   }
 
   /** Another empty database (e.g. the growth scenario's empty side). */
@@ -101,7 +107,7 @@ export class ChaosContext {
     const id = `chaos-${name}-${process.pid}`;
     const server = await startServer({
       kind: 'ours',
-      script: this.build.serverMain,
+      script: this.serverMain,
       databaseUrl: proxied.toString(),
       keys: this.keys,
       tmp: this.tmp,

@@ -11,6 +11,8 @@ export interface Outcome {
   deviceId: string;
   sentAt: number;
   answeredAt: number | undefined;
+  /** When it was answered, aborted or failed. */
+  endedAt: number | undefined;
   /** HTTP status, or 'timeout' (no answer within timeoutMs) or 'error' (connection failed). */
   status: number | 'timeout' | 'error';
   id?: string;
@@ -55,7 +57,7 @@ export function startLoad(options: LoadOptions): Load {
 
   async function post(n: number): Promise<void> {
     const deviceId = options.deviceIds[n % options.deviceIds.length]!;
-    const outcome: Outcome = { deviceId, sentAt: Date.now(), answeredAt: undefined, status: 'error' };
+    const outcome: Outcome = { deviceId, sentAt: Date.now(), answeredAt: undefined, endedAt: undefined, status: 'error' };
     outcomes.push(outcome);
     const body = options.body?.(n, deviceId) ?? { componentId: 'chaos', command: 'set', params: [{ name: 'n', value: String(n) }] };
     try {
@@ -79,6 +81,8 @@ export function startLoad(options: LoadOptions): Load {
     } catch (err) {
       outcome.status = (err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError' ? 'timeout' : 'error';
       outcome.body = (err as Error).message.slice(0, 200);
+    } finally {
+      outcome.endedAt = Date.now();
     }
   }
 

@@ -3,6 +3,9 @@ import { dbBlackhole } from './db-blackhole.js';
 import { dbRefuse } from './db-refuse.js';
 import { dbRestart } from './db-restart.js';
 import { dbSlow } from './db-slow.js';
+import { listenLoss } from './listen-loss.js';
 import type { Scenario } from './scenario.js';
+import { sigkill } from './sigkill.js';
+import { storm } from './storm.js';
 
-export const SCENARIOS: Scenario[] = [dbRefuse, dbBlackhole, dbSlow, dbRestart];
+export const SCENARIOS: Scenario[] = [dbRefuse, dbBlackhole, dbSlow, dbRestart, listenLoss, sigkill, storm];
