@@ -6,6 +6,7 @@ import { dbSlow } from './db-slow.js';
 import { listenLoss } from './listen-loss.js';
 import type { Scenario } from './scenario.js';
 import { sigkill } from './sigkill.js';
+import { stalledReader } from './stalled-reader.js';
 import { storm } from './storm.js';
 
-export const SCENARIOS: Scenario[] = [dbRefuse, dbBlackhole, dbSlow, dbRestart, listenLoss, sigkill, storm];
+export const SCENARIOS: Scenario[] = [dbRefuse, dbBlackhole, dbSlow, dbRestart, listenLoss, sigkill, storm, stalledReader];
