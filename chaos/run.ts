@@ -111,7 +111,7 @@ try {
   error = err as Error;
   process.stderr.write(`chaos ${name}: ${error.stack ?? error.message}\n`);
 }
-const failed = [...(ctx?.checks.filter((c) => !c.ok).map((c) => (c.detail ? `${c.name} (${c.detail})` : c.name)) ?? []), ...(error ? [`could not finish: ${error.message.split('\n')[0]}`] : [])];
+const failed = [...(ctx?.checks.filter((c) => !c.ok).map((c) => (c.detail ? `${c.name} (${c.detail.length > 120 ? `${c.detail.slice(0, 117)}...` : c.detail})` : c.name)) ?? []), ...(error ? [`could not finish: ${error.message.split('\n')[0]}`] : [])];
 const seconds = ((Date.now() - started) / 1000).toFixed(1);
 if (failed.length === 0) log(`chaos ${name}: PASS (${ctx!.checks.length} checks, ${seconds} s)`);
 else log(`chaos ${name}: FAIL: ${failed.join('; ')} (${seconds} s)`);

@@ -12,6 +12,8 @@ export interface RawDevice {
   /** Actuations received (id, seq). */
   actuations: { id: string; seq: number }[];
   closed: Promise<{ code: number; reason: string }>;
+  /** The close code once closed. */
+  closeCode: number | undefined;
   /** Resolves with the server's first answer code to the device message (200 when authenticated). */
   answer: Promise<number>;
   send(message: unknown): void;
@@ -27,12 +29,16 @@ export function connectRawDevice(url: string, deviceId: string, token: string, o
     codes,
     actuations,
     closed: new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }))),
+    closeCode: undefined,
     answer: new Promise((resolve) => (answered = resolve)),
     send: (message) => ws.readyState === WebSocket.OPEN && ws.send(typeof message === 'string' ? message : JSON.stringify(message)),
   };
   ws.on('error', () => undefined);
   ws.on('open', () => ws.send(JSON.stringify({ type: 'device', deviceId, deviceToken: token })));
-  ws.on('close', () => answered(-1));
+  ws.on('close', (code) => {
+    device.closeCode = code;
+    answered(-1);
+  });
   ws.on('message', (data) => {
     let message: { code?: number; id?: string; seq?: number };
     try {
