@@ -21,13 +21,13 @@ const FINAL = new Set(['acked', 'failed', 'expired', 'cancelled', 'superseded', 
 const DOCUMENTED = new Set([...FINAL, 'queued', 'sent']);
 
 export function restFigures(ctx: ChaosContext, outcomes: Outcome[], window: { from: number; to: number }, hangLimitMs: number): void {
-  const isHung = (o: Outcome) => o.answeredAt === undefined || o.answeredAt - o.sentAt > hangLimitMs;
+  const isHung = (o: Outcome) => o.status === 'timeout' || (o.answeredAt !== undefined && o.answeredAt - o.sentAt > hangLimitMs);
   const waited = (o: Outcome) => (o.endedAt ?? Date.now()) - o.sentAt;
   const describe = (label: string, list: Outcome[]) => {
     const count = (f: (o: Outcome) => boolean) => list.filter(f).length;
     const other = count((o) => typeof o.status !== 'number' || (o.status >= 300 && o.status !== 503 && o.status !== 500));
     ctx.figure(`REST calls ${label}`, list.length);
-    ctx.figure('  2xx / 503 / 500 / other', `${count((o) => typeof o.status === 'number' && o.status < 300)} / ${count((o) => o.status === 503)} / ${count((o) => o.status === 500)} / ${other}`);
+    ctx.figure('  2xx / 503 / 500 / other (connection errors included)', `${count((o) => typeof o.status === 'number' && o.status < 300)} / ${count((o) => o.status === 503)} / ${count((o) => o.status === 500)} / ${other}`);
     ctx.figure(`  hung (no answer within ${hangLimitMs} ms; aborted after ${hangLimitMs + 5_000})`, count(isHung));
     ctx.figure('  longest wait, ms', Math.max(0, ...list.map(waited)));
   };

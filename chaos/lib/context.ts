@@ -40,6 +40,8 @@ export interface Instance {
   pid: number;
   rssKiB(): number;
   exited(): boolean;
+  /** '' while running; else the exit code or signal and the last lines it wrote. */
+  exitDescription(): string;
 }
 
 export interface Check {
@@ -125,6 +127,8 @@ export class ChaosContext {
       pid: server.server.pid,
       rssKiB: () => rssKiB(server.server.pid),
       exited: () => child.exitCode !== null || child.signalCode !== null,
+      exitDescription: () =>
+        child.exitCode === null && child.signalCode === null ? '' : `exited (${child.exitCode ?? child.signalCode}); last output: ${server.server.output.text().trim().split('\n').slice(-3).join(' | ').slice(0, 600)}`,
     };
   }
 

@@ -60,7 +60,7 @@ export async function runDatabaseOutage(ctx: ChaosContext, outage: Outage): Prom
   if (outage.expectNotReady) ctx.check('/readyz said not ready during the outage', during.some((s) => typeof s.status === 'number' && s.status >= 500), '');
   ctx.check('/readyz ready within 5 s of the outage end', firstReady !== undefined && firstReady.at - window.to <= 5_000, firstReady ? `${firstReady.at - window.to} ms` : 'never');
   ctx.figure('device sockets closed (by close code)', JSON.stringify(Object.fromEntries(fleet.disconnects)));
-  ctx.check('the instance is still running', !instance.exited());
+  ctx.check('the instance is still running', !instance.exited(), instance.exitDescription());
   await account(ctx, { outcomes, fleets: [fleet] });
 }
 

@@ -119,7 +119,7 @@ export const poison: Scenario = {
     });
     ctx.check(`every valid DSS event (${validEvents}) became an actuation that ended acked`, dssDone !== undefined, '');
     ctx.check('the DSS stream is still connected', await connected());
-    ctx.check('the instance is still running', !instance.exited());
+    ctx.check('the instance is still running', !instance.exited(), instance.exitDescription());
     for (const r of [...rogues, ...badDevices]) r.ws.terminate();
     await account(ctx, {
       outcomes: [...outcomes, ...bulk],

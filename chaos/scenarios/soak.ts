@@ -69,7 +69,7 @@ export const soak: Scenario = {
     ctx.check('every POST answered 202', not202.length === 0, not202.length ? `${not202.length}, e.g. ${not202[0]!.status} ${not202[0]!.body ?? ''}` : '');
     const { rows } = await ctx.db.pool.query<{ n: number }>(`select count(*)::int as n from actuations where source->>'kind' = 'dss'`);
     ctx.check('every DSS event became an actuation', rows[0]!.n >= events, `${rows[0]!.n} of ${events}`);
-    ctx.check('the instance is still running', !instance.exited());
+    ctx.check('the instance is still running', !instance.exited(), instance.exitDescription());
     await account(ctx, { outcomes, fleets, drainMs: 30_000 });
   },
 };

@@ -39,6 +39,6 @@ export const storm: Scenario = {
     await sampler;
     ctx.figure('most database connections of the instance at once', maxConnections);
     ctx.check(`at most ${POOL_SIZE + 1} database connections (pool + LISTEN)`, maxConnections <= POOL_SIZE + 1, `${maxConnections}`);
-    ctx.check('the instance is still running', !instance.exited());
+    ctx.check('the instance is still running', !instance.exited(), instance.exitDescription());
   },
 };
