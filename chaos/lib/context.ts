@@ -127,8 +127,13 @@ export class ChaosContext {
       pid: server.server.pid,
       rssKiB: () => rssKiB(server.server.pid),
       exited: () => child.exitCode !== null || child.signalCode !== null,
-      exitDescription: () =>
-        child.exitCode === null && child.signalCode === null ? '' : `exited (${child.exitCode ?? child.signalCode}); last output: ${server.server.output.text().trim().split('\n').slice(-3).join(' | ').slice(0, 600)}`,
+      exitDescription: () => {
+        if (child.exitCode === null && child.signalCode === null) return '';
+        // Node's own crash report (stderr) rather than the server's JSON log lines.
+        const plain = server.server.output.text().split('\n').filter((l) => !l.trimStart().startsWith('{') && !/^\s+at /.test(l) && l.trim() !== '');
+        const error = plain.filter((l) => /^\w*error\b|Emitted|throw/i.test(l.trim())).slice(-4).join(' | ') || plain.slice(-4).join(' | ');
+        return `exited (${child.exitCode ?? child.signalCode}): ${error.trim().slice(0, 300)}`;
+      },
     };
   }
 
