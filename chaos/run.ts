@@ -100,7 +100,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   });
 }
 
-log(`chaos ${name}: ${JSON.stringify(options)}`);
+log(`chaos ${name} ${JSON.stringify(options)}`);
 const started = Date.now();
 let ctx: ChaosContext | undefined;
 let error: Error | undefined;

@@ -67,8 +67,10 @@ export const soak: Scenario = {
     ctx.figure('POST → device p50 / p99', p50p99(deliveryLatencies(outcomes, fleets)));
     const not202 = outcomes.filter((o) => o.status !== 202);
     ctx.check('every POST answered 202', not202.length === 0, not202.length ? `${not202.length}, e.g. ${not202[0]!.status} ${not202[0]!.body ?? ''}` : '');
-    const { rows } = await ctx.db.pool.query<{ n: number }>(`select count(*)::int as n from actuations where source->>'kind' = 'dss'`);
-    ctx.check('every DSS event became an actuation', rows[0]!.n >= events, `${rows[0]!.n} of ${events}`);
+    const dssCount = async () => (await ctx.db.pool.query<{ n: number }>(`select count(*)::int as n from actuations where source->>'kind' = 'dss'`)).rows[0]!.n;
+    await ctx.within(10_000, async () => (await dssCount()) >= events);
+    const made = await dssCount();
+    ctx.check('every DSS event became an actuation', made >= events, `${made} of ${events}`);
     ctx.check('the instance is still running', !instance.exited(), instance.exitDescription());
     await account(ctx, { outcomes, fleets, drainMs: 30_000 });
   },

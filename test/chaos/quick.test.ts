@@ -61,7 +61,7 @@ describe('npm run chaos, quick scenarios', () => {
     it(`${name}: PASS`, async () => {
       const started = Date.now();
       const { code, output } = await runChaos([name, ...args, '--server-main', serverMain], 110_000);
-      const verdict = output.split('\n').find((l) => l.startsWith(`chaos ${name}: `)) ?? `no verdict line:\n${output.slice(-3_000)}`;
+      const verdict = output.split('\n').findLast((l) => l.startsWith(`chaos ${name}: `)) ?? `no verdict line:\n${output.slice(-3_000)}`;
       expect(verdict, output.slice(-6_000)).toMatch(new RegExp(`^chaos ${name}: PASS`));
       expect(code).toBe(0);
       // The run, set-up included (the build is done above), must fit in 60 s.
