@@ -40,7 +40,8 @@ export const growth: Scenario = {
     const size = (await ctx.db.pool.query<{ size: string }>(`select pg_size_pretty(pg_database_size(current_database())) as size`)).rows[0]!.size;
     ctx.figure(`filled ${ctx.options.history} actuations + ${Math.floor(ctx.options.history / 2)} sessions in, s (database size)`, `${((Date.now() - started) / 1000).toFixed(0)} (${size})`);
 
-    const ids = deviceIds('chaos-dev', ctx.options.devices);
+    // A prefix of its own, so that no history row is taken for one of these devices' actuations.
+    const ids = deviceIds('chaos-growth', ctx.options.devices);
     const sides = [
       { name: 'empty', instance: empty, fleet: ctx.fleet(empty.wsUrl, ids), p99: [] as number[], outcomes: [] as Outcome[] },
       { name: 'filled', instance: filled, fleet: ctx.fleet(filled.wsUrl, ids), p99: [] as number[], outcomes: [] as Outcome[] },
