@@ -23,7 +23,7 @@ export const listenLoss: Scenario = {
     const fleet = ctx.fleet(b.wsUrl, ids);
     await fleet.allAuthenticated(60_000);
     const listenPorts = async () => {
-      const { rows } = await ctx.db.pool.query<{ port: number }>(`select client_port as port from pg_stat_activity where application_name = 'iot-websocket-server listen'`);
+      const { rows } = await ctx.db.pool.query<{ port: number }>(`select client_port as port from pg_stat_activity where application_name like 'iot-websocket-server listen%'`);
       const ports = new Set(rows.map((r) => r.port));
       return b.proxy.connections().filter((c) => c.upstreamLocalPort !== undefined && ports.has(c.upstreamLocalPort));
     };
