@@ -10,9 +10,11 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { Config } from '../config/config.js';
+import { isDatabaseUnavailable } from '../db/errors.js';
 import type { Pool } from '../db/pool.js';
 import { makeLogSampler } from '../log-sampler.js';
 import type { Logger } from '../logger.js';
+import { backoffDelayMs } from '../simulator/backoff.js';
 import { AUTHENTICATED, CLOSED, DeviceConnection, type ConnectionState } from './device-connection.js';
 import type { DeviceTokenChecker, TokenRefusalReason } from './device-token.js';
 import { CLOSE_CODES, CONTENT, RESPONSE_CODES, SUBPROTOCOL, isStorableIdentity, reply, type AckMessage, type DeviceMessage } from './protocol.js';
@@ -146,12 +148,33 @@ export function makeGateway(options: GatewayOptions): Gateway {
     if (registry.get(deviceId) === connection) registry.delete(deviceId);
     const { code, reason } = connection.closeIntent ?? { code: 1005, reason: '' };
     connection.log.info({ code, reason }, 'device: disconnected');
-    const done = sessions
-      .closeSession(pool, sessionId, code, reason, connection.lastSeenAt)
-      .catch((err) => connection.log.error({ err }, 'device: could not close session row'))
-      .finally(() => pendingCloses.delete(done));
+    const done = closeSessionRow(connection, sessionId, code, reason).finally(() => pendingCloses.delete(done));
     pendingCloses.add(done);
     events.disconnected?.(connection);
+  }
+
+  /**
+   * A session row left open would show the device online until it returns (maybe never), so
+   * a close the database could not take is retried while it is unavailable, with the time the
+   * socket closed. Once the gateway is closing, one last try: the shutdown deadline is bounded,
+   * and rows this instance leaves open are closed as `instance lost` by the others.
+   */
+  async function closeSessionRow(connection: DeviceConnection, sessionId: number, code: number, reason: string): Promise<void> {
+    const disconnectedAt = new Date();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await sessions.closeSession(pool, sessionId, code, reason, connection.lastSeenAt, disconnectedAt);
+        if (attempt > 0) connection.log.info({ attempts: attempt + 1 }, 'device: session row closed after the database came back');
+        return;
+      } catch (err) {
+        if (!isDatabaseUnavailable(err) || closing) {
+          connection.log.error({ err }, 'device: could not close session row');
+          return;
+        }
+        if (attempt === 0) connection.log.warn({ err }, 'device: session row not closed yet (database unavailable); retrying');
+        await new Promise((resolve) => setTimeout(resolve, backoffDelayMs(attempt, { initialMs: 200, maxMs: 2_000 })));
+      }
+    }
   }
 
   function trackedAuthenticate(connection: DeviceConnection, message: DeviceMessage): Promise<boolean> {

@@ -103,12 +103,13 @@ export async function notifySessionReplaced(db: Queryable, replaced: { deviceId:
   await db.query('select pg_notify($1, $2)', [SESSION_REPLACED_CHANNEL, JSON.stringify(replaced)]);
 }
 
-export async function closeSession(db: Queryable, sessionId: number, code: number, reason: string, lastSeenAt: Date): Promise<void> {
+/** Idempotent: a row already closed (by a retry, a takeover or another instance) is left as it is. */
+export async function closeSession(db: Queryable, sessionId: number, code: number, reason: string, lastSeenAt: Date, disconnectedAt?: Date): Promise<void> {
   await db.query(
     `update device_sessions
-        set disconnected_at = now(), close_code = $2, close_reason = $3, last_seen_at = greatest(last_seen_at, $4)
+        set disconnected_at = coalesce($5, now()), close_code = $2, close_reason = $3, last_seen_at = greatest(last_seen_at, $4)
       where id = $1 and disconnected_at is null`,
-    [sessionId, code, reason, lastSeenAt],
+    [sessionId, code, reason, lastSeenAt, disconnectedAt ?? null],
   );
 }
 

@@ -270,3 +270,30 @@ describe('an ack that arrives while the database refuses connections', () => {
     }
   });
 });
+
+describe('a device that disconnects while the database refuses connections', () => {
+  // Shown to fail without the retry in gateway.ts closeSessionRow (the row stayed open after the database was back).
+  it('gets its session row closed once the database is back, with the time its socket closed', async () => {
+    const s = await startProxiedServer();
+    const admin = new pg.Client(db.url);
+    await admin.connect();
+    try {
+      const device = await connectAuthenticated(s.server.wsUrl, 'close-outage-1', mint('close-outage-1'));
+      await s.proxy.stop(); // connections reset, new ones refused
+      const closedAt = Date.now();
+      device.close();
+      await device.closed;
+      const openRow = async () =>
+        (await admin.query<{ disconnected_at: Date | null }>(`select disconnected_at from device_sessions where device_id = 'close-outage-1'`)).rows[0]!;
+      // The first attempt failed: the row is still open while the database refuses.
+      await new Promise((r) => setTimeout(r, 1_500)); // a window in which the row must stay open (the database is refused)
+      expect((await openRow()).disconnected_at).toBeNull();
+      await s.proxy.start();
+      const row = await eventually(openRow, (r) => r.disconnected_at !== null, 10_000);
+      expect(Math.abs(row.disconnected_at!.getTime() - closedAt)).toBeLessThan(1_000);
+    } finally {
+      await admin.end();
+      await s.close();
+    }
+  });
+});
