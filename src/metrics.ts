@@ -6,14 +6,10 @@
  */
 import client from 'prom-client';
 import type { Pool } from './db/pool.js';
-import { CLOSE_CODES } from './gateway/protocol.js';
+import { CLOSE_CODES, LIBRARY_CLOSE_CODES } from './gateway/protocol.js';
 
-/**
- * Close codes a session may end with: the server's own (CLOSE_CODES) and those the `ws`
- * library or the peer's network produce: 1002 protocol error, 1005 no code given, 1006
- * dropped without a close frame, 1007 invalid UTF-8, 1009 too big.
- */
-const DOCUMENTED_CLOSE_CODES = new Set<number>([...Object.values(CLOSE_CODES).map((c) => c.code), 1002, 1005, 1006, 1007, 1009]);
+/** Close codes a session may end with: the server's own and those the `ws` library or the network produce. */
+const DOCUMENTED_CLOSE_CODES = new Set<number>([...Object.values(CLOSE_CODES), ...Object.values(LIBRARY_CLOSE_CODES)].map((c) => c.code));
 
 /** The `code` label of `iotws_sessions_closed_total`: a device picks its own close code, so anything undocumented is `other`. */
 export function closeCodeLabel(code: number): string {

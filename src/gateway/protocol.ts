@@ -37,6 +37,14 @@ export const CLOSE_CODES = {
   TRY_AGAIN_LATER: { code: 1013, meaning: 'Device sent more than DEVICE_MAX_MESSAGES_PER_SECOND (beyond DEVICE_MESSAGE_BURST) or left more than DEVICE_MAX_PENDING_MESSAGES unhandled; reconnect later, slower' },
 } as const;
 
+/** Close codes that come from the `ws` library or the network, not from a decision of this server (the README lists them too). */
+export const LIBRARY_CLOSE_CODES = {
+  PROTOCOL_ERROR: { code: 1002, meaning: 'A frame ws cannot accept (unmasked client frame, reserved bits, bad opcode, a control frame too long)' },
+  NO_STATUS: { code: 1005, meaning: 'The peer closed without a status code' },
+  ABNORMAL: { code: 1006, meaning: 'The connection dropped without a close frame (network, kill -9, a missed heartbeat pong)' },
+  INVALID_PAYLOAD: { code: 1007, meaning: 'A text frame that is not valid UTF-8' },
+} as const;
+
 /** Texts of the `content` field, kept verbatim from the original server where it had them. */
 export const CONTENT = {
   invalidToken: 'Invalid device token for device',

@@ -18,7 +18,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { isStorableText } from '../../src/db/storable.js';
-import { CLOSE_CODES, parseDeviceMessage, RESPONSE_CODES, SUBPROTOCOL } from '../../src/gateway/protocol.js';
+import { CLOSE_CODES, LIBRARY_CLOSE_CODES, parseDeviceMessage, RESPONSE_CODES, SUBPROTOCOL } from '../../src/gateway/protocol.js';
 import { connectAuthenticated, type DeviceClient } from '../helpers/device-client.js';
 import { eventually } from '../helpers/eventually.js';
 import { mint, testKeyPaths } from '../helpers/keys.js';
@@ -29,7 +29,7 @@ const MAX_MESSAGE_BYTES = 16_384;
 const t = useTestServer({ MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES), AUTH_TIMEOUT_MS: '5000', LOG_LEVEL: 'silent' });
 
 const RESPONSE = new Set<number>(Object.values(RESPONSE_CODES).map((c) => c.code));
-const CLOSE = new Set<number>(Object.values(CLOSE_CODES).map((c) => c.code));
+const CLOSE = new Set<number>([...Object.values(CLOSE_CODES), ...Object.values(LIBRARY_CLOSE_CODES)].map((c) => c.code));
 const LEGIT = 'fuzz-legit-device';
 
 let legit: DeviceClient;
