@@ -67,7 +67,8 @@ async function startProxiedServer(
   const proxiedUrl = new URL(target.url);
   proxiedUrl.hostname = '127.0.0.1';
   proxiedUrl.port = String(proxy.port);
-  const pool = makePool({ connectionString: proxiedUrl.toString(), max: 10 }, makeLogger({ level: 'silent' }));
+  const timeoutMs = env.DATABASE_TIMEOUT_MS === undefined ? undefined : Number(env.DATABASE_TIMEOUT_MS);
+  const pool = makePool({ connectionString: proxiedUrl.toString(), max: 10, ...(timeoutMs === undefined ? {} : { timeoutMs }) }, makeLogger({ level: 'silent' }));
   const proxied = await startTestServer({ ...target, url: proxiedUrl.toString(), pool }, env);
   return {
     proxy,
@@ -210,10 +211,13 @@ describe('errors while opening a session', () => {
 });
 
 describe('races with a slow database', () => {
+  // Slow, not failing: every round trip takes seconds here, so the bound on waits for the
+  // database (DATABASE_TIMEOUT_MS, which would fail the opening) is set above it.
+  const slow = { DATABASE_TIMEOUT_MS: '30000' };
   it('closes the row of a device still authenticating at shutdown before close() resolves', async () => {
     // Its own database: no other instance's liveness sweep can close the row first while answers are slow.
     const own = await createTestDatabase();
-    const proxied = await startProxiedServer(own);
+    const proxied = await startProxiedServer(own, slow);
     const ownSessionsOf = async (deviceId: string) =>
       (await own.pool.query<SessionRecord>('select * from device_sessions where device_id = $1', [deviceId])).rows;
     try {
@@ -239,7 +243,7 @@ describe('races with a slow database', () => {
     const deviceId = 'takeover-race';
     const onFirst = await connectAuthenticated(server.wsUrl, deviceId, mint(deviceId));
     // The same instance heartbeat as `server`, whose sweep would otherwise find this one stale.
-    const second = await startProxiedServer(db, { INSTANCE_HEARTBEAT_MS: String(INSTANCE_HEARTBEAT_MS) });
+    const second = await startProxiedServer(db, { INSTANCE_HEARTBEAT_MS: String(INSTANCE_HEARTBEAT_MS), ...slow });
     const listener = new pg.Client(db.url);
     await listener.connect();
     try {
