@@ -20,7 +20,11 @@
  *   flushes; every item failing costs 2n − 1. Items of a culprit's key after it in the
  *   batch are rejected with `EarlierItemFailedError`, as above. So `flush` must be all
  *   or nothing (one transaction), and a retry of a subset must be harmless.
- * - Every flush has a deadline (`flushTimeoutMs`): when it passes, the flush's items
+ * - Every item has a deadline, `flushTimeoutMs` after it was added, waiting included: an
+ *   item still waiting for a slot then (the flushes ahead of it hang) is rejected with
+ *   `BatchTimeoutError` without being tried, and so are the items behind it on its key.
+ *   A flush's deadline is that of its oldest item (but at least a tenth of
+ *   `flushTimeoutMs`, so a flush always gets a chance): when it passes, the flush's items
  *   (and those behind them on their keys) are rejected with `BatchTimeoutError`, its
  *   slot and keys are freed for the next batch, and whatever the flush does later is
  *   ignored (but for `onLateResult`). A flush that commits after its deadline has
@@ -58,8 +62,16 @@ export const DEFAULT_FLUSH_TIMEOUT_MS = 5_000;
 /** A flush did not settle within its deadline. The database may still commit it. HTTP: 503 `DATABASE_UNAVAILABLE`. */
 export class BatchTimeoutError extends Error {
   readonly code = 'DATABASE_TIMEOUT';
-  constructor(readonly timeoutMs: number) {
-    super(`database: batch flush did not settle within ${timeoutMs} ms (DATABASE_TIMEOUT_MS); it may still commit`);
+  constructor(
+    readonly timeoutMs: number,
+    /** True when the item never reached the database (it waited for a slot all along): it was certainly not committed. */
+    readonly untried = false,
+  ) {
+    super(
+      untried
+        ? `database: no batch slot within ${timeoutMs} ms (DATABASE_TIMEOUT_MS): the flushes ahead did not settle; not tried`
+        : `database: batch flush did not settle within ${timeoutMs} ms (DATABASE_TIMEOUT_MS); it may still commit`,
+    );
     this.name = 'BatchTimeoutError';
   }
 }
@@ -81,6 +93,8 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
   interface Pending {
     item: I;
     key: string | undefined;
+    /** When the item's time is up (`Date.now()` at add + `flushTimeoutMs`). */
+    deadline: number;
     resolve: (r: R) => void;
     reject: (e: unknown) => void;
   }
@@ -90,6 +104,31 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
   const keysInFlight = new Set<string>();
   const idleWaiters: (() => void)[] = [];
   let pumpScheduled = false;
+  /** One timer for all waiting items, set for the oldest (`waiting` is in add order). */
+  let expiryTimer: NodeJS.Timeout | undefined;
+
+  function scheduleExpiry(): void {
+    if (expiryTimer !== undefined || waiting.length === 0) return;
+    expiryTimer = setTimeout(expireWaiting, Math.max(0, waiting[0]!.deadline - Date.now()));
+    expiryTimer.unref();
+  }
+
+  /** Rejects waiting items whose time is up, and the items behind them on their keys. */
+  function expireWaiting(): void {
+    expiryTimer = undefined;
+    const now = Date.now();
+    const expiredKeys = new Set<string>();
+    const kept: Pending[] = [];
+    for (const p of waiting) {
+      if (p.deadline <= now || (p.key !== undefined && expiredKeys.has(p.key))) {
+        if (p.key !== undefined) expiredKeys.add(p.key);
+        p.reject(new BatchTimeoutError(timeoutMs, true));
+      } else kept.push(p);
+    }
+    waiting = kept;
+    scheduleExpiry();
+    if (inFlight === 0 && waiting.length === 0) idleWaiters.splice(0).forEach((r) => r());
+  }
 
   /** The next batch: waiting items in order, skipping keys in flight (and later items of a skipped key). */
   function takeBatch(): Pending[] {
@@ -108,12 +147,18 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
     return batch;
   }
 
+  /** How long a flush of `batch` may take: until its oldest item's deadline, but at least a tenth of the bound. */
+  function flushDeadlineMs(batch: Pending[]): number {
+    const oldest = Math.min(...batch.map((p) => p.deadline));
+    return Math.max(timeoutMs / 10, oldest - Date.now());
+  }
+
   /** One flush, bounded by the deadline; a late success goes to `onLateResult`, a late failure nowhere. */
-  function flushBounded(items: I[]): Promise<R[]> {
+  function flushBounded(items: I[], deadlineMs: number): Promise<R[]> {
     let timer: NodeJS.Timeout | undefined;
     const flushed = flush(items);
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new BatchTimeoutError(timeoutMs)), timeoutMs);
+      timer = setTimeout(() => reject(new BatchTimeoutError(timeoutMs)), deadlineMs);
     });
     let late = false;
     return Promise.race([flushed, deadline])
@@ -151,7 +196,10 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
     if (live.length === 0) return;
     let results: R[];
     try {
-      results = await flushBounded(live.map((p) => p.item));
+      results = await flushBounded(
+        live.map((p) => p.item),
+        flushDeadlineMs(live),
+      );
     } catch (err) {
       if (isDatabaseUnavailable(err)) outcome.unavailable = err;
       else if (live.length > 1) {
@@ -203,7 +251,8 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
   return {
     add(item) {
       return new Promise<R>((resolve, reject) => {
-        waiting.push({ item, key: options.keyOf?.(item), resolve, reject });
+        waiting.push({ item, key: options.keyOf?.(item), deadline: Date.now() + timeoutMs, resolve, reject });
+        scheduleExpiry();
         // Let the rest of this tick's callers join before a flush starts.
         if (!pumpScheduled && inFlight < options.maxConcurrent) {
           pumpScheduled = true;

@@ -221,6 +221,37 @@ describe('makeBatcher: flush deadline', () => {
     await batcher.drain();
   });
 
+  it('bounds an item\'s whole wait, queueing included: behind a hung flush it fails about flushTimeoutMs after its add, not twice that', async () => {
+    // Checked: with each flush given a full flushTimeoutMs (the deadline not taken from its oldest item), the second took ~600 ms.
+    const batcher = makeBatcher<number, number>(() => new Promise<number[]>(() => undefined), { maxBatchSize: 10, maxConcurrent: 1, flushTimeoutMs: 400 });
+    const first = batcher.add(1);
+    await new Promise((r) => setTimeout(r, 200));
+    const t = Date.now();
+    const second = batcher.add(2); // waits 200 ms for the slot, then flushes until its own deadline
+    const errors = await Promise.all([first, second].map((p) => p.catch((e: unknown) => e)));
+    expect(errors.every((e) => e instanceof BatchTimeoutError)).toBe(true);
+    expect(Date.now() - t).toBeLessThan(560);
+    await batcher.drain();
+  });
+
+  it('rejects an item still waiting for a slot at its deadline, untried', async () => {
+    // Checked: without the expiry timer 2 and 3 were each tried after the flush ahead of them timed out.
+    const tried: number[] = [];
+    const batcher = makeBatcher<number, number>(
+      (items) => {
+        tried.push(...items);
+        return new Promise<number[]>(() => undefined);
+      },
+      { maxBatchSize: 1, maxConcurrent: 1, flushTimeoutMs: 400 },
+    );
+    const errors = await Promise.all([1, 2, 3].map((i) => batcher.add(i).catch((e: unknown) => e as BatchTimeoutError)));
+    expect(errors.map((e) => e instanceof BatchTimeoutError)).toEqual([true, true, true]);
+    // 1 hung until its deadline; 2 and 3, added with it, ran out of time waiting for the only slot.
+    expect(errors.map((e) => (e as BatchTimeoutError).untried)).toEqual([false, true, true]);
+    expect(tried).toEqual([1]);
+    await batcher.drain();
+  });
+
   it('ignores the late outcome of a timed-out flush', async () => {
     let settleLate!: (r: number[]) => void;
     let failLate!: (e: Error) => void;
