@@ -35,6 +35,7 @@ import { makeCommitProbe, startInstanceLiveness, type InstanceLiveness } from '.
 import { SESSION_REPLACED_CHANNEL } from './gateway/sessions-sql.js';
 import { makeHttpApi } from './http/api.js';
 import { metricsRoutes } from './http/routes/metrics.js';
+import { makeKeyVerifier } from './keys/key-verifier.js';
 import { requestMetrics } from './http/request-metrics.js';
 import { closeCodeLabel, makeMetrics, type Metrics } from './metrics.js';
 import type { Logger } from './logger.js';
@@ -134,18 +135,20 @@ export function buildApp(options: AppOptions): App {
       if (why !== 'edited') for (const kind of FRAME_KINDS) metrics.dssFrames.remove({ stream, kind });
     },
   });
+  const keys = makeKeyVerifier({ pool, logger });
   const api = makeHttpApi({
     logger,
     pool,
     gateway,
     submitter,
     credentials,
+    keys,
     maxBodyBytes: config.maxMessageBytes,
     maxBulkBodyBytes: MAX_BULK_BODY_BYTES,
     isShuttingDown: () => shuttingDown,
     routers: [dss.router],
     // /metrics checks its own credentials: the API's, or the read-only METRICS_USERNAME/METRICS_PASSWORD.
-    ownAuthRouters: config.metricsPort === undefined ? [metricsRoutes(metrics.registry, [credentials, ...(config.metricsCredentials ? [config.metricsCredentials] : [])])] : [],
+    ownAuthRouters: config.metricsPort === undefined ? [metricsRoutes(metrics.registry, [credentials, ...(config.metricsCredentials ? [config.metricsCredentials] : [])], keys)] : [],
     observe: requestMetrics(metrics),
     onTransition: countTransition,
     onDatabaseUnavailable: () => metrics.databaseErrors.inc({ operation: 'http' }),

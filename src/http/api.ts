@@ -1,20 +1,22 @@
 /**
- * The REST API as an express app: unauthenticated probes, then HTTP Basic, then
- * the versioned routes, then the one error handler.
+ * The REST API as an express app: unauthenticated probes, then authentication (an
+ * API key or HTTP Basic) and the route's scope, then the versioned routes, then the one error handler.
  */
 import express, { type Router } from 'express';
 import type { ActuationSubmitter, TransitionObserver } from '../actuations/types.js';
 import type { Pool } from '../db/pool.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../logger.js';
-import { basicAuth } from './basic-auth.js';
+import type { KeyVerifier } from '../keys/key-verifier.js';
+import { authenticate, authorize } from './auth.js';
 import { ApiError } from './errors.js';
 import { jsonBody } from './json-body.js';
 import { requestLog } from './request-log.js';
 import { makeErrorHandler, notFoundHandler } from './error-handler.js';
 import { actuationRoutes } from './routes/actuations.js';
 import { deviceRoutes } from './routes/devices.js';
-import { openApiDocument } from './openapi.js';
+import { openApiDocument, ROUTES } from './openapi.js';
+import { apiKeyRoutes } from './routes/api-keys.js';
 import { docsPage } from './docs-page.js';
 import { healthRoutes } from './routes/health.js';
 
@@ -24,6 +26,8 @@ export interface HttpApiOptions {
   gateway: Gateway;
   submitter: ActuationSubmitter;
   credentials: { username: string; password: string };
+  /** Checks API keys (`Authorization: Bearer iotws_…`). */
+  keys: KeyVerifier;
   maxBodyBytes: number;
   /** Bulk submissions (up to 1,000 items) get a larger body limit than everything else. */
   maxBulkBodyBytes: number;
@@ -63,11 +67,14 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   });
   app.get('/v1/docs', docsPage);
   for (const router of options.ownAuthRouters ?? []) app.use(router);
-  app.use(basicAuth(credentials));
+  // A key or the bootstrap administrator, then the scope the route table gives the route.
+  app.use(authenticate({ keys: options.keys, credentials }));
+  app.use(authorize(ROUTES));
   const { maxBodyBytes, maxBulkBodyBytes } = options;
   app.use(jsonBody({ limits: [maxBodyBytes, maxBulkBodyBytes], limitFor: (req) => (req.method === 'POST' && req.path === '/v1/actuations' ? maxBulkBodyBytes : maxBodyBytes) }));
   app.use(deviceRoutes({ pool, gateway }));
   app.use(actuationRoutes({ pool, submitter, caller: credentials.username, onTransition: options.onTransition }));
+  app.use(apiKeyRoutes({ pool }));
   for (const router of options.routers ?? []) app.use(router);
   app.use(notFoundHandler);
   app.use(makeErrorHandler(options.onDatabaseUnavailable));

@@ -11,6 +11,7 @@ export const API_ERRORS = {
   REQUEST_ABORTED: { status: 400, message: 'Request was aborted by the client before its body arrived' },
   SUBPROTOCOL_REQUIRED: { status: 400, message: 'WebSocket upgrade without the echo-protocol subprotocol' },
   UNAUTHORIZED: { status: 401, message: 'HTTP Basic credentials required' },
+  FORBIDDEN: { status: 403, message: 'The API key lacks the scope this operation needs' },
   NOT_FOUND: { status: 404, message: 'Not found' },
   CONFLICT: { status: 409, message: 'Conflict with the current state' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'Request body is too large' },

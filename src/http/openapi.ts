@@ -8,6 +8,8 @@ import { z } from 'zod';
 import { ruleCreateBody, ruleUpdateBody, streamCreateBody, streamUpdateBody } from '../dss/schemas.js';
 import { idParam } from '../dss/schemas.js';
 import * as out from './response-schemas.js';
+import { apiKeyCreateBody, apiKeyIdParam } from '../keys/schemas.js';
+import type { Scope } from '../keys/scopes.js';
 import { actuationBody, actuationIdParam, bulkActuationItem, deviceActuationsQuery, deviceIdParam, devicesQuery, idempotencyKeyHeader, paginationQuery } from './schemas.js';
 
 type Method = 'get' | 'post' | 'patch' | 'delete';
@@ -20,6 +22,8 @@ export interface RouteDoc {
   operationId: string;
   summary: string;
   auth: boolean;
+  /** The scope a caller needs (every authenticated route has one; `src/http/auth.ts` refuses to start otherwise). */
+  scope?: Scope;
   params?: z.ZodObject;
   query?: z.ZodObject;
   body?: z.ZodType;
@@ -72,7 +76,7 @@ export const ROUTES: RouteDoc[] = [
     path: '/metrics',
     operationId: 'getMetrics',
     summary: 'Prometheus metrics (here unless METRICS_PORT is set)',
-    auth: true,
+    auth: true, scope: 'metrics:read',
     responses: { 200: 'Prometheus text format', 404: 'Served on METRICS_PORT instead (when set)' },
     bodies: { 200: { text: 'text/plain' } },
   },
@@ -81,7 +85,7 @@ export const ROUTES: RouteDoc[] = [
     path: '/v1/devices',
     operationId: 'listDevices',
     summary: 'Devices known from their sessions, by device id; `online=true` for connected ones',
-    auth: true,
+    auth: true, scope: 'devices:read',
     query: devicesQuery,
     responses: { 200: 'A page of devices' },
     bodies: { 200: out.devicePage },
@@ -91,7 +95,7 @@ export const ROUTES: RouteDoc[] = [
     path: '/v1/devices/:deviceId',
     operationId: 'getDevice',
     summary: 'A device: online or not, its current and last session',
-    auth: true,
+    auth: true, scope: 'devices:read',
     ...dev,
     responses: { 200: 'Device', 404: 'Never connected' },
     bodies: { 200: out.device },
@@ -101,7 +105,7 @@ export const ROUTES: RouteDoc[] = [
     path: '/v1/devices/:deviceId/sessions',
     operationId: 'listDeviceSessions',
     summary: "A device's sessions, newest first",
-    auth: true,
+    auth: true, scope: 'devices:read',
     ...dev,
     query: paginationQuery,
     responses: { 200: 'A page of sessions' },
@@ -112,7 +116,7 @@ export const ROUTES: RouteDoc[] = [
     path: '/v1/devices/:deviceId/actuations',
     operationId: 'submitActuation',
     summary: 'Submit an actuation for a device (durable: committed before the answer)',
-    auth: true,
+    auth: true, scope: 'actuations:write',
     ...dev,
     body: actuationBody,
     example: { ...command, ttlSeconds: 3600, collapseKey: 'led-1' },
@@ -125,7 +129,7 @@ export const ROUTES: RouteDoc[] = [
     path: '/v1/devices/:deviceId/actuations',
     operationId: 'listDeviceActuations',
     summary: "A device's actuations, newest first (cursor = seq)",
-    auth: true,
+    auth: true, scope: 'actuations:read',
     ...dev,
     query: deviceActuationsQuery,
     responses: { 200: 'A page of actuations' },
@@ -136,7 +140,7 @@ export const ROUTES: RouteDoc[] = [
     path: '/v1/actuations',
     operationId: 'submitActuations',
     summary: 'Submit up to 1,000 actuations; each item is validated and answered on its own',
-    auth: true,
+    auth: true, scope: 'actuations:write',
     body: z.array(bulkActuationItem).min(1).max(1000),
     example: [{ deviceId: 'dev-1', ...command }, { deviceId: 'dev-2', ...command, idempotencyKey: 'order-7' }],
     responses: { 200: 'One result per item, in order' },
@@ -147,7 +151,7 @@ export const ROUTES: RouteDoc[] = [
     path: '/v1/actuations/:id',
     operationId: 'getActuation',
     summary: 'An actuation: status, source, delivery and history',
-    auth: true,
+    auth: true, scope: 'actuations:read',
     ...actuation,
     responses: { 200: 'Actuation', 404: 'Unknown' },
     bodies: { 200: out.actuationRecord },
@@ -157,7 +161,7 @@ export const ROUTES: RouteDoc[] = [
     path: '/v1/actuations/:id',
     operationId: 'cancelActuation',
     summary: 'Cancel a queued actuation',
-    auth: true,
+    auth: true, scope: 'actuations:write',
     ...actuation,
     responses: { 200: 'Cancelled', 404: 'Unknown', 409: 'Not queued any more' },
     bodies: { 200: out.cancelledActuation },
@@ -167,19 +171,19 @@ export const ROUTES: RouteDoc[] = [
     path: '/v1/dss/streams',
     operationId: 'createStream',
     summary: 'Add a DSS stream (the key is write-only)',
-    auth: true,
+    auth: true, scope: 'dss:admin',
     body: streamCreateBody,
     example: { name: 'ovens', url: 'wss://stream.example.com/stream', streamKey: 'abcdef0123456789', enabled: false },
     responses: { 201: 'Stream' },
     bodies: { 201: out.stream },
   },
-  { method: 'get', path: '/v1/dss/streams', operationId: 'listStreams', summary: 'DSS streams with their status', auth: true, responses: { 200: 'Streams' }, bodies: { 200: out.streamList } },
+  { method: 'get', path: '/v1/dss/streams', operationId: 'listStreams', summary: 'DSS streams with their status', auth: true, scope: 'dss:admin', responses: { 200: 'Streams' }, bodies: { 200: out.streamList } },
   {
     method: 'get',
     path: '/v1/dss/streams/:id',
     operationId: 'getStream',
     summary: 'A DSS stream: connected, last event, last seq, counters',
-    auth: true,
+    auth: true, scope: 'dss:admin',
     ...byId,
     responses: { 200: 'Stream', 404: 'Unknown' },
     bodies: { 200: out.stream },
@@ -189,19 +193,19 @@ export const ROUTES: RouteDoc[] = [
     path: '/v1/dss/streams/:id',
     operationId: 'updateStream',
     summary: 'Change a DSS stream',
-    auth: true,
+    auth: true, scope: 'dss:admin',
     ...byId,
     body: streamUpdateBody,
     responses: { 200: 'Stream', 404: 'Unknown' },
     bodies: { 200: out.stream },
   },
-  { method: 'delete', path: '/v1/dss/streams/:id', operationId: 'deleteStream', summary: 'Remove a DSS stream', auth: true, ...byId, responses: { 204: 'Removed', 404: 'Unknown' } },
+  { method: 'delete', path: '/v1/dss/streams/:id', operationId: 'deleteStream', summary: 'Remove a DSS stream', auth: true, scope: 'dss:admin', ...byId, responses: { 204: 'Removed', 404: 'Unknown' } },
   {
     method: 'post',
     path: '/v1/rules',
     operationId: 'createRule',
     summary: 'Add a rule turning DSS events into actuations',
-    auth: true,
+    auth: true, scope: 'dss:admin',
     body: ruleCreateBody,
     example: {
       name: 'too hot',
@@ -211,26 +215,71 @@ export const ROUTES: RouteDoc[] = [
     responses: { 201: 'Rule' },
     bodies: { 201: out.rule },
   },
-  { method: 'get', path: '/v1/rules', operationId: 'listRules', summary: 'Rules', auth: true, responses: { 200: 'Rules' }, bodies: { 200: out.ruleList } },
-  { method: 'get', path: '/v1/rules/:id', operationId: 'getRule', summary: 'A rule', auth: true, ...byId, responses: { 200: 'Rule', 404: 'Unknown' }, bodies: { 200: out.rule } },
+  { method: 'get', path: '/v1/rules', operationId: 'listRules', summary: 'Rules', auth: true, scope: 'dss:admin', responses: { 200: 'Rules' }, bodies: { 200: out.ruleList } },
+  { method: 'get', path: '/v1/rules/:id', operationId: 'getRule', summary: 'A rule', auth: true, scope: 'dss:admin', ...byId, responses: { 200: 'Rule', 404: 'Unknown' }, bodies: { 200: out.rule } },
   {
     method: 'patch',
     path: '/v1/rules/:id',
     operationId: 'updateRule',
     summary: 'Change a rule',
-    auth: true,
+    auth: true, scope: 'dss:admin',
     ...byId,
     body: ruleUpdateBody,
     responses: { 200: 'Rule', 404: 'Unknown' },
     bodies: { 200: out.rule },
   },
-  { method: 'delete', path: '/v1/rules/:id', operationId: 'deleteRule', summary: 'Remove a rule', auth: true, ...byId, responses: { 204: 'Removed', 404: 'Unknown' } },
+  { method: 'delete', path: '/v1/rules/:id', operationId: 'deleteRule', summary: 'Remove a rule', auth: true, scope: 'dss:admin', ...byId, responses: { 204: 'Removed', 404: 'Unknown' } },
+  {
+    method: 'post',
+    path: '/v1/api-keys',
+    operationId: 'createApiKey',
+    summary: 'Create an API key; the answer holds its secret (`key`), shown this once. A caller grants only scopes it holds itself',
+    auth: true,
+    scope: 'keys:admin',
+    body: apiKeyCreateBody,
+    example: { name: 'billing', scopes: ['actuations:write', 'actuations:read'], expiresInDays: 90 },
+    responses: { 201: 'Key, with its secret' },
+    bodies: { 201: out.createdApiKey },
+  },
+  {
+    method: 'get',
+    path: '/v1/api-keys',
+    operationId: 'listApiKeys',
+    summary: 'API keys, revoked and expired ones too, oldest first (never their secrets)',
+    auth: true,
+    scope: 'keys:admin',
+    responses: { 200: 'Keys' },
+    bodies: { 200: out.apiKeyList },
+  },
+  {
+    method: 'get',
+    path: '/v1/api-keys/:id',
+    operationId: 'getApiKey',
+    summary: 'An API key (never its secret)',
+    auth: true,
+    scope: 'keys:admin',
+    params: apiKeyIdParam,
+    responses: { 200: 'Key', 404: 'Unknown' },
+    bodies: { 200: out.apiKey },
+  },
+  {
+    method: 'delete',
+    path: '/v1/api-keys/:id',
+    operationId: 'revokeApiKey',
+    summary: 'Revoke an API key (every instance refuses it within 2 s; repeating it changes nothing)',
+    auth: true,
+    scope: 'keys:admin',
+    params: apiKeyIdParam,
+    responses: { 200: 'Revoked key', 404: 'Unknown' },
+    bodies: { 200: out.apiKey },
+  },
 ];
 
 /** The errors every route of a kind can give, besides those it names itself (404, 409, 429). */
 const COMMON_ERRORS: Record<number, string> = {
   400: 'Invalid request: a path parameter, the query, the body or their encoding (the message names the field)',
-  401: 'Missing or wrong credentials',
+  401: 'Missing or wrong credentials, or an API key that is unknown, revoked or expired',
+  403: 'The API key lacks the scope this operation needs (the message names it)',
   413: 'Request body larger than the limit (MAX_MESSAGE_BYTES; bulk: 2 MiB)',
   415: 'A body that is not JSON, or in a charset or Content-Encoding the server does not decode',
   500: 'Internal server error (a bug: never the answer to client input)',
@@ -240,7 +289,7 @@ const COMMON_ERRORS: Record<number, string> = {
 /** The error statuses a route can answer with. */
 export function errorStatuses(route: RouteDoc): number[] {
   const own = Object.keys(route.responses).map(Number).filter((s) => s >= 400);
-  const common = route.auth ? [400, 401, 413, 415, 500, 503] : [400, 500, 503];
+  const common = route.auth ? [400, 401, 403, 413, 415, 500, 503] : [400, 500, 503];
   return [...new Set([...own, ...common])].sort((a, b) => a - b);
 }
 
@@ -285,6 +334,9 @@ export function openApiDocument(): Record<string, unknown> {
     (paths[path] ??= {})[route.method] = {
       operationId: route.operationId,
       summary: route.summary,
+      ...(route.scope
+        ? { description: `Requires the scope \`${route.scope}\` (or \`admin\`); HTTP Basic (the bootstrap administrator) holds every scope.`, 'x-required-scope': route.scope }
+        : {}),
       ...(route.auth ? {} : { security: [] }),
       ...(pathParams.length + queryParams.length + headerParams.length > 0 ? { parameters: [...pathParams, ...queryParams, ...headerParams] } : {}),
       ...(route.body
@@ -303,8 +355,14 @@ export function openApiDocument(): Record<string, unknown> {
       license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
     },
     servers: [{ url: '/', description: 'The server that serves this document' }],
-    security: [{ basic: [] }],
-    components: { securitySchemes: { basic: { type: 'http', scheme: 'basic' } }, schemas },
+    security: [{ bearer: [] }, { basic: [] }],
+    components: {
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', description: 'An API key, `iotws_…`; each operation names the scope it needs (`x-required-scope`)' },
+        basic: { type: 'http', scheme: 'basic', description: 'The bootstrap administrator (API_USERNAME/API_PASSWORD): every scope' },
+      },
+      schemas,
+    },
     paths,
   };
 }

@@ -135,3 +135,19 @@ export const health = z.strictObject({ status: z.literal('ok') });
 export const ready = z.strictObject({ status: z.literal('ready') });
 /** The OpenAPI document itself (described loosely: its own schema is the OpenAPI 3.1 specification). */
 export const openApiJson = z.looseObject({ openapi: z.string(), info: z.looseObject({}), paths: z.looseObject({}) });
+
+/** An API key as listed: never its secret, nor the secret's hash. */
+export const apiKey = z.strictObject({
+  id: z.uuid(),
+  name: z.string(),
+  /** `iotws_<lookup id>`: the start of the key, to recognise it. */
+  prefix: z.string(),
+  scopes: z.array(z.string()),
+  createdAt: time,
+  expiresAt: nullableTime,
+  revokedAt: nullableTime,
+  lastUsedAt: nullableTime,
+});
+/** The answer to a creation: the key with its secret (`key`), shown this once. */
+export const createdApiKey = apiKey.extend({ key: z.string().startsWith('iotws_') });
+export const apiKeyList = z.strictObject({ items: z.array(apiKey) });

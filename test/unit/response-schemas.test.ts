@@ -11,6 +11,7 @@ import type { Rule } from '../../src/dss/rules.js';
 import type { SessionRow } from '../../src/gateway/sessions-sql.js';
 import type * as out from '../../src/http/response-schemas.js';
 import type { streamView } from '../../src/http/routes/dss.js';
+import type { ApiKeyRecord } from '../../src/keys/keys-sql.js';
 
 /** What `res.json()` makes of a value: Dates become strings. */
 type Json<T> = T extends Date ? string : T extends (infer U)[] ? Json<U>[] : T extends object ? { [K in keyof T]: Json<T[K]> } : T;
@@ -21,6 +22,7 @@ describe('response schemas', () => {
     expectTypeOf<Json<SessionRow>>().toEqualTypeOf<z.infer<typeof out.session>>();
     expectTypeOf<Json<ReturnType<typeof streamView>>>().toEqualTypeOf<z.infer<typeof out.stream>>();
     expectTypeOf<Json<Rule>>().toEqualTypeOf<z.infer<typeof out.rule>>();
+    expectTypeOf<Json<ApiKeyRecord>>().toEqualTypeOf<z.infer<typeof out.apiKey>>();
     expectTypeOf<Omit<Json<ActuationRecord>, 'history' | 'params'>>().toEqualTypeOf<Omit<z.infer<typeof out.actuationRecord>, 'history' | 'params'>>();
   });
 });

@@ -7,6 +7,7 @@ import { Router, type Request } from 'express';
 import type { Pool } from '../../db/pool.js';
 import * as queries from '../../actuations/query-sql.js';
 import type { ActuationSubmitter, NewActuation, SubmitResult, TransitionObserver } from '../../actuations/types.js';
+import { principalOf } from '../auth.js';
 import { toApiError } from '../error-handler.js';
 import { ApiError } from '../errors.js';
 import {
@@ -29,7 +30,7 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
     ...body,
     deviceId,
     idempotencyKey,
-    source: { kind: 'rest', caller: deps.caller, requestId: String(req.id) },
+    source: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
   });
 
   router.post('/v1/devices/:deviceId/actuations', async (req, res) => {
@@ -105,4 +106,11 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
   });
 
   return router;
+}
+
+/** Who submitted, for the actuation's `source.caller`: `apikey:<id>` for a key, the username for the bootstrap administrator. */
+function callerOf(req: Request, fallback: string): string {
+  const principal = req.res && principalOf(req.res);
+  if (!principal) return fallback;
+  return principal.kind === 'key' ? `apikey:${principal.id}` : principal.name;
 }

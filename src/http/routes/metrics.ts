@@ -1,5 +1,7 @@
 import { Router, type RequestHandler } from 'express';
 import type { Registry } from 'prom-client';
+import type { KeyVerifier } from '../../keys/key-verifier.js';
+import { authenticate, requireScope } from '../auth.js';
 import { basicAuth } from '../basic-auth.js';
 
 /**
@@ -8,9 +10,11 @@ import { basicAuth } from '../basic-auth.js';
  * mounted before the API's own authentication and the metrics credential opens
  * nothing else.
  */
-export function metricsRoutes(registry: Registry, credentials: { username: string; password: string }[] = []): Router {
+export function metricsRoutes(registry: Registry, credentials: { username: string; password: string }[] = [], keys?: KeyVerifier): Router {
   const router = Router();
-  const handlers: RequestHandler[] = credentials.length > 0 ? [anyOf(credentials.map((c) => basicAuth(c)))] : [];
+  const basic: RequestHandler[] = credentials.length > 0 ? [anyOf(credentials.map((c) => basicAuth(c)))] : [];
+  // An API key with `metrics:read` (or `admin`) too; a Bearer header is answered by the key check alone.
+  const handlers: RequestHandler[] = keys && basic.length > 0 ? [bearerOr(authenticate({ keys }), requireScope('metrics:read'), basic[0]!)] : basic;
   router.get('/metrics', ...handlers, async (_req, res) => {
     const body = await registry.metrics();
     res.type(registry.contentType).send(body);
@@ -29,5 +33,13 @@ function anyOf(checks: RequestHandler[]): RequestHandler {
       });
     };
     attempt(0);
+  };
+}
+
+/** `key` then `scope` for a request with a Bearer token, `otherwise` for the rest. */
+function bearerOr(key: RequestHandler, scope: RequestHandler, otherwise: RequestHandler): RequestHandler {
+  return (req, res, next) => {
+    if (!/^Bearer\s/i.test(req.headers.authorization ?? '')) return void otherwise(req, res, next);
+    void key(req, res, (err?: unknown) => (err === undefined || err === null ? void scope(req, res, next) : next(err)));
   };
 }

@@ -1,0 +1,47 @@
+/**
+ * API keys over REST: create (the secret is in this one answer only), list, read,
+ * revoke. The route table gives them all the scope `keys:admin`; creating a key also
+ * needs every scope it grants, so that a key cannot make a stronger key than itself.
+ */
+import { Router } from 'express';
+import type { Pool } from '../../db/pool.js';
+import * as keys from '../../keys/keys-sql.js';
+import { apiKeyCreateBody, apiKeyIdParam, MAX_LISTED_KEYS } from '../../keys/schemas.js';
+import { grants } from '../../keys/scopes.js';
+import { forbidden, principalOf } from '../auth.js';
+import { ApiError } from '../errors.js';
+import { validate } from '../validate.js';
+
+export function apiKeyRoutes(deps: { pool: Pool }): Router {
+  const { pool } = deps;
+  const router = Router();
+
+  router.post('/v1/api-keys', async (req, res) => {
+    const body = validate(apiKeyCreateBody, req.body, 'body');
+    const held = principalOf(res)?.scopes ?? [];
+    const missing = body.scopes.find((scope) => !grants(held, scope));
+    if (missing) throw forbidden(missing);
+    const created = await keys.createKey(pool, { name: body.name, scopes: [...new Set(body.scopes)], expiresInDays: body.expiresInDays });
+    res.status(201).json(created);
+  });
+
+  router.get('/v1/api-keys', async (_req, res) => {
+    res.json({ items: await keys.listKeys(pool, MAX_LISTED_KEYS) });
+  });
+
+  router.get('/v1/api-keys/:id', async (req, res) => {
+    const { id } = validate(apiKeyIdParam, req.params, 'params');
+    const key = await keys.getKey(pool, id);
+    if (!key) throw new ApiError('NOT_FOUND', `API key "${id}" does not exist`);
+    res.json(key);
+  });
+
+  router.delete('/v1/api-keys/:id', async (req, res) => {
+    const { id } = validate(apiKeyIdParam, req.params, 'params');
+    const key = await keys.revokeKey(pool, id);
+    if (!key) throw new ApiError('NOT_FOUND', `API key "${id}" does not exist`);
+    res.json(key);
+  });
+
+  return router;
+}

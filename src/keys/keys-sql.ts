@@ -1,0 +1,97 @@
+/** The `api_keys` table (migrations/0007_api_keys.sql). */
+import crypto from 'node:crypto';
+import type { Pool } from '../db/pool.js';
+import { displayPrefix, generateKey } from './api-key.js';
+
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  /** `iotws_<lookup id>`: the key's public start, to recognise it. */
+  prefix: string;
+  scopes: string[];
+  createdAt: Date;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+  lastUsedAt: Date | null;
+}
+
+/** What authentication needs of a key (the hash, never the secret). */
+export interface KeyCredential {
+  id: string;
+  name: string;
+  secretHash: Buffer;
+  scopes: string[];
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+}
+
+const RECORD_COLUMNS = `id, name, lookup_id, scopes, created_at, expires_at, revoked_at, last_used_at`;
+
+interface RecordRow {
+  id: string;
+  name: string;
+  lookup_id: string;
+  scopes: string[];
+  created_at: Date;
+  expires_at: Date | null;
+  revoked_at: Date | null;
+  last_used_at: Date | null;
+}
+
+function toRecord(row: RecordRow): ApiKeyRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    prefix: displayPrefix(row.lookup_id),
+    scopes: row.scopes,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    lastUsedAt: row.last_used_at,
+  };
+}
+
+/** Creates a key; the result's `key` is the only time the secret exists outside the caller. */
+export async function createKey(pool: Pool, input: { name: string; scopes: string[]; expiresInDays?: number }): Promise<ApiKeyRecord & { key: string }> {
+  const generated = generateKey();
+  const { rows } = await pool.query<RecordRow>(
+    `insert into api_keys (id, name, lookup_id, secret_hash, scopes, expires_at)
+     values ($1, $2, $3, $4, $5, case when $6::int is null then null else now() + make_interval(days => $6::int) end)
+     returning ${RECORD_COLUMNS}`,
+    [crypto.randomUUID(), input.name, generated.lookupId, generated.secretHash, input.scopes, input.expiresInDays ?? null],
+  );
+  return { ...toRecord(rows[0]!), key: generated.key };
+}
+
+/** Every key, revoked and expired ones too, oldest first (at most `limit`). */
+export async function listKeys(pool: Pool, limit: number): Promise<ApiKeyRecord[]> {
+  const { rows } = await pool.query<RecordRow>(`select ${RECORD_COLUMNS} from api_keys order by created_at, id limit $1`, [limit]);
+  return rows.map(toRecord);
+}
+
+export async function getKey(pool: Pool, id: string): Promise<ApiKeyRecord | undefined> {
+  const { rows } = await pool.query<RecordRow>(`select ${RECORD_COLUMNS} from api_keys where id = $1`, [id]);
+  return rows[0] && toRecord(rows[0]);
+}
+
+/** Revokes a key (idempotent: a revoked key keeps its first revocation time); `undefined` if unknown. */
+export async function revokeKey(pool: Pool, id: string): Promise<ApiKeyRecord | undefined> {
+  const { rows } = await pool.query<RecordRow>(
+    `update api_keys set revoked_at = coalesce(revoked_at, now()) where id = $1 returning ${RECORD_COLUMNS}`,
+    [id],
+  );
+  return rows[0] && toRecord(rows[0]);
+}
+
+export async function findCredential(pool: Pool, lookupId: string): Promise<KeyCredential | undefined> {
+  const { rows } = await pool.query<{ id: string; name: string; secret_hash: Buffer; scopes: string[]; expires_at: Date | null; revoked_at: Date | null }>(
+    `select id, name, secret_hash, scopes, expires_at, revoked_at from api_keys where lookup_id = $1`,
+    [lookupId],
+  );
+  const row = rows[0];
+  return row && { id: row.id, name: row.name, secretHash: row.secret_hash, scopes: row.scopes, expiresAt: row.expires_at, revokedAt: row.revoked_at };
+}
+
+export async function touchKey(pool: Pool, id: string): Promise<void> {
+  await pool.query(`update api_keys set last_used_at = now() where id = $1`, [id]);
+}
