@@ -74,8 +74,8 @@ export function authorize(routes: readonly RouteDoc[]): RequestHandler {
   const table = routes
     .filter((route) => route.auth)
     .map((route) => {
-      // Case-insensitive and with an optional trailing slash, as express matches paths.
       if (!route.scope) throw new Error(`route ${route.method.toUpperCase()} ${route.path} declares no scope`);
+      // Case-insensitive and with an optional trailing slash, as express matches paths.
       const pattern = new RegExp(`^${route.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:\w+/g, '[^/]+')}/?$`, 'i');
       return { method: route.method, pattern, scope: route.scope };
     });
