@@ -14,6 +14,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { authorize } from '../../src/http/auth.js';
 import { ROUTES } from '../../src/http/openapi.js';
 import { KEY_CACHE_MS } from '../../src/keys/key-verifier.js';
 import { SCOPES, type Scope } from '../../src/keys/scopes.js';
@@ -79,6 +80,12 @@ const authRoutes = ROUTES.filter((r) => r.auth);
 describe('the route table', () => {
   it('gives every authenticated operation its scope (and only those in EXPECTED_SCOPES)', () => {
     expect(Object.fromEntries(authRoutes.map((r) => [r.operationId, r.scope]))).toEqual(EXPECTED_SCOPES);
+  });
+
+  it('cannot hold an authenticated route without a scope: the server refuses to start', () => {
+    const route = { method: 'get', path: '/v1/forgotten', operationId: 'forgotten', summary: 'x', auth: true, responses: { 200: 'ok' } } as const;
+    expect(() => authorize([...ROUTES, route])).toThrow('route GET /v1/forgotten declares no scope');
+    expect(() => authorize(ROUTES)).not.toThrow();
   });
 
   it('documents each scope in the OpenAPI document', async () => {
