@@ -40,7 +40,8 @@ export function authenticate(deps: { keys: KeyVerifier; credentials?: { username
           res.locals.principal = { kind: 'key', ...check.key } satisfies Principal;
           return next();
         }
-        res.setHeader('WWW-Authenticate', 'Bearer realm="iot-websocket-server", error="invalid_token"');
+        // Both challenges, Basic first (as every other 401 of the API): either scheme is accepted.
+        res.setHeader('WWW-Authenticate', 'Basic realm="iot-websocket-server", charset="UTF-8", Bearer realm="iot-websocket-server", error="invalid_token"');
         next(new ApiError('UNAUTHORIZED', KEY_FAILURES[check.reason]));
       }, next);
       return;
