@@ -169,7 +169,9 @@ function runScript(script: string, args: string[]): Cli {
 describe('the three CLIs treat bad arguments alike: reason and usage on stderr, exit 64, no stack trace', () => {
   it.each([
     ['token', ['lamp-1', '--ttl', 'banana'], /--ttl must be/],
-    ['token', ['lamp-1', '--bogus'], /Unknown option '--bogus'/],
+    ['token', ['lamp-1', '--bogus'], /^Unknown option '--bogus'\nusage:/],
+    ['token', ['lamp-1', '--ttl', '0'], /--ttl must be more than 0/],
+    ['token', ['lamp-1', '--ttl', '0.0h'], /--ttl must be more than 0/],
     ['token', [], /give exactly one device id/],
     ['token', ['lamp-1', '--key', '/no/such/private.pem'], /private key \/no\/such\/private.pem: no such file/],
     ['dss-sim', ['--key', 'abcdef01234567890000000000000001', '--port', 'banana'], /--port must be/],
