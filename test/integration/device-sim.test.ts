@@ -5,6 +5,8 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -186,6 +188,18 @@ describe('the three CLIs treat bad arguments alike: reason and usage on stderr, 
     expect(cli.stderr()).toContain(`usage: npm run ${script === 'token' ? '-s token' : script}`);
     expect(cli.stderr()).not.toMatch(/\n\s+at /); // no stack frames
     expect(cli.stdout()).toBe('');
+  });
+
+  it('an --events line that is not an event says why in one line', async () => {
+    const file = path.join(os.tmpdir(), `iotws-bad-events-${process.pid}.jsonl`);
+    fs.writeFileSync(file, '{"type":"datapoint","dsn":"AC01"}\n');
+    try {
+      const cli = runScript('dss-sim', ['--key', 'abcdef01234567890000000000000001', '--events', file]);
+      expect(await cli.exited).toBe(64);
+      expect(cli.stderr()).toMatch(/:1: not an event the simulator knows \([^\n]*at property[^\n]*\)\nusage: /);
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
   });
 
   it('--help prints the usage on stdout and exits 0', async () => {
