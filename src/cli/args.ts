@@ -29,7 +29,9 @@ export function parseCli<O extends Options>(usage: string, options: O, argv: str
   try {
     parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
   } catch (err) {
-    return fail((err as Error).message);
+    // parseArgs' advice for an unknown option ("place it … after '--'") misleads under npm run, which takes that '--' itself.
+    const { code, message } = err as NodeJS.ErrnoException;
+    return fail(code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? message.split('. ')[0]! : message);
   }
   if ((parsed.values as { help?: boolean }).help) {
     process.stdout.write(`${usage}\n`);

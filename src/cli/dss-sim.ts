@@ -9,6 +9,7 @@
  * be posted to `POST /streams/KEY/events` at any time.
  * Exit codes: 0 after Ctrl-C/SIGTERM; 1 could not listen (port taken); 64 bad arguments or --events file.
  */
+import { z } from 'zod';
 import { makeLogger } from '../logger.js';
 import { buildEvent, type EventInput } from '../dss/simulator/event-builders.js';
 import { startDssSimulator } from '../dss/simulator/simulator.js';
@@ -47,7 +48,9 @@ if (values.events) {
     try {
       buildEvent(parsed); // checked now, not when it is played
     } catch (err) {
-      cli.fail(`${values.events}:${i + 1}: not an event the simulator knows (${(err as Error).message.split('\n')[0]})`);
+      // A ZodError's message is its issues as JSON over many lines: say them in one.
+      const why = err instanceof z.ZodError ? z.prettifyError(err).replace(/\s*\n\s*/g, ' ') : (err as Error).message.split('\n')[0];
+      cli.fail(`${values.events}:${i + 1}: not an event the simulator knows (${why})`);
     }
     const { streamKey = keys[0]!, ...event } = parsed;
     if (!keys.includes(streamKey)) cli.fail(`${values.events}:${i + 1}: streamKey "${streamKey}" is not one of the --key values`);

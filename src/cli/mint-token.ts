@@ -25,6 +25,7 @@ runCli(usage, () => {
   const ttlText = values.ttl as string;
   // jsonwebtoken's expiresIn: whole seconds, or a number with a unit (ms, s, m, h, d, w, y).
   if (!/^(\d+|\d+(\.\d+)?\s*(ms|s|m|h|d|w|y))$/.test(ttlText)) cli.fail(`--ttl must be whole seconds or a number with a unit (30m, 1h, 7d), got "${ttlText}"`);
+  if (!/[1-9]/.test(ttlText)) cli.fail(`--ttl must be more than 0 (a token that is expired when minted), got "${ttlText}"`);
   const ttl = /^\d+$/.test(ttlText) ? Number(ttlText) : (ttlText as `${number}h`);
   const keyPath = values.key ? path.resolve(values.key as string) : privateKeyPathFor(loadConfig().devicePublicKeyPath);
   const privateKey = readNamedFile(cli, 'private key', keyPath, 'start the server once outside production to generate a development key pair, or give --key');

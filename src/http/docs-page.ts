@@ -14,7 +14,8 @@ function resolve(doc, s) {
   if (s && s.$ref) return doc.components.schemas[s.$ref.split('/').pop()];
   return s;
 }
-fetch('openapi.json').then((r) => r.json()).then((doc) => {
+// Relative, for a server behind a path prefix; from /v1/docs/ too (routing is not strict), where it would miss.
+fetch(new URL('openapi.json', location.origin + location.pathname.replace(/\\/+$/, ''))).then((r) => r.json()).then((doc) => {
   const main = document.querySelector('main');
   document.title = doc.info.title + ' API ' + doc.info.version;
   main.append(el('h1', document.title), el('p', doc.info.description || ''));

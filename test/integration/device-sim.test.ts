@@ -5,6 +5,8 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -169,7 +171,9 @@ function runScript(script: string, args: string[]): Cli {
 describe('the three CLIs treat bad arguments alike: reason and usage on stderr, exit 64, no stack trace', () => {
   it.each([
     ['token', ['lamp-1', '--ttl', 'banana'], /--ttl must be/],
-    ['token', ['lamp-1', '--bogus'], /Unknown option '--bogus'/],
+    ['token', ['lamp-1', '--bogus'], /^Unknown option '--bogus'\nusage:/],
+    ['token', ['lamp-1', '--ttl', '0'], /--ttl must be more than 0/],
+    ['token', ['lamp-1', '--ttl', '0.0h'], /--ttl must be more than 0/],
     ['token', [], /give exactly one device id/],
     ['token', ['lamp-1', '--key', '/no/such/private.pem'], /private key \/no\/such\/private.pem: no such file/],
     ['dss-sim', ['--key', 'abcdef01234567890000000000000001', '--port', 'banana'], /--port must be/],
@@ -184,6 +188,18 @@ describe('the three CLIs treat bad arguments alike: reason and usage on stderr, 
     expect(cli.stderr()).toContain(`usage: npm run ${script === 'token' ? '-s token' : script}`);
     expect(cli.stderr()).not.toMatch(/\n\s+at /); // no stack frames
     expect(cli.stdout()).toBe('');
+  });
+
+  it('an --events line that is not an event says why in one line', async () => {
+    const file = path.join(os.tmpdir(), `iotws-bad-events-${process.pid}.jsonl`);
+    fs.writeFileSync(file, '{"type":"datapoint","dsn":"AC01"}\n');
+    try {
+      const cli = runScript('dss-sim', ['--key', 'abcdef01234567890000000000000001', '--events', file]);
+      expect(await cli.exited).toBe(64);
+      expect(cli.stderr()).toMatch(/:1: not an event the simulator knows \([^\n]*at property[^\n]*\)\nusage: /);
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
   });
 
   it('--help prints the usage on stdout and exits 0', async () => {

@@ -144,9 +144,22 @@ describe('OpenAPI document for generated clients', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/html/);
     const html = await res.text();
-    expect(html).toContain("fetch('openapi.json')");
+    expect(html).toContain("fetch(new URL('openapi.json'");
     expect(html).not.toMatch(/<(script|link)[^>]+(src|href)=["']?(https?:)?\/\//);
     // Without credentials too, like the document it renders.
     expect((await fetch(`${t.server.httpUrl}/v1/docs`)).status).toBe(200);
+  });
+
+  it("the reference page's script finds the document from /v1/docs and /v1/docs/", async () => {
+    const html = await (await fetch(`${t.server.httpUrl}/v1/docs`)).text();
+    const script = /<script>([\s\S]*)<\/script>/.exec(html)![1]!;
+    // The script's URL expression, evaluated with each address the page is served at.
+    const expression = /fetch\((new URL\([^;]*?\))\)\.then/.exec(script)![1]!;
+    for (const at of ['/v1/docs', '/v1/docs/']) {
+      const location = new URL(at, t.server.httpUrl);
+      const url = new Function('location', `return ${expression};`)(location) as URL;
+      expect(url.pathname, at).toBe('/v1/openapi.json');
+      expect((await fetch(url)).status, at).toBe(200);
+    }
   });
 });

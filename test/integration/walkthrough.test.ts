@@ -19,17 +19,19 @@ import { freePort } from '../../src/db/embedded-postgres.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** The walk-through's ```sh blocks, each with the terminal it names. */
-function walkthroughBlocks(readme: string): { terminal: string; lines: string[] }[] {
+function walkthroughBlocks(readme: string): { terminal: string; lines: string[]; ctrlC?: string }[] {
   const start = readme.indexOf('## Five-minute walk-through');
   const end = readme.indexOf('\n## ', start + 1);
   const section = readme.slice(start, end);
-  const blocks: { terminal: string; lines: string[] }[] = [];
+  const blocks: { terminal: string; lines: string[]; ctrlC?: string }[] = [];
   for (const m of section.matchAll(/^( *)```sh\n([\s\S]*?)^\1```$/gm)) {
     const indent = m[1]!.length;
     const lines = m[2]!.split('\n').map((l) => l.slice(indent)).filter((l) => l.trim() !== '');
     const terminal = /^# terminal (\d+)/.exec(lines[0] ?? '')?.[1];
     if (!terminal) throw new Error(`a walk-through block does not start with "# terminal N": ${lines[0]}`);
-    blocks.push({ terminal, lines: lines.slice(1) });
+    // "# terminal 3, after Ctrl-C in terminal 2": stop what terminal 2 runs first.
+    const ctrlC = /after Ctrl-C in terminal (\d+)/.exec(lines[0]!)?.[1];
+    blocks.push({ terminal, lines: lines.slice(1), ctrlC });
   }
   return blocks;
 }
@@ -130,6 +132,19 @@ async function waitForHolder(holder: Holder, timeoutMs: number): Promise<string>
   }
 }
 
+async function waitForExit(holder: Holder, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      process.kill(holder.pid, 0);
+    } catch {
+      return;
+    }
+    if (Date.now() > deadline) throw new Error(`still running ${timeoutMs} ms after Ctrl-C:\n${fs.readFileSync(holder.log, 'utf8')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 it('the README walk-through works as written', async () => {
   const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
   const blocks = walkthroughBlocks(readme);
@@ -162,6 +177,12 @@ it('the README walk-through works as written', async () => {
     const script = block.lines.map((l) => l.replaceAll('localhost:5000', `localhost:${port}`).replaceAll('7070', String(dssPort)));
     let terminal = terminals.get(block.terminal);
     if (!terminal) terminals.set(block.terminal, (terminal = new Terminal(copy, env)));
+    const other = block.ctrlC === undefined ? undefined : terminals.get(block.ctrlC);
+    if (other?.holder) {
+      stopHolder(other.holder);
+      await waitForExit(other.holder, 20_000);
+      other.holder = undefined;
+    }
     if (terminal.holder) {
       // Ctrl-C what this terminal was running.
       stopHolder(terminal.holder);
@@ -198,6 +219,9 @@ it('the README walk-through works as written', async () => {
   const lamp = deviceLogs.find((l) => l.includes('lamp-1 authenticated'))!;
   expect(lamp).toMatch(/"accountId":"acme","deviceId":"lamp-1".*"command":"LED.v1.0"/);
   expect(lamp).toMatch(/acknowledged \S+ with 200/);
+  // Step 5: posted while the lamp was stopped, it waited, and the lamp got it when it reconnected.
+  expect(all).toMatch(/"deviceId":"lamp-1","seq":2,"status":"queued"/);
+  expect(deviceLogs.some((l) => l !== lamp && /"seq":2,.*"deviceId":"lamp-1"/.test(l) && /acknowledged \S+ with 200/.test(l))).toBe(true);
   // The fan got the rule's actuation for the event.
   const deadline = Date.now() + 30_000;
   let fan = '';

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLOSE_CODES, RESPONSE_CODES } from '../../src/gateway/protocol.js';
+import { CLOSE_CODES, LIBRARY_CLOSE_CODES, RESPONSE_CODES } from '../../src/gateway/protocol.js';
 import { API_ERRORS } from '../../src/http/errors.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -42,6 +42,20 @@ describe('README', () => {
       expect(table, `${code} in the README`).toMatch(new RegExp(`\\| ${status} \\|[^\\n]*\`${code}\``));
     }
     expect(rows.length).toBeGreaterThan(0);
+  });
+
+  it('lists every close code that comes from the ws library or the network', () => {
+    const documented = tableKeys('Closes that come from the WebSocket library').map(Number);
+    for (const { code } of Object.values(LIBRARY_CLOSE_CODES)) expect(documented, `${code} in the table`).toContain(code);
+  });
+
+  it('says why each dependency is there', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as Record<string, Record<string, string>>;
+    const documented = tableKeys('## Dependencies and why').join(' ');
+    for (const name of Object.keys({ ...pkg.dependencies, ...pkg.devDependencies })) {
+      const named = name.startsWith('@types/') ? '`@types/*`' : `\`${name}\``;
+      expect(documented, `${name} in "Dependencies and why"`).toContain(named);
+    }
   });
 
   it('documents every environment variable the configuration reads', () => {
