@@ -80,6 +80,7 @@ export function buildApp(options: AppOptions): App {
     redeliverUnacked: config.redeliverUnacked,
     pollIntervalMs: config.dispatchPollMs,
     maxBufferedBytes: config.deviceMaxBufferedBytes,
+    databaseTimeoutMs: config.databaseTimeoutMs,
     onSent(actuation) {
       countTransition('sent', actuation.sourceKind);
       metrics.postToSentSeconds.observe((Date.now() - actuation.createdAt.getTime()) / 1000);

@@ -27,9 +27,11 @@
  * The table is the truth: a periodic poll and every LISTEN reconnect re-check all live
  * devices, covering missed notifications.
  */
+import { isDatabaseUnavailable } from '../db/errors.js';
 import type { Pool } from '../db/pool.js';
 import { actuationMessage } from '../gateway/protocol.js';
 import type { Logger } from '../logger.js';
+import { backoffDelayMs } from '../simulator/backoff.js';
 import { claimPending, requeueUnwritten, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
 import type { LocalDelivery } from './submitter.js';
 
@@ -57,6 +59,8 @@ export interface DispatcherOptions {
   pollIntervalMs: number;
   /** A device with this much buffered for its socket gets nothing more until it drains (DEVICE_MAX_BUFFERED_BYTES). */
   maxBufferedBytes: number;
+  /** Bound on a wait for the database (DATABASE_TIMEOUT_MS): uncertain direct sends are requeued only after it. */
+  databaseTimeoutMs: number;
   /** Called for every actuation written to a socket (metrics). */
   onSent?(actuation: ClaimedActuation): void;
 }
@@ -102,6 +106,48 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
     inFlight.add(p);
     void p.finally(() => inFlight.delete(p)).catch(() => undefined);
     return p;
+  }
+
+  /** Wakes the requeue waits at close, so that they make their last try at once. */
+  const requeueWaits = new Set<() => void>();
+
+  function pause(ms: number): Promise<void> {
+    if (closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        requeueWaits.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      requeueWaits.add(wake);
+    });
+  }
+
+  /**
+   * Puts actuations marked `sent` but not written back to `queued` (only those still `sent`),
+   * after `delayMs`, retrying while the database is unavailable: otherwise they would stay
+   * `sent` to a socket that never got them until the device reconnects or their TTL. Once the
+   * dispatcher is closing, one last try.
+   */
+  function requeue(ids: string[], delayMs: number): void {
+    const attempt = async () => {
+      await pause(delayMs);
+      for (let n = 0; ; n++) {
+        try {
+          await requeueUnwritten(pool, ids);
+          dispatcher.nudgeAll();
+          return;
+        } catch (err) {
+          if (!isDatabaseUnavailable(err) || closed) throw err;
+          if (n === 0) log.warn({ err, count: ids.length }, 'dispatcher: unwritten actuations not requeued yet (database unavailable); retrying');
+          await pause(backoffDelayMs(n, { initialMs: 200, maxMs: 5_000 }));
+        }
+      }
+    };
+    track(attempt()).catch((err) =>
+      log.error({ err, count: ids.length }, 'dispatcher: could not requeue unwritten actuations; devices that ack get them again on reconnect, others when they expire'),
+    );
   }
 
   /** True (and the device is watched until it drains) when its socket has the bound or more buffered. */
@@ -288,18 +334,17 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       }
       return reserved;
     },
-    completeDirect(reserved, sent) {
+    completeDirect(reserved, sent, uncertain = []) {
       const unwritten = write(sent);
+      if (unwritten.length > 0) requeue(unwritten, 0);
+      // After the statement that may have committed them can no longer do so (statement_timeout).
+      if (uncertain.length > 0) requeue(uncertain, options.databaseTimeoutMs);
       for (const deviceId of reserved.keys()) claiming.delete(deviceId);
-      if (unwritten.length > 0) {
-        track(requeueUnwritten(pool, unwritten)).catch((err) =>
-          log.error({ err, count: unwritten.length }, 'dispatcher: could not requeue unwritten actuations; devices that ack get them again on reconnect, others when they expire'),
-        );
-      }
       pumpLive();
     },
     async close() {
       closed = true;
+      requeueWaits.forEach((wake) => wake());
       clearInterval(poll);
       clearTimeout(backlogTimer);
       clearInterval(drainTimer);

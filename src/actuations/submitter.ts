@@ -10,6 +10,7 @@
  * - its device is connected here otherwise: the dispatcher is nudged and claims it;
  * - elsewhere or nowhere: one NOTIFY per batch wakes the instance that holds it.
  */
+import { isDatabaseUnavailable } from '../db/errors.js';
 import { v7 as uuidv7 } from 'uuid';
 import type { Pool } from '../db/pool.js';
 import { makeBatcher } from '../db/batcher.js';
@@ -25,7 +26,12 @@ export interface LocalDelivery {
   /** Reserves the devices that can take a direct send now; returns their session ids. */
   reserveDirect(deviceIds: string[]): Map<string, number>;
   /** Writes the actuations inserted as `sent` and ends the reservation (call it whatever happened). */
-  completeDirect(reserved: Map<string, number>, sent: ClaimedActuation[]): void;
+  /**
+   * After the commit (or its failure): writes `sent`, frees the reservations. `uncertain` are
+   * ids of reserved devices' items whose flush failed with the database unavailable: they may
+   * have been committed as `sent` although nothing was written, so they are put back to `queued`.
+   */
+  completeDirect(reserved: Map<string, number>, sent: ClaimedActuation[], uncertain?: string[]): void;
 }
 
 export interface SubmitterOptions {
@@ -56,6 +62,7 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
     const reserved = delivery.reserveDirect(deviceIds);
     const items = reserved.size === 0 ? batch : batch.map((i) => (reserved.has(i.deviceId) ? { ...i, sessionId: reserved.get(i.deviceId) } : i));
     const sent: ClaimedActuation[] = [];
+    let uncertain: string[] | undefined;
     try {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -80,11 +87,15 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
         } catch (err) {
           // Deadlocks and (cross-instance) idempotency races are decided again with fresh locks.
           const code = (err as { code?: string }).code;
-          if (!RETRYABLE.has(code ?? '') || attempt >= 3) throw err;
+          if (!RETRYABLE.has(code ?? '') || attempt >= 3) {
+            // A timeout or a lost connection does not say whether the batch committed.
+            if (reserved.size > 0 && isDatabaseUnavailable(err)) uncertain = items.filter((i) => reserved.has(i.deviceId)).map((i) => i.id);
+            throw err;
+          }
         }
       }
     } finally {
-      if (reserved.size > 0) delivery.completeDirect(reserved, sent);
+      if (reserved.size > 0) delivery.completeDirect(reserved, sent, uncertain);
     }
   }
 

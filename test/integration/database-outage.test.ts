@@ -297,3 +297,42 @@ describe('a device that disconnects while the database refuses connections', () 
     }
   });
 });
+
+describe('a direct send whose commit answer is lost', () => {
+  // Shown to fail without the `uncertain` requeue in dispatcher.completeDirect: the row stayed
+  // `sent` (committed as a direct send) and the connected device never received it.
+  it('is put back to queued once the database answers again, and reaches the device', async () => {
+    const s = await startProxiedServer();
+    const admin = new pg.Client(db.url);
+    await admin.connect();
+    try {
+      const device = await connectAuthenticated(s.server.wsUrl, 'lost-answer-1', mint('lost-answer-1'));
+      // Until the device is live (its backlog drained), a POST is queued and claimed, not sent directly.
+      const warmUp = async () => {
+        const r = await s.server.api('/v1/devices/lost-answer-1/actuations', { method: 'POST', json: command });
+        const body = (await r.json()) as { id: string; status: string };
+        const message = await device.next(5_000);
+        device.send({ type: 'ack', id: body.id, statusCode: 200 });
+        return { status: body.status, received: (message as { id?: string }).id === body.id };
+      };
+      expect(await eventually(warmUp, (w) => w.status === 'sent' && w.received)).toMatchObject({ status: 'sent' });
+      const unacked = async () =>
+        (await admin.query<{ id: string; status: string }>(`select id, status from actuations where device_id = 'lost-answer-1' and status <> 'acked'`)).rows;
+      expect(await eventually(unacked, (rows) => rows.length === 0)).toEqual([]);
+      // The POST's statement reaches PostgreSQL and commits; its answer never comes back.
+      s.proxy.blackhole('fromTarget');
+      const res = await s.server.api('/v1/devices/lost-answer-1/actuations', { method: 'POST', json: command });
+      expect(res.status).toBe(503);
+      const [row] = await eventually(unacked, (rows) => rows.length === 1);
+      expect(row!.status).toBe('sent'); // recorded as written to the socket, which it was not
+      s.proxy.forward();
+      expect(await device.next(10_000)).toMatchObject({ code: 1024, id: row!.id });
+      device.send({ type: 'ack', id: row!.id, statusCode: 200, reasonPhrase: 'OK' });
+      expect(await eventually(() => statusOf(row!.id), (st) => st === 'acked', 10_000)).toBe('acked');
+      device.close();
+    } finally {
+      await admin.end();
+      await s.close();
+    }
+  });
+});

@@ -34,7 +34,7 @@ let submitter: Submitter;
 
 beforeAll(() => {
   // The real submitter and dispatcher of a second instance on the test database (no devices connected to it).
-  dispatcher = makeDispatcher({ pool: ctx.db.pool, logger: makeLogger({ level: 'silent' }), instanceId, backlogRate: 500, redeliverUnacked: true, pollIntervalMs: 60_000, maxBufferedBytes: 1024 * 1024 });
+  dispatcher = makeDispatcher({ pool: ctx.db.pool, logger: makeLogger({ level: 'silent' }), instanceId, backlogRate: 500, redeliverUnacked: true, pollIntervalMs: 60_000, maxBufferedBytes: 1024 * 1024, databaseTimeoutMs: 5_000 });
   submitter = makeSubmitter({ pool: ctx.db.pool, instanceId, defaultTtlSeconds: 3600, maxQueuedPerDevice: 1000, maxBatchSize: 500, flushTimeoutMs: 10_000, delivery: dispatcher });
 });
 afterAll(async () => {
