@@ -101,7 +101,8 @@ export function makeRuleEngine(options: { pool: Pool; submitter: ActuationSubmit
       // A stateful rule also stores the event's dsn, property and value in its state row.
       const found = findUnstorable(isStateful(rule) ? { actuation, state: { dsn: event.dsn, propertyName: event.propertyName, value } } : { actuation });
       if (!found) return { actuation, value };
-      return { unstorable: `${found.path.join('.')} (${found.reason === 'text' ? 'U+0000 or a lone surrogate' : 'nested too deep'})` };
+      const why = { text: 'U+0000 or a lone surrogate', number: 'not a finite number', depth: 'nested too deep' }[found.reason];
+      return { unstorable: `${found.path.join('.')} (${why})` };
     } catch (err) {
       // A value too deep for JSON.stringify (RangeError) renders nothing, now or on a replay.
       return { unstorable: `value (${(err as Error).name})` };
