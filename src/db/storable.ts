@@ -19,10 +19,12 @@ export const MAX_JSON_DEPTH = 32;
 
 /**
  * The path (`["params", 0, "value"]`-style, as an array) of the first string or key in
- * `value` that cannot be stored, or of the first value nested deeper than `maxDepth`;
+ * `value` that cannot be stored, of the first number that is not finite (JSON.parse reads
+ * `1e400` as Infinity, which JSON.stringify would turn into null: stored and sent as
+ * something the client did not send), or of the first value nested deeper than `maxDepth`;
  * `undefined` when all of it can be stored. Iterative, so a hostile depth cannot overflow the stack.
  */
-export function findUnstorable(value: unknown, maxDepth = MAX_JSON_DEPTH): { path: (string | number)[]; reason: 'text' | 'depth' } | undefined {
+export function findUnstorable(value: unknown, maxDepth = MAX_JSON_DEPTH): { path: (string | number)[]; reason: 'text' | 'number' | 'depth' } | undefined {
   const stack: { value: unknown; path: (string | number)[] }[] = [{ value, path: [] }];
   while (stack.length > 0) {
     const { value: v, path } = stack.pop()!;
@@ -30,6 +32,7 @@ export function findUnstorable(value: unknown, maxDepth = MAX_JSON_DEPTH): { pat
       if (!isStorableText(v)) return { path, reason: 'text' };
       continue;
     }
+    if (typeof v === 'number' && !Number.isFinite(v)) return { path, reason: 'number' };
     if (v === null || typeof v !== 'object') continue;
     if (path.length >= maxDepth) return { path, reason: 'depth' };
     if (Array.isArray(v)) {

@@ -15,7 +15,7 @@ export const DSS_ERRORS = {
   DSS_ERR_EVENT_SHAPE: 'event has an unknown type or shape',
   /** A rule's actuation (or the rule state it keeps) would hold text PostgreSQL cannot store (U+0000, a lone surrogate) or nest too deep. */
   DSS_ERR_UNSTORABLE: 'event cannot become an actuation: a field holds text the database cannot store',
-  /** The database refused the rule's actuation for a reason of its own (a data exception or integrity violation; SQLSTATE in the detail). */
+  /** The database refused the rule's actuation, or the state row of a stateful rule, for a reason of its own (a data exception, integrity violation or program limit such as a key too long for its index; SQLSTATE in the detail). */
   DSS_ERR_ACTUATION_REFUSED: 'the database refused the actuation of a rule',
 } as const;
 

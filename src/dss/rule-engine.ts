@@ -16,7 +16,9 @@
  * An event that cannot become an actuation never stalls its stream: a rendered
  * actuation (or rule state) with text PostgreSQL cannot store is not submitted
  * (`DSS_ERR_UNSTORABLE`), and one the database refuses for a reason of its own
- * (`isDataError`: retrying would fail again) is dropped (`DSS_ERR_ACTUATION_REFUSED`).
+ * (`isDataError`: retrying would fail again) is dropped (`DSS_ERR_ACTUATION_REFUSED`), and
+ * so is the event's rule state row when the database refuses that (its actuation, if
+ * any, is committed; the key's next event is compared with the last state stored).
  * Both are reported to `skipped` and the event counts as handled, so the position
  * moves on and the device's later events are delivered. Anything else (the database
  * out, a timeout, an earlier actuation of the device that failed) rejects: replay.
@@ -99,7 +101,8 @@ export function makeRuleEngine(options: { pool: Pool; submitter: ActuationSubmit
       // A stateful rule also stores the event's dsn, property and value in its state row.
       const found = findUnstorable(isStateful(rule) ? { actuation, state: { dsn: event.dsn, propertyName: event.propertyName, value } } : { actuation });
       if (!found) return { actuation, value };
-      return { unstorable: `${found.path.join('.')} (${found.reason === 'text' ? 'U+0000 or a lone surrogate' : 'nested too deep'})` };
+      const why = { text: 'U+0000 or a lone surrogate', number: 'not a finite number', depth: 'nested too deep' }[found.reason];
+      return { unstorable: `${found.path.join('.')} (${why})` };
     } catch (err) {
       // A value too deep for JSON.stringify (RangeError) renders nothing, now or on a replay.
       return { unstorable: `value (${(err as Error).name})` };
@@ -140,7 +143,14 @@ export function makeRuleEngine(options: { pool: Pool; submitter: ActuationSubmit
         const holds = conditionHolds(rule.match.condition, value, event.baseType, state ? state.lastValue : undefined);
         const submitted = holds && !state?.coolingDown ? fire(rule, event, actuation, log, skipped) : Promise.resolve(false);
         handedOn();
-        await rulesSql.saveRuleState(pool, key, value, event.seq, await submitted);
+        const fired = await submitted;
+        try {
+          await rulesSql.saveRuleState(pool, key, value, event.seq, fired);
+        } catch (err) {
+          // E.g. a dsn too long for the state row's index (54000): every replay would fail the same way.
+          if (!isDataError(err)) throw err;
+          skipped('DSS_ERR_ACTUATION_REFUSED', `seq ${event.seq} rule ${rule.id}: rule state SQLSTATE ${(err as { code: string }).code}`);
+        }
       },
     };
   }

@@ -21,6 +21,7 @@ export function unstorableMessage(rawInput: unknown, where = 'body'): string | u
   const found = findUnstorable(rawInput);
   if (!found) return undefined;
   const field = found.path.length > 0 ? found.path.map(printable).join('.') : where;
+  if (found.reason === 'number') return `${field}: must be a finite number (a JSON number beyond ±1.8e308 has no value)`;
   return `${field}: ${found.reason === 'depth' ? `is nested deeper than ${MAX_JSON_DEPTH} levels` : UNSTORABLE_TEXT_MESSAGE}`;
 }
 

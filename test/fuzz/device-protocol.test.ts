@@ -23,7 +23,7 @@ import { connectAuthenticated, type DeviceClient } from '../helpers/device-clien
 import { eventually } from '../helpers/eventually.js';
 import { mint, testKeyPaths } from '../helpers/keys.js';
 import { useTestServer } from '../helpers/server.js';
-import { deepJsonText, edgeJson, edgeString, runs, wrongType } from './fuzz-options.js';
+import { deepJsonText, edgeJson, edgeString, runs, wrongType, fuzzTimeout } from './fuzz-options.js';
 
 const MAX_MESSAGE_BYTES = 16_384;
 const t = useTestServer({ MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES), AUTH_TIMEOUT_MS: '5000', LOG_LEVEL: 'silent' });
@@ -340,7 +340,7 @@ describe('device protocol fuzzing', () => {
       runs(700),
     );
     await legitStillServed();
-  }, 120_000);
+  }, fuzzTimeout(120_000));
 
   it('answers any later message of an authenticated device with documented codes, while another device is served', async () => {
     const allowed = new Set([...RESPONSE].filter((c) => c !== RESPONSE_CODES.SERVER_ERROR.code));
@@ -376,7 +376,7 @@ describe('device protocol fuzzing', () => {
     );
     await legitStillServed();
     expect((await fetch(`${t.server.httpUrl}/healthz`)).status).toBe(200);
-  }, 120_000);
+  }, fuzzTimeout(120_000));
 });
 
 /** An authenticated raw socket with `posts` actuations received; `run` sends frames as `exchange` does. */

@@ -17,7 +17,7 @@ import { startDssSimulator, type DssSimulator } from '../../src/dss/simulator/si
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { eventually } from '../helpers/eventually.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { edgeJson, edgeString, runs, wrongType } from './fuzz-options.js';
+import { edgeJson, edgeString, runs, wrongType, fuzzTimeout } from './fuzz-options.js';
 
 const frameText = (frames: Frame[]) => JSON.stringify(frames);
 
@@ -50,7 +50,7 @@ describe('DSS frame parser fuzzing', () => {
       }),
       runs(5_000),
     );
-  });
+  }, fuzzTimeout(30_000));
 
   it('reads back any JSON object framed as DSS frames it (LEN in UTF-8 bytes), alone or joined with others and heartbeats', () => {
     fc.assert(
@@ -63,7 +63,7 @@ describe('DSS frame parser fuzzing', () => {
       }),
       runs(3_000),
     );
-  });
+  }, fuzzTimeout(30_000));
 });
 
 const KEY = 'fuzz0123456789abcdef0123456789ab';
@@ -152,5 +152,5 @@ describe('DSS stream fuzzing through a fake DSS server', () => {
       // A stream that stalled stays stalled: later cases would only repeat the first failure, so no shrinking.
       runs(60, { endOnFailure: true }),
     );
-  }, 120_000);
+  }, fuzzTimeout(120_000));
 });

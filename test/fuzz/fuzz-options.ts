@@ -15,6 +15,11 @@ export function runs(numRuns: number, extra: fc.Parameters<unknown> = {}): fc.Pa
   return { seed: FUZZ_SEED, numRuns: Math.max(1, Math.round(numRuns * FACTOR)), interruptAfterTimeLimit: undefined, ...extra };
 }
 
+/** A test's timeout for `ms` at the default run count, scaled by FUZZ_RUNS (more cases take longer). */
+export function fuzzTimeout(ms: number): number {
+  return Math.max(ms, Math.round(ms * FACTOR));
+}
+
 /** Strings that PostgreSQL, JSON or a careless handler may trip over, mixed with ordinary ones. */
 const SPECIALS = ['\u0000', '\ud800', '\udfff', '\udbff\udc00', '\uffff', '\ufeff', '\u{10ffff}', '\u202e', '\u2028', '%00', '%', '%ZZ', '%C0%AF', '..', '/', '\\', '"', "'", '{{value}}', '${x}', '<script>'];
 

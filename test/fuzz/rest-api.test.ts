@@ -20,7 +20,7 @@ import { API_ERRORS } from '../../src/http/errors.js';
 import { openApiDocument } from '../../src/http/openapi.js';
 import { checkAgainstDocument, operationOf } from '../helpers/openapi-check.js';
 import { TEST_CREDENTIALS, useTestServer } from '../helpers/server.js';
-import { deepJsonText, edgeJson, edgeString, runs, wrongType } from './fuzz-options.js';
+import { deepJsonText, edgeJson, edgeString, runs, wrongType, fuzzTimeout } from './fuzz-options.js';
 
 const MAX_BODY = 8_192;
 // DSS off: a fuzzed stream URL must not make the server connect anywhere.
@@ -209,7 +209,7 @@ describe('REST API fuzzing', () => {
       runs(1_500),
     );
     expect((await send('GET', '/healthz', {})).status).toBe(200);
-  }, 120_000);
+  }, fuzzTimeout(120_000));
 
   it('answers a declared Content-Length over the limit with 413 at once, without waiting for the body', async () => {
     const postPaths = OPS.filter((o) => o.hasBody).map((o) => `${o.method} ${o.path.replace(/\{\w+\}/g, 'fz-rest')}`);
@@ -235,5 +235,5 @@ describe('REST API fuzzing', () => {
       runs(6, { endOnFailure: true }),
     );
     expect((await send('GET', '/healthz', {})).status).toBe(200);
-  }, 60_000);
+  }, fuzzTimeout(60_000));
 });

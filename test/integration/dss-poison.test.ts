@@ -7,8 +7,11 @@
  * How these were shown to fail without the mechanism: with the storable check in the
  * rule engine and the `isDataError` skip in `fire` both removed, the first test never
  * delivers "after" (the stream reconnects and replays the same seq, errors climbing);
- * with only the skip removed, the second test does the same.
+ * with only the skip removed, the second test does the same. The third test, with the
+ * `isDataError` skip around `saveRuleState` removed, never moves past the long-dsn event
+ * (replayed on every reconnect, "index row size … exceeds btree version 4 maximum").
  */
+import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDssSimulator, type DssSimulator } from '../../src/dss/simulator/simulator.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
@@ -135,5 +138,32 @@ describe('DSS: an event that cannot become an actuation', () => {
     // The last error may be the refusal itself, or not: STOP for P0 waited behind POISON and was replayed once.
     const { rows } = await db.pool.query<{ n: number }>(`select count(*)::int as n from actuations where command = 'POISON'`);
     expect(rows[0]!.n).toBe(0);
+  });
+
+  it('a stateful rule whose state row the database refuses (a dsn too long for its index) skips the event; the stream moves on', async () => {
+    const ruleId = await createRule({
+      name: 'changed, fixed device',
+      match: { eventType: 'datapoint', propertyName: 'chg', condition: { op: 'changed' } },
+      action: { deviceId: 'valve-1', componentId: 'c', command: 'SET', params: [{ name: 'v', value: '{{value}}' }] },
+    });
+    const before = await stream();
+    const connectionsBefore = sim.stats().connectionsTotal;
+    // Random, so that PostgreSQL cannot compress the key below the btree limit of 2704 bytes.
+    const longDsn = crypto.randomBytes(4000).toString('base64');
+    const emitted = sim.emit(KEY, [
+      datapoint('S1', 'chg', 'a'),
+      datapoint(longDsn, 'chg', 'x'),
+      datapoint(longDsn, 'chg', 'y'),
+      datapoint('S1', 'chg', 'b'),
+    ]);
+    const lastSeq = Number(emitted.at(-1)!.seq);
+    const view = await eventually(stream, (s) => (s.status.lastSeq ?? 0) >= lastSeq, 10_000);
+    expect(view.status.lastSeq).toBeGreaterThanOrEqual(lastSeq);
+    expect(view.status.errors).toBeGreaterThan(before.status.errors);
+    // 'a' is the baseline of S1 and 'b' fires; the long dsn's events are refused at their state row.
+    const byDevice = await eventually(() => valuesByDevice(ruleId), (m) => m.get('valve-1')?.includes('b') === true, 10_000);
+    expect(byDevice.get('valve-1')).toContain('b');
+    // Not a replay loop.
+    expect(sim.stats().connectionsTotal).toBe(connectionsBefore);
   });
 });

@@ -48,9 +48,12 @@ describe('what PostgreSQL cannot store is a 400 naming the field', () => {
     ['U+0000 in a key inside a param value', JSON.stringify({ ...actuation, params: [{ name: 'p', value: { 'k\u0000': 1 } }] }), 'params.0.value.k\\u0000:'],
     ['a lone surrogate deep in a param value', `{"componentId":"c","command":"x","params":[{"name":"p","value":{"a":[1,"\\udfff"]}}]}`, 'params.0.value.a.1:'],
     ['a param value nested 5,000 arrays deep', `{"componentId":"c","command":"x","params":[{"name":"p","value":${nested(5000)}}]}`, 'params.0.value.0.0'],
+    // JSON.parse reads 1e400 as Infinity, which would be stored (and sent) as null.
+    ['a number beyond a double in a param value', '{"componentId":"c","command":"x","params":[{"name":"p","value":{"n":[-1e400]}}]}', 'params.0.value.n.0:'],
   ])('%s', async (_name, body, field) => {
     const message = expectError(await send('POST', '/v1/devices/edge-dev/actuations', body), 400, 'VALIDATION_FAILED', field);
     if (field.includes('0.0')) expect(message).toMatch(/nested deeper than 32 levels/);
+    if (field.includes('.n.')) expect(message).toMatch(/finite number/);
   });
 
   it('in a path parameter, a query parameter and the Idempotency-Key', async () => {

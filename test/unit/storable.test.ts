@@ -14,6 +14,8 @@ describe('storable text', () => {
     expect(findUnstorable({ a: [1, 'ok', { b: null }] })).toBeUndefined();
     expect(findUnstorable({ params: [{ name: 'x', value: 'bad\u0000' }] })).toEqual({ path: ['params', 0, 'value'], reason: 'text' });
     expect(findUnstorable({ ['k\ud800']: 1 })).toEqual({ path: ['k\ud800'], reason: 'text' });
+    expect(findUnstorable(JSON.parse('{"a":[1,-1e400]}'))).toEqual({ path: ['a', 1], reason: 'number' });
+    expect(findUnstorable({ n: 1.7e308, m: -0 })).toBeUndefined();
     let deep: unknown = 1;
     for (let i = 0; i < 5_000; i++) deep = [deep];
     expect(findUnstorable(deep)?.reason).toBe('depth');
