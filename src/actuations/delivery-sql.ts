@@ -77,3 +77,12 @@ export async function requeueUnwritten(pool: Pool, ids: string[]): Promise<void>
     [ids],
   );
 }
+
+/** Whether the device has `sent` actuations of an earlier session that were never acked (read through the `sent` index). */
+export async function hasEarlierUnacked(pool: Pool, deviceId: string, sessionId: number): Promise<boolean> {
+  const { rows } = await pool.query<{ found: boolean }>(
+    `select exists (select 1 from actuations where device_id = $1 and status = 'sent' and last_session_id is distinct from $2) as found`,
+    [deviceId, sessionId],
+  );
+  return rows[0]?.found === true;
+}

@@ -30,7 +30,7 @@
 import type { Pool } from '../db/pool.js';
 import { actuationMessage } from '../gateway/protocol.js';
 import type { Logger } from '../logger.js';
-import { claimPending, requeueUnwritten, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
+import { claimPending, hasEarlierUnacked, requeueUnwritten, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
 import type { LocalDelivery } from './submitter.js';
 
 /**
@@ -64,6 +64,13 @@ export interface DispatcherOptions {
 export interface Dispatcher extends LocalDelivery {
   deviceConnected(connection: DeviceChannel): void;
   deviceDisconnected(connection: DeviceChannel): void;
+  /**
+   * The first ack of this connection was recorded. A device's unacked actuations of
+   * earlier sessions are re-sent on reconnect only once it is known to ack (it has an ack
+   * recorded), so a device whose first acks were lost (the instance holding it died)
+   * would otherwise never get them again: if it has such, it goes back to the backlog lane.
+   */
+  deviceAcked(connection: DeviceChannel): void;
   /** New actuations were committed for these devices. */
   nudge(deviceIds: Iterable<string>): void;
   nudgeAll(): void;
@@ -263,6 +270,20 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       if (live.get(deviceId) === connection) live.delete(deviceId);
       if (backlog.get(deviceId) === connection) backlog.delete(deviceId);
       if (stalled.get(deviceId) === connection) stalled.delete(deviceId);
+    },
+    deviceAcked(connection) {
+      const deviceId = connection.deviceId!;
+      const sessionId = connection.sessionId;
+      if (!options.redeliverUnacked || closed || sessionId === null || live.get(deviceId) !== connection) return;
+      track(hasEarlierUnacked(pool, deviceId, sessionId)).then(
+        (found) => {
+          if (!found || closed || live.get(deviceId) !== connection) return;
+          live.delete(deviceId);
+          backlog.set(deviceId, connection);
+          scheduleBacklogTick();
+        },
+        (err: unknown) => log.warn({ err, deviceId }, 'dispatcher: could not look for unacked actuations of earlier sessions; they go out again on the next reconnect'),
+      );
     },
     nudge(deviceIds) {
       for (const deviceId of deviceIds) if (live.has(deviceId)) dirty.add(deviceId);
