@@ -67,14 +67,14 @@ export async function claimPending(
 }
 
 /** Undoes the claim of actuations that were not written (socket closed): back to `queued`, in order. */
-export async function requeueUnwritten(pool: Pool, ids: string[]): Promise<void> {
+export async function requeueUnwritten(pool: Pool, ids: string[], reason = 'socket closed before the write'): Promise<void> {
   if (ids.length === 0) return;
   await pool.query(
     `update actuations a
         set status = 'queued', sent_at = null, ack_deadline_at = null,
-            history = a.history || jsonb_build_array(jsonb_build_object('status', 'queued', 'at', now(), 'reason', 'socket closed before the write'))
+            history = a.history || jsonb_build_array(jsonb_build_object('status', 'queued', 'at', now(), 'reason', $2::text))
       where a.id = any($1::uuid[]) and a.status = 'sent'`,
-    [ids],
+    [ids, reason],
   );
 }
 

@@ -86,6 +86,8 @@ const BACKLOG_TICK_MS = 100;
 const BACKLOG_MAX_DEVICES_PER_CLAIM = 5_000;
 /** Most backlog rows one device gets per tick (a deep queue drains over several ticks, others get their turn). */
 const BACKLOG_MAX_PER_DEVICE = 100;
+/** Retry interval of the requeue of direct sends with an unknown outcome (see requeueUncertain). */
+const UNCERTAIN_RETRY_MS = 1_000;
 /** How often the buffers of devices over the bound are looked at (ws has no documented 'drain' event). */
 const DRAIN_POLL_MS = 20;
 
@@ -138,6 +140,33 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
     }
     pumpLive();
     if (backlogResumed) scheduleBacklogTick();
+  }
+
+  /**
+   * Direct sends whose transaction failed with the connection may have committed as `sent`
+   * without being written (the caller got a 503): they are put back in the queue once the
+   * database answers, then claimed as usual. One loop for all of them, retrying every
+   * UNCERTAIN_RETRY_MS until it succeeds or the dispatcher closes; until then such a row
+   * stays `sent` (and, if that never happens, ends `expired` or `timed_out` as any other).
+   */
+  const uncertainIds = new Set<string>();
+  let uncertainLoop: Promise<void> | undefined;
+  function requeueUncertain(ids: string[]): void {
+    for (const id of ids) uncertainIds.add(id);
+    uncertainLoop ??= track(
+      (async () => {
+        while (uncertainIds.size > 0 && !closed) {
+          const batch = [...uncertainIds];
+          try {
+            await requeueUnwritten(pool, batch, 'direct send of a transaction with an unknown outcome');
+            for (const id of batch) uncertainIds.delete(id);
+            dispatcher.nudgeAll();
+          } catch {
+            await new Promise((resolve) => setTimeout(resolve, UNCERTAIN_RETRY_MS).unref());
+          }
+        }
+      })().finally(() => (uncertainLoop = undefined)),
+    );
   }
 
   /**
@@ -309,9 +338,10 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       }
       return reserved;
     },
-    completeDirect(reserved, sent) {
+    completeDirect(reserved, sent, uncertain) {
       const unwritten = write(sent);
       for (const deviceId of reserved.keys()) claiming.delete(deviceId);
+      if (uncertain && uncertain.length > 0) requeueUncertain(uncertain);
       if (unwritten.length > 0) {
         track(requeueUnwritten(pool, unwritten)).catch((err) =>
           log.error({ err, count: unwritten.length }, 'dispatcher: could not requeue unwritten actuations; devices that ack get them again on reconnect, others when they expire'),

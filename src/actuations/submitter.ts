@@ -13,6 +13,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Pool } from '../db/pool.js';
 import { makeBatcher } from '../db/batcher.js';
+import { isDatabaseUnavailable } from '../db/errors.js';
 import type { ClaimedActuation } from './delivery-sql.js';
 import { insertActuations, type PreparedActuation } from './submit-sql.js';
 import type { ActuationSubmitter, NewActuation, SubmitResult, TransitionObserver } from './types.js';
@@ -24,8 +25,12 @@ export interface LocalDelivery {
   nudge(deviceIds: string[]): void;
   /** Reserves the devices that can take a direct send now; returns their session ids. */
   reserveDirect(deviceIds: string[]): Map<string, number>;
-  /** Writes the actuations inserted as `sent` and ends the reservation (call it whatever happened). */
-  completeDirect(reserved: Map<string, number>, sent: ClaimedActuation[]): void;
+  /**
+   * Writes the actuations inserted as `sent` and ends the reservation (call it whatever happened).
+   * `uncertain`: ids offered for a direct send in a transaction whose outcome is unknown (the
+   * connection failed): it may have committed them as `sent`, so they are put back in the queue.
+   */
+  completeDirect(reserved: Map<string, number>, sent: ClaimedActuation[], uncertain?: string[]): void;
 }
 
 export interface SubmitterOptions {
@@ -56,6 +61,7 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
     const reserved = delivery.reserveDirect(deviceIds);
     const items = reserved.size === 0 ? batch : batch.map((i) => (reserved.has(i.deviceId) ? { ...i, sessionId: reserved.get(i.deviceId) } : i));
     const sent: ClaimedActuation[] = [];
+    let uncertain: string[] | undefined;
     try {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -80,11 +86,13 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
         } catch (err) {
           // Deadlocks and (cross-instance) idempotency races are decided again with fresh locks.
           const code = (err as { code?: string }).code;
+          // The connection failed: the commit may have happened, the direct sends with it.
+          if (isDatabaseUnavailable(err)) uncertain = items.filter((i) => i.sessionId !== undefined).map((i) => i.id);
           if (!RETRYABLE.has(code ?? '') || attempt >= 3) throw err;
         }
       }
     } finally {
-      if (reserved.size > 0) delivery.completeDirect(reserved, sent);
+      if (reserved.size > 0) delivery.completeDirect(reserved, sent, uncertain);
     }
   }
 

@@ -149,6 +149,36 @@ describe('a blackholed database (nothing answers, sockets stay open)', () => {
   });
 });
 
+describe('a direct send whose answer is lost (the database committed it, the server saw the connection fail)', () => {
+  it('is put back in the queue once the database answers, and reaches its device', async () => {
+    // Without requeueUncertain (dispatcher.ts) the row stayed `sent`, never written, until it expired.
+    const s = await startProxiedServer();
+    try {
+      const device = await connectAuthenticated(s.server.wsUrl, 'uncertain-1', mint('uncertain-1'));
+      for (let i = 0; i < 2; i++) {
+        // Delivered and acked: the device is live, so the next POST is a direct send.
+        const res = await s.server.api('/v1/devices/uncertain-1/actuations', { method: 'POST', json: command });
+        expect(res.status).toBe(202);
+        const got = await device.next(5_000);
+        device.send({ type: 'ack', id: got.id, statusCode: 200 });
+      }
+      s.proxy.blackhole('fromTarget'); // the statement reaches PostgreSQL and commits; its answer vanishes
+      const lost = await s.server.api('/v1/devices/uncertain-1/actuations', { method: 'POST', json: command, signal: AbortSignal.timeout(15_000) });
+      expect(lost.status).toBe(503);
+      const { rows } = await db.pool.query<{ id: string; status: string }>(
+        `select id, status from actuations where device_id = 'uncertain-1' and seq = 3`,
+      );
+      expect(rows[0]?.status).toBe('sent'); // committed as a direct send, not written
+      s.proxy.forward();
+      const got = await device.next(8_000);
+      expect(got).toMatchObject({ code: 1024, id: rows[0]!.id, seq: 3 });
+      device.close();
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('the LISTEN connection lost silently', () => {
   it('is detected by its probe and replaced, and what was NOTIFYed meanwhile is delivered', async () => {
     // Instance A: pool direct, LISTEN through the proxy; its poll is 10 minutes, so only
