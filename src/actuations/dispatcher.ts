@@ -102,6 +102,8 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
   let drainTimer: NodeJS.Timeout | undefined;
   const dirty = new Set<string>();
   const claiming = new Set<string>();
+  /** Connections whose first ack was recorded while they were in BACKLOG (see deviceAcked). */
+  const ackedInBacklog = new WeakSet<DeviceChannel>();
   let liveClaims = 0;
   let backlogBusy = false;
   let closed = false;
@@ -272,6 +274,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
           backlog.delete(deviceId);
           live.set(deviceId, connection);
           dirty.add(deviceId);
+          if (ackedInBacklog.delete(connection)) dispatcher.deviceAcked(connection);
         }
       }
     } catch (err) {
@@ -303,7 +306,10 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
     deviceAcked(connection) {
       const deviceId = connection.deviceId!;
       const sessionId = connection.sessionId;
-      if (!options.redeliverUnacked || closed || sessionId === null || live.get(deviceId) !== connection) return;
+      if (!options.redeliverUnacked || closed || sessionId === null) return;
+      // Still in BACKLOG: a claim in flight may have read the device before its ack; look once it is LIVE.
+      if (backlog.get(deviceId) === connection) return void ackedInBacklog.add(connection);
+      if (live.get(deviceId) !== connection) return;
       track(hasEarlierUnacked(pool, deviceId, sessionId)).then(
         (found) => {
           if (!found || closed || live.get(deviceId) !== connection) return;
