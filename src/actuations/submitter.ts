@@ -49,6 +49,13 @@ export interface Submitter extends ActuationSubmitter {
   drain(): Promise<void>;
 }
 
+/** No connection was had (refused, unresolvable, no pool slot in time): the statement never reached the database. */
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+function neverSent(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown };
+  return (typeof e.code === 'string' && CONNECT_FAILURES.has(e.code)) || (typeof e.message === 'string' && e.message.includes('timeout exceeded when trying to connect'));
+}
+
 /** Deadlock, serialization failure, unique violation. */
 const RETRYABLE = new Set(['40P01', '40001', '23505']);
 
@@ -86,8 +93,8 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
         } catch (err) {
           // Deadlocks and (cross-instance) idempotency races are decided again with fresh locks.
           const code = (err as { code?: string }).code;
-          // The connection failed: the commit may have happened, the direct sends with it.
-          if (isDatabaseUnavailable(err)) uncertain = items.filter((i) => i.sessionId !== undefined).map((i) => i.id);
+          // The connection failed after the statement went out: the commit may have happened, the direct sends with it.
+          if (isDatabaseUnavailable(err) && !neverSent(err)) uncertain = items.filter((i) => i.sessionId !== undefined).map((i) => i.id);
           if (!RETRYABLE.has(code ?? '') || attempt >= 3) throw err;
         }
       }
