@@ -90,6 +90,7 @@ export function buildApp(options: AppOptions): App {
     pool,
     logger,
     onDeferred: (what) => metrics.acks.inc({ outcome: what }),
+    onFirstRecorded: (connection) => dispatcher.deviceAcked(connection),
     onAck({ outcome, sourceKind, createdAt }) {
       metrics.acks.inc({ outcome });
       if ((outcome === 'acked' || outcome === 'failed') && sourceKind) countTransition(outcome, sourceKind);

@@ -102,6 +102,12 @@ export async function account(ctx: ChaosContext, options: AccountOptions): Promi
   const notAcked = expected.filter((id) => byId.get(id)?.status !== 'acked');
   const states = countBy(notAcked.map((id) => byId.get(id)?.status ?? 'missing'));
   ctx.check('every actuation for a connected acking device was delivered', notReceived.length === 0, notReceived.length ? `${notReceived.length} of ${expected.length} never reached their device` : `${expected.length}`);
+  // A failure names two of its actuations with their history and their device's sessions, to start the search from.
+  for (const id of [...new Set([...ackLost, ...notReceived])].slice(0, 2)) {
+    const { rows: [row] } = await pool.query(`select id, device_id, seq, status, attempts, last_session_id, history from actuations where id = $1`, [id]);
+    const { rows: sessions } = await pool.query(`select id, instance_id, connected_at, disconnected_at, close_reason from device_sessions where device_id = $1 order by id`, [row.device_id]);
+    ctx.log(`  e.g. ${JSON.stringify({ actuation: row, sessions, ackedByDeviceAt: ackedAt.get(id) ?? null, receivedAt: received.get(id)?.map((r) => r.at) ?? [] })}`);
+  }
   ctx.check('every actuation its device acked ended acked', ackLost.length === 0, ackLost.length ? `${ackLost.length} acked by the device but ${JSON.stringify(countBy(ackLost.map((id) => byId.get(id)!.status)))} in the database` : '');
   ctx.check('every expected actuation is acked', notAcked.length === 0, notAcked.length ? JSON.stringify(states) : '');
 

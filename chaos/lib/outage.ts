@@ -5,6 +5,7 @@
  * after it; /readyz sampled every 250 ms throughout; then the REST figures and the
  * accounting. A scenario file says only how its outage begins and ends.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { account, restFigures } from './accounting.js';
 import { sleep, type ChaosContext, type Instance } from './context.js';
 import { startLoad } from './load.js';
@@ -36,6 +37,11 @@ export async function runDatabaseOutage(ctx: ChaosContext, outage: Outage): Prom
   ctx.figure(`${devices} devices authenticated in, ms`, await fleet.allAuthenticated(60_000));
 
   const limit = hangLimitMs(ctx);
+  // How late timers ran, here and in the server: a "hung" call on a saturated machine
+  // may be the scheduler's doing, not the server's (the figures say which).
+  const toolLag = monitorEventLoopDelay({ resolution: 20 });
+  toolLag.enable();
+  await serverLagMaxMs(instance); // the server's maximum is over its last scrape: start afresh
   const load = startLoad({ origin: instance.server.origin, authorization: instance.server.authorization, deviceIds: ids, rate, timeoutMs: limit + 5_000 });
   const readyz = sampleReadyz(instance.server.origin, limit);
   await sleep(WARMUP_MS);
@@ -53,6 +59,8 @@ export async function runDatabaseOutage(ctx: ChaosContext, outage: Outage): Prom
   const outcomes = await load.stop();
   const samples = await readyz.stop();
 
+  toolLag.disable();
+  ctx.figure('event-loop delay max, chaos tool / server, ms', `${Math.round(toolLag.max / 1e6)} / ${(await serverLagMaxMs(instance)) ?? 'unknown'}`);
   restFigures(ctx, outcomes, window, limit);
   const during = samples.filter((s) => s.at >= window.from && s.at <= window.to);
   const firstReady = samples.find((s) => s.at >= window.to && s.status === 200);
@@ -85,4 +93,12 @@ export function sampleReadyz(origin: string, timeoutMs: number) {
       return samples;
     },
   };
+}
+
+/** The server's largest event-loop delay since its previous scrape (prom-client's nodejs_eventloop_lag_max_seconds), in ms. */
+async function serverLagMaxMs(instance: Instance): Promise<number | undefined> {
+  const res = await fetch(`${instance.server.origin}/metrics`, { headers: { authorization: instance.server.authorization }, signal: AbortSignal.timeout(10_000) }).catch(() => undefined);
+  const text = res?.ok ? await res.text() : '';
+  const match = /^nodejs_eventloop_lag_max_seconds(?:\{[^}]*\})? ([0-9.e+-]+)$/m.exec(text);
+  return match ? Math.round(Number(match[1]) * 1000) : undefined;
 }

@@ -36,6 +36,8 @@ export interface AckHandlerOptions {
   pool: Pool;
   logger: Logger;
   onAck?(result: AckOutcome): void;
+  /** Once per connection, when its first ack that moved an actuation (acked, failed, or an `upTo` that matched) is recorded. */
+  onFirstRecorded?(connection: DeviceConnection): void;
   /** Each retry of an ack (`retried`) and each ack given up (`dropped`), for metrics. */
   onDeferred?(what: AckDeferral): void;
   /** Acks waiting for the database, per instance. (Default: 10 000) */
@@ -50,6 +52,8 @@ interface ConnectionAcks {
   outstanding: Set<Promise<void>>;
   /** Its latest `upTo`, while it is not recorded: later acks by id wait for it. */
   upTo: Promise<void> | undefined;
+  /** An ack of it moved an actuation (onFirstRecorded was called). */
+  recorded: boolean;
 }
 
 export function makeAckHandler(options: AckHandlerOptions): AckHandler {
@@ -130,10 +134,17 @@ export function makeAckHandler(options: AckHandlerOptions): AckHandler {
     return work;
   }
 
-  function recordById(connection: DeviceConnection, ack: AckById): Promise<void> {
+  function firstRecorded(state: ConnectionAcks, connection: DeviceConnection): void {
+    if (state.recorded) return;
+    state.recorded = true;
+    options.onFirstRecorded?.(connection);
+  }
+
+  function recordById(state: ConnectionAcks, connection: DeviceConnection, ack: AckById): Promise<void> {
     return untilRecorded(connection, { actuationId: ack.id }, () => batcher.add(ack)).then((result) => {
       if (!result) return;
       options.onAck?.(result);
+      if (result.outcome === 'acked' || result.outcome === 'failed') firstRecorded(state, connection);
       if (result.outcome === 'unknown') {
         // A client mistake, the client's to repeat: sampled, and counted through onAck.
         mistakes.log('ack_unknown_actuation', 'warn', { deviceId: connection.deviceId, sessionId: connection.sessionId, actuationId: ack.id }, "device: ack for an actuation that is not this device's; ignored");
@@ -147,7 +158,8 @@ export function makeAckHandler(options: AckHandlerOptions): AckHandler {
     async handle(connection, message) {
       const deviceId = connection.deviceId!;
       let state = byConnection.get(connection);
-      if (!state) byConnection.set(connection, (state = { outstanding: new Set(), upTo: undefined }));
+      if (!state) byConnection.set(connection, (state = { outstanding: new Set(), upTo: undefined, recorded: false }));
+      const own = state;
       if ('upTo' in message) {
         // After this device's acks by id sent before it, which may still be waiting in a batch or for the database.
         const before = Promise.all([...state.outstanding]);
@@ -158,6 +170,7 @@ export function makeAckHandler(options: AckHandlerOptions): AckHandler {
             .then(() => untilRecorded(connection, { upTo: message.upTo }, () => ackUpTo(options.pool, deviceId, message.upTo)))
             .then((count) => {
               if (count !== undefined) connection.log.debug({ upTo: message.upTo, count }, 'device: acked up to seq');
+              if (count) firstRecorded(own, connection);
             }),
         );
         const s = state;
@@ -171,7 +184,7 @@ export function makeAckHandler(options: AckHandlerOptions): AckHandler {
       // joins the same batch, instead of each ack of a device waiting for the one before to
       // commit. The outcome is only counted and logged.
       const ack: AckById = { deviceId, id: message.id, statusCode: message.statusCode, reasonPhrase: message.reasonPhrase ?? null };
-      track(state, connection, state.upTo ? state.upTo.then(() => recordById(connection, ack)) : recordById(connection, ack));
+      track(state, connection, state.upTo ? state.upTo.then(() => recordById(own, connection, ack)) : recordById(own, connection, ack));
     },
     async drain() {
       // Waiting acks get one last try now, and are given up if the database is still away.

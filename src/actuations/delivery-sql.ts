@@ -67,13 +67,22 @@ export async function claimPending(
 }
 
 /** Undoes the claim of actuations that were not written (socket closed): back to `queued`, in order. */
-export async function requeueUnwritten(pool: Pool, ids: string[]): Promise<void> {
+export async function requeueUnwritten(pool: Pool, ids: string[], reason = 'socket closed before the write'): Promise<void> {
   if (ids.length === 0) return;
   await pool.query(
     `update actuations a
         set status = 'queued', sent_at = null, ack_deadline_at = null,
-            history = a.history || jsonb_build_array(jsonb_build_object('status', 'queued', 'at', now(), 'reason', 'socket closed before the write'))
+            history = a.history || jsonb_build_array(jsonb_build_object('status', 'queued', 'at', now(), 'reason', $2::text))
       where a.id = any($1::uuid[]) and a.status = 'sent'`,
-    [ids],
+    [ids, reason],
   );
+}
+
+/** Whether the device has `sent` actuations of an earlier session that were never acked (read through the `sent` index). */
+export async function hasEarlierUnacked(pool: Pool, deviceId: string, sessionId: number): Promise<boolean> {
+  const { rows } = await pool.query<{ found: boolean }>(
+    `select exists (select 1 from actuations where device_id = $1 and status = 'sent' and last_session_id is distinct from $2) as found`,
+    [deviceId, sessionId],
+  );
+  return rows[0]?.found === true;
 }

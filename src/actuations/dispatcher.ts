@@ -32,7 +32,7 @@ import type { Pool } from '../db/pool.js';
 import { actuationMessage } from '../gateway/protocol.js';
 import type { Logger } from '../logger.js';
 import { backoffDelayMs } from '../simulator/backoff.js';
-import { claimPending, requeueUnwritten, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
+import { claimPending, hasEarlierUnacked, requeueUnwritten, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
 import type { LocalDelivery } from './submitter.js';
 
 /**
@@ -68,6 +68,13 @@ export interface DispatcherOptions {
 export interface Dispatcher extends LocalDelivery {
   deviceConnected(connection: DeviceChannel): void;
   deviceDisconnected(connection: DeviceChannel): void;
+  /**
+   * The first ack of this connection was recorded. A device's unacked actuations of
+   * earlier sessions are re-sent on reconnect only once it is known to ack (it has an ack
+   * recorded), so a device whose first acks were lost (the instance holding it died)
+   * would otherwise never get them again: if it has such, it goes back to the backlog lane.
+   */
+  deviceAcked(connection: DeviceChannel): void;
   /** New actuations were committed for these devices. */
   nudge(deviceIds: Iterable<string>): void;
   nudgeAll(): void;
@@ -97,6 +104,8 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
   let drainTimer: NodeJS.Timeout | undefined;
   const dirty = new Set<string>();
   const claiming = new Set<string>();
+  /** Connections whose first ack was recorded while they were in BACKLOG (see deviceAcked). */
+  const ackedInBacklog = new WeakSet<DeviceChannel>();
   let liveClaims = 0;
   let backlogBusy = false;
   let closed = false;
@@ -178,6 +187,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
     pumpLive();
     if (backlogResumed) scheduleBacklogTick();
   }
+
 
   /**
    * Claims (marking sent), writes, and requeues what could not be written; returns how
@@ -282,6 +292,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
           backlog.delete(deviceId);
           live.set(deviceId, connection);
           dirty.add(deviceId);
+          if (ackedInBacklog.delete(connection)) dispatcher.deviceAcked(connection);
         }
       }
     } catch (err) {
@@ -309,6 +320,23 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       if (live.get(deviceId) === connection) live.delete(deviceId);
       if (backlog.get(deviceId) === connection) backlog.delete(deviceId);
       if (stalled.get(deviceId) === connection) stalled.delete(deviceId);
+    },
+    deviceAcked(connection) {
+      const deviceId = connection.deviceId!;
+      const sessionId = connection.sessionId;
+      if (!options.redeliverUnacked || closed || sessionId === null) return;
+      // Still in BACKLOG: a claim in flight may have read the device before its ack; look once it is LIVE.
+      if (backlog.get(deviceId) === connection) return void ackedInBacklog.add(connection);
+      if (live.get(deviceId) !== connection) return;
+      track(hasEarlierUnacked(pool, deviceId, sessionId)).then(
+        (found) => {
+          if (!found || closed || live.get(deviceId) !== connection) return;
+          live.delete(deviceId);
+          backlog.set(deviceId, connection);
+          scheduleBacklogTick();
+        },
+        (err: unknown) => log.warn({ err, deviceId }, 'dispatcher: could not look for unacked actuations of earlier sessions; they go out again on the next reconnect'),
+      );
     },
     nudge(deviceIds) {
       for (const deviceId of deviceIds) if (live.has(deviceId)) dirty.add(deviceId);

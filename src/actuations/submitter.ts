@@ -10,10 +10,10 @@
  * - its device is connected here otherwise: the dispatcher is nudged and claims it;
  * - elsewhere or nowhere: one NOTIFY per batch wakes the instance that holds it.
  */
-import { isDatabaseUnavailable } from '../db/errors.js';
 import { v7 as uuidv7 } from 'uuid';
 import type { Pool } from '../db/pool.js';
 import { makeBatcher } from '../db/batcher.js';
+import { isDatabaseUnavailable } from '../db/errors.js';
 import type { ClaimedActuation } from './delivery-sql.js';
 import { insertActuations, type PreparedActuation } from './submit-sql.js';
 import type { ActuationSubmitter, NewActuation, SubmitResult, TransitionObserver } from './types.js';
@@ -25,11 +25,10 @@ export interface LocalDelivery {
   nudge(deviceIds: string[]): void;
   /** Reserves the devices that can take a direct send now; returns their session ids. */
   reserveDirect(deviceIds: string[]): Map<string, number>;
-  /** Writes the actuations inserted as `sent` and ends the reservation (call it whatever happened). */
   /**
-   * After the commit (or its failure): writes `sent`, frees the reservations. `uncertain` are
-   * ids of reserved devices' items whose flush failed with the database unavailable: they may
-   * have been committed as `sent` although nothing was written, so they are put back to `queued`.
+   * Writes the actuations inserted as `sent` and ends the reservation (call it whatever happened).
+   * `uncertain`: ids offered for a direct send in a transaction whose outcome is unknown (the
+   * connection failed): it may have committed them as `sent`, so they are put back in the queue.
    */
   completeDirect(reserved: Map<string, number>, sent: ClaimedActuation[], uncertain?: string[]): void;
 }
@@ -48,6 +47,13 @@ export interface SubmitterOptions {
 
 export interface Submitter extends ActuationSubmitter {
   drain(): Promise<void>;
+}
+
+/** No connection was had (refused, unresolvable, no pool slot in time): the statement never reached the database. */
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+function neverSent(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown };
+  return (typeof e.code === 'string' && CONNECT_FAILURES.has(e.code)) || (typeof e.message === 'string' && e.message.includes('timeout exceeded when trying to connect'));
 }
 
 /** Deadlock, serialization failure, unique violation. */
@@ -88,8 +94,8 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
           // Deadlocks and (cross-instance) idempotency races are decided again with fresh locks.
           const code = (err as { code?: string }).code;
           if (!RETRYABLE.has(code ?? '') || attempt >= 3) {
-            // A timeout or a lost connection does not say whether the batch committed.
-            if (reserved.size > 0 && isDatabaseUnavailable(err)) uncertain = items.filter((i) => reserved.has(i.deviceId)).map((i) => i.id);
+            // The connection failed after the statement went out: the commit may have happened, the direct sends with it.
+            if (reserved.size > 0 && isDatabaseUnavailable(err) && !neverSent(err)) uncertain = items.filter((i) => reserved.has(i.deviceId)).map((i) => i.id);
             throw err;
           }
         }

@@ -60,6 +60,10 @@ export function makePool(options: PoolOptions, logger: Logger): Pool {
   });
   // An idle client losing its connection must not crash the process; the next query reconnects.
   pool.on('error', (err) => logger.warn({ err }, 'database: idle client error'));
+  // A checked-out client between two queries has no listener of pg-pool's: PostgreSQL
+  // terminating its backend (57P01, a restart) would be an unhandled 'error' event and end
+  // the process. The holder learns on its next query ("not queryable"); release destroys it.
+  pool.on('connect', (client) => client.on('error', (err) => logger.warn({ err }, 'database: connection lost while checked out')));
   return pool;
 }
 

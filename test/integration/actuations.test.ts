@@ -328,6 +328,29 @@ describe('durable actuations', () => {
     legacy.close();
   });
 
+  it('re-sends an earlier session\'s unacked actuation once the device\'s first ack is recorded (its first acks were lost)', async () => {
+    // As when the instance holding a new device dies before recording its acks: on reconnect
+    // the device is not yet known to ack, so nothing is re-sent; its first recorded ack must
+    // bring the earlier actuation again (without deviceAcked it stays sent until it expires).
+    let device = await connect('first-ack-lost');
+    const { body: lost } = await post('first-ack-lost');
+    const [first] = await receive(device, 1);
+    expect(first!.id).toBe(lost.id);
+    device.close(); // the ack never reaches the server
+    await device.closed;
+    device = await connect('first-ack-lost');
+    await expectSilence(device);
+    const { body: next } = await post('first-ack-lost');
+    const [delivered] = await receive(device, 1);
+    expect(delivered!.id).toBe(next.id);
+    device.send({ type: 'ack', id: next.id, statusCode: 200 });
+    const [again] = await receive(device, 1);
+    expect(again).toMatchObject({ id: lost.id, seq: first!.seq });
+    device.send({ type: 'ack', id: lost.id, statusCode: 200 });
+    expect(await eventually(() => statusOf(lost.id), (s) => s === 'acked')).toBe('acked');
+    device.close();
+  });
+
   it('drains reconnecting backlogs at BACKLOG_RATE, oldest device first, without holding up live devices', async () => {
     const paced = await startTestServer(t.db, { BACKLOG_RATE: '100' });
     try {

@@ -91,4 +91,24 @@ describe('withTransaction on a connection that stops answering', () => {
       await pool.end();
     }
   });
+  it('survives PostgreSQL terminating a checked-out connection between two queries (a restart)', async () => {
+    // Without the pool's 'connect' listener this is an unhandled 'error' event: the process
+    // (here the test worker) dies, as the chaos db-restart scenario saw the server do.
+    const pool = makePool({ connectionString: db.url, max: 2, timeoutMs: TIMEOUT_MS }, makeLogger({ level: 'silent' }));
+    try {
+      const err = await withTransaction(pool, async (c) => {
+        const { rows } = await c.query<{ pid: number }>('select pg_backend_pid() as pid');
+        const ended = new Promise((resolve) => c.once('end', resolve));
+        await pool.query('select pg_terminate_backend($1)', [rows[0]!.pid]);
+        // The FATAL 57P01 arrives while no query of this client is active; then the socket closes.
+        await ended;
+        return c.query('select 1');
+      }).catch((e: unknown) => e);
+      expect(isDatabaseUnavailable(err)).toBe(true);
+      // The lost client was destroyed; the pool answers on a live one.
+      expect((await pool.query<{ n: number }>('select 4 as n')).rows[0]!.n).toBe(4);
+    } finally {
+      await pool.end();
+    }
+  });
 });
