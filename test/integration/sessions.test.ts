@@ -149,11 +149,9 @@ describe('heartbeat', () => {
   it('terminates a peer that stops answering pings and closes its row (1006, "heartbeat timeout")', async () => {
     const silent = await connectWs('silent-peer', { autoPong: false });
     const healthy = await connectWs('healthy-peer', { autoPong: true });
-    let pings = 0;
-    silent.ws.on('ping', () => pings++);
-
+    // (No count of pings seen here: the first may come before a listener could be attached after
+    // authentication. The row's close reason is what says the heartbeat closed it.)
     expect(await silent.closed).toBe(1006);
-    expect(pings).toBeGreaterThanOrEqual(1);
     const row = await closedSessionOf('silent-peer');
     expect(row).toMatchObject({ close_code: 1006, close_reason: 'heartbeat timeout' });
 
