@@ -20,7 +20,7 @@ import { actuationsBench } from './actuations.js';
 import { connectBench } from './connect.js';
 import { dssBench } from './dss.js';
 import { growthBench } from './growth.js';
-import { cleanup } from './lib/processes.js';
+import { exitCleaningUp } from './lib/processes.js';
 
 const SUBCOMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; about: string }> = {
   connect: { run: connectBench, about: 'connect+auth rate and memory per device vs a bare ws server' },
@@ -33,22 +33,7 @@ function usage(): string {
   return ['usage: npm run bench -- <subcommand> [options]   (--help after a subcommand for its options)', '', ...Object.entries(SUBCOMMANDS).map(([name, s]) => `  ${name.padEnd(10)} ${s.about}`)].join('\n');
 }
 
-let exiting = false;
-async function exit(code: number): Promise<never> {
-  if (!exiting) {
-    exiting = true;
-    await cleanup();
-  }
-  process.exit(code);
-}
-
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(signal, () => {
-    process.stderr.write(`\nbench: ${signal}, cleaning up\n`);
-    if (exiting) process.exit(130);
-    void exit(130);
-  });
-}
+const exit = exitCleaningUp('bench');
 process.on('uncaughtException', (err) => {
   process.stderr.write(`bench: ${err.stack ?? err}\n`);
   void exit(1);

@@ -8,7 +8,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cleanup } from '../bench/lib/processes.js';
+import { exitCleaningUp } from '../bench/lib/processes.js';
 import { ChaosContext, type ChaosOptions } from './lib/context.js';
 import { SCENARIOS } from './scenarios/index.js';
 
@@ -84,21 +84,7 @@ const options: ChaosOptions = {
 };
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
-let exiting = false;
-async function finish(code: number): Promise<never> {
-  if (!exiting) {
-    exiting = true;
-    await cleanup();
-  }
-  process.exit(code);
-}
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(signal, () => {
-    process.stderr.write(`\nchaos: ${signal}, cleaning up\n`);
-    if (exiting) process.exit(130);
-    void finish(130);
-  });
-}
+const finish = exitCleaningUp('chaos');
 
 log(`chaos ${name} ${JSON.stringify(options)}`);
 const started = Date.now();

@@ -31,6 +31,29 @@ function isRunning(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null;
 }
 
+/**
+ * The exit of a tool that starts processes (bench, chaos): cleans up once, then exits; SIGINT,
+ * SIGTERM and SIGHUP clean up too, and a second signal exits at once.
+ */
+export function exitCleaningUp(tool: string): (code: number) => Promise<never> {
+  let exiting = false;
+  async function exit(code: number): Promise<never> {
+    if (!exiting) {
+      exiting = true;
+      await cleanup();
+    }
+    process.exit(code);
+  }
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      process.stderr.write(`\n${tool}: ${signal}, cleaning up\n`);
+      if (exiting) process.exit(130);
+      void exit(130);
+    });
+  }
+  return exit;
+}
+
 /** SIGTERM (or the given signal), then SIGKILL after `graceMs`; resolves when the child has exited. */
 export async function killChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL', graceMs = 5_000): Promise<void> {
   if (!isRunning(child)) {
