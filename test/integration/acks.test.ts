@@ -4,23 +4,17 @@
  * Shown to fail without the sampler: with one `warn` per ack (the code before), 50 lines.
  */
 import crypto from 'node:crypto';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { connectAuthenticated } from '../helpers/device-client.js';
 import { eventually } from '../helpers/eventually.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { mint } from '../helpers/keys.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 let db: TestDatabase;
 let server: TestServer;
-const lines: string[] = [];
-const sink = new Writable({
-  write(chunk: Buffer, _encoding, callback) {
-    lines.push(...chunk.toString().split('\n').filter(Boolean));
-    callback();
-  },
-});
+const { sink, lines } = captureLog();
 
 beforeAll(async () => {
   db = await createTestDatabase();

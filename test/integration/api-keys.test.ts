@@ -11,7 +11,6 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { authorize } from '../../src/http/auth.js';
@@ -19,6 +18,7 @@ import { ROUTES } from '../../src/http/openapi.js';
 import { KEY_CACHE_MS } from '../../src/keys/key-verifier.js';
 import { SCOPES, type Scope } from '../../src/keys/scopes.js';
 import { eventually } from '../helpers/eventually.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { startTestServer, useTestServer, type TestServer } from '../helpers/server.js';
 
 const t = useTestServer();
@@ -236,13 +236,7 @@ describe('revocation on another instance', () => {
 
 describe('logs', () => {
   it('never contain a key or its secret', async () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        lines.push(chunk.toString());
-        callback();
-      },
-    });
+    const { sink, lines } = captureLog();
     const logged = await startTestServer(t.db, { LOG_LEVEL: 'trace' }, { logDestination: sink });
     try {
       const created = await createKey(logged, ['devices:read']);

@@ -4,7 +4,6 @@
  * calls carry HTTP Basic credentials (right and wrong) and a bearer token.
  */
 import crypto from 'node:crypto';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintDeviceToken } from '../../src/gateway/device-token.js';
 import { ApiError } from '../../src/http/errors.js';
@@ -12,19 +11,13 @@ import { makeLogger } from '../../src/logger.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { connectAuthenticated, connectDevice } from '../helpers/device-client.js';
 import { eventually } from '../helpers/eventually.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { mint } from '../helpers/keys.js';
 import { TEST_CREDENTIALS, startTestServer, type TestServer } from '../helpers/server.js';
 
 let db: TestDatabase;
 let server: TestServer;
-const lines: string[] = [];
-const sink = new Writable({
-  write(chunk: Buffer, _encoding, callback) {
-    lines.push(...chunk.toString().split('\n').filter(Boolean));
-    callback();
-  },
-});
-const logText = () => lines.join('\n');
+const { sink, lines, text: logText } = captureLog();
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -129,13 +122,7 @@ describe('logs', () => {
     expect(errors.uuid.message).toContain(secret);
     expect(String(errors.unique.detail)).toContain(secret);
 
-    const captured: string[] = [];
-    const capture = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        captured.push(...chunk.toString().split('\n').filter(Boolean));
-        callback();
-      },
-    });
+    const { sink: capture, lines: captured } = captureLog();
     const log = makeLogger({ level: 'trace' }, capture);
     for (const [name, err] of Object.entries(errors)) {
       log.error({ err }, `probe ${name}`);

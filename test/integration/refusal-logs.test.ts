@@ -10,10 +10,10 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
-import { Writable } from 'node:stream';
 import jwt from 'jsonwebtoken';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { captureLog } from '../helpers/log-capture.js';
 import { mintDeviceToken } from '../../src/gateway/device-token.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { connectDevice } from '../helpers/device-client.js';
@@ -22,13 +22,7 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 
 let db: TestDatabase;
 let server: TestServer;
-const lines: Record<string, unknown>[] = [];
-const sink = new Writable({
-  write(chunk: Buffer, _encoding, callback) {
-    for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
-    callback();
-  },
-});
+const { sink, json: logLines } = captureLog();
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -42,9 +36,9 @@ afterAll(async () => {
 async function waitForLine(match: (line: Record<string, unknown>) => boolean, timeoutMs = 5_000): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const line = lines.find(match);
+    const line = logLines().find(match);
     if (line) return line;
-    if (Date.now() > deadline) throw new Error(`no such log line within ${timeoutMs} ms; last lines: ${JSON.stringify(lines.slice(-5))}`);
+    if (Date.now() > deadline) throw new Error(`no such log line within ${timeoutMs} ms; last lines: ${JSON.stringify(logLines().slice(-5))}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
@@ -114,13 +108,13 @@ describe('refusals are logged with why', () => {
   });
 
   it('samples repeated mistakes: 40 malformed messages leave at most 10 lines and a count', async () => {
-    const before = lines.filter((l) => l.kind === 'device_malformed_message').length;
+    const before = logLines().filter((l) => l.kind === 'device_malformed_message').length;
     for (let i = 0; i < 40; i++) {
       const device = await connectDevice(server.wsUrl);
       device.sendRaw('hello');
       await device.closed;
     }
-    const logged = lines.filter((l) => l.kind === 'device_malformed_message').length;
+    const logged = logLines().filter((l) => l.kind === 'device_malformed_message').length;
     expect(logged).toBeLessThanOrEqual(10);
     expect(logged).toBeGreaterThan(before);
   });
