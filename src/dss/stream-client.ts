@@ -12,7 +12,7 @@
  * - STOPPED: `stop()` was called (lock lost, stream edited or deleted, shutdown).
  *
  * The position and counters are written to `dss_streams` every `flushIntervalMs`
- * and on stop. Losing up to that much progress on a crash costs a replay of those
+ * and on stop (and, for a stream that started live, before its first event is acted on). Losing up to that much progress on a crash costs a replay of those
  * events, which the idempotency key and rule state make harmless.
  */
 import WebSocket from 'ws';
@@ -177,13 +177,10 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
       initialSeq: lastSeq,
       maxInFlight: config.dssMaxInFlightEvents,
       onAdvance(seq) {
-        const firstEver = lastSeq === null;
         lastSeq = seq;
         // The position changed: it must be written even if no event arrived since the last
         // flush (a periodic flush that started before this advance cleared the flag).
         pending.dirty = true;
-        // Without any stored position a successor would start live and miss what came meanwhile.
-        if (firstEver) void flush();
       },
       onError(err, seq) {
         // Events behind the failed one fail with the same error; report it once.
@@ -218,6 +215,7 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
             warnedRepeat = true;
             continue;
           }
+          if (lastSeq === null) await anchorPosition(event.seq);
           acceptedSeq = event.seq;
           pending.events++;
           pending.lastEventAt = new Date();
@@ -229,7 +227,8 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
           }
         }
       } catch (err) {
-        // Planning failed (the rules could not be loaded): as for a failed task, replay from here.
+        // Planning failed (the rules could not be loaded) or the first position could not be
+        // stored: as for a failed task, replay from here.
         pending.errors++;
         pending.lastError = `planning failed: ${(err as Error).message}`;
         pending.dirty = true;
@@ -240,6 +239,18 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
         processing = undefined;
       }
     })();
+  }
+
+  /**
+   * A stream that never stored a position started live. Before acting on its first event,
+   * store the position just before it and wait for the commit: a successor that takes over
+   * after a crash then replays from that event, instead of starting live and missing what
+   * arrived while no instance held the stream (the periodic flush may be seconds away).
+   * In memory first, so that a failed write still reconnects with `seq_start` = this event.
+   */
+  async function anchorPosition(firstSeq: number): Promise<void> {
+    lastSeq = firstSeq - 1;
+    await streamsSql.recordProgress(pool, stream.id, { lastSeq, events: 0, heartbeats: 0, errors: 0, lastEventAt: null, lastError: null });
   }
 
   /** Resolves when this connection's events all settled, so the position is final. */
