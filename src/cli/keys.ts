@@ -100,7 +100,8 @@ function state(key: KeyView): string {
 }
 
 function describe(key: KeyView): string {
-  return `${key.id}  ${key.prefix}  ${key.name}  [${key.scopes.join(',')}]  accounts ${key.accounts ? key.accounts.join(',') : 'all'}  ${state(key)}  last used ${key.lastUsedAt ?? 'never'}`;
+  const accounts = key.accounts ? `  accounts ${key.accounts.join(',')}` : '';
+  return `${key.id}  ${key.prefix}  ${key.name}  [${key.scopes.join(',')}]  ${state(key)}  last used ${key.lastUsedAt ?? 'never'}${accounts}`;
 }
 
 runCli(usage, async () => {

@@ -157,7 +157,12 @@ export const ROUTES: RouteDoc[] = [
     body: actuationBody,
     example: { ...command, ttlSeconds: 3600, collapseKey: 'led-1' },
     headers: [{ name: 'Idempotency-Key', description: 'The same key for the same device returns the original actuation (200)', schema: idempotencyKeyHeader }],
-    responses: { 202: 'Created', 200: 'Existing actuation for this Idempotency-Key', 429: 'MAX_QUEUED_PER_DEVICE reached; nothing was added' },
+    responses: {
+      202: 'Created',
+      200: 'Existing actuation for this Idempotency-Key',
+      404: 'An API key limited to accounts: the device is not in one of them (or not known); nothing was added',
+      429: 'MAX_QUEUED_PER_DEVICE reached; nothing was added',
+    },
     bodies: { 202: out.actuationSummary, 200: out.actuationSummary },
   },
   {
