@@ -6,7 +6,7 @@
  * stays small and a filter stays an index look-up:
  * - at most MAX_TAGS (32) per device;
  * - a key: 1–64 characters of `A–Z a–z 0–9 _ . - /` (no `:`, which separates key and
- *   value in the `tag=key:value` filter);
+ *   value in the `tag=key:value` filter), and not `__proto__`;
  * - a value: 1–256 characters, none of them a control character (U+0000–U+001F, U+007F)
  *   nor an unpaired surrogate.
  */
@@ -33,6 +33,15 @@ const printableText = (max: number) =>
 export const accountId = printableText(256);
 
 export const tagKey = z.string().regex(TAG_KEY_PATTERN, 'a tag key is 1–64 characters of A–Z a–z 0–9 _ . - /');
+
+/**
+ * `__proto__` matches the key pattern, but zod's records drop it without a word (a plain
+ * object cannot hold it as a key): refused before parsing instead, with this message.
+ */
+export function protoTagKeyMessage(body: unknown): string | undefined {
+  const tags = (body as { tags?: unknown } | null | undefined)?.tags;
+  return tags !== null && typeof tags === 'object' && Object.hasOwn(tags, '__proto__') ? 'tags.__proto__: a tag key cannot be __proto__' : undefined;
+}
 export const tagValue = printableText(MAX_TAG_VALUE_LENGTH);
 
 function tagCount(tags: Record<string, unknown>, ctx: z.RefinementCtx): void {

@@ -8,7 +8,7 @@ import { Router, type Request } from 'express';
 import type { Pool } from '../../db/pool.js';
 import { scopeIncludes, type AccountScope } from '../../devices/account-scope.js';
 import * as registry from '../../devices/registry-sql.js';
-import { devicePatchBody, deviceListQuery, devicePutBody, MAX_TAGS } from '../../devices/schemas.js';
+import { devicePatchBody, deviceListQuery, devicePutBody, MAX_TAGS, protoTagKeyMessage } from '../../devices/schemas.js';
 import type { Gateway } from '../../gateway/gateway.js';
 import * as sessions from '../../gateway/sessions-sql.js';
 import { accountScopeOf } from '../auth.js';
@@ -27,6 +27,12 @@ function checkNamedAccount(scope: AccountScope, accountId: string | null | undef
   if (accountId === null || !scopeIncludes(scope, accountId)) {
     throw new ApiError('VALIDATION_FAILED', `accountId: this API key is limited to the accounts ${scope.join(', ')}; a ${what} must name one of them`);
   }
+}
+
+function noProtoTag(body: unknown): unknown {
+  const message = protoTagKeyMessage(body);
+  if (message) throw new ApiError('VALIDATION_FAILED', message);
+  return body;
 }
 
 /** A PATCH body is a JSON merge patch: `application/merge-patch+json` (RFC 7396) or plain JSON. */
@@ -61,7 +67,7 @@ export function deviceRoutes(deps: { pool: Pool; gateway: Gateway }): Router {
   router.put('/v1/devices/:deviceId', async (req, res) => {
     const { deviceId } = validate(deviceIdParam, req.params, 'params');
     const scope = accountScopeOf(res);
-    const body = validate(devicePutBody, req.body ?? {}, 'body');
+    const body = validate(devicePutBody, noProtoTag(req.body ?? {}), 'body');
     // A key of one account registers into it without naming it.
     if (scope !== null && body.accountId === undefined && scope.length === 1) body.accountId = scope[0]!;
     if (scope !== null) checkNamedAccount(scope, body.accountId ?? null, 'PUT');
@@ -75,7 +81,7 @@ export function deviceRoutes(deps: { pool: Pool; gateway: Gateway }): Router {
     const { deviceId } = validate(deviceIdParam, req.params, 'params');
     if (req.body !== undefined && !req.is(PATCH_TYPES)) throw new ApiError('UNSUPPORTED_MEDIA_TYPE', 'A PATCH body is a JSON merge patch: Content-Type application/merge-patch+json or application/json');
     const scope = accountScopeOf(res);
-    const patch = validate(devicePatchBody, req.body, 'body');
+    const patch = validate(devicePatchBody, noProtoTag(req.body), 'body');
     checkNamedAccount(scope, patch.accountId, 'PATCH');
     const outcome = await registry.patchDevice(pool, deviceId, patch, scope);
     if (outcome === 'not_visible') throw deviceNotFound(deviceId);
