@@ -232,6 +232,31 @@ describe('a key of one account', () => {
   });
 });
 
+describe('a device that changes account', () => {
+  it('moves, with its actuations and sessions, from the old account\'s keys to the new one\'s when a token names the new account', async () => {
+    const id = 'acct-moving-dev';
+    const connectAs = async (accountId: string) => {
+      const client = await connectAuthenticated(t.server.wsUrl, id, mint(id, { accountId }));
+      client.close();
+      await eventually(() => t.db.pool.query('select 1 from device_sessions where device_id = $1 and disconnected_at is null', [id]), (r) => r.rowCount === 0);
+    };
+    await connectAs('acme');
+    const posted = await call('A', `/v1/devices/${id}/actuations`, { method: 'POST', json: command });
+    expect(posted.status).toBe(202);
+    const actuation = ((await posted.json()) as { id: string }).id;
+    expect((await call('B', `/v1/actuations/${actuation}`)).status).toBe(404);
+    await connectAs('globex');
+    expect((await call('A', `/v1/devices/${id}`)).status).toBe(404);
+    expect((await call('A', `/v1/actuations/${actuation}`)).status).toBe(404);
+    expect((await call('B', `/v1/actuations/${actuation}`)).status).toBe(200);
+    const device = (await (await call('B', `/v1/devices/${id}`)).json()) as { accountId: string; accountChanges: { accountId: string }[] };
+    expect(device.accountId).toBe('globex');
+    expect(device.accountChanges.map((c) => c.accountId)).toEqual(['globex', 'acme']);
+    const sessions = (await (await call('B', `/v1/devices/${id}/sessions`)).json()) as { items: { accountId: string }[] };
+    expect(sessions.items.map((s) => s.accountId)).toEqual(['globex', 'acme']);
+  });
+});
+
 describe('a key without a limit and the bootstrap administrator', () => {
   it('see every device, session and actuation, of every account and of none', async () => {
     for (const thing of Object.values(things)) {
