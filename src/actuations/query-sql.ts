@@ -1,5 +1,6 @@
 /** Reading and cancelling actuations for the REST API. */
 import type { Pool } from '../db/pool.js';
+import { deviceVisibleSql, type AccountScope } from '../devices/account-scope.js';
 import type { ActuationSource, ActuationStatus } from './types.js';
 
 export interface ActuationRecord {
@@ -37,40 +38,54 @@ const COLUMNS = `id, device_id as "deviceId", seq, status, account_id as "accoun
   completed_at as "completedAt", attempts, last_session_id as "lastSessionId", last_instance_id as "lastInstanceId",
   status_code as "statusCode", reason_phrase as "reasonPhrase", history`;
 
-export async function getActuation(pool: Pool, id: string): Promise<ActuationRecord | null> {
-  const { rows } = await pool.query<ActuationRecord>(`select ${COLUMNS} from actuations where id = $1`, [id]);
+/** Null for an unknown actuation and for one whose device `scope` does not see alike. */
+export async function getActuation(pool: Pool, id: string, scope: AccountScope): Promise<ActuationRecord | null> {
+  const params: unknown[] = [id];
+  const { rows } = await pool.query<ActuationRecord>(`select ${COLUMNS} from actuations a where a.id = $1 and ${deviceVisibleSql('a.device_id', scope, params)}`, params);
   return rows[0] ?? null;
 }
 
-/** Newest first; `beforeSeq` is the cursor from the previous page. */
+/** Newest first; `beforeSeq` is the cursor from the previous page. None for a device `scope` does not see. */
 export async function listDeviceActuations(
   pool: Pool,
   deviceId: string,
   options: { status: ActuationStatus | null; limit: number; beforeSeq: number | null },
+  scope: AccountScope,
 ): Promise<ActuationRecord[]> {
+  const params: unknown[] = [deviceId, options.status, options.beforeSeq, options.limit];
   const { rows } = await pool.query<ActuationRecord>(
     `select ${COLUMNS} from actuations
       where device_id = $1 and ($2::text is null or status = $2) and ($3::bigint is null or seq < $3)
+        and ${deviceVisibleSql('$1', scope, params)}
       order by seq desc limit $4`,
-    [deviceId, options.status, options.beforeSeq, options.limit],
+    params,
   );
   return rows;
 }
 
-/** Cancels a queued actuation; returns the row's status afterwards, or null if there is no such actuation. */
-export async function cancelActuation(pool: Pool, id: string): Promise<{ cancelled: boolean; status: ActuationStatus; sourceKind: string } | null> {
+/**
+ * Cancels a queued actuation; returns the row's status afterwards, or null if there is no
+ * such actuation or its device is not visible to `scope` (then nothing is changed).
+ */
+export async function cancelActuation(
+  pool: Pool,
+  id: string,
+  scope: AccountScope,
+): Promise<{ cancelled: boolean; status: ActuationStatus; sourceKind: string } | null> {
+  const params: unknown[] = [id];
+  const visible = deviceVisibleSql('a.device_id', scope, params);
   const { rows } = await pool.query<{ cancelled: boolean; status: ActuationStatus; sourceKind: string }>(
     `with cancelled as (
        update actuations a
           set status = 'cancelled', completed_at = now(),
               history = a.history || jsonb_build_array(jsonb_build_object('status', 'cancelled', 'at', now()))
-        where a.id = $1 and a.status = 'queued'
+        where a.id = $1 and a.status = 'queued' and ${visible}
        returning a.status, a.source->>'kind' as kind
      )
      select true as cancelled, status, kind as "sourceKind" from cancelled
      union all
-     select false, status, source->>'kind' from actuations where id = $1 and not exists (select 1 from cancelled)`,
-    [id],
+     select false, a.status, a.source->>'kind' from actuations a where a.id = $1 and ${visible} and not exists (select 1 from cancelled)`,
+    params,
   );
   return rows[0] ?? null;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * npm run -s keys -- create --name <name> --scopes <s1,s2> [--expires-in-days N] [--json]
+ * npm run -s keys -- create --name <name> --scopes <s1,s2> [--accounts <a1,a2>] [--expires-in-days N] [--json]
  *                    list [--json]
  *                    revoke <id> [--json]
  * Manages API keys. With a database URL (DATABASE_URL, or the bound PostgreSQL service
@@ -18,20 +18,21 @@ import { migrate } from '../db/migrate.js';
 import { makePool } from '../db/pool.js';
 import * as keys from '../keys/keys-sql.js';
 import { apiKeyCreateBody, apiKeyIdParam, MAX_LISTED_KEYS } from '../keys/schemas.js';
-import { SCOPES } from '../keys/scopes.js';
+import { GLOBAL_SCOPES, SCOPES } from '../keys/scopes.js';
 import { makeLogger } from '../logger.js';
 import { numberOption, parseCli, runCli } from './args.js';
 
-const usage = `usage: npm run -s keys -- create --name <name> --scopes <scope,scope> [--expires-in-days <N>] [--json]
+const usage = `usage: npm run -s keys -- create --name <name> --scopes <scope,scope> [--accounts <account,account>] [--expires-in-days <N>] [--json]
        npm run -s keys -- list [--json]
        npm run -s keys -- revoke <id> [--json]
-       (scopes: ${SCOPES.join(', ')}; without DATABASE_URL: [--url http://127.0.0.1:$PORT] of the running server)`;
+       (scopes: ${SCOPES.join(', ')}; --accounts limits the key to those accounts' devices, and then excludes ${GLOBAL_SCOPES.join(', ')};
+        without DATABASE_URL: [--url http://127.0.0.1:$PORT] of the running server)`;
 
 /** A key as either backend returns it (times as ISO strings, as in the REST answers). */
-type KeyView = { id: string; name: string; prefix: string; scopes: string[]; createdAt: string; expiresAt: string | null; revokedAt: string | null; lastUsedAt: string | null; key?: string };
+type KeyView = { id: string; name: string; prefix: string; scopes: string[]; accounts: string[] | null; createdAt: string; expiresAt: string | null; revokedAt: string | null; lastUsedAt: string | null; key?: string };
 
 interface KeyAdmin {
-  create(input: { name: string; scopes: string[]; expiresInDays?: number }): Promise<KeyView>;
+  create(input: { name: string; scopes: string[]; expiresInDays?: number; accounts?: string[] }): Promise<KeyView>;
   list(): Promise<KeyView[]>;
   /** `undefined`: no such key. */
   revoke(id: string): Promise<KeyView | undefined>;
@@ -99,13 +100,15 @@ function state(key: KeyView): string {
 }
 
 function describe(key: KeyView): string {
-  return `${key.id}  ${key.prefix}  ${key.name}  [${key.scopes.join(',')}]  ${state(key)}  last used ${key.lastUsedAt ?? 'never'}`;
+  const accounts = key.accounts ? `  accounts ${key.accounts.join(',')}` : '';
+  return `${key.id}  ${key.prefix}  ${key.name}  [${key.scopes.join(',')}]  ${state(key)}  last used ${key.lastUsedAt ?? 'never'}${accounts}`;
 }
 
 runCli(usage, async () => {
   const cli = parseCli(usage, {
     name: { type: 'string' },
     scopes: { type: 'string' },
+    accounts: { type: 'string' },
     'expires-in-days': { type: 'string' },
     url: { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -122,12 +125,14 @@ runCli(usage, async () => {
     const input = {
       name: values.name as string,
       scopes: (values.scopes as string).split(',').map((s) => s.trim()).filter(Boolean),
+      ...(values.accounts === undefined ? {} : { accounts: [...new Set((values.accounts as string).split(',').map((a) => a.trim()).filter(Boolean))] }),
       ...(values['expires-in-days'] === undefined ? {} : { expiresInDays: numberOption(cli, 'expires-in-days', values['expires-in-days'] as string, { min: 1, integer: true, what: 'a whole number of days, 1 or more' }) }),
     };
     const checked = apiKeyCreateBody.safeParse(input);
     if (!checked.success) {
       const issue = checked.error.issues[0]!;
-      cli.fail(`--${issue.path[0] === 'expiresInDays' ? 'expires-in-days' : String(issue.path[0])}: ${issue.path[0] === 'scopes' ? `each must be one of ${SCOPES.join(', ')}` : issue.message}`);
+      const scopesMessage = issue.code === 'custom' ? issue.message : `each must be one of ${SCOPES.join(', ')}`;
+      cli.fail(`--${issue.path[0] === 'expiresInDays' ? 'expires-in-days' : String(issue.path[0])}: ${issue.path[0] === 'scopes' ? scopesMessage : issue.message}`);
     }
     run = async (admin) => {
       const key = await admin.create(checked.data!);

@@ -17,6 +17,8 @@ import type { Pool } from '../db/pool.js';
 import * as sessions from './sessions-sql.js';
 
 const UNIQUE_VIOLATION = '23505';
+/** Two statements registering the same devices (`devices` rows) in crossing orders: one is chosen to fail, and retried. */
+const DEADLOCK = '40P01';
 
 export type OpenRequest = { deviceId: string; accountId: string | null; remoteAddress: string | null };
 
@@ -32,7 +34,8 @@ export function makeSessionOpener(options: { pool: Pool; instanceId: string; flu
         return await sessions.openSession(pool, { deviceId, accountId, instanceId, remoteAddress });
       } catch (err) {
         // Two connections of one device racing on different sockets: the loser retries and takes over.
-        if ((err as { code?: string }).code !== UNIQUE_VIOLATION || attempt >= 3) throw err;
+        const code = (err as { code?: string }).code;
+        if ((code !== UNIQUE_VIOLATION && code !== DEADLOCK) || attempt >= 3) throw err;
       }
     }
   }
@@ -53,8 +56,10 @@ export function makeSessionOpener(options: { pool: Pool; instanceId: string; flu
       batch.forEach((i, k) => (results[i] = opened[k]!));
     } catch (err) {
       // One of these devices opening elsewhere at this very moment: one statement per device, with retries.
+      // (A deadlock with another instance's batch rolled this one back whole: the same.)
       // Anything else (a row PostgreSQL refuses) goes back to the batcher, which splits the batch.
-      if ((err as { code?: string }).code !== UNIQUE_VIOLATION) throw err;
+      const code = (err as { code?: string }).code;
+      if (code !== UNIQUE_VIOLATION && code !== DEADLOCK) throw err;
       await Promise.all(batch.map(async (i) => (results[i] = await one(items[i]!))));
     }
     for (const i of later) results[i] = await one(items[i]!);

@@ -1,5 +1,6 @@
 /** SQL for `device_sessions` and `instances`, one function per statement. */
 import type { Pool, PoolClient } from '../db/pool.js';
+import { deviceVisibleSql, type AccountScope } from '../devices/account-scope.js';
 
 type Queryable = Pool | PoolClient;
 
@@ -29,8 +30,29 @@ export interface OpenedSession {
 }
 
 /**
+ * The registry row of a device that authenticated (`devices`, migrations/0008), written
+ * by the statement that opens its session (no statement more per connect): first and last
+ * seen, and the account of its token when the token names one (a token without one keeps
+ * the registered account). A change of account is in the session rows too
+ * (`device_sessions.account_id`), which the device's answer lists as `accountChanges`.
+ */
+const REGISTER_SEEN = `insert into devices as d (device_id, account_id, first_seen_at, last_seen_at)`;
+const ON_SEEN = `on conflict (device_id) do update
+          set account_id = coalesce(excluded.account_id, d.account_id),
+              first_seen_at = coalesce(d.first_seen_at, excluded.first_seen_at),
+              last_seen_at = excluded.last_seen_at,
+              updated_at = case when excluded.account_id is distinct from d.account_id and excluded.account_id is not null
+                                then now() else d.updated_at end`;
+
+/** `last_seen_at` of the devices whose sessions a statement closed (CTE `closed` returning device_id, last_seen_at). */
+const SEEN_AT_CLOSE = `update devices d set last_seen_at = greatest(d.last_seen_at, c.last_seen_at)
+       from (select device_id, max(last_seen_at) as last_seen_at from closed group by device_id) c
+      where d.device_id = c.device_id`;
+
+/**
  * Opens a session, closing the device's previous open session (wherever it is) in
- * the same statement so that the one-open-session index holds.
+ * the same statement so that the one-open-session index holds, and records the device
+ * in the registry (REGISTER_SEEN).
  */
 export async function openSession(
   db: Queryable,
@@ -45,6 +67,10 @@ export async function openSession(
        insert into device_sessions (device_id, account_id, instance_id, remote_address)
        select $1, $2, $3, $4 from (select count(*) from previous) as wait_for_previous
        returning id
+     ), registered as (
+       ${REGISTER_SEEN}
+       values ($1, $2, now(), now())
+       ${ON_SEEN}
      )
      select opened.id as "sessionId", previous.id as "replacedId", previous.instance_id as "replacedInstance"
        from opened left join previous on true`,
@@ -82,6 +108,11 @@ export async function openSessions(
               (select count(*) from previous) as wait_for_previous
         order by i.ord
        returning id, device_id
+     ), registered as (
+       -- In device order, so that two instances registering overlapping devices lock them in one order.
+       ${REGISTER_SEEN}
+       select i.device_id, i.account_id, now(), now() from unnest($1::text[], $2::text[]) as i(device_id, account_id) order by i.device_id
+       ${ON_SEEN}
      )
      select opened.id as "sessionId", opened.device_id as "deviceId", previous.id as "replacedId", previous.instance_id as "replacedInstance"
        from opened left join previous on previous.device_id = opened.device_id`,
@@ -106,9 +137,13 @@ export async function notifySessionReplaced(db: Queryable, replaced: { deviceId:
 /** Idempotent: a row already closed (by a retry, a takeover or another instance) is left as it is. */
 export async function closeSession(db: Queryable, sessionId: number, code: number, reason: string, lastSeenAt: Date, disconnectedAt?: Date): Promise<void> {
   await db.query(
-    `update device_sessions
-        set disconnected_at = coalesce($5, now()), close_code = $2, close_reason = $3, last_seen_at = greatest(last_seen_at, $4)
-      where id = $1 and disconnected_at is null`,
+    `with closed as (
+       update device_sessions
+          set disconnected_at = coalesce($5, now()), close_code = $2, close_reason = $3, last_seen_at = greatest(last_seen_at, $4)
+        where id = $1 and disconnected_at is null
+       returning device_id, last_seen_at
+     )
+     ${SEEN_AT_CLOSE}`,
     [sessionId, code, reason, lastSeenAt, disconnectedAt ?? null],
   );
 }
@@ -155,12 +190,18 @@ export async function touchInstance(db: Queryable, instanceId: string): Promise<
 
 /** Closes the sessions an earlier run of this instance id left open when it died. */
 export async function closeOwnOrphanedSessions(db: Queryable, instanceId: string): Promise<number> {
-  const { rowCount } = await db.query(
-    `update device_sessions set disconnected_at = last_seen_at, close_code = 1006, close_reason = 'instance restarted'
-      where instance_id = $1 and disconnected_at is null`,
+  const { rows } = await db.query<{ closed: number }>(
+    `with closed as (
+       update device_sessions set disconnected_at = last_seen_at, close_code = 1006, close_reason = 'instance restarted'
+        where instance_id = $1 and disconnected_at is null
+       returning device_id, last_seen_at
+     ), seen as (
+       ${SEEN_AT_CLOSE}
+     )
+     select count(*)::integer as closed from closed`,
     [instanceId],
   );
-  return rowCount ?? 0;
+  return rows[0]!.closed;
 }
 
 /**
@@ -168,62 +209,37 @@ export async function closeOwnOrphanedSessions(db: Queryable, instanceId: string
  * partitioned), or that have no row at all; forgets instances dead for a day.
  */
 export async function closeSessionsOfDeadInstances(db: Queryable): Promise<number> {
-  const { rowCount } = await db.query(
-    `update device_sessions s set disconnected_at = s.last_seen_at, close_code = 1006, close_reason = 'instance lost'
-      where s.disconnected_at is null
-        and not exists (select 1 from instances i
-                         where i.id = s.instance_id
-                           and i.last_heartbeat_at > now() - 3 * i.heartbeat_interval_ms * interval '1 millisecond')`,
+  const { rows } = await db.query<{ closed: number }>(
+    `with closed as (
+       update device_sessions s set disconnected_at = s.last_seen_at, close_code = 1006, close_reason = 'instance lost'
+        where s.disconnected_at is null
+          and not exists (select 1 from instances i
+                           where i.id = s.instance_id
+                             and i.last_heartbeat_at > now() - 3 * i.heartbeat_interval_ms * interval '1 millisecond')
+       returning s.device_id, s.last_seen_at
+     ), seen as (
+       ${SEEN_AT_CLOSE}
+     )
+     select count(*)::integer as closed from closed`,
   );
   await db.query(`delete from instances where last_heartbeat_at < now() - interval '1 day'`);
-  return rowCount ?? 0;
+  return rows[0]!.closed;
 }
 
 export async function removeInstance(db: Queryable, instanceId: string): Promise<void> {
   await db.query('delete from instances where id = $1', [instanceId]);
 }
 
-export async function listSessions(db: Queryable, deviceId: string, limit: number, beforeId: number | null): Promise<SessionRow[]> {
+/** A device's sessions, newest first; none for a device not visible to `scope` (as for one that never connected). */
+export async function listSessions(db: Queryable, deviceId: string, limit: number, beforeId: number | null, scope: AccountScope): Promise<SessionRow[]> {
+  const params: unknown[] = [deviceId, beforeId, limit];
   const { rows } = await db.query<SessionRow>(
     `select ${SESSION_COLUMNS} from device_sessions
-      where device_id = $1 and ($2::bigint is null or id < $2)
+      where device_id = $1 and ($2::bigint is null or id < $2) and ${deviceVisibleSql('$1', scope, params)}
       order by id desc limit $3`,
-    [deviceId, beforeId, limit],
+    params,
   );
   return rows;
-}
-
-export interface DeviceSummary {
-  deviceId: string;
-  online: boolean;
-  lastSession: SessionRow;
-}
-
-/**
- * Devices known from their sessions, ordered by device id, with each one's latest session.
- * `online`: true for connected devices only, false for disconnected ones only, null for all.
- */
-export async function listDevices(db: Queryable, online: boolean | null, limit: number, afterDeviceId: string | null): Promise<DeviceSummary[]> {
-  const { rows } = await db.query<SessionRow>(
-    `select ${SESSION_COLUMNS} from (
-       select distinct on (device_id) * from device_sessions
-        where ($1::boolean is not true or disconnected_at is null)
-          and ($2::text is null or device_id > $2)
-        order by device_id, id desc
-     ) as latest
-      where $1::boolean is null or (disconnected_at is null) = $1
-      order by device_id limit $3`,
-    [online, afterDeviceId, limit],
-  );
-  return rows.map((r) => ({ deviceId: r.deviceId, online: r.disconnectedAt === null, lastSession: r }));
-}
-
-export async function latestSession(db: Queryable, deviceId: string): Promise<SessionRow | null> {
-  const { rows } = await db.query<SessionRow>(
-    `select ${SESSION_COLUMNS} from device_sessions where device_id = $1 order by id desc limit 1`,
-    [deviceId],
-  );
-  return rows[0] ?? null;
 }
 
 /** The newest session id now: sessions this run opens all have larger ids. */

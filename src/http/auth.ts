@@ -8,16 +8,27 @@
  * the OpenAPI test fails on it (every express route must be in the table).
  */
 import type { Request, RequestHandler, Response } from 'express';
+import type { AccountScope } from '../devices/account-scope.js';
 import type { KeyVerifier } from '../keys/key-verifier.js';
 import { grants, type Scope } from '../keys/scopes.js';
 import { basicAuth } from './basic-auth.js';
 import { ApiError } from './errors.js';
 import type { RouteDoc } from './openapi.js';
 
-export type Principal = { kind: 'bootstrap'; name: string; scopes: readonly string[] } | { kind: 'key'; id: string; name: string; scopes: readonly string[] };
+/** `accounts`: the accounts the caller is limited to; null = every account (see `src/devices/account-scope.ts`). */
+export type Principal =
+  | { kind: 'bootstrap'; name: string; scopes: readonly string[]; accounts: null }
+  | { kind: 'key'; id: string; name: string; scopes: readonly string[]; accounts: readonly string[] | null };
 
 export function principalOf(res: Response): Principal | undefined {
   return res.locals.principal as Principal | undefined;
+}
+
+/** The authenticated caller's account scope; throws (a bug, 500) on a route reached without authentication, never "every account". */
+export function accountScopeOf(res: Response): AccountScope {
+  const principal = principalOf(res);
+  if (!principal) throw new Error('accountScopeOf: no authenticated principal on this request');
+  return principal.accounts;
 }
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
@@ -31,7 +42,7 @@ const KEY_FAILURES = {
 /** Accepts an API key, or (when `credentials` are given) the bootstrap administrator's HTTP Basic credentials. */
 export function authenticate(deps: { keys: KeyVerifier; credentials?: { username: string; password: string } }): RequestHandler {
   const basic = deps.credentials && basicAuth(deps.credentials);
-  const bootstrap: Principal | undefined = deps.credentials && { kind: 'bootstrap', name: deps.credentials.username, scopes: ['admin'] };
+  const bootstrap: Principal | undefined = deps.credentials && { kind: 'bootstrap', name: deps.credentials.username, scopes: ['admin'], accounts: null };
   return (req, res, next) => {
     const bearer = BEARER.exec(req.headers.authorization ?? '');
     if (bearer) {

@@ -10,9 +10,10 @@ import { idParam } from '../dss/schemas.js';
 import * as out from './response-schemas.js';
 import { apiKeyCreateBody, apiKeyIdParam } from '../keys/schemas.js';
 import type { Scope } from '../keys/scopes.js';
-import { actuationBody, actuationIdParam, bulkActuationItem, deviceActuationsQuery, deviceIdParam, devicesQuery, idempotencyKeyHeader, paginationQuery } from './schemas.js';
+import { deviceListQuery, devicePatchBody, devicePutBody } from '../devices/schemas.js';
+import { actuationBody, actuationIdParam, bulkActuationItem, deviceActuationsQuery, deviceIdParam, idempotencyKeyHeader, paginationQuery } from './schemas.js';
 
-type Method = 'get' | 'post' | 'patch' | 'delete';
+type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
 export interface RouteDoc {
   method: Method;
@@ -27,6 +28,8 @@ export interface RouteDoc {
   params?: z.ZodObject;
   query?: z.ZodObject;
   body?: z.ZodType;
+  /** Media types of the request body (default `application/json`). */
+  bodyTypes?: string[];
   /** A valid request body; the test submits it. */
   example?: unknown;
   headers?: { name: string; description: string; schema?: z.ZodType }[];
@@ -85,10 +88,11 @@ export const ROUTES: RouteDoc[] = [
     method: 'get',
     path: '/v1/devices',
     operationId: 'listDevices',
-    summary: 'Devices known from their sessions, by device id; `online=true` for connected ones',
+    summary:
+      'The device registry, by device id: devices that connected and devices registered ahead. Filters (all in SQL, on indexes): `tag=key:value` (repeatable: every one), `accountId`, `online`',
     auth: true,
     scope: 'devices:read',
-    query: devicesQuery,
+    query: deviceListQuery,
     responses: { 200: 'A page of devices' },
     bodies: { 200: out.devicePage },
   },
@@ -96,11 +100,38 @@ export const ROUTES: RouteDoc[] = [
     method: 'get',
     path: '/v1/devices/:deviceId',
     operationId: 'getDevice',
-    summary: 'A device: online or not, its current and last session',
+    summary: 'A device: registration, account, tags, online or not, its current and last session, the account changes its tokens made',
     auth: true,
     scope: 'devices:read',
     ...dev,
-    responses: { 200: 'Device', 404: 'Never connected' },
+    responses: { 200: 'Device', 404: 'Not known (never connected nor registered), or of an account this key may not see' },
+    bodies: { 200: out.device },
+  },
+  {
+    method: 'put',
+    path: '/v1/devices/:deviceId',
+    operationId: 'putDevice',
+    summary: 'Register a device, or replace its registration (`name`, `accountId`, `tags`; what is absent is cleared). A token naming another account later moves it',
+    auth: true,
+    scope: 'devices:write',
+    ...dev,
+    body: devicePutBody,
+    example: { name: 'freezer 12', accountId: 'acme', tags: { site: 'berlin', model: 'f2' } },
+    responses: { 201: 'Registered', 200: 'Registration replaced', 404: 'Exists in an account this key may not see' },
+    bodies: { 201: out.device, 200: out.device },
+  },
+  {
+    method: 'patch',
+    path: '/v1/devices/:deviceId',
+    operationId: 'patchDevice',
+    summary: 'Change a registration with a JSON merge patch (RFC 7396): absent members are kept, `null` removes (`tags: {"site": null}` removes one tag)',
+    auth: true,
+    scope: 'devices:write',
+    ...dev,
+    body: devicePatchBody,
+    bodyTypes: ['application/merge-patch+json', 'application/json'],
+    example: { tags: { site: 'hamburg', firmware: null } },
+    responses: { 200: 'Device', 404: 'Not known, or of an account this key may not see' },
     bodies: { 200: out.device },
   },
   {
@@ -126,7 +157,12 @@ export const ROUTES: RouteDoc[] = [
     body: actuationBody,
     example: { ...command, ttlSeconds: 3600, collapseKey: 'led-1' },
     headers: [{ name: 'Idempotency-Key', description: 'The same key for the same device returns the original actuation (200)', schema: idempotencyKeyHeader }],
-    responses: { 202: 'Created', 200: 'Existing actuation for this Idempotency-Key', 429: 'MAX_QUEUED_PER_DEVICE reached; nothing was added' },
+    responses: {
+      202: 'Created',
+      200: 'Existing actuation for this Idempotency-Key',
+      404: 'An API key limited to accounts: the device is not in one of them (or not known); nothing was added',
+      429: 'MAX_QUEUED_PER_DEVICE reached; nothing was added',
+    },
     bodies: { 202: out.actuationSummary, 200: out.actuationSummary },
   },
   {
@@ -354,7 +390,14 @@ export function openApiDocument(): Record<string, unknown> {
       ...(route.auth ? {} : { security: [] }),
       ...(pathParams.length + queryParams.length + headerParams.length > 0 ? { parameters: [...pathParams, ...queryParams, ...headerParams] } : {}),
       ...(route.body
-        ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(route.body), ...(route.example === undefined ? {} : { example: route.example }) } } } }
+        ? {
+            requestBody: {
+              required: true,
+              content: Object.fromEntries(
+                (route.bodyTypes ?? ['application/json']).map((type) => [type, { schema: jsonSchema(route.body!), ...(route.example === undefined ? {} : { example: route.example }) }]),
+              ),
+            },
+          }
         : {}),
       responses,
     };

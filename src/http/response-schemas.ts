@@ -87,11 +87,25 @@ export const session = z
     closeReason: z.string().nullable(),
   });
 
-export const device = z.strictObject({ deviceId: z.string(), online: z.boolean(), session: session.nullable(), lastSession: session });
-export const devicePage = z.strictObject({
-  items: z.array(z.strictObject({ deviceId: z.string(), online: z.boolean(), lastSession: session })),
-  nextCursor: z.string().nullable(),
+/** A device in the registry (`src/devices/registry-sql.ts` DeviceRecord). */
+export const deviceRecord = z.strictObject({
+  deviceId: z.string(),
+  accountId: z.string().nullable(),
+  name: z.string().nullable(),
+  tags: z.record(z.string(), z.string()),
+  online: z.boolean(),
+  registeredAt: nullableTime,
+  firstSeenAt: nullableTime,
+  lastSeenAt: nullableTime,
+  createdAt: time,
+  updatedAt: time,
+  /** Null for a device registered that never connected. */
+  lastSession: session.nullable(),
 });
+export const accountChange = z.strictObject({ accountId: z.string(), sessionId: z.number().int(), at: time });
+/** One device: its record, its open session (null when offline) and the account changes its tokens made, newest first. */
+export const device = deviceRecord.extend({ session: session.nullable(), accountChanges: z.array(accountChange) });
+export const devicePage = z.strictObject({ items: z.array(deviceRecord), nextCursor: z.string().nullable() });
 export const sessionPage = z.strictObject({ items: z.array(session), nextCursor: z.string().nullable() });
 
 export const stream = z
@@ -143,6 +157,8 @@ export const apiKey = z.strictObject({
   /** `iotws_<lookup id>`: the start of the key, to recognise it. */
   prefix: z.string(),
   scopes: z.array(z.string()),
+  /** The accounts the key is limited to; null: every account. */
+  accounts: z.array(z.string()).nullable(),
   createdAt: time,
   expiresAt: nullableTime,
   revokedAt: nullableTime,

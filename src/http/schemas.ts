@@ -9,10 +9,6 @@ export const paginationQuery = z.object({
   cursor: z.string().max(512).optional(),
 });
 
-export const devicesQuery = paginationQuery.extend({
-  online: z.enum(['true', 'false']).optional(),
-});
-
 const param = z.object({ name: z.string().min(1).max(256), value: z.unknown() });
 
 export const actuationBody = z.strictObject({

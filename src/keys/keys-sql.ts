@@ -9,6 +9,8 @@ export interface ApiKeyRecord {
   /** `iotws_<lookup id>`: the key's public start, to recognise it. */
   prefix: string;
   scopes: string[];
+  /** The accounts the key is limited to; null: every account. */
+  accounts: string[] | null;
   createdAt: Date;
   expiresAt: Date | null;
   revokedAt: Date | null;
@@ -21,17 +23,19 @@ export interface KeyCredential {
   name: string;
   secretHash: Buffer;
   scopes: string[];
+  accounts: string[] | null;
   expiresAt: Date | null;
   revokedAt: Date | null;
 }
 
-const RECORD_COLUMNS = `id, name, lookup_id, scopes, created_at, expires_at, revoked_at, last_used_at`;
+const RECORD_COLUMNS = `id, name, lookup_id, scopes, accounts, created_at, expires_at, revoked_at, last_used_at`;
 
 interface RecordRow {
   id: string;
   name: string;
   lookup_id: string;
   scopes: string[];
+  accounts: string[] | null;
   created_at: Date;
   expires_at: Date | null;
   revoked_at: Date | null;
@@ -44,6 +48,7 @@ function toRecord(row: RecordRow): ApiKeyRecord {
     name: row.name,
     prefix: displayPrefix(row.lookup_id),
     scopes: row.scopes,
+    accounts: row.accounts,
     createdAt: row.created_at,
     expiresAt: row.expires_at,
     revokedAt: row.revoked_at,
@@ -52,13 +57,13 @@ function toRecord(row: RecordRow): ApiKeyRecord {
 }
 
 /** Creates a key; the result's `key` is the only time the secret exists outside the caller. */
-export async function createKey(pool: Pool, input: { name: string; scopes: string[]; expiresInDays?: number }): Promise<ApiKeyRecord & { key: string }> {
+export async function createKey(pool: Pool, input: { name: string; scopes: string[]; expiresInDays?: number; accounts?: string[] }): Promise<ApiKeyRecord & { key: string }> {
   const generated = generateKey();
   const { rows } = await pool.query<RecordRow>(
-    `insert into api_keys (id, name, lookup_id, secret_hash, scopes, expires_at)
-     values ($1, $2, $3, $4, $5, case when $6::int is null then null else now() + make_interval(days => $6::int) end)
+    `insert into api_keys (id, name, lookup_id, secret_hash, scopes, expires_at, accounts)
+     values ($1, $2, $3, $4, $5, case when $6::int is null then null else now() + make_interval(days => $6::int) end, $7)
      returning ${RECORD_COLUMNS}`,
-    [crypto.randomUUID(), input.name, generated.lookupId, generated.secretHash, input.scopes, input.expiresInDays ?? null],
+    [crypto.randomUUID(), input.name, generated.lookupId, generated.secretHash, input.scopes, input.expiresInDays ?? null, input.accounts ?? null],
   );
   return { ...toRecord(rows[0]!), key: generated.key };
 }
@@ -84,12 +89,12 @@ export async function revokeKey(pool: Pool, id: string): Promise<ApiKeyRecord | 
 }
 
 export async function findCredential(pool: Pool, lookupId: string): Promise<KeyCredential | undefined> {
-  const { rows } = await pool.query<{ id: string; name: string; secret_hash: Buffer; scopes: string[]; expires_at: Date | null; revoked_at: Date | null }>(
-    `select id, name, secret_hash, scopes, expires_at, revoked_at from api_keys where lookup_id = $1`,
+  const { rows } = await pool.query<{ id: string; name: string; secret_hash: Buffer; scopes: string[]; accounts: string[] | null; expires_at: Date | null; revoked_at: Date | null }>(
+    `select id, name, secret_hash, scopes, accounts, expires_at, revoked_at from api_keys where lookup_id = $1`,
     [lookupId],
   );
   const row = rows[0];
-  return row && { id: row.id, name: row.name, secretHash: row.secret_hash, scopes: row.scopes, expiresAt: row.expires_at, revokedAt: row.revoked_at };
+  return row && { id: row.id, name: row.name, secretHash: row.secret_hash, scopes: row.scopes, accounts: row.accounts, expiresAt: row.expires_at, revokedAt: row.revoked_at };
 }
 
 export async function touchKey(pool: Pool, id: string): Promise<void> {

@@ -6,6 +6,14 @@
 export const SCOPES = ['actuations:write', 'actuations:read', 'devices:read', 'devices:write', 'dss:admin', 'keys:admin', 'metrics:read', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
 
+/**
+ * Scopes over things that belong to no account (DSS streams and rules, API keys, the
+ * server's metrics, and `admin`, which holds them all). A key limited to accounts cannot
+ * hold them (refused at creation, 400): every route its remaining scopes open is one
+ * whose answers are filtered by account (`src/devices/account-scope.ts`).
+ */
+export const GLOBAL_SCOPES: readonly Scope[] = ['dss:admin', 'keys:admin', 'metrics:read', 'admin'];
+
 export function isScope(value: string): value is Scope {
   return (SCOPES as readonly string[]).includes(value);
 }

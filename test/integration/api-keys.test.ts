@@ -31,6 +31,8 @@ const EXPECTED_SCOPES: Record<string, Scope> = {
   getMetrics: 'metrics:read',
   listDevices: 'devices:read',
   getDevice: 'devices:read',
+  putDevice: 'devices:write',
+  patchDevice: 'devices:write',
   listDeviceSessions: 'devices:read',
   submitActuation: 'actuations:write',
   listDeviceActuations: 'actuations:read',
@@ -72,7 +74,7 @@ const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 function call(server: TestServer, route: (typeof ROUTES)[number], headers: Record<string, string>): Promise<Response> {
   const url = route.path.replace(':deviceId', 'matrix-dev').replace(':id', '00000000-0000-4000-8000-000000000000');
   const method = route.method.toUpperCase();
-  return server.api(url, { method, headers, ...(method === 'POST' || method === 'PATCH' ? { json: {} } : {}) });
+  return server.api(url, { method, headers, ...(method === 'POST' || method === 'PUT' || method === 'PATCH' ? { json: {} } : {}) });
 }
 
 const authRoutes = ROUTES.filter((r) => r.auth);
@@ -298,6 +300,15 @@ describe('npm run keys', () => {
     expect(unknown.stderr).toContain('no API key');
   });
 
+  it('creates a key limited to accounts (--accounts), shown in its listing', async () => {
+    const created = await keysCli(['create', '--name', 'tenant', '--scopes', 'devices:read', '--accounts', 'acme,globex', '--json']);
+    expect(created.code, created.stderr).toBe(0);
+    const key = JSON.parse(created.stdout) as CreatedKey & { accounts: string[] };
+    expect(key.accounts).toEqual(['acme', 'globex']);
+    const listed = await keysCli(['list']);
+    expect(listed.stdout).toMatch(new RegExp(`${key.id}.*accounts acme,globex`));
+  });
+
   it('prints the key once in its text form', async () => {
     const created = await keysCli(['create', '--name', 'ops', '--scopes', 'devices:read']);
     expect(created.code, created.stderr).toBe(0);
@@ -319,6 +330,7 @@ describe('npm run keys', () => {
     [['create', '--scopes', 'devices:read'], /needs --name/],
     [['create', '--name', 'x', '--scopes', 'devices:reed'], /--scopes: each must be one of/],
     [['create', '--name', 'x', '--scopes', 'admin', '--expires-in-days', '0'], /--expires-in-days must be/],
+    [['create', '--name', 'x', '--scopes', 'devices:read,dss:admin', '--accounts', 'acme'], /--scopes: "dss:admin" is not account-limited/],
     [['revoke', 'not-a-uuid'], /is not a key id/],
     [['rotate'], /unknown command "rotate"/],
     [[], /give a command/],

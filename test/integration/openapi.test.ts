@@ -62,9 +62,14 @@ describe('OpenAPI document', () => {
     for (const route of ROUTES.filter((r) => r.body)) {
       const path = route.path.replace(':deviceId', 'openapi-dev').replace(':id', '00000000-0000-4000-8000-000000000000');
       const empty = await t.server.api(path, { method: route.method.toUpperCase(), json: {} });
-      expect(empty.status, `${route.method} ${route.path} with {}`).toBe(400);
-      const error = ((await empty.json()) as { error: { code: string } }).error;
-      expect(error.code).toBe('VALIDATION_FAILED');
+      if (route.body!.safeParse({}).success) {
+        // A body whose every member is optional (PUT/PATCH of a device registration): `{}` is valid.
+        expect(empty.status, `${route.method} ${route.path} with {}`).toBeLessThan(300);
+      } else {
+        expect(empty.status, `${route.method} ${route.path} with {}`).toBe(400);
+        const error = ((await empty.json()) as { error: { code: string } }).error;
+        expect(error.code).toBe('VALIDATION_FAILED');
+      }
       if (route.example !== undefined) {
         const ok = await t.server.api(path, { method: route.method.toUpperCase(), json: route.example });
         expect(ok.status, `${route.method} ${route.path} with its example`).toBeLessThan(300);

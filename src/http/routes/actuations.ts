@@ -7,7 +7,9 @@ import { Router, type Request } from 'express';
 import type { Pool } from '../../db/pool.js';
 import * as queries from '../../actuations/query-sql.js';
 import type { ActuationSubmitter, NewActuation, SubmitResult, TransitionObserver } from '../../actuations/types.js';
-import { principalOf } from '../auth.js';
+import { visibleDeviceIds } from '../../devices/registry-sql.js';
+import { scopeIncludes, type AccountScope } from '../../devices/account-scope.js';
+import { accountScopeOf, principalOf } from '../auth.js';
 import { toApiError } from '../error-handler.js';
 import { ApiError } from '../errors.js';
 import {
@@ -21,6 +23,7 @@ import {
   type ActuationBody,
 } from '../schemas.js';
 import { issueMessage, unstorableMessage, validate } from '../validate.js';
+import { deviceNotFound } from './devices.js';
 
 export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitter; caller: string; onTransition?: TransitionObserver }): Router {
   const { pool, submitter } = deps;
@@ -33,11 +36,23 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
     source: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
   });
 
+  /**
+   * For a caller limited to accounts, the devices of `deviceIds` it may command (one query
+   * for a whole bulk request); a device of another account, of none, or unknown, is answered
+   * `deviceNotFound` alike. Callers without a limit: no query (`undefined`: every device).
+   */
+  const commandable = async (scope: AccountScope, deviceIds: string[]): Promise<Set<string> | undefined> =>
+    scope === null ? undefined : visibleDeviceIds(pool, deviceIds, scope);
+
   router.post('/v1/devices/:deviceId/actuations', async (req, res) => {
     const { deviceId } = validate(deviceIdParam, req.params, 'params');
     const rawKey = req.get('idempotency-key');
     const idempotencyKey = rawKey === undefined ? undefined : validate(idempotencyKeyHeader, rawKey, 'Idempotency-Key');
     const body = validate(actuationBody, req.body);
+    const scope = accountScopeOf(res);
+    checkActuationAccount(scope, body.accountId);
+    const visible = await commandable(scope, [deviceId]);
+    if (visible && !visible.has(deviceId)) throw deviceNotFound(deviceId);
     const result = await submitter.submit(toNew(req, deviceId, body, idempotencyKey));
     if (result.outcome === 'queue_full') {
       throw new ApiError('QUEUE_FULL', `Device "${deviceId}" already has ${result.limit} queued actuations (MAX_QUEUED_PER_DEVICE); nothing was added`);
@@ -49,15 +64,25 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
     // Only the array's shape is checked as a whole: what is wrong inside one item is that item's 400.
     const array = bulkActuationsBody.safeParse(req.body);
     if (!array.success) throw new ApiError('VALIDATION_FAILED', issueMessage(array.error));
-    const items = array.data;
+    const scope = accountScopeOf(res);
     // Each item is validated and answered on its own; valid ones go through the same durable path.
+    const parsedItems = array.data.map((raw) => {
+      const unstorable = unstorableMessage(raw, 'item');
+      if (unstorable !== undefined) return { error: unstorable };
+      const parsed = bulkActuationItem.safeParse(raw);
+      if (!parsed.success) return { error: issueMessage(parsed.error, 'item') };
+      if (scope !== null && parsed.data.accountId !== undefined && !scopeIncludes(scope, parsed.data.accountId)) return { error: accountMessage(scope) };
+      return { item: parsed.data };
+    });
+    const visible = await commandable(scope, parsedItems.flatMap((p) => (p.item ? [p.item.deviceId] : [])));
     const results = await Promise.all(
-      items.map(async (raw, index) => {
-        const unstorable = unstorableMessage(raw, 'item');
-        if (unstorable !== undefined) return { index, status: 400, error: { code: 'VALIDATION_FAILED', message: unstorable } };
-        const parsed = bulkActuationItem.safeParse(raw);
-        if (!parsed.success) return { index, status: 400, error: { code: 'VALIDATION_FAILED', message: issueMessage(parsed.error, 'item') } };
-        const { deviceId, idempotencyKey, ...body } = parsed.data;
+      parsedItems.map(async (parsed, index) => {
+        if (!parsed.item) return { index, status: 400, error: { code: 'VALIDATION_FAILED', message: parsed.error } };
+        const { deviceId, idempotencyKey, ...body } = parsed.item;
+        if (visible && !visible.has(deviceId)) {
+          const notFound = deviceNotFound(deviceId);
+          return { index, status: notFound.status, error: { code: notFound.code, message: notFound.message } };
+        }
         let result: SubmitResult;
         try {
           result = await submitter.submit(toNew(req, deviceId, body, idempotencyKey));
@@ -81,14 +106,14 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
 
   router.get('/v1/actuations/:id', async (req, res) => {
     const { id } = validate(actuationIdParam, req.params, 'params');
-    const actuation = await queries.getActuation(pool, id);
+    const actuation = await queries.getActuation(pool, id, accountScopeOf(res));
     if (!actuation) throw new ApiError('NOT_FOUND', `No actuation ${id}`);
     res.json(actuation);
   });
 
   router.delete('/v1/actuations/:id', async (req, res) => {
     const { id } = validate(actuationIdParam, req.params, 'params');
-    const result = await queries.cancelActuation(pool, id);
+    const result = await queries.cancelActuation(pool, id, accountScopeOf(res));
     if (!result) throw new ApiError('NOT_FOUND', `No actuation ${id}`);
     if (!result.cancelled) throw new ApiError('CONFLICT', `Actuation ${id} is ${result.status}; only queued actuations can be cancelled`);
     deps.onTransition?.('cancelled', result.sourceKind);
@@ -100,12 +125,21 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
     const query = validate(deviceActuationsQuery, req.query, 'query');
     const beforeSeq = query.cursor === undefined ? null : Number(query.cursor);
     if (beforeSeq !== null && !Number.isSafeInteger(beforeSeq)) throw new ApiError('VALIDATION_FAILED', 'cursor: not a cursor from a previous page');
-    const items = await queries.listDeviceActuations(pool, deviceId, { status: query.status ?? null, limit: query.limit, beforeSeq });
+    const items = await queries.listDeviceActuations(pool, deviceId, { status: query.status ?? null, limit: query.limit, beforeSeq }, accountScopeOf(res));
     const last = items.at(-1);
     res.json({ items, nextCursor: items.length === query.limit && last ? String(last.seq) : null });
   });
 
   return router;
+}
+
+function accountMessage(scope: readonly string[]): string {
+  return `accountId: this API key is limited to the accounts ${scope.join(', ')}; an actuation's accountId must be one of them`;
+}
+
+/** An actuation's `accountId` (sent to the device) from a caller limited to accounts must be one of theirs. */
+function checkActuationAccount(scope: AccountScope, accountId: string | undefined): void {
+  if (scope !== null && accountId !== undefined && !scopeIncludes(scope, accountId)) throw new ApiError('VALIDATION_FAILED', accountMessage(scope));
 }
 
 /** Who submitted, for the actuation's `source.caller`: `apikey:<id>` for a key, the username for the bootstrap administrator. */

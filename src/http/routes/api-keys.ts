@@ -2,6 +2,8 @@
  * API keys over REST: create (the secret is in this one answer only), list, read,
  * revoke. The route table gives them all the scope `keys:admin`; creating a key also
  * needs every scope it grants, so that a key cannot make a stronger key than itself.
+ * A key limited to `accounts` cannot hold `keys:admin` (GLOBAL_SCOPES), so every key that
+ * creates keys has no account limit, and cannot pass one on that it lacks.
  */
 import { Router } from 'express';
 import type { Pool } from '../../db/pool.js';
@@ -21,7 +23,12 @@ export function apiKeyRoutes(deps: { pool: Pool }): Router {
     const held = principalOf(res)?.scopes ?? [];
     const missing = body.scopes.find((scope) => !grants(held, scope));
     if (missing) throw forbidden(missing);
-    const created = await keys.createKey(pool, { name: body.name, scopes: [...new Set(body.scopes)], expiresInDays: body.expiresInDays });
+    const created = await keys.createKey(pool, {
+      name: body.name,
+      scopes: [...new Set(body.scopes)],
+      expiresInDays: body.expiresInDays,
+      accounts: body.accounts && [...new Set(body.accounts)],
+    });
     res.status(201).json(created);
   });
 
