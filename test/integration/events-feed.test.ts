@@ -230,6 +230,35 @@ describe('change feed', () => {
     ok.close();
   });
 
+  it('records DSS stream state changes in the transaction that records them', async () => {
+    const feed = await subscribe(a, '/v1/events?types=dss.stream.connected,dss.stream.disconnected,dss.stream.error');
+    await eventually(() => feed.comments, (c) => c.includes('connected'));
+    const streamId = crypto.randomUUID();
+    await db.pool.query(`insert into dss_streams (id, name, url, stream_key, enabled, holder_instance_id) values ($1, 'feed-stream', 'ws://x', 'k', false, 'feed-a')`, [streamId]);
+    await db.pool.query('update dss_streams set connected = true where id = $1', [streamId]);
+    await db.pool.query(`update dss_streams set errors = errors + 2, last_error = 'DSS_ERR_FRAME_LENGTH: x', last_seq = 7 where id = $1`, [streamId]);
+    // A flush that adds no error and changes no state is no event.
+    await db.pool.query('update dss_streams set events = events + 5 where id = $1', [streamId]);
+    await db.pool.query('update dss_streams set connected = false where id = $1', [streamId]);
+    const events = await feed.waitFor((e) => e.length >= 3);
+    expect(events.map((e) => e.json)).toMatchObject([
+      { type: 'dss.stream.connected', data: { streamId, name: 'feed-stream', instanceId: 'feed-a' } },
+      { type: 'dss.stream.error', data: { streamId, errors: 2, lastError: 'DSS_ERR_FRAME_LENGTH: x', lastSeq: 7 } },
+      { type: 'dss.stream.disconnected', data: { streamId, lastSeq: 7 } },
+    ]);
+    await db.pool.query('delete from dss_streams where id = $1', [streamId]);
+    feed.close();
+  });
+
+  it('ends every stream with a final event when the server shuts down', async () => {
+    const server = await startTestServer(db, { INSTANCE_ID: 'feed-closing' });
+    const feed = await subscribe(server);
+    await eventually(() => feed.comments, (c) => c.includes('connected'));
+    await server.close();
+    await eventually(() => feed.ended, (e) => e);
+    expect(feed.events.at(-1)).toMatchObject({ event: 'dropped', json: { reason: 'shutting_down' } });
+  });
+
   it('sends a heartbeat comment every EVENTS_HEARTBEAT_MS', async () => {
     const feed = await subscribe(a);
     await eventually(() => feed.comments, (c) => c.filter((x) => x === 'heartbeat').length >= 2, 10_000);
