@@ -68,7 +68,7 @@ const FRAME_KINDS: FrameKind[] = ['event', 'heartbeat', 'error'];
 /** Retention: a pass a minute; 2,000 rows a batch (~0.1-0.3 s with 300,000 rows on a loaded 2-core machine), then a pause at least as long, at least 100 ms. */
 const RETENTION_PACE = { intervalMs: 60_000, batchSize: 2_000, pauseMs: 100 };
 /** Change feed: events per sequencing pass; a catching-up subscriber whose socket takes nothing this long is dropped; re-read without a NOTIFY this often. */
-const EVENTS_SEQUENCER_BATCH = 5_000;
+const EVENTS_SEQUENCER_BATCH = 2_000;
 const EVENTS_SUBSCRIBER_STALL_MS = 10_000;
 const EVENTS_POLL_MS = 1_000;
 
