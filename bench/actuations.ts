@@ -339,6 +339,7 @@ async function measureThroughput(
   const sent = await run();
   const got = await waitForReceipts(ctx.deviceClients, sent.accepted);
   const cpu = cpuMs(server.server.pid) - cpuBefore;
+  if (got.count < sent.accepted) log(`${phase ?? 'a run'}: ${fmt(sent.accepted - got.count)} not received; the server's last output:\n${server.server.output.text().slice(-2_000)}`);
   const dbMs = dbCpu && dbBefore ? (await dbCpu.sample()).since(dbBefore) : Number.NaN;
   await dbCpu?.close();
   await statements?.report(phase!, 'actuation', got.count);
