@@ -87,7 +87,7 @@ interface RunResult {
   bulk: Throughput;
   cross?: Latency;
   /** `sse` only: transaction start → subscriber at `--rate`/s, and events the subscriber got vs expected. */
-  feed?: { p50: number; p99: number; received: number; expected: number };
+  feed?: { p50: number; p99: number; received: number; expected: number; reconnects: number };
 }
 
 const usage = `usage: npm run bench -- actuations [options]
@@ -190,7 +190,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
         `p50 ${fmt(x.p50, 1)} / p99 ${fmt(x.p99, 1)} / max ${fmt(x.max, 1)} ms (${fmt(x.received)} of ${fmt(x.sent)} received; HTTP answer p99 ${fmt(x.answerP99, 1)} ms)`;
       log(`round ${round} ${LABEL[kind]}: single ${t(r.single)}; bulk ${t(r.bulk)}`);
       log(`round ${round} ${LABEL[kind]}: at ${opts.rate}/s ${l(r.latency)}${r.cross ? `; across instances ${l(r.cross)}` : ''}`);
-      if (r.feed) log(`round ${round} ${LABEL[kind]}: subscriber got ${fmt(r.feed.received)} of ${fmt(r.feed.expected)} events; transaction start → subscriber p50 ${fmt(r.feed.p50, 1)} / p99 ${fmt(r.feed.p99, 1)} ms`);
+      if (r.feed) log(`round ${round} ${LABEL[kind]}: subscriber got ${fmt(r.feed.received)} of ${fmt(r.feed.expected)} events (dropped by the server and reconnected ${r.feed.reconnects}×); transaction start → subscriber p50 ${fmt(r.feed.p50, 1)} / p99 ${fmt(r.feed.p99, 1)} ms`);
     }
   }
   if (values.sse) printFeedSummary(results, { devices, opts, description: database.description });
@@ -311,7 +311,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       await waitUntilAllAcked(db!.url, 60_000);
       const expected = await countEvents(db!.url);
       await subscriber.waitForCount(expected, 60_000);
-      feed = { p50: percentile(feedLatencies, 50), p99: percentile(feedLatencies, 99), received: subscriber.events, expected };
+      feed = { p50: percentile(feedLatencies, 50), p99: percentile(feedLatencies, 99), received: subscriber.events, expected, reconnects: subscriber.reconnects };
     }
     return { kind, round, single, latency, bulk, cross, feed };
   } finally {
@@ -456,6 +456,7 @@ function printFeedSummary(results: RunResult[], info: { devices: number; opts: O
     ['server CPU per actuation, single / bulk', ...kinds.map((k) => `${fmt(m(k, (r) => r.single.serverCpuUs))} / ${fmt(m(k, (r) => r.bulk.serverCpuUs))} µs`)],
     [`POST → device p50 / p99 at ${fmt(opts.rate)}/s`, ...kinds.map((k) => `${fmt(m(k, (r) => r.latency.p50), 1)} / ${fmt(m(k, (r) => r.latency.p99), 1)} ms`)],
     [`transaction start → SSE subscriber p50 / p99 at ${fmt(opts.rate)}/s`, '–', '–', `${fmt(m('sse', (r) => r.feed?.p50), 1)} / ${fmt(m('sse', (r) => r.feed?.p99), 1)} ms`],
+    ['events the subscriber received / recorded (reconnects after a drop)', '–', '–', `${fmt(m('sse', (r) => r.feed?.received))} / ${fmt(m('sse', (r) => r.feed?.expected))} (${fmt(m('sse', (r) => r.feed?.reconnects))})`],
   ];
   const { text, markdown } = renderTables(header, rows);
   process.stdout.write(`\n${text}\n\nMarkdown (${info.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
