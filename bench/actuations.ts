@@ -19,6 +19,12 @@
  *  - across instances (ours only): a second server process on the same database
  *    holds the devices, POSTs go to the first; latency at `--rate`/s as above.
  * Ratios ours/bare are taken within a round, then the median over rounds.
+ *
+ * `--sse`: the change feed's cost instead of the bare comparison. Three variants of our
+ * server per round, same runs: `nofeed` (the feed's triggers disabled on its database:
+ * no outbox rows, nothing to sequence), `ours` (the feed recording, no subscriber) and
+ * `sse` (the feed with one subscriber, bench/lib/sse-subscriber.ts, taking every event;
+ * its transaction-start → received latency is measured in the fixed-rate run).
  */
 import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
@@ -36,13 +42,22 @@ import { cpuMs, forkClient, killChild, sleep } from './lib/processes.js';
 import { fmt, median, percentile, renderTables } from './lib/stats.js';
 import { int, log, onOff } from './lib/cli.js';
 import { prepareBenchRun } from './lib/setup.js';
+import { startBenchSseSubscriber, type BenchSseSubscriber } from './lib/sse-subscriber.js';
+import pg from 'pg';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DEVICE_SCRIPT = path.join(ROOT, 'bench', 'device-client.ts');
 const LOAD_SCRIPT = path.join(ROOT, 'bench', 'load-client.ts');
 
-type Kind = 'ours' | 'bare';
-const LABEL: Record<Kind, string> = { ours: 'iot-websocket-server', bare: 'bare express + `ws`' };
+type Kind = 'ours' | 'bare' | 'nofeed' | 'sse';
+const LABEL: Record<Kind, string> = {
+  ours: 'iot-websocket-server',
+  bare: 'bare express + `ws`',
+  nofeed: 'feed triggers disabled',
+  sse: 'feed + 1 SSE subscriber',
+};
+/** The feed's triggers (migrations/0012): disabled for the `nofeed` variant. */
+const FEED_TRIGGERS = ['actuations events_insert', 'actuations events_update', 'device_sessions events_insert', 'device_sessions events_update'];
 
 interface Throughput {
   accepted: number;
@@ -71,6 +86,8 @@ interface RunResult {
   latency: Latency;
   bulk: Throughput;
   cross?: Latency;
+  /** `sse` only: transaction start → subscriber at `--rate`/s, and events the subscriber got vs expected. */
+  feed?: { p50: number; p99: number; received: number; expected: number; reconnects: number };
 }
 
 const usage = `usage: npm run bench -- actuations [options]
@@ -87,6 +104,8 @@ const usage = `usage: npm run bench -- actuations [options]
   --bulk-in-flight F   outstanding bulk requests (default 4)
   --fsync on|off       embedded PostgreSQL durability (default on; ignored with DATABASE_URL)
   --only ours|bare     run one server only
+  --sse                the change feed's cost: feed triggers disabled vs feed without subscriber vs
+                       feed with one SSE subscriber taking every event (no bare server, no cross run)
   --no-cross           skip the across-instances run
   --db-stats           embedded PostgreSQL only: print our server's statements of the single and bulk runs
                        by total time (pg_stat_statements)
@@ -110,6 +129,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       fsync: { type: 'string', default: 'on' },
       only: { type: 'string' },
       'no-cross': { type: 'boolean', default: false },
+      sse: { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       'db-stats': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
@@ -132,12 +152,12 @@ export async function actuationsBench(argv: string[]): Promise<number> {
     bulkTotal: int('bulk-total', values['bulk-total'], 1, 2_000_000),
     bulkSize: int('bulk-size', values['bulk-size'], 1, 1_000),
     bulkInFlight: int('bulk-in-flight', values['bulk-in-flight'], 1, 64),
-    cross: !values['no-cross'],
+    cross: !values['no-cross'] && !values.sse,
     dbStats: values['db-stats'],
   };
   const fsync = onOff('fsync', values.fsync);
   if (values.only !== undefined && values.only !== 'ours' && values.only !== 'bare') throw new Error('--only must be ours or bare');
-  const kinds: Kind[] = values.only ? [values.only as Kind] : ['bare', 'ours'];
+  const kinds: Kind[] = values.sse ? ['nofeed', 'ours', 'sse'] : values.only ? [values.only as Kind] : ['bare', 'ours'];
 
   log(
     `actuations bench: ${fmt(devices)} devices (${opts.ack ? 'acking every actuation' : 'not acking'}), load generator: undici Pool of ${connections} keep-alive ` +
@@ -170,12 +190,15 @@ export async function actuationsBench(argv: string[]): Promise<number> {
         `p50 ${fmt(x.p50, 1)} / p99 ${fmt(x.p99, 1)} / max ${fmt(x.max, 1)} ms (${fmt(x.received)} of ${fmt(x.sent)} received; HTTP answer p99 ${fmt(x.answerP99, 1)} ms)`;
       log(`round ${round} ${LABEL[kind]}: single ${t(r.single)}; bulk ${t(r.bulk)}`);
       log(`round ${round} ${LABEL[kind]}: at ${opts.rate}/s ${l(r.latency)}${r.cross ? `; across instances ${l(r.cross)}` : ''}`);
+      if (r.feed) log(`round ${round} ${LABEL[kind]}: subscriber got ${fmt(r.feed.received)} of ${fmt(r.feed.expected)} events (dropped by the server and reconnected ${r.feed.reconnects}×); transaction start → subscriber p50 ${fmt(r.feed.p50, 1)} / p99 ${fmt(r.feed.p99, 1)} ms`);
     }
   }
-  printSummary(results, { devices, opts, description: database.description });
+  if (values.sse) printFeedSummary(results, { devices, opts, description: database.description });
+  else printSummary(results, { devices, opts, description: database.description });
   if (profDir) await summariseCpuProfiles(profDir, log);
   const invalid = results.filter((r) =>
-    [r.single, r.bulk].some((x) => x.received < x.accepted || x.rejected > 0) || [r.latency, r.cross].some((x) => x && x.received < x.sent),
+    [r.single, r.bulk].some((x) => x.received < x.accepted || x.rejected > 0) || [r.latency, r.cross].some((x) => x && x.received < x.sent) ||
+    (r.feed !== undefined && r.feed.received < r.feed.expected),
   );
   if (invalid.length > 0) {
     log(`\nINVALID: ${invalid.length} run(s) lost or rejected actuations; see above.`);
@@ -212,12 +235,14 @@ interface Context {
 
 async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResult> {
   const { opts } = ctx;
-  const db = kind === 'ours' ? await ctx.database.create(`a${round}`) : undefined;
+  const serverKind = kind === 'bare' ? 'bare' : 'ours';
+  const db = serverKind === 'ours' ? await ctx.database.create(`a${round}${kind}`) : undefined;
   const servers: RunningServer[] = [];
+  let subscriber: BenchSseSubscriber | undefined;
   const start = async (name: string) => {
     const s = await startServer({
-      kind,
-      script: kind === 'ours' ? ctx.build.serverMain : ctx.build.bareActuationServer,
+      kind: serverKind,
+      script: serverKind === 'ours' ? ctx.build.serverMain : ctx.build.bareActuationServer,
       databaseUrl: db?.url,
       keys: ctx.keys,
       tmp: ctx.tmp,
@@ -229,6 +254,16 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
   };
   try {
     const a = await start('a');
+    if (kind === 'nofeed') {
+      const client = new pg.Client(db!.url);
+      await client.connect();
+      for (const t of FEED_TRIGGERS) {
+        const [table, trigger] = t.split(' ');
+        await client.query(`alter table ${table} disable trigger ${table}_${trigger}`);
+      }
+      await client.end();
+    }
+    if (kind === 'sse') subscriber = await startBenchSseSubscriber(a.origin, a.authorization);
     await connectDevices(ctx.deviceClients, a.port);
     // Just-connected devices drain their (empty) backlog first, then take live deliveries.
     await sleep(1_500);
@@ -243,7 +278,12 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
     // Warm-up (JIT, pools), not measured.
     await measureThroughput(ctx, a, db?.url, () => load({ total: 2_000, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 60_000 }));
     const single = await measureThroughput(ctx, a, db?.url, () => load({ total: opts.single, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 180_000 }), 'the single-POST run');
+    subscriber?.takeLatencies();
+    subscriber?.record(true);
     const latency = await measureLatency(ctx, () => load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 }));
+    if (subscriber) await waitUntilAllAcked(db!.url, 30_000);
+    subscriber?.record(false);
+    const feedLatencies = (subscriber?.takeLatencies() ?? []).sort((x, y) => x - y);
     await measureThroughput(ctx, a, db?.url, () =>
       load({ total: Math.min(opts.bulkTotal, 10 * opts.bulkSize), bulk: opts.bulkSize, mode: { kind: 'closed', inFlight: opts.bulkInFlight }, deadlineMs: 60_000 }),
     );
@@ -264,8 +304,18 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       await measureLatency(ctx, () => load({ total: 1_000, mode: { kind: 'open', rate: opts.rate }, deadlineMs: 30_000 }));
       cross = await measureLatency(ctx, () => load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 }));
     }
-    return { kind, round, single, latency, bulk, cross };
+    let feed: RunResult['feed'];
+    if (subscriber) {
+      // Every actuation makes three events (queued, sent, acked; a direct send's first two in one
+      // transaction), every session one on connecting; the subscriber must have them all.
+      await waitUntilAllAcked(db!.url, 60_000);
+      const expected = await countEvents(db!.url);
+      await subscriber.waitForCount(expected, 60_000);
+      feed = { p50: percentile(feedLatencies, 50), p99: percentile(feedLatencies, 99), received: subscriber.events, expected, reconnects: subscriber.reconnects };
+    }
+    return { kind, round, single, latency, bulk, cross, feed };
   } finally {
+    subscriber?.close();
     await resetDevices(ctx.deviceClients);
     // SIGTERM first when profiling: node writes the --cpu-prof file on a clean exit only.
     for (const s of servers) await killChild(s.server.child, ctx.profDir ? 'SIGTERM' : 'SIGKILL', 15_000);
@@ -289,6 +339,7 @@ async function measureThroughput(
   const sent = await run();
   const got = await waitForReceipts(ctx.deviceClients, sent.accepted);
   const cpu = cpuMs(server.server.pid) - cpuBefore;
+  if (got.count < sent.accepted) log(`${phase ?? 'a run'}: ${fmt(sent.accepted - got.count)} not received; the server's last output:\n${server.server.output.text().slice(-2_000)}`);
   const dbMs = dbCpu && dbBefore ? (await dbCpu.sample()).since(dbBefore) : Number.NaN;
   await dbCpu?.close();
   await statements?.report(phase!, 'actuation', got.count);
@@ -380,4 +431,45 @@ function printSummary(results: RunResult[], info: { devices: number; opts: Optio
   ];
   const { text, markdown } = renderTables(header, rows);
   process.stdout.write(`\n${text}\n\nMarkdown (${info.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
+}
+
+function printFeedSummary(results: RunResult[], info: { devices: number; opts: Options; description: string }): void {
+  const { opts } = info;
+  const of = (kind: Kind) => results.filter((r) => r.kind === kind);
+  const m = (kind: Kind, f: (r: RunResult) => number | undefined) => median(of(kind).map((r) => f(r) ?? Number.NaN));
+  const ratio = (kind: Kind, f: (r: RunResult) => number) =>
+    median(of(kind).map((r) => {
+      const base = results.find((x) => x.kind === 'nofeed' && x.round === r.round);
+      return base ? f(r) / f(base) : Number.NaN;
+    }));
+  const cell = (kind: Kind, f: (r: RunResult) => number, digits = 0) => {
+    const value = m(kind, f);
+    return kind === 'nofeed' ? fmt(value, digits) : `${fmt(value, digits)} (${fmt(ratio(kind, f), 2)}×)`;
+  };
+  const header = [`${fmt(info.devices)} devices (${opts.ack ? 'acking' : 'not acking'}), median of ${opts.rounds}`, LABEL.nofeed, `${LABEL.ours} (feed, no subscriber)`, LABEL.sse];
+  const kinds: Kind[] = ['nofeed', 'ours', 'sse'];
+  const rows = [
+    [`single POST → device, actuations/s (${opts.inFlight} in flight)`, ...kinds.map((k) => cell(k, (r) => r.single.perSec))],
+    [`bulk POST (${fmt(opts.bulkSize)} items) → device, actuations/s`, ...kinds.map((k) => cell(k, (r) => r.bulk.perSec))],
+    ['PostgreSQL CPU per actuation, single', ...kinds.map((k) => `${cell(k, (r) => r.single.dbCpuUs)} µs`)],
+    ['PostgreSQL CPU per actuation, bulk', ...kinds.map((k) => `${cell(k, (r) => r.bulk.dbCpuUs)} µs`)],
+    ['server CPU per actuation, single / bulk', ...kinds.map((k) => `${fmt(m(k, (r) => r.single.serverCpuUs))} / ${fmt(m(k, (r) => r.bulk.serverCpuUs))} µs`)],
+    [`POST → device p50 / p99 at ${fmt(opts.rate)}/s`, ...kinds.map((k) => `${fmt(m(k, (r) => r.latency.p50), 1)} / ${fmt(m(k, (r) => r.latency.p99), 1)} ms`)],
+    [`transaction start → SSE subscriber p50 / p99 at ${fmt(opts.rate)}/s`, '–', '–', `${fmt(m('sse', (r) => r.feed?.p50), 1)} / ${fmt(m('sse', (r) => r.feed?.p99), 1)} ms`],
+    ['events the subscriber received / recorded (reconnects after a drop)', '–', '–', `${fmt(m('sse', (r) => r.feed?.received))} / ${fmt(m('sse', (r) => r.feed?.expected))} (${fmt(m('sse', (r) => r.feed?.reconnects))})`],
+  ];
+  const { text, markdown } = renderTables(header, rows);
+  process.stdout.write(`\n${text}\n\nMarkdown (${info.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
+}
+
+async function countEvents(url: string): Promise<number> {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    // Sequenced, or still in the outbox: the subscriber must get both.
+    const { rows } = await client.query<{ n: number }>('select ((select count(*) from events) + (select count(*) from event_outbox))::int as n');
+    return rows[0]!.n;
+  } finally {
+    await client.end();
+  }
 }

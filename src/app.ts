@@ -27,6 +27,10 @@ import type { Config } from './config/config.js';
 import { startNotificationListener, type NotificationListener } from './db/notification-listener.js';
 import { startRetention } from './db/retention.js';
 import { makeDss } from './dss/dss.js';
+import { makeEventFeed } from './events/feed.js';
+import { startEventRetention } from './events/retention.js';
+import { startEventSequencer, type EventSequencer } from './events/sequencer.js';
+import { EVENTS_CHANNEL } from './events/types.js';
 import type { FrameKind } from './dss/stream-client.js';
 import type { Pool } from './db/pool.js';
 import { makeDeviceTokenChecker } from './gateway/device-token.js';
@@ -63,13 +67,27 @@ const MAX_BULK_BODY_BYTES = 2 * 1024 * 1024;
 const FRAME_KINDS: FrameKind[] = ['event', 'heartbeat', 'error'];
 /** Retention: a pass a minute; 2,000 rows a batch (~0.1-0.3 s with 300,000 rows on a loaded 2-core machine), then a pause at least as long, at least 100 ms. */
 const RETENTION_PACE = { intervalMs: 60_000, batchSize: 2_000, pauseMs: 100 };
+/** Change feed: events per sequencing pass; a catching-up subscriber whose socket takes nothing this long is dropped; re-read without a NOTIFY this often. */
+const EVENTS_SEQUENCER_BATCH = 2_000;
+const EVENTS_SUBSCRIBER_STALL_MS = 10_000;
+const EVENTS_POLL_MS = 1_000;
 
 export function buildApp(options: AppOptions): App {
   const { config, logger, pool, devicePublicKey, credentials } = options;
   let shuttingDown = false;
 
   // Gauges are read at scrape time, after everything below exists.
-  const metrics = makeMetrics({ pool, connectedDevices: () => gateway.connectedDeviceCount() });
+  const metrics = makeMetrics({ pool, connectedDevices: () => gateway.connectedDeviceCount(), eventSubscribers: () => feed.subscriberCount() });
+  const feed = makeEventFeed({
+    pool,
+    logger,
+    maxSubscribers: config.eventsMaxSubscribers,
+    subscriberBufferBytes: config.eventsSubscriberBufferBytes,
+    heartbeatMs: config.eventsHeartbeatMs,
+    stallMs: EVENTS_SUBSCRIBER_STALL_MS,
+    pollMs: EVENTS_POLL_MS,
+    onSubscriberClosed: (reason) => metrics.eventSubscribersClosed.inc({ reason }),
+  });
   const countTransition: TransitionObserver = (status, source) => metrics.actuations.inc({ source, status });
 
   const dispatcher = makeDispatcher({
@@ -143,6 +161,7 @@ export function buildApp(options: AppOptions): App {
     pool,
     gateway,
     submitter,
+    feed,
     credentials,
     keys,
     maxBodyBytes: config.maxMessageBytes,
@@ -166,6 +185,11 @@ export function buildApp(options: AppOptions): App {
   server.requestTimeout = 30_000;
 
   function onNotification(channel: string, payload: string): void {
+    if (channel === EVENTS_CHANNEL) {
+      const lastId = Number(payload);
+      if (Number.isSafeInteger(lastId)) feed.notified(lastId);
+      return;
+    }
     try {
       const message = JSON.parse(payload) as { deviceIds?: string[]; deviceId?: string; sessionId?: number; instanceId?: string };
       if (channel === ACTUATION_READY_CHANNEL && Array.isArray(message.deviceIds)) dispatcher.nudge(message.deviceIds);
@@ -181,6 +205,8 @@ export function buildApp(options: AppOptions): App {
   let listener: NotificationListener | undefined;
   let sweeper: { stop(): Promise<void> } | undefined;
   let retention: { stop(): Promise<void> } | undefined;
+  let sequencer: EventSequencer | undefined;
+  let eventRetention: { stop(): Promise<void> } | undefined;
   let closePromise: Promise<void> | undefined;
 
   return {
@@ -196,15 +222,37 @@ export function buildApp(options: AppOptions): App {
         // Their rows are closed: a socket whose session is closed would never be sent anything.
         onSessionsLost: (lost) => lost.forEach((s) => gateway.endTakenOverSession(s.deviceId, s.sessionId)),
       });
+      await feed.start();
       listener = await startNotificationListener({
         connectionString: options.databaseUrl,
         ssl: config.databaseSsl,
-        channels: [ACTUATION_READY_CHANNEL, SESSION_REPLACED_CHANNEL],
+        channels: [ACTUATION_READY_CHANNEL, SESSION_REPLACED_CHANNEL, EVENTS_CHANNEL],
         logger,
         onNotification,
         timeoutMs: config.databaseTimeoutMs,
         // Anything NOTIFYed while we were not listening is still in the table: re-check.
-        onConnected: () => dispatcher.nudgeAll(),
+        onConnected: () => {
+          dispatcher.nudgeAll();
+          feed.notified(0);
+        },
+      });
+      sequencer = startEventSequencer({
+        pool,
+        logger,
+        intervalMs: config.eventsSequencerIntervalMs,
+        batchSize: EVENTS_SEQUENCER_BATCH,
+        onPass(pass) {
+          if (pass.sequenced === 0) return;
+          metrics.eventsSequenced.inc(pass.sequenced);
+          if (pass.maxLagSeconds !== null) metrics.eventsSequencerLagSeconds.observe(pass.maxLagSeconds);
+        },
+      });
+      eventRetention = startEventRetention({
+        pool,
+        logger,
+        retentionHours: config.eventsRetentionHours,
+        ...RETENTION_PACE,
+        onDeleted: (rows) => metrics.retentionDeleted.inc({ table: 'events' }, rows),
       });
       sweeper = startDeadlineSweeper({
         pool,
@@ -240,6 +288,10 @@ export function buildApp(options: AppOptions): App {
         await Promise.all([dispatcher.close(), submitter.drain(), acks.drain()]);
         await sweeper?.stop();
         await retention?.stop();
+        await eventRetention?.stop();
+        // Last of the writers: the transitions of the shutdown (sessions closed) are numbered too.
+        await sequencer?.stop();
+        feed.close();
         await liveness?.stop();
         metricsServer?.close();
         server.closeIdleConnections();

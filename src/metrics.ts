@@ -32,6 +32,10 @@ export interface Metrics {
   /** Rows deleted by retention (RETENTION_DAYS), by table. */
   retentionDeleted: client.Counter<'table'>;
   /** HTTP requests by route template (bounded: `unmatched` when no route matched), method and status class. */
+  /** The change feed: events numbered by this instance's sequencer passes, their lag, subscribers that ended. */
+  eventsSequenced: client.Counter;
+  eventsSequencerLagSeconds: client.Histogram;
+  eventSubscribersClosed: client.Counter<'reason'>;
   httpRequests: client.Counter<'route' | 'method' | 'status_class'>;
   httpRequestSeconds: client.Histogram<'route' | 'method' | 'status_class'>;
 }
@@ -39,6 +43,8 @@ export interface Metrics {
 export interface MetricsSources {
   pool: Pool;
   connectedDevices(): number;
+  /** SSE subscribers of the change feed on this instance. */
+  eventSubscribers?(): number;
 }
 
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -56,6 +62,14 @@ export function makeMetrics(sources: MetricsSources): Metrics {
     registers,
     collect() {
       this.set(sources.connectedDevices());
+    },
+  });
+  new client.Gauge({
+    name: 'iotws_event_subscribers',
+    help: 'SSE subscribers of the change feed (GET /v1/events) on this instance',
+    registers,
+    collect() {
+      this.set(sources.eventSubscribers?.() ?? 0);
     },
   });
   new client.Gauge({
@@ -105,6 +119,19 @@ export function makeMetrics(sources: MetricsSources): Metrics {
     dssFrames: new client.Counter({ name: 'iotws_dss_frames_total', help: 'DSS stream frames by stream and kind (event, heartbeat, error)', labelNames: ['stream', 'kind'], registers }),
     databaseErrors,
     acks: new client.Counter({ name: 'iotws_device_acks_total', help: 'Device acks by outcome (retried/dropped: the database was unavailable)', labelNames: ['outcome'], registers }),
+    eventsSequenced: new client.Counter({ name: 'iotws_events_sequenced_total', help: 'Change-feed events numbered (moved from the outbox to events) by this instance', registers }),
+    eventsSequencerLagSeconds: new client.Histogram({
+      name: 'iotws_events_sequencer_lag_seconds',
+      help: "Per sequencing pass of this instance, the oldest event's age when numbered: from its transaction's start to readable by subscribers",
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    eventSubscribersClosed: new client.Counter({
+      name: 'iotws_event_subscribers_closed_total',
+      help: 'Change-feed subscriptions ended, by reason (client_left, slow_subscriber: dropped for not reading, shutting_down, read_failed)',
+      labelNames: ['reason'],
+      registers,
+    }),
     httpRequests: new client.Counter({ name: 'iotws_http_requests_total', help: 'HTTP requests by route template, method and status class', labelNames: ['route', 'method', 'status_class'], registers }),
     httpRequestSeconds: new client.Histogram({
       name: 'iotws_http_request_duration_seconds',

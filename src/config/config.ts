@@ -124,6 +124,16 @@ export interface Config {
   readonly metricsPort: number | undefined;
   /** Finished actuations and closed sessions older than this many days are deleted; 0 keeps everything. (Default: 30) */
   readonly retentionDays: number;
+  /** Change-feed events older than this many hours are deleted; 0 keeps every event. (Default: 24) */
+  readonly eventsRetentionHours: number;
+  /** SSE subscribers of `GET /v1/events` one instance serves at most; more are answered 503. (Default: 100) */
+  readonly eventsMaxSubscribers: number;
+  /** Bytes written to one SSE subscriber and not yet taken by its socket before it is dropped. (Default: 1 048 576) */
+  readonly eventsSubscriberBufferBytes: number;
+  /** An SSE comment (heartbeat) this often on every feed subscription. (Default: 15 000) */
+  readonly eventsHeartbeatMs: number;
+  /** Pause between sequencing passes that found less than a full batch: the feed's added latency. (Default: 20) */
+  readonly eventsSequencerIntervalMs: number;
   /** A second HTTP Basic credential that may read `/metrics` and nothing else (a scraper's); unset: none. */
   readonly metricsCredentials: { readonly username: string; readonly password: string } | undefined;
 }
@@ -198,6 +208,11 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     deviceMaxMessagesPerSecond: integer(env, 'DEVICE_MAX_MESSAGES_PER_SECOND', 1_000, 1, 1_000_000),
     deviceMessageBurst: integer(env, 'DEVICE_MESSAGE_BURST', 2_000, 1, 10_000_000),
     retentionDays: integer(env, 'RETENTION_DAYS', 30, 0, 36_500),
+    eventsRetentionHours: integer(env, 'EVENTS_RETENTION_HOURS', 24, 0, 87_600),
+    eventsMaxSubscribers: integer(env, 'EVENTS_MAX_SUBSCRIBERS', 100, 0, 100_000),
+    eventsSubscriberBufferBytes: integer(env, 'EVENTS_SUBSCRIBER_BUFFER_BYTES', 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
+    eventsHeartbeatMs: integer(env, 'EVENTS_HEARTBEAT_MS', 15_000, 100, 3_600_000),
+    eventsSequencerIntervalMs: integer(env, 'EVENTS_SEQUENCER_INTERVAL_MS', 20, 1, 60_000),
     metricsCredentials: metricsCredentials(env, isProduction),
     metricsPort: nonEmpty(env, 'METRICS_PORT') === undefined ? undefined : integer(env, 'METRICS_PORT', 0, 0, 65535),
     dssEnabled: boolean(env, 'DSS_ENABLED') ?? true,

@@ -15,6 +15,8 @@ import { requestLog } from './request-log.js';
 import { makeErrorHandler, notFoundHandler } from './error-handler.js';
 import { actuationRoutes } from './routes/actuations.js';
 import { deviceRoutes } from './routes/devices.js';
+import { eventRoutes } from './routes/events.js';
+import type { EventFeed } from '../events/feed.js';
 import { openApiDocument, ROUTES } from './openapi.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
 import { docsPage } from './docs-page.js';
@@ -25,6 +27,8 @@ export interface HttpApiOptions {
   pool: Pool;
   gateway: Gateway;
   submitter: ActuationSubmitter;
+  /** The change feed's subscribers on this instance (GET /v1/events). */
+  feed: EventFeed;
   credentials: { username: string; password: string };
   /** Checks API keys (`Authorization: Bearer iotws_…`). */
   keys: KeyVerifier;
@@ -75,6 +79,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   app.use(deviceRoutes({ pool, gateway }));
   app.use(actuationRoutes({ pool, submitter, caller: credentials.username, onTransition: options.onTransition }));
   app.use(apiKeyRoutes({ pool }));
+  app.use(eventRoutes({ pool, feed: options.feed }));
   for (const router of options.routers ?? []) app.use(router);
   app.use(notFoundHandler);
   app.use(makeErrorHandler(options.onDatabaseUnavailable));

@@ -14,6 +14,7 @@ export const API_ERRORS = {
   FORBIDDEN: { status: 403, message: 'The API key lacks the scope this operation needs' },
   NOT_FOUND: { status: 404, message: 'Not found' },
   CONFLICT: { status: 409, message: 'Conflict with the current state' },
+  EVENTS_GONE: { status: 410, message: 'The events after this id are no longer kept (EVENTS_RETENTION_HOURS); resynchronise, then follow the feed from the oldest id kept' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'Request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Content-Type must be application/json' },
   UNSUPPORTED_CHARSET: { status: 415, message: 'The body must be UTF-8 (Content-Type charset=utf-8, or no charset)' },
@@ -21,6 +22,7 @@ export const API_ERRORS = {
   QUEUE_FULL: { status: 429, message: 'Too many queued actuations for this device' },
   INTERNAL: { status: 500, message: 'Internal server error' },
   DATABASE_UNAVAILABLE: { status: 503, message: 'Database unavailable; retry later' },
+  TOO_MANY_SUBSCRIBERS: { status: 503, message: 'This instance serves as many change-feed subscribers as it may (EVENTS_MAX_SUBSCRIBERS); retry later or on another instance' },
   SHUTTING_DOWN: { status: 503, message: 'Server shutting down; retry on another instance' },
 } as const;
 

@@ -11,7 +11,7 @@ import * as out from './response-schemas.js';
 import { apiKeyCreateBody, apiKeyIdParam } from '../keys/schemas.js';
 import type { Scope } from '../keys/scopes.js';
 import { deviceListQuery, devicePatchBody, devicePutBody } from '../devices/schemas.js';
-import { actuationBody, actuationIdParam, bulkActuationItem, deviceActuationsQuery, deviceIdParam, idempotencyKeyHeader, paginationQuery } from './schemas.js';
+import { actuationBody, actuationIdParam, bulkActuationItem, deviceActuationsQuery, deviceIdParam, eventIdText, eventsQuery, idempotencyKeyHeader, paginationQuery } from './schemas.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
@@ -83,6 +83,23 @@ export const ROUTES: RouteDoc[] = [
     scope: 'metrics:read',
     responses: { 200: 'Prometheus text format', 404: 'Served on METRICS_PORT instead (when set)' },
     bodies: { 200: { text: 'text/plain' } },
+  },
+  {
+    method: 'get',
+    path: '/v1/events',
+    operationId: 'streamEvents',
+    summary:
+      'The change feed as Server-Sent Events: actuation, device and DSS stream transitions in commit order, each `id: <position>`, `event: <type>`, `data: {id, type, at, data}` (README, "Change feed")',
+    auth: true,
+    scope: 'events:read',
+    query: eventsQuery,
+    headers: [{ name: 'Last-Event-ID', description: 'Resume right after this event id (wins over `after`); EventSource sends it on reconnect', schema: eventIdText }],
+    responses: {
+      200: 'An event stream (text/event-stream), open until the client leaves; heartbeats as comments; a final `dropped` event when the server ends it',
+      410: 'The events after the given id are no longer kept; `X-Iotws-Oldest-Event-Id` names the oldest kept',
+      503: 'Database unavailable, shutting down, or this instance serves EVENTS_MAX_SUBSCRIBERS already (TOO_MANY_SUBSCRIBERS); retry',
+    },
+    bodies: { 200: { text: 'text/event-stream' } },
   },
   {
     method: 'get',

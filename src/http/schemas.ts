@@ -1,6 +1,7 @@
 /** Request schemas of the REST API (zod): validation and, later, the OpenAPI document come from here. */
 import { z } from 'zod';
 import { ACTUATION_STATUSES } from '../actuations/types.js';
+import { EVENT_TYPES } from '../events/types.js';
 
 export const deviceIdParam = z.object({ deviceId: z.string().min(1).max(256) });
 
@@ -39,4 +40,18 @@ export const actuationIdParam = z.object({ id: z.string().uuid() });
 
 export const deviceActuationsQuery = paginationQuery.extend({
   status: z.enum(ACTUATION_STATUSES).optional(),
+});
+
+/** `GET /v1/events`: filters, and where to start (`Last-Event-ID` wins over `after`). */
+export const eventIdText = z.string().regex(/^\d{1,15}$/, 'an event id (digits)');
+export const eventsQuery = z.object({
+  types: z
+    .string()
+    .max(1_000)
+    .refine((s) => s.split(',').every((t) => (EVENT_TYPES as readonly string[]).includes(t.trim())), `a comma-separated list of event types (${EVENT_TYPES.join(', ')})`)
+    .optional(),
+  deviceId: z.string().min(1).max(256).optional(),
+  actuationId: z.string().uuid().optional(),
+  source: z.enum(['rest', 'dss']).optional(),
+  after: eventIdText.optional(),
 });

@@ -41,6 +41,12 @@ function send(method: string, path: string, headers: Record<string, string>, bod
     // Content-Length always given: Node's client sends a GET's body unframed otherwise.
     const framed = body === undefined ? headers : { ...headers, 'content-length': String(body.length) };
     const req = http.request({ host: '127.0.0.1', port: t.server.port, method, path, headers: framed, agent }, (res) => {
+      // The change feed (GET /v1/events) answers a stream that never ends: its headers are the answer.
+      if (res.headers['content-type']?.startsWith('text/event-stream')) {
+        resolve({ status: res.statusCode!, contentType: res.headers['content-type'], body: '' });
+        req.destroy();
+        return;
+      }
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode!, contentType: res.headers['content-type'] ?? null, body: Buffer.concat(chunks).toString('utf8') }));

@@ -1,0 +1,131 @@
+/**
+ * The change feed of one instance: reads new events once for all its subscribers and
+ * offers each batch to those that are live (see `subscriber.ts` for one subscriber).
+ *
+ * It reads `events where id > position order by id` when the sequencer (on any
+ * instance) NOTIFYs `iotws_events`, and every `pollMs` in case a notification was
+ * missed (the LISTEN connection was being replaced). Ids are gap-free and each
+ * sequencing pass commits as a whole, after the previous one, so what is visible is
+ * always every id up to some N: reading after the position can never skip one.
+ * With no subscriber nothing is read; the position just follows the notifications.
+ */
+import type { ServerResponse } from 'node:http';
+import type { Logger } from '../logger.js';
+import type { Pool } from '../db/pool.js';
+import { eventBounds, readEvents } from './events-sql.js';
+import type { EventFilter } from './filter.js';
+import { startSubscriber, type DropReason, type Subscriber } from './subscriber.js';
+
+export interface EventFeedOptions {
+  pool: Pool;
+  logger: Logger;
+  /** Subscribers this instance serves at most (`EVENTS_MAX_SUBSCRIBERS`). */
+  maxSubscribers: number;
+  /** Bytes written to one subscriber and not yet taken by its socket before it is dropped (`EVENTS_SUBSCRIBER_BUFFER_BYTES`). */
+  subscriberBufferBytes: number;
+  /** SSE comment line this often (`EVENTS_HEARTBEAT_MS`). */
+  heartbeatMs: number;
+  /** A catching-up subscriber whose socket takes nothing for this long is dropped. */
+  stallMs: number;
+  /** Re-read this often without a notification. */
+  pollMs: number;
+  onSubscriberClosed?(reason: DropReason | 'client_left'): void;
+}
+
+export interface EventFeed {
+  /** Reads the current position; call before serving subscribers. */
+  start(): Promise<void>;
+  /** A sequencing pass committed up to `lastId` (the NOTIFY payload). */
+  notified(lastId: number): void;
+  /** A new SSE subscriber from `after`; undefined when the instance has `maxSubscribers` already. */
+  subscribe(res: ServerResponse, filter: EventFilter, after: number): Subscriber | undefined;
+  subscriberCount(): number;
+  readonly maxSubscribers: number;
+  /** Ends every stream (with a final `dropped` event, reason `shutting_down`) and stops reading. */
+  close(): void;
+}
+
+const READ_BATCH = 1_000;
+const BACKLOG_PAGE = 500;
+
+export function makeEventFeed(options: EventFeedOptions): EventFeed {
+  const { pool } = options;
+  const log = options.logger.child({ component: 'events' });
+  const subscribers = new Set<Subscriber>();
+  let position = 0;
+  let notifiedUpTo = 0;
+  let reading = false;
+  let again = false;
+  let closed = false;
+  let pollTimer: NodeJS.Timeout | undefined;
+
+  async function read(): Promise<void> {
+    if (reading) {
+      again = true;
+      return;
+    }
+    reading = true;
+    try {
+      do {
+        again = false;
+        if (subscribers.size === 0) {
+          position = Math.max(position, notifiedUpTo);
+          break;
+        }
+        for (;;) {
+          const batch = await readEvents(pool, position, null, {}, READ_BATCH);
+          if (batch.length === 0) break;
+          position = batch.at(-1)!.id;
+          for (const s of subscribers) s.offerLive(batch);
+          if (batch.length < READ_BATCH) break;
+        }
+      } while (again && !closed);
+    } catch (err) {
+      log.warn({ err }, 'events: could not read new events; the next notification or poll retries');
+    } finally {
+      reading = false;
+    }
+  }
+
+  return {
+    async start() {
+      position = (await eventBounds(pool)).newest;
+      pollTimer = setInterval(() => void read(), options.pollMs);
+      pollTimer.unref();
+    },
+    notified(lastId) {
+      notifiedUpTo = Math.max(notifiedUpTo, lastId);
+      void read();
+    },
+    subscribe(res, filter, after) {
+      if (closed || subscribers.size >= options.maxSubscribers) return undefined;
+      if (subscribers.size === 0) position = Math.max(position, notifiedUpTo);
+      const subscriber = startSubscriber({
+        res,
+        filter,
+        cursor: after,
+        maxBufferedBytes: options.subscriberBufferBytes,
+        stallMs: options.stallMs,
+        heartbeatMs: options.heartbeatMs,
+        livePosition: () => position,
+        readBacklog: (from, upTo, f) => readEvents(pool, from, upTo, f, BACKLOG_PAGE),
+        backlogPageSize: BACKLOG_PAGE,
+        onClosed(s, reason) {
+          subscribers.delete(s);
+          options.onSubscriberClosed?.(reason);
+        },
+      });
+      subscribers.add(subscriber);
+      // Whatever was sequenced before this subscriber came is read now, not at the next notification.
+      void read();
+      return subscriber;
+    },
+    subscriberCount: () => subscribers.size,
+    maxSubscribers: options.maxSubscribers,
+    close() {
+      closed = true;
+      clearInterval(pollTimer);
+      for (const s of [...subscribers]) s.close('shutting_down');
+    },
+  };
+}

@@ -1,0 +1,319 @@
+/**
+ * The change feed (GET /v1/events): events recorded in the transaction of each
+ * transition (triggers into the outbox), numbered once committed (the sequencer), read
+ * by every instance, resumed exactly once, dropped when a subscriber stops reading.
+ */
+import crypto from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readEvents } from '../../src/events/events-sql.js';
+import { matchesFilter, type EventFilter } from '../../src/events/filter.js';
+import { eventRetentionPass } from '../../src/events/retention.js';
+import { OLDEST_EVENT_ID_HEADER } from '../../src/http/routes/events.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { connectAuthenticated } from '../helpers/device-client.js';
+import { eventually } from '../helpers/eventually.js';
+import { mint } from '../helpers/keys.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { openSse, type SseClient } from '../helpers/sse-client.js';
+
+let db: TestDatabase;
+let a: TestServer;
+let b: TestServer;
+const open: SseClient[] = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  a = await startTestServer(db, { INSTANCE_ID: 'feed-a', EVENTS_HEARTBEAT_MS: '200' });
+  b = await startTestServer(db, { INSTANCE_ID: 'feed-b' });
+});
+afterAll(async () => {
+  for (const c of open) c.close();
+  await a?.close();
+  await b?.close();
+  await db?.drop();
+});
+
+async function subscribe(server: TestServer, path = '/v1/events', headers: Record<string, string> = {}): Promise<SseClient> {
+  const client = await openSse(server.port, path, headers);
+  open.push(client);
+  return client;
+}
+
+const command = { componentId: 'c', command: 'LED.v1.0', params: [{ name: 'LED', value: '1' }] };
+
+async function post(server: TestServer, deviceId: string, accountId?: string): Promise<string> {
+  const res = await server.api(`/v1/devices/${deviceId}/actuations`, { method: 'POST', json: { ...command, ...(accountId ? { accountId } : {}) } });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function allEventIds(): Promise<number[]> {
+  const { rows } = await db.pool.query<{ id: string }>('select id from events order by id');
+  return rows.map((r) => Number(r.id));
+}
+
+/** A transition written by hand in its own transaction: an actuation row inserted (its trigger records `actuation.queued`). */
+async function insertActuation(client: { query: (sql: string, params: unknown[]) => Promise<unknown> }, deviceId: string, seq: number): Promise<string> {
+  const id = crypto.randomUUID();
+  await client.query(
+    `insert into actuations (id, device_id, seq, gateway_id, component_id, command, source) values ($1, $2, $3, 'g', 'c', 'x', '{"kind":"rest","caller":"t","requestId":"r"}')`,
+    [id, deviceId, seq],
+  );
+  return id;
+}
+
+describe('change feed', () => {
+  it('streams every transition of an actuation and the session, with the fields a listener needs', async () => {
+    const feed = await subscribe(a, '/v1/events?deviceId=feed-dev-1');
+    expect(feed.status).toBe(200);
+    expect(feed.headers['content-type']).toMatch(/^text\/event-stream/);
+    const device = await connectAuthenticated(a.wsUrl, 'feed-dev-1', mint('feed-dev-1', { accountId: 'acme' }));
+    const id = await post(a, 'feed-dev-1', 'acme');
+    const message = await device.next(5_000);
+    device.send({ type: 'ack', id: message.id, statusCode: 200, reasonPhrase: 'OK' });
+    const events = await feed.waitFor((e) => e.some((x) => x.event === 'actuation.acked'));
+    expect(events.map((e) => e.event)).toEqual(['device.connected', 'actuation.queued', 'actuation.sent', 'actuation.acked']);
+    // Every event's id line is its position, and the body carries it too.
+    for (const e of events) expect(e.json.id).toBe(Number(e.id));
+    expect(feed.ids()).toEqual([...feed.ids()].sort((x, y) => x - y));
+    const acked = events.at(-1)!.json;
+    expect(acked).toMatchObject({ type: 'actuation.acked', data: { id, deviceId: 'feed-dev-1', accountId: 'acme', seq: 1, status: 'acked', previousStatus: 'sent', statusCode: 200, reasonPhrase: 'OK', instanceId: 'feed-a', source: { kind: 'rest' } } });
+    expect(typeof acked.data.sessionId).toBe('number');
+    expect(new Date(acked.at).getTime()).toBeGreaterThan(Date.now() - 60_000);
+    expect(events[0]!.json.data).toMatchObject({ deviceId: 'feed-dev-1', accountId: 'acme', instanceId: 'feed-a', sessionId: acked.data.sessionId });
+    device.close();
+    await feed.waitFor((e) => e.some((x) => x.event === 'device.disconnected'));
+    feed.close();
+  });
+
+  it('resumes exactly once across reconnects, on the same and on another instance', async () => {
+    const start = (await allEventIds()).at(-1) ?? 0;
+    const first = await subscribe(a, `/v1/events?after=${start}`);
+    for (let i = 0; i < 5; i++) await post(a, 'resume-dev');
+    await first.waitFor((e) => e.length >= 5);
+    first.close();
+    // Posted while nobody listens, on both instances.
+    for (let i = 0; i < 5; i++) await post(i % 2 ? a : b, 'resume-dev');
+    // EventSource sends Last-Event-ID and keeps its original URL (with the older after=): the header wins.
+    const second = await subscribe(b, `/v1/events?after=${start}`, { 'last-event-id': first.lastId()! });
+    for (let i = 0; i < 5; i++) await post(a, 'resume-dev');
+    await second.waitFor((e) => e.length >= 10);
+    second.close();
+    const third = await subscribe(a, '/v1/events', { 'last-event-id': second.lastId()! });
+    await post(b, 'resume-dev');
+    await third.waitFor((e) => e.length >= 1);
+    const received = [...first.ids(), ...second.ids(), ...third.ids()];
+    const expected = (await allEventIds()).filter((id) => id > start);
+    expect(received).toEqual(expected);
+    expect(expected).toHaveLength(16);
+    // Gap-free positions: a client can tell it missed nothing.
+    expect(expected.at(-1)! - expected[0]! + 1).toBe(expected.length);
+  });
+
+  it('brings an event committed on instance A to a subscriber of instance B, live', async () => {
+    const onB = await subscribe(b, '/v1/events?deviceId=cross-feed');
+    // The subscription is open once the first comment arrived; what is posted now is live.
+    await eventually(() => onB.comments, (c) => c.includes('connected'));
+    const id = await post(a, 'cross-feed');
+    const [event] = await onB.waitFor((e) => e.length >= 1);
+    expect(event!.json).toMatchObject({ type: 'actuation.queued', data: { id, deviceId: 'cross-feed' } });
+  });
+
+  it('numbers events in commit order, not write order, and never shows a rolled-back transaction', async () => {
+    const feed = await subscribe(a, '/v1/events?deviceId=order-dev');
+    await eventually(() => feed.comments, (c) => c.includes('connected'));
+    const early = await db.pool.connect();
+    const late = await db.pool.connect();
+    const doomed = await db.pool.connect();
+    try {
+      // `early` writes first and commits last; `doomed` writes in between and rolls back.
+      await early.query('begin');
+      const earlyId = await insertActuation(early, 'order-dev', 1);
+      await doomed.query('begin');
+      const doomedId = await insertActuation(doomed, 'order-dev', 2);
+      await late.query('begin');
+      const lateId = await insertActuation(late, 'order-dev', 3);
+      await late.query('commit');
+      await feed.waitFor((e) => e.some((x) => x.json.data.id === lateId));
+      await doomed.query('rollback');
+      await early.query('commit');
+      await feed.waitFor((e) => e.some((x) => x.json.data.id === earlyId));
+      // A marker committed after the rollback: once it is seen, the doomed event would have been too.
+      const markerId = await insertActuation(db.pool, 'order-dev', 4);
+      const events = await feed.waitFor((e) => e.some((x) => x.json.data.id === markerId));
+      expect(events.map((e) => e.json.data.id)).toEqual([lateId, earlyId, markerId]);
+      expect(events.some((e) => e.json.data.id === doomedId)).toBe(false);
+      const [lateEvent, earlyEvent] = events;
+      // Numbered at write time, `early` (which wrote first) would have the smaller id, and
+      // readers past `late` would skip it. Checked: with sequence_events numbering by
+      // event_outbox.pos (the write order) this test fails (the feed never shows `early`).
+      expect(Number(earlyEvent!.id)).toBeGreaterThan(Number(lateEvent!.id));
+      const resumed = await subscribe(b, '/v1/events?deviceId=order-dev', { 'last-event-id': lateEvent!.id! });
+      const again = await resumed.waitFor((e) => e.some((x) => x.json.data.id === markerId));
+      expect(again.map((e) => e.json.data.id)).toEqual([earlyId, markerId]);
+      const { rows } = await db.pool.query(`select 1 from events where data->>'id' = $1 union all select 1 from event_outbox where data->>'id' = $1`, [doomedId]);
+      expect(rows).toEqual([]);
+    } finally {
+      early.release();
+      late.release();
+      doomed.release();
+    }
+  });
+
+  it('filters by type, device, actuation and source, the same way live and when catching up', async () => {
+    const start = (await allEventIds()).at(-1) ?? 0;
+    const device = await connectAuthenticated(a.wsUrl, 'filter-dev', mint('filter-dev', { accountId: 'acct-f' }));
+    const wanted = await post(a, 'filter-dev', 'acct-f');
+    await device.next(5_000);
+    device.send({ type: 'ack', id: wanted, statusCode: 500, reasonPhrase: 'Broken' });
+    await post(b, 'filter-other');
+    const filters: [string, EventFilter][] = [
+      ['types=actuation.failed,device.connected', { types: ['actuation.failed', 'device.connected'] }],
+      ['deviceId=filter-dev', { deviceId: 'filter-dev' }],
+      [`actuationId=${wanted}`, { actuationId: wanted }],
+      ['source=rest', { source: 'rest' }],
+      ['source=dss', { source: 'dss' }],
+    ];
+    const live = await Promise.all(filters.map(([q]) => subscribe(a, `/v1/events?after=${start}&${q}`)));
+    await eventually(() => allEventIds(), (ids) => ids.filter((id) => id > start).length >= 5);
+    const all = await readEvents(db.pool, start, null, {}, 1_000);
+    for (const [i, [query, filter]] of filters.entries()) {
+      const expected = all.filter((e) => matchesFilter(e, filter)).map((e) => e.id);
+      const fromSql = (await readEvents(db.pool, start, null, filter, 1_000)).map((e) => e.id);
+      expect(fromSql, query).toEqual(expected);
+      if (expected.length > 0) await live[i]!.waitFor((e) => e.length >= expected.length);
+      expect(live[i]!.ids(), query).toEqual(expected);
+    }
+    expect(all.filter((e) => matchesFilter(e, { actuationId: wanted })).map((e) => e.type)).toEqual(['actuation.queued', 'actuation.sent', 'actuation.failed']);
+    // Accounts (keys limited to accounts): the SQL and the live filter agree too.
+    for (const accounts of [['acct-f'], ['nobody'], []]) {
+      const expected = all.filter((e) => matchesFilter(e, { accounts })).map((e) => e.id);
+      expect((await readEvents(db.pool, start, null, { accounts }, 1_000)).map((e) => e.id)).toEqual(expected);
+    }
+    expect(all.filter((e) => matchesFilter(e, { accounts: ['acct-f'] })).length).toBeGreaterThan(0);
+    device.close();
+  });
+
+  it('refuses bad input: unknown types, malformed ids, ids not yet given', async () => {
+    for (const [path, headers, field] of [
+      ['/v1/events?types=actuation.nope', {}, 'types'],
+      ['/v1/events?after=abc', {}, 'after'],
+      ['/v1/events?after=999999999', {}, 'after'],
+      ['/v1/events', { 'last-event-id': '-1' }, 'Last-Event-ID'],
+      ['/v1/events?actuationId=x', {}, 'actuationId'],
+    ] as const) {
+      const res = await a.api(path, { headers });
+      expect(res.status, path).toBe(400);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('VALIDATION_FAILED');
+      expect(body.error.message.startsWith(field), body.error.message).toBe(true);
+    }
+  });
+
+  it('keeps EVENTS_RETENTION_HOURS of events and answers 410 with the oldest id for an older position', async () => {
+    const ids = await allEventIds();
+    expect(ids.length).toBeGreaterThan(10);
+    const cut = ids[5]!;
+    await db.pool.query(`update events set at = now() - interval '25 hours' where id <= $1`, [cut]);
+    const deleted = await eventRetentionPass({ pool: db.pool, retentionHours: 24, batchSize: 2, pauseMs: 1 });
+    expect(deleted).toBe(6);
+    expect((await allEventIds())[0]).toBe(cut + 1);
+    const gone = await a.api(`/v1/events?after=${ids[0]}`);
+    expect(gone.status).toBe(410);
+    expect(gone.headers.get(OLDEST_EVENT_ID_HEADER)).toBe(String(cut + 1));
+    expect(((await gone.json()) as { error: { code: string } }).error.code).toBe('EVENTS_GONE');
+    // The event right before the oldest kept is still a valid position: nothing after it is lost.
+    const ok = await subscribe(a, `/v1/events?after=${cut}`);
+    expect(ok.status).toBe(200);
+    await ok.waitFor((e) => e.length >= 1);
+    expect(ok.ids()[0]).toBe(cut + 1);
+    ok.close();
+  });
+
+  it('records DSS stream state changes in the transaction that records them', async () => {
+    const feed = await subscribe(a, '/v1/events?types=dss.stream.connected,dss.stream.disconnected,dss.stream.error');
+    await eventually(() => feed.comments, (c) => c.includes('connected'));
+    const streamId = crypto.randomUUID();
+    await db.pool.query(`insert into dss_streams (id, name, url, stream_key, enabled, holder_instance_id) values ($1, 'feed-stream', 'ws://x', 'k', false, 'feed-a')`, [streamId]);
+    await db.pool.query('update dss_streams set connected = true where id = $1', [streamId]);
+    await db.pool.query(`update dss_streams set errors = errors + 2, last_error = 'DSS_ERR_FRAME_LENGTH: x', last_seq = 7 where id = $1`, [streamId]);
+    // A flush that adds no error and changes no state is no event.
+    await db.pool.query('update dss_streams set events = events + 5 where id = $1', [streamId]);
+    await db.pool.query('update dss_streams set connected = false where id = $1', [streamId]);
+    const events = await feed.waitFor((e) => e.length >= 3);
+    expect(events.map((e) => e.json)).toMatchObject([
+      { type: 'dss.stream.connected', data: { streamId, name: 'feed-stream', instanceId: 'feed-a' } },
+      { type: 'dss.stream.error', data: { streamId, errors: 2, lastError: 'DSS_ERR_FRAME_LENGTH: x', lastSeq: 7 } },
+      { type: 'dss.stream.disconnected', data: { streamId, lastSeq: 7 } },
+    ]);
+    await db.pool.query('delete from dss_streams where id = $1', [streamId]);
+    feed.close();
+  });
+
+  it('ends every stream with a final event when the server shuts down', async () => {
+    const server = await startTestServer(db, { INSTANCE_ID: 'feed-closing' });
+    const feed = await subscribe(server);
+    await eventually(() => feed.comments, (c) => c.includes('connected'));
+    await server.close();
+    await eventually(() => feed.ended, (e) => e);
+    expect(feed.events.at(-1)).toMatchObject({ event: 'dropped', json: { reason: 'shutting_down' } });
+  });
+
+  it('sends a heartbeat comment every EVENTS_HEARTBEAT_MS', async () => {
+    const feed = await subscribe(a);
+    await eventually(() => feed.comments, (c) => c.filter((x) => x === 'heartbeat').length >= 2, 10_000);
+    feed.close();
+  });
+});
+
+describe('change feed limits', () => {
+  let small: TestServer;
+  beforeAll(async () => {
+    small = await startTestServer(db, { INSTANCE_ID: 'feed-small', EVENTS_SUBSCRIBER_BUFFER_BYTES: String(64 * 1024), EVENTS_MAX_SUBSCRIBERS: '2' });
+  });
+  afterAll(async () => {
+    await small?.close();
+  });
+
+  it('drops a subscriber that stops reading, with a final event, instead of buffering without bound', async () => {
+    const start = (await allEventIds()).at(-1) ?? 0;
+    const slow = await subscribe(small, `/v1/events?after=${start}`);
+    await eventually(() => slow.comments, (c) => c.includes('connected'));
+    // Checked: without the bound (subscriber.ts checkBound) it is never dropped and this test fails.
+    slow.pause();
+    // ~24 MB of events, far beyond the loopback socket buffers and the 64 KiB bound.
+    await db.pool.query(
+      `insert into event_outbox (type, data) select 'dss.stream.error', jsonb_build_object('streamId', 'slow', 'lastError', repeat('x', 8000), 'n', n) from generate_series(1, 3000) n`,
+    );
+    const closed = async () => {
+      const text = await (await small.api('/metrics')).text();
+      return /iotws_event_subscribers_closed_total\{reason="slow_subscriber"\} 1/.test(text);
+    };
+    await eventually(closed, (v) => v, 30_000, 200);
+    slow.resume();
+    await eventually(() => slow.ended, (e) => e, 15_000);
+    // What it got is a prefix, in order, ended by the event saying why.
+    const last = slow.events.at(-1)!;
+    expect(last.event).toBe('dropped');
+    expect(last.json).toMatchObject({ reason: 'slow_subscriber' });
+    const got = slow.ids();
+    expect(got.length).toBeLessThan(3000);
+    expect(got).toEqual(got.map((_, i) => start + 1 + i));
+    // It resumes where it was and gets the rest, once each.
+    const resumed = await subscribe(small, '/v1/events', { 'last-event-id': slow.lastId()! });
+    await resumed.waitFor((e) => e.length >= 3000 - got.length, 60_000);
+    expect([...got, ...resumed.ids()]).toEqual(Array.from({ length: 3000 }, (_, i) => start + 1 + i));
+    resumed.close();
+  }, 120_000);
+
+  it('serves at most EVENTS_MAX_SUBSCRIBERS subscribers per instance', async () => {
+    await eventually(() => small.app.metrics.registry.getSingleMetricAsString('iotws_event_subscribers'), (t) => / 0$/m.test(t));
+    const one = await subscribe(small);
+    const two = await subscribe(small);
+    const refused = await small.api('/v1/events');
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('TOO_MANY_SUBSCRIBERS');
+    one.close();
+    two.close();
+  });
+});
