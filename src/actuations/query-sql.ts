@@ -30,7 +30,8 @@ export interface ActuationRecord {
   history: Record<string, unknown>[];
 }
 
-const COLUMNS = `id, device_id as "deviceId", seq, status, account_id as "accountId", gateway_id as "gatewayId",
+/** The columns of an `ActuationRecord`, for a select from `actuations` (or a subquery of its rows named so). */
+export const ACTUATION_COLUMNS = `id, device_id as "deviceId", seq, status, account_id as "accountId", gateway_id as "gatewayId",
   component_id as "componentId", command, params, collapse_key as "collapseKey", superseded_by as "supersededBy",
   idempotency_key as "idempotencyKey", source, created_at as "createdAt", expires_at as "expiresAt",
   ack_timeout_seconds as "ackTimeoutSeconds", ack_deadline_at as "ackDeadlineAt", sent_at as "sentAt",
@@ -38,7 +39,7 @@ const COLUMNS = `id, device_id as "deviceId", seq, status, account_id as "accoun
   status_code as "statusCode", reason_phrase as "reasonPhrase", history`;
 
 export async function getActuation(pool: Pool, id: string): Promise<ActuationRecord | null> {
-  const { rows } = await pool.query<ActuationRecord>(`select ${COLUMNS} from actuations where id = $1`, [id]);
+  const { rows } = await pool.query<ActuationRecord>(`select ${ACTUATION_COLUMNS} from actuations where id = $1`, [id]);
   return rows[0] ?? null;
 }
 
@@ -49,7 +50,7 @@ export async function listDeviceActuations(
   options: { status: ActuationStatus | null; limit: number; beforeSeq: number | null },
 ): Promise<ActuationRecord[]> {
   const { rows } = await pool.query<ActuationRecord>(
-    `select ${COLUMNS} from actuations
+    `select ${ACTUATION_COLUMNS} from actuations
       where device_id = $1 and ($2::text is null or status = $2) and ($3::bigint is null or seq < $3)
       order by seq desc limit $4`,
     [deviceId, options.status, options.beforeSeq, options.limit],
@@ -57,13 +58,16 @@ export async function listDeviceActuations(
   return rows;
 }
 
+/** The one way an actuation becomes `cancelled` (a DELETE, or its job stopped). */
+const CANCEL_SET = `status = 'cancelled', completed_at = now(),
+              history = a.history || jsonb_build_array(jsonb_build_object('status', 'cancelled', 'at', now()))`;
+
 /** Cancels a queued actuation; returns the row's status afterwards, or null if there is no such actuation. */
 export async function cancelActuation(pool: Pool, id: string): Promise<{ cancelled: boolean; status: ActuationStatus; sourceKind: string } | null> {
   const { rows } = await pool.query<{ cancelled: boolean; status: ActuationStatus; sourceKind: string }>(
     `with cancelled as (
        update actuations a
-          set status = 'cancelled', completed_at = now(),
-              history = a.history || jsonb_build_array(jsonb_build_object('status', 'cancelled', 'at', now()))
+          set ${CANCEL_SET}
         where a.id = $1 and a.status = 'queued'
        returning a.status, a.source->>'kind' as kind
      )
@@ -73,4 +77,20 @@ export async function cancelActuation(pool: Pool, id: string): Promise<{ cancell
     [id],
   );
   return rows[0] ?? null;
+}
+
+/**
+ * Cancels the queued actuations of a job (found by their idempotency key `job:<jobId>:<deviceId>`,
+ * so also those whose target row does not name them yet); returns how many.
+ */
+export async function cancelQueuedOfJob(pool: Pool, jobId: string): Promise<number> {
+  const { rowCount } = await pool.query(
+    `update actuations a
+        set ${CANCEL_SET}
+       from job_targets t
+      where t.job_id = $1 and a.device_id = t.device_id and a.idempotency_key = 'job:' || $1::text || ':' || t.device_id
+        and a.status = 'queued'`,
+    [jobId],
+  );
+  return rowCount ?? 0;
 }

@@ -9,6 +9,7 @@ import { ruleCreateBody, ruleUpdateBody, streamCreateBody, streamUpdateBody } fr
 import { idParam } from '../dss/schemas.js';
 import * as out from './response-schemas.js';
 import { apiKeyCreateBody, apiKeyIdParam } from '../keys/schemas.js';
+import { jobActuationsQuery, jobCreateBody, jobIdParam, jobsQuery } from '../jobs/schemas.js';
 import type { Scope } from '../keys/scopes.js';
 import { actuationBody, actuationIdParam, bulkActuationItem, deviceActuationsQuery, deviceIdParam, devicesQuery, idempotencyKeyHeader, paginationQuery } from './schemas.js';
 
@@ -243,6 +244,70 @@ export const ROUTES: RouteDoc[] = [
     bodies: { 200: out.rule },
   },
   { method: 'delete', path: '/v1/rules/:id', operationId: 'deleteRule', summary: 'Remove a rule', auth: true, scope: 'dss:admin', ...byId, responses: { 204: 'Removed', 404: 'Unknown' } },
+  {
+    method: 'post',
+    path: '/v1/jobs',
+    operationId: 'createJob',
+    summary: 'Create a job: one actuation for each target device (a list, or a filter resolved when it starts), released at `rollout.maxPerMinute`, aborted past `abort`',
+    auth: true,
+    scope: 'jobs:write',
+    body: jobCreateBody,
+    example: {
+      name: 'defrost off',
+      target: { tags: { model: 'f2' }, accountId: 'acme' },
+      actuation: { componentId: 'defrost', command: 'OFF', params: [], ttlSeconds: 3600, ackTimeoutSeconds: 60 },
+      rollout: { maxPerMinute: 6000 },
+      abort: { failedPercent: 10, minCompleted: 100 },
+      startAt: '2026-12-02T02:00:00Z',
+    },
+    responses: { 201: 'Job (scheduled)' },
+    bodies: { 201: out.job },
+  },
+  {
+    method: 'get',
+    path: '/v1/jobs',
+    operationId: 'listJobs',
+    summary: 'Jobs, newest first (cursor = the last id of the previous page)',
+    auth: true,
+    scope: 'jobs:read',
+    query: jobsQuery,
+    responses: { 200: 'A page of jobs' },
+    bodies: { 200: out.jobPage },
+  },
+  {
+    method: 'get',
+    path: '/v1/jobs/:id',
+    operationId: 'getJob',
+    summary: "A job: state, targets by their actuation's status (and not yet released), timeline",
+    auth: true,
+    scope: 'jobs:read',
+    params: jobIdParam,
+    responses: { 200: 'Job', 404: 'Unknown' },
+    bodies: { 200: out.job },
+  },
+  {
+    method: 'get',
+    path: '/v1/jobs/:id/actuations',
+    operationId: 'listJobActuations',
+    summary: "A job's actuations by device id (cursor = the last device id of the previous page)",
+    auth: true,
+    scope: 'jobs:read',
+    params: jobIdParam,
+    query: jobActuationsQuery,
+    responses: { 200: 'A page of actuations', 404: 'Unknown job' },
+    bodies: { 200: out.actuationPage },
+  },
+  {
+    method: 'post',
+    path: '/v1/jobs/:id/cancel',
+    operationId: 'cancelJob',
+    summary: "Cancel a scheduled or running job: releasing stops, the job's queued actuations are cancelled",
+    auth: true,
+    scope: 'jobs:write',
+    params: jobIdParam,
+    responses: { 200: 'Job (cancelled)', 404: 'Unknown', 409: 'Already completed, cancelled or aborted' },
+    bodies: { 200: out.job },
+  },
   {
     method: 'post',
     path: '/v1/api-keys',
