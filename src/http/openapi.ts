@@ -9,7 +9,7 @@ import { ruleCreateBody, ruleUpdateBody, streamCreateBody, streamUpdateBody } fr
 import { idParam } from '../dss/schemas.js';
 import * as out from './response-schemas.js';
 import { apiKeyCreateBody, apiKeyIdParam } from '../keys/schemas.js';
-import { jobActuationsQuery, jobCreateBody, jobIdParam, jobsQuery } from '../jobs/schemas.js';
+import { jobActuationsQuery, jobCreateBody, jobIdParam, jobsQuery, scheduleCreateBody, scheduleUpdateBody } from '../jobs/schemas.js';
 import type { Scope } from '../keys/scopes.js';
 import { actuationBody, actuationIdParam, bulkActuationItem, deviceActuationsQuery, deviceIdParam, devicesQuery, idempotencyKeyHeader, paginationQuery } from './schemas.js';
 
@@ -308,6 +308,50 @@ export const ROUTES: RouteDoc[] = [
     responses: { 200: 'Job (cancelled)', 404: 'Unknown', 409: 'Already completed, cancelled or aborted' },
     bodies: { 200: out.job },
   },
+  {
+    method: 'post',
+    path: '/v1/schedules',
+    operationId: 'createSchedule',
+    summary: 'Create a schedule: a cron expression (five fields) in a time zone; each occurrence creates one job',
+    auth: true,
+    scope: 'jobs:write',
+    body: scheduleCreateBody,
+    example: {
+      name: 'nightly defrost off',
+      cron: '0 2 * * *',
+      timezone: 'Europe/Berlin',
+      job: { name: 'defrost off', target: { tags: { model: 'f2' } }, actuation: { componentId: 'defrost', command: 'OFF', params: [] }, rollout: { maxPerMinute: 6000 } },
+      enabled: true,
+      misfireGraceSeconds: 300,
+    },
+    responses: { 201: 'Schedule, with its next five occurrences' },
+    bodies: { 201: out.schedule },
+  },
+  { method: 'get', path: '/v1/schedules', operationId: 'listSchedules', summary: 'Schedules (at most 1,000, oldest first)', auth: true, scope: 'jobs:read', responses: { 200: 'Schedules' }, bodies: { 200: out.scheduleList } },
+  {
+    method: 'get',
+    path: '/v1/schedules/:id',
+    operationId: 'getSchedule',
+    summary: 'A schedule: its next five occurrences and its last runs (the job each created, or skipped)',
+    auth: true,
+    scope: 'jobs:read',
+    params: jobIdParam,
+    responses: { 200: 'Schedule', 404: 'Unknown' },
+    bodies: { 200: out.schedule },
+  },
+  {
+    method: 'patch',
+    path: '/v1/schedules/:id',
+    operationId: 'updateSchedule',
+    summary: 'Change a schedule (a new cron, time zone, or enabling again decides from now on)',
+    auth: true,
+    scope: 'jobs:write',
+    params: jobIdParam,
+    body: scheduleUpdateBody,
+    responses: { 200: 'Schedule', 404: 'Unknown' },
+    bodies: { 200: out.schedule },
+  },
+  { method: 'delete', path: '/v1/schedules/:id', operationId: 'deleteSchedule', summary: 'Remove a schedule (the jobs it created stay)', auth: true, scope: 'jobs:write', params: jobIdParam, responses: { 204: 'Removed', 404: 'Unknown' } },
   {
     method: 'post',
     path: '/v1/api-keys',

@@ -10,7 +10,9 @@ import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
 import { jobRoutes } from '../http/routes/jobs.js';
 import type { Logger } from '../logger.js';
+import { scheduleRoutes } from '../http/routes/schedules.js';
 import { startJobReleaser, type JobReleaser } from './releaser.js';
+import { startScheduler, type Scheduler } from './scheduler.js';
 
 export interface JobsOptions {
   config: Pick<Config, 'instanceId' | 'jobsEnabled' | 'jobsPollMs' | 'jobsLeaseMs'>;
@@ -34,7 +36,11 @@ export interface Jobs {
 export function makeJobs(options: JobsOptions): Jobs {
   const { config, logger, pool, submitter } = options;
   let releaser: JobReleaser | undefined;
-  const routers = [jobRoutes({ pool, caller: options.caller, jobStarted: () => releaser?.poke(), onTransition: options.onTransition })];
+  let scheduler: Scheduler | undefined;
+  const routers = [
+    jobRoutes({ pool, caller: options.caller, jobStarted: () => releaser?.poke(), onTransition: options.onTransition }),
+    scheduleRoutes({ pool, caller: options.caller }),
+  ];
   return {
     routers,
     start() {
@@ -48,8 +54,11 @@ export function makeJobs(options: JobsOptions): Jobs {
         leaseMs: config.jobsLeaseMs,
         onTransition: options.onTransition,
       });
+      scheduler = startScheduler({ pool, logger, instanceId: config.instanceId, pollMs: config.jobsPollMs, onJobCreated: () => releaser?.poke() });
     },
     async stop() {
+      await scheduler?.stop();
+      scheduler = undefined;
       await releaser?.stop();
       releaser = undefined;
     },

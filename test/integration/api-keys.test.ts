@@ -56,6 +56,11 @@ const EXPECTED_SCOPES: Record<string, Scope> = {
   getJob: 'jobs:read',
   listJobActuations: 'jobs:read',
   cancelJob: 'jobs:write',
+  createSchedule: 'jobs:write',
+  listSchedules: 'jobs:read',
+  getSchedule: 'jobs:read',
+  updateSchedule: 'jobs:write',
+  deleteSchedule: 'jobs:write',
 };
 
 interface CreatedKey {
