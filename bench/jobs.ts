@@ -33,7 +33,9 @@ const usage = `usage: npm run bench -- jobs [options]
   --devices N          connected acking devices, one actuation each per run (default 5000, at most 9000)
   --rounds R           rounds, each with a fresh server and database (default 2)
   --rate R             maxPerMinute of the paced job (default 6000)
-  --paced-seconds S    length of the paced job at that rate (default 30: three 10 s windows)`;
+  --paced-seconds S    length of the paced job at that rate (default 30: three 10 s windows)
+  --rss-targets N      also a job over N device ids that are not connected (their actuations stay queued),
+                       no rate limit: the server's RSS before and at its peak until all are released (default 0: skip)`;
 
 interface RoundResult {
   bulkPerSec: number;
@@ -42,6 +44,8 @@ interface RoundResult {
   rssBeforeMiB: number;
   rssPeakMiB: number;
   windows: number[];
+  /** The --rss-targets job: released per second, RSS before and peak (MiB). */
+  big?: { perSec: number; rssBeforeMiB: number; rssPeakMiB: number };
   received: { bulk: number; job: number; paced: number };
 }
 
@@ -54,6 +58,7 @@ interface Context {
   deviceIds: string[];
   rate: number;
   pacedSeconds: number;
+  rssTargets: number;
 }
 
 export async function jobsBench(argv: string[]): Promise<number> {
@@ -64,6 +69,7 @@ export async function jobsBench(argv: string[]): Promise<number> {
       rounds: { type: 'string', default: '2' },
       rate: { type: 'string', default: '6000' },
       'paced-seconds': { type: 'string', default: '30' },
+      'rss-targets': { type: 'string', default: '0' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -75,16 +81,18 @@ export async function jobsBench(argv: string[]): Promise<number> {
   const rounds = int('rounds', values.rounds, 1, 9);
   const rate = int('rate', values.rate, 60, 1_000_000);
   const pacedSeconds = int('paced-seconds', values['paced-seconds'], 10, 600);
+  const rssTargets = int('rss-targets', values['rss-targets'], 0, 100_000);
   log(`jobs bench: ${fmt(devices)} acking devices; bulk endpoint vs a job without rate limit, then a job at ${fmt(rate)}/min for ${pacedSeconds} s; ${rounds} round(s)`);
   const run = await prepareBenchRun({ root: ROOT, deviceScript: DEVICE_SCRIPT, devices, fsync: true, cpuProf: false, log });
-  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds };
+  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds, rssTargets };
   const results: RoundResult[] = [];
   for (let round = 1; round <= rounds; round++) {
     const r = await runRound(ctx, round);
     results.push(r);
     log(
       `round ${round}: bulk ${fmt(r.bulkPerSec)}/s, job ${fmt(r.jobPerSec)}/s (${fmt(r.jobPerSec / r.bulkPerSec, 2)}×; completed after ${fmt(r.jobCompletedSec, 1)} s), ` +
-        `RSS ${fmt(r.rssBeforeMiB, 1)} → peak ${fmt(r.rssPeakMiB, 1)} MiB; paced windows ${r.windows.map((w) => fmt(w, 1)).join(', ')} /s`,
+        `RSS ${fmt(r.rssBeforeMiB, 1)} → peak ${fmt(r.rssPeakMiB, 1)} MiB; paced windows ${r.windows.map((w) => fmt(w, 1)).join(', ')} /s` +
+        (r.big ? `; ${fmt(rssTargets)}-target job ${fmt(r.big.perSec)} released/s, RSS ${fmt(r.big.rssBeforeMiB, 1)} → peak ${fmt(r.big.rssPeakMiB, 1)} MiB` : ''),
     );
   }
   const m = (f: (r: RoundResult) => number) => median(results.map(f));
@@ -99,6 +107,13 @@ export async function jobsBench(argv: string[]): Promise<number> {
     [`paced job at ${fmt(rate)}/min: release rate per 10 s window`, `${results.flatMap((r) => r.windows).map((w) => fmt(w, 1)).join(', ')} /s`, `±5% of ${fmt(expected)}/s (worst ${fmt(worst * 100, 1)}%: ${worst <= 0.05 ? 'met' : 'MISSED'})`],
     ['server RSS while the job runs, before → peak', `${fmt(m((r) => r.rssBeforeMiB), 1)} → ${fmt(m((r) => r.rssPeakMiB), 1)} MiB (+${fmt(m((r) => r.rssPeakMiB - r.rssBeforeMiB), 1)})`, ''],
   ];
+  if (results.every((r) => r.big)) {
+    rows.push([
+      `job over ${fmt(rssTargets)} devices (not connected), server RSS before → peak`,
+      `${fmt(m((r) => r.big!.rssBeforeMiB), 1)} → ${fmt(m((r) => r.big!.rssPeakMiB), 1)} MiB (+${fmt(m((r) => r.big!.rssPeakMiB - r.big!.rssBeforeMiB), 1)}; ${fmt(m((r) => r.big!.perSec))} released/s)`,
+      `< +50 MiB (${m((r) => r.big!.rssPeakMiB - r.big!.rssBeforeMiB) < 50 ? 'met' : 'MISSED'})`,
+    ]);
+  }
   const { text, markdown } = renderTables(header, rows);
   process.stdout.write(`\n${text}\n\nMarkdown (${ctx.database.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
   const lost = results.filter((r) => r.received.bulk < devices || r.received.job < devices || r.received.paced < Math.min(devices, Math.round(expected * pacedSeconds)));
@@ -113,6 +128,7 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
   const db = await ctx.database.create(`j${round}`);
   let server: RunningServer | undefined;
   const client = new pg.Client(db.url);
+  const samplers: NodeJS.Timeout[] = [];
   try {
     server = await startServer({ kind: 'ours', script: ctx.build.serverMain, databaseUrl: db.url, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-j${round}` });
     await client.connect();
@@ -150,7 +166,8 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
     await listen(ctx.deviceClients, true, false);
     const rssBefore = rssKiB(server.server.pid);
     let rssPeak = rssBefore;
-    const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssKiB(server!.server.pid))), 250);
+    const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssOrZero(server!.server.pid))), 250);
+    samplers.push(sampler);
     const jobStart = Date.now();
     const created = await server.api('POST', '/v1/jobs', { name: 'bench', target: { deviceIds: ids }, actuation: COMMAND });
     if (created.status !== 201) throw new Error(`POST /v1/jobs: ${created.status} ${JSON.stringify(created.json).slice(0, 200)}`);
@@ -172,7 +189,30 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
       [pacedId],
     );
     const fullWindows = Math.floor(pacedCount / ((ctx.rate / 60) * 10));
+
+    let big: RoundResult['big'];
+    if (ctx.rssTargets > 0) {
+      const targets = Array.from({ length: ctx.rssTargets }, (_, i) => `rss-target-${i}`);
+      const before = rssKiB(server.server.pid);
+      let peak = before;
+      const sample = setInterval(() => (peak = Math.max(peak, rssOrZero(server!.server.pid))), 250);
+      samplers.push(sample);
+      const start = Date.now();
+      const res = await server.api('POST', '/v1/jobs', { name: 'rss', target: { deviceIds: targets }, actuation: COMMAND });
+      if (res.status !== 201) throw new Error(`POST /v1/jobs (rss): ${res.status}`);
+      const bigId = (res.json as { id: string }).id;
+      const deadline = Date.now() + 600_000;
+      for (;;) {
+        const j = (await server.api('GET', `/v1/jobs/${bigId}`)).json as { released?: number };
+        if (j.released === ctx.rssTargets) break;
+        if (Date.now() > deadline) throw new Error(`rss job not released within 600 s: ${JSON.stringify(j).slice(0, 200)}`);
+        await sleep(1_000);
+      }
+      clearInterval(sample);
+      big = { perSec: (ctx.rssTargets / (Date.now() - start)) * 1000, rssBeforeMiB: before / 1024, rssPeakMiB: peak / 1024 };
+    }
     return {
+      big,
       bulkPerSec: (bulk.count / (bulk.lastMs - bulkStart)) * 1000,
       jobPerSec: (job.count / (job.lastMs - jobStart)) * 1000,
       jobCompletedSec: (completedAt - jobStart) / 1000,
@@ -183,6 +223,7 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
       received: { bulk: bulk.count, job: job.count, paced: pacedGot.count },
     };
   } finally {
+    samplers.forEach(clearInterval);
     await client.end().catch(() => undefined);
     await resetDevices(ctx.deviceClients);
     if (server) await killChild(server.server.child, 'SIGKILL', 15_000);
@@ -199,5 +240,14 @@ async function waitForJob(server: RunningServer, id: string, state: string, time
     if (job.state === state && job.finishedAt) return new Date(job.finishedAt).getTime();
     if (Date.now() > deadline) throw new Error(`job ${id} not ${state} within ${timeoutMs} ms: ${JSON.stringify(job).slice(0, 300)}`);
     await sleep(200);
+  }
+}
+
+/** RSS in KiB, 0 once the process is gone (the round's own error says why). */
+function rssOrZero(pid: number): number {
+  try {
+    return rssKiB(pid);
+  } catch {
+    return 0;
   }
 }

@@ -62,6 +62,9 @@ export interface NewJob {
   scheduleId: string | null;
 }
 
+/** Target rows written per statement. */
+const TARGET_INSERT_CHUNK = 10_000;
+
 /** Inserts the job and, for a `deviceIds` target, its target rows (duplicates once); run it inside a transaction. */
 export async function insertJob(client: PoolClient, job: NewJob): Promise<JobRow> {
   const { rows } = await client.query<JobRow>(
@@ -85,10 +88,15 @@ export async function insertJob(client: PoolClient, job: NewJob): Promise<JobRow
     ],
   );
   if (job.deviceIds) {
-    const inserted = await client.query(`insert into job_targets (job_id, device_id) select $1, unnest($2::text[]) on conflict do nothing`, [job.id, job.deviceIds]);
+    // In parts, so that each statement stays well within the statement timeout (DATABASE_TIMEOUT_MS) on a loaded machine.
+    let inserted = 0;
+    for (let i = 0; i < job.deviceIds.length; i += TARGET_INSERT_CHUNK) {
+      const part = job.deviceIds.slice(i, i + TARGET_INSERT_CHUNK);
+      inserted += (await client.query(`insert into job_targets (job_id, device_id) select $1, unnest($2::text[]) on conflict do nothing`, [job.id, part])).rowCount ?? 0;
+    }
     // The stored count is of distinct devices.
-    if (inserted.rowCount !== job.deviceIds.length) {
-      const target: StoredTarget = { kind: 'deviceIds', count: inserted.rowCount ?? 0 };
+    if (inserted !== job.deviceIds.length) {
+      const target: StoredTarget = { kind: 'deviceIds', count: inserted };
       await client.query(`update jobs set target = $2 where id = $1`, [job.id, JSON.stringify(target)]);
       rows[0]!.target = target;
     }

@@ -159,8 +159,8 @@ export function startJobReleaser(options: JobReleaserOptions): JobReleaser {
     return { deviceId, actuationId: result.actuation.id, refused: null };
   }
 
-  /** Aborts or completes the job when its counts say so; returns its state afterwards. */
-  async function checkProgress(job: sql.LeasedJob): Promise<JobState> {
+  /** Aborts or completes the job when its counts say so; returns its state afterwards and what is left to release. */
+  async function checkProgress(job: sql.LeasedJob): Promise<{ state: JobState; notReleased: number }> {
     const counts = await sql.jobCounts(pool, job.id);
     // Refused targets (no actuation: the device's queue was full) count as completed and failed.
     const completed = sql.FINAL_STATUSES.reduce((n, s) => n + counts[s], 0) + counts.refused + counts.deleted;
@@ -174,11 +174,12 @@ export function startJobReleaser(options: JobReleaserOptions): JobReleaser {
     } else if (counts.notReleased === 0 && counts.queued === 0 && counts.sent === 0) {
       to = 'completed';
     }
-    if (to === undefined) return 'running';
+    const { notReleased } = counts;
+    if (to === undefined) return { state: 'running', notReleased };
     // Not running any more: stopped meanwhile by a cancel (the only other way out of running).
-    if (!(await sql.stopJob(pool, job.id, ['running'], to, reason, to === 'aborted' ? `instance:${instanceId}` : null))) return 'cancelled';
+    if (!(await sql.stopJob(pool, job.id, ['running'], to, reason, to === 'aborted' ? `instance:${instanceId}` : null))) return { state: 'cancelled', notReleased };
     log.info({ jobId: job.id, reason }, `jobs: job ${to}`);
-    return to;
+    return { state: to, notReleased };
   }
 
   async function runJob(entry: Held): Promise<void> {
@@ -194,8 +195,11 @@ export function startJobReleaser(options: JobReleaserOptions): JobReleaser {
       if (now - lastCheck >= pollMs) {
         lastCheck = now;
         try {
-          entry.state = await checkProgress(job);
+          const progress = await checkProgress(job);
+          entry.state = progress.state;
           if (entry.state !== 'running') break;
+          // An empty page while the lease could not be renewed (the database was out) is not the end.
+          allReleased = progress.notReleased === 0;
         } catch (err) {
           if (!isDatabaseUnavailable(err)) throw err;
           await sleep(pollMs);
