@@ -13,6 +13,9 @@
  *   growth    POST -> device latency on a database filled with history (finished
  *             actuations, closed sessions) against an empty one, alternated.
  *
+ *   jobs      a job over N acking devices (no rate limit) against the bulk endpoint
+ *             in the same run; a paced job's release rate per 10 s window.
+ *
  * Later benches are added to SUBCOMMANDS. Whatever happens,
  * children are killed and temp dirs removed before the process exits.
  */
@@ -20,12 +23,14 @@ import { actuationsBench } from './actuations.js';
 import { connectBench } from './connect.js';
 import { dssBench } from './dss.js';
 import { growthBench } from './growth.js';
+import { jobsBench } from './jobs.js';
 import { exitCleaningUp } from './lib/processes.js';
 
 const SUBCOMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; about: string }> = {
   connect: { run: connectBench, about: 'connect+auth rate and memory per device vs a bare ws server' },
   actuations: { run: actuationsBench, about: 'REST POST -> device: actuations/s, latency at a fixed rate, across instances, bulk; vs bare express + ws' },
   dss: { run: dssBench, about: 'DSS event -> rule -> device: latency at a fixed rate, sustained events/s over many and few devices' },
+  jobs: { run: jobsBench, about: 'a job over N acking devices vs the bulk endpoint; a paced job\'s rate per 10 s window; RSS while a job runs' },
   growth: { run: growthBench, about: 'POST -> device p99 with 2M finished actuations and 1M closed sessions vs an empty database, alternated' },
 };
 

@@ -10,7 +10,7 @@
  *
  * Shutdown order: refuse new HTTP requests and upgrades (503), close device
  * sockets with 1001 and their session rows, UNLISTEN, let in-flight claims,
- * submissions and acks finish, stop the sweeper and the liveness heartbeat,
+ * submissions and acks finish (DSS streams and job releases first, as they submit), stop the sweeper and the liveness heartbeat,
  * close the HTTP server.
  */
 import http from 'node:http';
@@ -31,6 +31,7 @@ import { makeEventFeed } from './events/feed.js';
 import { startEventRetention } from './events/retention.js';
 import { startEventSequencer, type EventSequencer } from './events/sequencer.js';
 import { EVENTS_CHANNEL } from './events/types.js';
+import { makeJobs } from './jobs/jobs.js';
 import type { FrameKind } from './dss/stream-client.js';
 import type { Pool } from './db/pool.js';
 import { makeDeviceTokenChecker } from './gateway/device-token.js';
@@ -64,6 +65,8 @@ export interface App {
 }
 
 const MAX_BULK_BODY_BYTES = 2 * 1024 * 1024;
+/** Jobs and schedules list up to 100,000 device ids (of up to 80 characters, with JSON's quotes and commas). */
+const MAX_JOB_BODY_BYTES = 8 * 1024 * 1024;
 const FRAME_KINDS: FrameKind[] = ['event', 'heartbeat', 'error'];
 /** Retention: a pass a minute; 2,000 rows a batch (~0.1-0.3 s with 300,000 rows on a loaded 2-core machine), then a pause at least as long, at least 100 ms. */
 const RETENTION_PACE = { intervalMs: 60_000, batchSize: 2_000, pauseMs: 100 };
@@ -155,6 +158,7 @@ export function buildApp(options: AppOptions): App {
       if (why !== 'edited') for (const kind of FRAME_KINDS) metrics.dssFrames.remove({ stream, kind });
     },
   });
+  const jobs = makeJobs({ config, logger, pool, submitter, caller: credentials.username, onTransition: countTransition });
   const keys = makeKeyVerifier({ pool, logger });
   const api = makeHttpApi({
     logger,
@@ -167,7 +171,8 @@ export function buildApp(options: AppOptions): App {
     maxBodyBytes: config.maxMessageBytes,
     maxBulkBodyBytes: MAX_BULK_BODY_BYTES,
     isShuttingDown: () => shuttingDown,
-    routers: [dss.router],
+    maxJobBodyBytes: MAX_JOB_BODY_BYTES,
+    routers: [dss.router, ...jobs.routers],
     // /metrics checks its own credentials: the API's, or the read-only METRICS_USERNAME/METRICS_PASSWORD.
     ownAuthRouters: config.metricsPort === undefined ? [metricsRoutes(metrics.registry, [credentials, ...(config.metricsCredentials ? [config.metricsCredentials] : [])], keys)] : [],
     observe: requestMetrics(metrics),
@@ -269,6 +274,7 @@ export function buildApp(options: AppOptions): App {
       });
       if (metricsServer) await new Promise<void>((resolve) => metricsServer.listen(config.metricsPort, host, resolve));
       dss.start();
+      jobs.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {
@@ -285,6 +291,8 @@ export function buildApp(options: AppOptions): App {
         await listener?.stop();
         // DSS before the submitter drains: a rule in flight still submits, then the stream's position is flushed.
         await dss.stop();
+        // Jobs too: a page in flight still submits, then the leases are let go for another instance.
+        await jobs.stop();
         await Promise.all([dispatcher.close(), submitter.drain(), acks.drain()]);
         await sweeper?.stop();
         await retention?.stop();

@@ -31,7 +31,8 @@ export interface ActuationRecord {
   history: Record<string, unknown>[];
 }
 
-const COLUMNS = `id, device_id as "deviceId", seq, status, account_id as "accountId", gateway_id as "gatewayId",
+/** The columns of an `ActuationRecord`, for a select from `actuations` (or a subquery of its rows named so). */
+export const ACTUATION_COLUMNS = `id, device_id as "deviceId", seq, status, account_id as "accountId", gateway_id as "gatewayId",
   component_id as "componentId", command, params, collapse_key as "collapseKey", superseded_by as "supersededBy",
   idempotency_key as "idempotencyKey", source, created_at as "createdAt", expires_at as "expiresAt",
   ack_timeout_seconds as "ackTimeoutSeconds", ack_deadline_at as "ackDeadlineAt", sent_at as "sentAt",
@@ -41,7 +42,7 @@ const COLUMNS = `id, device_id as "deviceId", seq, status, account_id as "accoun
 /** Null for an unknown actuation and for one whose device `scope` does not see alike. */
 export async function getActuation(pool: Pool, id: string, scope: AccountScope): Promise<ActuationRecord | null> {
   const params: unknown[] = [id];
-  const { rows } = await pool.query<ActuationRecord>(`select ${COLUMNS} from actuations a where a.id = $1 and ${deviceVisibleSql('a.device_id', scope, params)}`, params);
+  const { rows } = await pool.query<ActuationRecord>(`select ${ACTUATION_COLUMNS} from actuations a where a.id = $1 and ${deviceVisibleSql('a.device_id', scope, params)}`, params);
   return rows[0] ?? null;
 }
 
@@ -54,7 +55,7 @@ export async function listDeviceActuations(
 ): Promise<ActuationRecord[]> {
   const params: unknown[] = [deviceId, options.status, options.beforeSeq, options.limit];
   const { rows } = await pool.query<ActuationRecord>(
-    `select ${COLUMNS} from actuations
+    `select ${ACTUATION_COLUMNS} from actuations
       where device_id = $1 and ($2::text is null or status = $2) and ($3::bigint is null or seq < $3)
         and ${deviceVisibleSql('$1', scope, params)}
       order by seq desc limit $4`,
@@ -62,6 +63,10 @@ export async function listDeviceActuations(
   );
   return rows;
 }
+
+/** The one way an actuation becomes `cancelled` (a DELETE, or its job stopped). */
+const CANCEL_SET = `status = 'cancelled', completed_at = now(),
+              history = a.history || jsonb_build_array(jsonb_build_object('status', 'cancelled', 'at', now()))`;
 
 /**
  * Cancels a queued actuation; returns the row's status afterwards, or null if there is no
@@ -77,8 +82,7 @@ export async function cancelActuation(
   const { rows } = await pool.query<{ cancelled: boolean; status: ActuationStatus; sourceKind: string }>(
     `with cancelled as (
        update actuations a
-          set status = 'cancelled', completed_at = now(),
-              history = a.history || jsonb_build_array(jsonb_build_object('status', 'cancelled', 'at', now()))
+          set ${CANCEL_SET}
         where a.id = $1 and a.status = 'queued' and ${visible}
        returning a.status, a.source->>'kind' as kind
      )
@@ -88,4 +92,20 @@ export async function cancelActuation(
     params,
   );
   return rows[0] ?? null;
+}
+
+/**
+ * Cancels the queued actuations of a job (found by their idempotency key `job:<jobId>:<deviceId>`,
+ * so also those whose target row does not name them yet); returns how many.
+ */
+export async function cancelQueuedOfJob(pool: Pool, jobId: string): Promise<number> {
+  const { rowCount } = await pool.query(
+    `update actuations a
+        set ${CANCEL_SET}
+       from job_targets t
+      where t.job_id = $1 and a.device_id = t.device_id and a.idempotency_key = 'job:' || $1::text || ':' || t.device_id
+        and a.status = 'queued'`,
+    [jobId],
+  );
+  return rowCount ?? 0;
 }

@@ -5,7 +5,7 @@
  * - actuation: one command for one device, durable from the moment it is accepted (202).
  * - seq: the actuation's position in its device's sequence, gap-free, assigned in the database.
  * - attempt: one write of an actuation to a device's socket (`sent`); re-sends count as attempts.
- * - source: where an actuation came from: a REST caller, or a DSS stream event matched by a rule.
+ * - source: where an actuation came from: a REST caller, a DSS stream event matched by a rule, or a job (and what created it).
  */
 
 export const ACTUATION_STATUSES = ['queued', 'sent', 'acked', 'failed', 'expired', 'cancelled', 'superseded', 'timed_out'] as const;
@@ -13,7 +13,9 @@ export type ActuationStatus = (typeof ACTUATION_STATUSES)[number];
 
 export type ActuationSource =
   | { kind: 'rest'; caller: string; requestId: string }
-  | { kind: 'dss'; streamId: string; seq: number; ruleId: string };
+  | { kind: 'dss'; streamId: string; seq: number; ruleId: string }
+  /** A job's release; `cause` is what created the job (a REST caller, or a schedule's occurrence). */
+  | { kind: 'job'; jobId: string; cause: { kind: 'rest'; caller: string; requestId: string } | { kind: 'schedule'; scheduleId: string; occurrence: string } };
 
 /** What a caller (REST handler, DSS rule) asks for. */
 export interface NewActuation {

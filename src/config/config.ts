@@ -109,6 +109,12 @@ export interface Config {
   readonly dssMaxInFlightEvents: number;
   /** Rules are reloaded this often (edits on other instances); edits here apply at once. (Default: 2 000) */
   readonly dssRulesRefreshMs: number;
+  /** Release jobs and fire schedules on this instance (creating and reading them works everywhere). (Default: true) */
+  readonly jobsEnabled: boolean;
+  /** How often jobs to start, jobs to take over and due schedules are looked for; also a held job's progress check. (Default: 1 000) */
+  readonly jobsPollMs: number;
+  /** A job's lease: renewed by its releasing instance every poll; another takes the job over this long after the last renewal. (Default: 5 000) */
+  readonly jobsLeaseMs: number;
   /**
    * Bytes queued for a device's socket (not yet taken by the kernel) above which nothing more is
    * claimed or direct-sent to it; its actuations stay `queued` until the buffer drains. (Default: 1 048 576)
@@ -225,7 +231,13 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     dssMaxQueuedEvents: integer(env, 'DSS_MAX_QUEUED_EVENTS', 1_000, 10, 1_000_000),
     dssMaxInFlightEvents: integer(env, 'DSS_MAX_IN_FLIGHT_EVENTS', 500, 1, 100_000),
     dssRulesRefreshMs: integer(env, 'DSS_RULES_REFRESH_MS', 2_000, 10, 3_600_000),
+    jobsEnabled: boolean(env, 'JOBS_ENABLED') ?? true,
+    jobsPollMs: integer(env, 'JOBS_POLL_MS', 1_000, 50, 60_000),
+    jobsLeaseMs: integer(env, 'JOBS_LEASE_MS', 5_000, 500, 600_000),
   };
+  if (config.jobsLeaseMs < 2 * config.jobsPollMs) {
+    throw new ConfigError('JOBS_LEASE_MS', `must be at least twice JOBS_POLL_MS (${config.jobsPollMs}): the lease is renewed once per poll`);
+  }
   if (config.dssReconnectMinMs > config.dssReconnectMaxMs) {
     throw new ConfigError('DSS_RECONNECT_MIN_MS', `must not exceed DSS_RECONNECT_MAX_MS (${config.dssReconnectMaxMs})`);
   }

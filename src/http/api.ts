@@ -35,6 +35,8 @@ export interface HttpApiOptions {
   maxBodyBytes: number;
   /** Bulk submissions (up to 1,000 items) get a larger body limit than everything else. */
   maxBulkBodyBytes: number;
+  /** Jobs and schedules (up to 100,000 device ids) get the largest body limit. */
+  maxJobBodyBytes: number;
   isShuttingDown: () => boolean;
   /** More authenticated routes (the DSS streams and rules API, /metrics). */
   routers?: Router[];
@@ -74,8 +76,13 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   // A key or the bootstrap administrator, then the scope the route table gives the route.
   app.use(authenticate({ keys: options.keys, credentials }));
   app.use(authorize(ROUTES));
-  const { maxBodyBytes, maxBulkBodyBytes } = options;
-  app.use(jsonBody({ limits: [maxBodyBytes, maxBulkBodyBytes], limitFor: (req) => (req.method === 'POST' && req.path === '/v1/actuations' ? maxBulkBodyBytes : maxBodyBytes) }));
+  const { maxBodyBytes, maxBulkBodyBytes, maxJobBodyBytes } = options;
+  const limitFor = (req: express.Request): number => {
+    if (req.method === 'POST' && req.path === '/v1/actuations') return maxBulkBodyBytes;
+    if ((req.method === 'POST' || req.method === 'PATCH') && /^\/v1\/(jobs|schedules)(\/[^/]+)?\/?$/i.test(req.path)) return maxJobBodyBytes;
+    return maxBodyBytes;
+  };
+  app.use(jsonBody({ limits: [maxBodyBytes, maxBulkBodyBytes, maxJobBodyBytes], limitFor }));
   app.use(deviceRoutes({ pool, gateway }));
   app.use(actuationRoutes({ pool, submitter, caller: credentials.username, onTransition: options.onTransition }));
   app.use(apiKeyRoutes({ pool }));

@@ -25,9 +25,16 @@ export function errorResponse(httpStatus?: number) {
 export const actuationSummary = z
   .strictObject({ id: z.uuid(), deviceId: z.string(), seq: z.number().int(), status, createdAt: time, expiresAt: nullableTime });
 
+/** What created a job: a REST caller, or a schedule's occurrence. */
+const jobCause = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('rest'), caller: z.string(), requestId: z.string() }),
+  z.strictObject({ kind: z.literal('schedule'), scheduleId: z.uuid(), occurrence: time }),
+]);
+
 const source = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('rest'), caller: z.string(), requestId: z.string() }),
   z.strictObject({ kind: z.literal('dss'), streamId: z.string(), seq: z.number().int(), ruleId: z.string() }),
+  z.strictObject({ kind: z.literal('job'), jobId: z.uuid(), cause: jobCause }),
 ]);
 
 export const actuationRecord = z
@@ -167,3 +174,71 @@ export const apiKey = z.strictObject({
 /** The answer to a creation: the key with its secret (`key`), shown this once. */
 export const createdApiKey = apiKey.extend({ key: z.string().startsWith('iotws_') });
 export const apiKeyList = z.strictObject({ items: z.array(apiKey) });
+
+/** A job as listed (GET /v1/jobs); GET /v1/jobs/:id adds its counts and timeline. */
+export const jobSummary = z.strictObject({
+  id: z.uuid(),
+  name: z.string(),
+  state: z.enum(['scheduled', 'running', 'completed', 'cancelled', 'aborted']),
+  /** Why it was aborted (the counts that crossed the threshold), or who cancelled it. */
+  stateReason: z.string().nullable(),
+  target: z.union([
+    z.strictObject({ kind: z.literal('deviceIds'), count: z.number().int() }),
+    z.strictObject({ kind: z.literal('filter'), tags: z.record(z.string(), z.string()).optional(), accountId: z.string().optional(), online: z.boolean().optional() }),
+  ]),
+  /** The accounts of the API key that created it (null: no limit). */
+  accounts: z.array(z.string()).nullable(),
+  actuation: z.looseObject({ componentId: z.string(), command: z.string(), params: z.array(z.object({ name: z.string(), value: z.unknown() })) }),
+  rollout: z.strictObject({ maxPerMinute: z.number().int().nullable() }),
+  abort: z.strictObject({ failedPercent: z.number(), minCompleted: z.number().int() }).nullable(),
+  startAt: time,
+  createdAt: time,
+  startedAt: nullableTime,
+  finishedAt: nullableTime,
+  createdBy: jobCause,
+  scheduleId: z.uuid().nullable(),
+  /** Target devices (known once it started, for a filter). */
+  targets: z.number().int().nullable(),
+  /** Targets released so far (an actuation made, or refused). */
+  released: z.number().int(),
+  /** The instance releasing it now and until when its lease runs. */
+  holder: z.strictObject({ instanceId: z.string(), leaseUntil: time }).nullable(),
+});
+export const jobPage = z.strictObject({ items: z.array(jobSummary), nextCursor: z.string().nullable() });
+export const job = jobSummary.extend({
+  counts: z.strictObject({
+    notReleased: z.number().int(),
+    refused: z.number().int(),
+    queued: z.number().int(),
+    sent: z.number().int(),
+    acked: z.number().int(),
+    failed: z.number().int(),
+    timed_out: z.number().int(),
+    expired: z.number().int(),
+    cancelled: z.number().int(),
+    superseded: z.number().int(),
+    deleted: z.number().int(),
+  }),
+  /** Every state change and takeover: `{at, state}` or `{at, event: "leased", instance}`. */
+  timeline: z.array(z.looseObject({ at: time, state: z.string().optional(), event: z.string().optional() })),
+});
+
+export const schedule = z.strictObject({
+  id: z.uuid(),
+  name: z.string(),
+  cron: z.string(),
+  timezone: z.string(),
+  job: z.looseObject({ name: z.string(), target: z.looseObject({}), actuation: z.looseObject({}) }),
+  enabled: z.boolean(),
+  misfireGraceSeconds: z.number().int(),
+  accounts: z.array(z.string()).nullable(),
+  createdAt: time,
+  updatedAt: time,
+  /** The next five occurrences (none while disabled). */
+  nextOccurrences: z.array(time),
+  /** The latest decided occurrences, newest first: the job each created, or `skipped` (missed beyond the grace). */
+  lastRuns: z.array(
+    z.strictObject({ occurrence: time, outcome: z.enum(['fired', 'skipped']), jobId: z.uuid().nullable(), jobState: z.string().nullable(), decidedAt: time, decidedBy: z.string() }),
+  ),
+});
+export const scheduleList = z.strictObject({ items: z.array(schedule) });

@@ -54,6 +54,16 @@ const EXPECTED_SCOPES: Record<string, Scope> = {
   listApiKeys: 'keys:admin',
   getApiKey: 'keys:admin',
   revokeApiKey: 'keys:admin',
+  createJob: 'jobs:write',
+  listJobs: 'jobs:read',
+  getJob: 'jobs:read',
+  listJobActuations: 'jobs:read',
+  cancelJob: 'jobs:write',
+  createSchedule: 'jobs:write',
+  listSchedules: 'jobs:read',
+  getSchedule: 'jobs:read',
+  updateSchedule: 'jobs:write',
+  deleteSchedule: 'jobs:write',
 };
 
 interface CreatedKey {
@@ -64,7 +74,7 @@ interface CreatedKey {
 }
 
 async function createKey(server: TestServer, scopes: readonly string[], extra: Record<string, unknown> = {}): Promise<CreatedKey> {
-  const res = await server.api('/v1/api-keys', { method: 'POST', json: { name: `test ${scopes.join(' ')}`, scopes, ...extra } });
+  const res = await server.api('/v1/api-keys', { method: 'POST', json: { name: `test ${scopes.join(' ')}`.slice(0, 100), scopes, ...extra } });
   expect(res.status, await res.clone().text()).toBe(201);
   return (await res.json()) as CreatedKey;
 }

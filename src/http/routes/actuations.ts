@@ -143,7 +143,7 @@ function checkActuationAccount(scope: AccountScope, accountId: string | undefine
 }
 
 /** Who submitted, for the actuation's `source.caller`: `apikey:<id>` for a key, the username for the bootstrap administrator. */
-function callerOf(req: Request, fallback: string): string {
+export function callerOf(req: Request, fallback: string): string {
   const principal = req.res && principalOf(req.res);
   if (!principal) return fallback;
   return principal.kind === 'key' ? `apikey:${principal.id}` : principal.name;

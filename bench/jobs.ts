@@ -1,0 +1,253 @@
+/**
+ * `npm run bench -- jobs`: a job over N connected acking devices against the bulk
+ * endpoint, in the same run and on the same server (built from src/, its own process, a
+ * fresh PostgreSQL database per round). Per round:
+ *  - bulk: one actuation per device as POST /v1/actuations of 1,000 items, 4 in flight;
+ *  - job: POST /v1/jobs with the same devices as `deviceIds`, no rate limit;
+ *    actuations/s = devices / (last receipt - POST), and the server's RSS before and at
+ *    its peak while the job runs (sampled every 250 ms);
+ *  - paced: a job with `maxPerMinute` (default 6,000 = 100/s) over `--paced-seconds`
+ *    worth of devices; its release rate per 10 s window (from job_targets.released_at).
+ * Devices: bench/device-client.ts (raw sockets, real RS256 tokens), acking every actuation.
+ */
+import type { ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import type { BenchBuild } from './lib/build.js';
+import { int, log } from './lib/cli.js';
+import type { BenchDatabaseServer } from './lib/database.js';
+import { connectDevices, listen, resetDevices, waitForReceipts } from './lib/devices.js';
+import { startServer, type BenchKeys, type RunningServer } from './lib/our-server.js';
+import { killChild, rssKiB, sleep } from './lib/processes.js';
+import { prepareBenchRun } from './lib/setup.js';
+import { fmt, median, renderTables } from './lib/stats.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const DEVICE_SCRIPT = path.join(ROOT, 'bench', 'device-client.ts');
+const COMMAND = { componentId: 'bench', command: 'set', params: [{ name: 't', value: '1' }] };
+
+const usage = `usage: npm run bench -- jobs [options]
+  --devices N          connected acking devices, one actuation each per run (default 5000, at most 9000)
+  --rounds R           rounds, each with a fresh server and database (default 2)
+  --rate R             maxPerMinute of the paced job (default 6000)
+  --paced-seconds S    length of the paced job at that rate (default 30: three 10 s windows)
+  --rss-targets N      also a job over N device ids that are not connected (their actuations stay queued),
+                       no rate limit: the server's RSS before and at its peak until all are released (default 0: skip)`;
+
+interface RoundResult {
+  bulkPerSec: number;
+  jobPerSec: number;
+  jobCompletedSec: number;
+  rssBeforeMiB: number;
+  rssPeakMiB: number;
+  windows: number[];
+  /** The --rss-targets job: released per second, RSS before and peak (MiB). */
+  big?: { perSec: number; rssBeforeMiB: number; rssPeakMiB: number };
+  received: { bulk: number; job: number; paced: number };
+}
+
+interface Context {
+  database: BenchDatabaseServer;
+  build: BenchBuild;
+  keys: BenchKeys;
+  tmp: string;
+  deviceClients: ChildProcess[];
+  deviceIds: string[];
+  rate: number;
+  pacedSeconds: number;
+  rssTargets: number;
+}
+
+export async function jobsBench(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      devices: { type: 'string', default: '5000' },
+      rounds: { type: 'string', default: '2' },
+      rate: { type: 'string', default: '6000' },
+      'paced-seconds': { type: 'string', default: '30' },
+      'rss-targets': { type: 'string', default: '0' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stderr.write(`${usage}\n`);
+    return 0;
+  }
+  const devices = int('devices', values.devices, 10, 9_000);
+  const rounds = int('rounds', values.rounds, 1, 9);
+  const rate = int('rate', values.rate, 60, 1_000_000);
+  const pacedSeconds = int('paced-seconds', values['paced-seconds'], 10, 600);
+  const rssTargets = int('rss-targets', values['rss-targets'], 0, 100_000);
+  log(`jobs bench: ${fmt(devices)} acking devices; bulk endpoint vs a job without rate limit, then a job at ${fmt(rate)}/min for ${pacedSeconds} s; ${rounds} round(s)`);
+  const run = await prepareBenchRun({ root: ROOT, deviceScript: DEVICE_SCRIPT, devices, fsync: true, cpuProf: false, log });
+  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds, rssTargets };
+  const results: RoundResult[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    const r = await runRound(ctx, round);
+    results.push(r);
+    log(
+      `round ${round}: bulk ${fmt(r.bulkPerSec)}/s, job ${fmt(r.jobPerSec)}/s (${fmt(r.jobPerSec / r.bulkPerSec, 2)}×; completed after ${fmt(r.jobCompletedSec, 1)} s), ` +
+        `RSS ${fmt(r.rssBeforeMiB, 1)} → peak ${fmt(r.rssPeakMiB, 1)} MiB; paced windows ${r.windows.map((w) => fmt(w, 1)).join(', ')} /s` +
+        (r.big ? `; ${fmt(rssTargets)}-target job ${fmt(r.big.perSec)} released/s, RSS ${fmt(r.big.rssBeforeMiB, 1)} → peak ${fmt(r.big.rssPeakMiB, 1)} MiB` : ''),
+    );
+  }
+  const m = (f: (r: RoundResult) => number) => median(results.map(f));
+  const expected = rate / 60;
+  const worst = m((r) => Math.max(...r.windows.map((w) => Math.abs(w - expected) / expected)));
+  const ratio = m((r) => r.jobPerSec / r.bulkPerSec);
+  const header = [`${fmt(devices)} acking devices, median of ${rounds}`, 'figure', 'target'];
+  const rows = [
+    ['bulk POST (1,000 items, 4 in flight) → device, actuations/s', fmt(m((r) => r.bulkPerSec)), ''],
+    ['job, no rate limit → device, actuations/s', fmt(m((r) => r.jobPerSec)), ''],
+    ['job / bulk', `${fmt(ratio, 2)}× (rounds: ${results.map((r) => fmt(r.jobPerSec / r.bulkPerSec, 2)).join(', ')})`, `≥ 0.8× (${ratio >= 0.8 ? 'met' : 'MISSED'})`],
+    [`paced job at ${fmt(rate)}/min: release rate per 10 s window`, `${results.flatMap((r) => r.windows).map((w) => fmt(w, 1)).join(', ')} /s`, `±5% of ${fmt(expected)}/s (worst ${fmt(worst * 100, 1)}%: ${worst <= 0.05 ? 'met' : 'MISSED'})`],
+    ['server RSS while the job runs, before → peak', `${fmt(m((r) => r.rssBeforeMiB), 1)} → ${fmt(m((r) => r.rssPeakMiB), 1)} MiB (+${fmt(m((r) => r.rssPeakMiB - r.rssBeforeMiB), 1)})`, ''],
+  ];
+  if (results.every((r) => r.big)) {
+    rows.push([
+      `job over ${fmt(rssTargets)} devices (not connected), server RSS before → peak`,
+      `${fmt(m((r) => r.big!.rssBeforeMiB), 1)} → ${fmt(m((r) => r.big!.rssPeakMiB), 1)} MiB (+${fmt(m((r) => r.big!.rssPeakMiB - r.big!.rssBeforeMiB), 1)}; ${fmt(m((r) => r.big!.perSec))} released/s)`,
+      `< +50 MiB (${m((r) => r.big!.rssPeakMiB - r.big!.rssBeforeMiB) < 50 ? 'met' : 'MISSED'})`,
+    ]);
+  }
+  const { text, markdown } = renderTables(header, rows);
+  process.stdout.write(`\n${text}\n\nMarkdown (${ctx.database.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
+  const lost = results.filter((r) => r.received.bulk < devices || r.received.job < devices || r.received.paced < Math.min(devices, Math.round(expected * pacedSeconds)));
+  if (lost.length > 0) {
+    log(`\nINVALID: ${lost.length} round(s) did not deliver every actuation; see above.`);
+    return 1;
+  }
+  return 0;
+}
+
+async function runRound(ctx: Context, round: number): Promise<RoundResult> {
+  const db = await ctx.database.create(`j${round}`);
+  let server: RunningServer | undefined;
+  const client = new pg.Client(db.url);
+  const samplers: NodeJS.Timeout[] = [];
+  try {
+    server = await startServer({ kind: 'ours', script: ctx.build.serverMain, databaseUrl: db.url, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-j${round}` });
+    await client.connect();
+    await connectDevices(ctx.deviceClients, server.port);
+    await sleep(1_000);
+    const ids = ctx.deviceIds;
+
+    // Warm-up (JIT, pool, plans): one unmeasured bulk request, acked.
+    await listen(ctx.deviceClients, true, false);
+    const warm = ids.slice(0, 1_000);
+    const warmed = await server.api('POST', '/v1/actuations', warm.map((deviceId) => ({ deviceId, ...COMMAND })));
+    if (warmed.status !== 200) throw new Error(`warm-up bulk POST: ${warmed.status}`);
+    await waitForReceipts(ctx.deviceClients, warm.length, { quietMs: 10_000, timeoutMs: 120_000 });
+    await sleep(1_000);
+
+    // Bulk: one actuation per device, 1,000 items a request, 4 requests in flight.
+    await listen(ctx.deviceClients, true, false);
+    const bulkStart = Date.now();
+    const chunks: string[][] = [];
+    for (let i = 0; i < ids.length; i += 1_000) chunks.push(ids.slice(i, i + 1_000));
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next < chunks.length) {
+          const chunk = chunks[next++]!;
+          const res = await server!.api('POST', '/v1/actuations', chunk.map((deviceId) => ({ deviceId, ...COMMAND })));
+          if (res.status !== 200) throw new Error(`bulk POST: ${res.status} ${JSON.stringify(res.json).slice(0, 200)}`);
+        }
+      }),
+    );
+    const bulk = await waitForReceipts(ctx.deviceClients, ids.length, { quietMs: 10_000, timeoutMs: 300_000 });
+    await sleep(2_000);
+
+    // A job over the same devices, no rate limit.
+    await listen(ctx.deviceClients, true, false);
+    const rssBefore = rssKiB(server.server.pid);
+    let rssPeak = rssBefore;
+    const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssOrZero(server!.server.pid))), 250);
+    samplers.push(sampler);
+    const jobStart = Date.now();
+    const created = await server.api('POST', '/v1/jobs', { name: 'bench', target: { deviceIds: ids }, actuation: COMMAND });
+    if (created.status !== 201) throw new Error(`POST /v1/jobs: ${created.status} ${JSON.stringify(created.json).slice(0, 200)}`);
+    const jobId = (created.json as { id: string }).id;
+    const job = await waitForReceipts(ctx.deviceClients, ids.length, { quietMs: 10_000, timeoutMs: 300_000 });
+    const completedAt = await waitForJob(server, jobId, 'completed', 120_000);
+    clearInterval(sampler);
+
+    // A paced job: its releases per 10 s window.
+    await listen(ctx.deviceClients, true, false);
+    const pacedCount = Math.min(ids.length, Math.round((ctx.rate / 60) * ctx.pacedSeconds));
+    const paced = await server.api('POST', '/v1/jobs', { name: 'paced', target: { deviceIds: ids.slice(0, pacedCount) }, actuation: COMMAND, rollout: { maxPerMinute: ctx.rate } });
+    if (paced.status !== 201) throw new Error(`POST /v1/jobs (paced): ${paced.status}`);
+    const pacedId = (paced.json as { id: string }).id;
+    const pacedGot = await waitForReceipts(ctx.deviceClients, pacedCount, { quietMs: 10_000, timeoutMs: (ctx.pacedSeconds + 60) * 1000 });
+    const { rows } = await client.query<{ w: number; n: number }>(
+      `with t as (select released_at, min(released_at) over () as first from job_targets where job_id = $1)
+       select floor(extract(epoch from released_at - first) / 10)::int as w, count(*)::int as n from t group by 1 order by 1`,
+      [pacedId],
+    );
+    const fullWindows = Math.floor(pacedCount / ((ctx.rate / 60) * 10));
+
+    let big: RoundResult['big'];
+    if (ctx.rssTargets > 0) {
+      const targets = Array.from({ length: ctx.rssTargets }, (_, i) => `rss-target-${i}`);
+      const before = rssKiB(server.server.pid);
+      let peak = before;
+      const sample = setInterval(() => (peak = Math.max(peak, rssOrZero(server!.server.pid))), 250);
+      samplers.push(sample);
+      const start = Date.now();
+      const res = await server.api('POST', '/v1/jobs', { name: 'rss', target: { deviceIds: targets }, actuation: COMMAND });
+      if (res.status !== 201) throw new Error(`POST /v1/jobs (rss): ${res.status}`);
+      const bigId = (res.json as { id: string }).id;
+      const deadline = Date.now() + 600_000;
+      for (;;) {
+        const j = (await server.api('GET', `/v1/jobs/${bigId}`)).json as { released?: number };
+        if (j.released === ctx.rssTargets) break;
+        if (Date.now() > deadline) throw new Error(`rss job not released within 600 s: ${JSON.stringify(j).slice(0, 200)}`);
+        await sleep(1_000);
+      }
+      clearInterval(sample);
+      big = { perSec: (ctx.rssTargets / (Date.now() - start)) * 1000, rssBeforeMiB: before / 1024, rssPeakMiB: peak / 1024 };
+    }
+    return {
+      big,
+      bulkPerSec: (bulk.count / (bulk.lastMs - bulkStart)) * 1000,
+      jobPerSec: (job.count / (job.lastMs - jobStart)) * 1000,
+      jobCompletedSec: (completedAt - jobStart) / 1000,
+      rssBeforeMiB: rssBefore / 1024,
+      rssPeakMiB: rssPeak / 1024,
+      // Whole windows only (the last one is cut off where the job ends).
+      windows: rows.filter((r) => r.w < fullWindows).map((r) => r.n / 10),
+      received: { bulk: bulk.count, job: job.count, paced: pacedGot.count },
+    };
+  } finally {
+    samplers.forEach(clearInterval);
+    await client.end().catch(() => undefined);
+    await resetDevices(ctx.deviceClients);
+    if (server) await killChild(server.server.child, 'SIGKILL', 15_000);
+    await db.drop().catch((err) => log(`could not drop bench database: ${(err as Error).message}`));
+    await sleep(500);
+  }
+}
+
+async function waitForJob(server: RunningServer, id: string, state: string, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await server.api('GET', `/v1/jobs/${id}`);
+    const job = res.json as { state?: string; finishedAt?: string };
+    if (job.state === state && job.finishedAt) return new Date(job.finishedAt).getTime();
+    if (Date.now() > deadline) throw new Error(`job ${id} not ${state} within ${timeoutMs} ms: ${JSON.stringify(job).slice(0, 300)}`);
+    await sleep(200);
+  }
+}
+
+/** RSS in KiB, 0 once the process is gone (the round's own error says why). */
+function rssOrZero(pid: number): number {
+  try {
+    return rssKiB(pid);
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Jobs over REST: create (one actuation per target device, released by the job releaser),
+ * list, read with counts and timeline, list a job's actuations, cancel.
+ */
+import { Router, type Response } from 'express';
+import { cancelQueuedOfJob } from '../../actuations/query-sql.js';
+import type { TransitionObserver } from '../../actuations/types.js';
+import { withTransaction, type Pool } from '../../db/pool.js';
+import * as sql from '../../jobs/jobs-sql.js';
+import { newJob } from '../../jobs/new-job.js';
+import { jobActuationsQuery, jobCreateBody, jobIdParam, jobsQuery } from '../../jobs/schemas.js';
+import { principalOf } from '../auth.js';
+import { ApiError } from '../errors.js';
+import { validate } from '../validate.js';
+import { callerOf } from './actuations.js';
+
+/**
+ * The accounts an API key is limited to (null: none). MERGE: branch `accounts` adds
+ * `accounts` to the key's principal; until it lands every caller is unlimited. A job (or
+ * schedule) created by a limited key stores them and targets only devices of those accounts.
+ */
+export function accountsOf(res: Response): readonly string[] | null {
+  const principal = principalOf(res) as { accounts?: readonly string[] | null } | undefined;
+  return principal?.accounts && principal.accounts.length > 0 ? principal.accounts : null;
+}
+
+/** A job as the API shows it (the list leaves out counts and timeline). */
+export function jobView(row: sql.JobRow) {
+  return {
+    id: row.id,
+    name: row.name,
+    state: row.state,
+    stateReason: row.stateReason,
+    target: row.target,
+    accounts: row.accounts,
+    actuation: row.actuation,
+    rollout: { maxPerMinute: row.maxPerMinute },
+    abort: row.abortFailedPercent === null || row.abortMinCompleted === null ? null : { failedPercent: row.abortFailedPercent, minCompleted: row.abortMinCompleted },
+    startAt: row.startAt,
+    createdAt: row.createdAt,
+    startedAt: row.startedAt,
+    finishedAt: row.finishedAt,
+    createdBy: row.createdBy,
+    scheduleId: row.scheduleId,
+    targets: row.targetCount,
+    released: row.releasedCount,
+    holder: row.leaseOwner !== null && row.leaseUntil !== null ? { instanceId: row.leaseOwner, leaseUntil: row.leaseUntil } : null,
+  };
+}
+
+export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () => void; onTransition?: TransitionObserver }): Router {
+  const { pool } = deps;
+  const router = Router();
+
+  async function detailed(row: sql.JobRow) {
+    return { ...jobView(row), counts: await sql.jobCounts(pool, row.id), timeline: row.timeline };
+  }
+
+  router.post('/v1/jobs', async (req, res) => {
+    const { startAt, ...body } = validate(jobCreateBody, req.body);
+    const job = newJob(body, {
+      accounts: accountsOf(res),
+      createdBy: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
+      scheduleId: null,
+      startAt: startAt === undefined ? null : new Date(startAt),
+    });
+    const row = await withTransaction(pool, (client) => sql.insertJob(client, job));
+    if (row.startAt.getTime() <= Date.now()) deps.jobStarted?.();
+    res.status(201).json(await detailed(row));
+  });
+
+  router.get('/v1/jobs', async (req, res) => {
+    const query = validate(jobsQuery, req.query, 'query');
+    const beforeId = query.cursor ?? null;
+    if (beforeId !== null && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(beforeId)) {
+      throw new ApiError('VALIDATION_FAILED', 'cursor: not a cursor from a previous page');
+    }
+    const rows = await sql.listJobs(pool, { state: query.state ?? null, limit: query.limit, beforeId, accounts: accountsOf(res) });
+    const last = rows.at(-1);
+    res.json({ items: rows.map(jobView), nextCursor: rows.length === query.limit && last ? last.id : null });
+  });
+
+  router.get('/v1/jobs/:id', async (req, res) => {
+    const { id } = validate(jobIdParam, req.params, 'params');
+    const row = await sql.getJob(pool, id, accountsOf(res));
+    if (!row) throw new ApiError('NOT_FOUND', `No job ${id}`);
+    res.json(await detailed(row));
+  });
+
+  router.get('/v1/jobs/:id/actuations', async (req, res) => {
+    const { id } = validate(jobIdParam, req.params, 'params');
+    const query = validate(jobActuationsQuery, req.query, 'query');
+    if (!(await sql.getJob(pool, id, accountsOf(res)))) throw new ApiError('NOT_FOUND', `No job ${id}`);
+    const items = await sql.listJobActuations(pool, id, { status: query.status ?? null, limit: query.limit, afterDeviceId: query.cursor ?? null });
+    const last = items.at(-1);
+    res.json({ items, nextCursor: items.length === query.limit && last ? last.deviceId : null });
+  });
+
+  router.post('/v1/jobs/:id/cancel', async (req, res) => {
+    const { id } = validate(jobIdParam, req.params, 'params');
+    const accounts = accountsOf(res);
+    const before = await sql.getJob(pool, id, accounts);
+    if (!before) throw new ApiError('NOT_FOUND', `No job ${id}`);
+    const by = callerOf(req, deps.caller);
+    if (!(await sql.stopJob(pool, id, ['scheduled', 'running'], 'cancelled', `cancelled by ${by}`, by))) {
+      const now = await sql.getJob(pool, id, accounts);
+      throw new ApiError('CONFLICT', `Job ${id} is ${now?.state ?? before.state}; only scheduled or running jobs can be cancelled`);
+    }
+    // At once, so the answer's counts show it; the releasing instance sweeps again after its last page.
+    const cancelled = await cancelQueuedOfJob(pool, id);
+    for (let i = 0; i < cancelled; i++) deps.onTransition?.('cancelled', 'job');
+    res.json(await detailed((await sql.getJob(pool, id, accounts))!));
+  });
+
+  return router;
+}

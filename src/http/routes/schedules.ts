@@ -1,0 +1,95 @@
+/**
+ * Schedules over REST: a cron expression in a time zone that creates one job per
+ * occurrence (the scheduler, `src/jobs/scheduler.ts`, fires them).
+ */
+import { Router } from 'express';
+import { v7 as uuidv7 } from 'uuid';
+import type { Pool } from '../../db/pool.js';
+import { nextOccurrence, nextOccurrences } from '../../jobs/occurrences.js';
+import { jobIdParam, scheduleCreateBody, scheduleUpdateBody } from '../../jobs/schemas.js';
+import * as sql from '../../jobs/schedules-sql.js';
+import { ApiError } from '../errors.js';
+import { validate } from '../validate.js';
+import { callerOf } from './actuations.js';
+import { accountsOf } from './jobs.js';
+
+/** Schedules listed at most (oldest first). */
+const MAX_LISTED = 1_000;
+/** Runs shown per schedule, newest first. */
+const RUNS_SHOWN = 10;
+
+export function scheduleRoutes(deps: { pool: Pool; caller: string }): Router {
+  const { pool } = deps;
+  const router = Router();
+
+  async function view(row: sql.ScheduleRow) {
+    return {
+      id: row.id,
+      name: row.name,
+      cron: row.cron,
+      timezone: row.timezone,
+      job: row.job,
+      enabled: row.enabled,
+      misfireGraceSeconds: row.misfireGraceSeconds,
+      accounts: row.accounts,
+      createdAt: row.createdAt,
+      updatedAt: row.updatedAt,
+      nextOccurrences: row.enabled ? nextOccurrences(row.cron, row.timezone, new Date(Math.max(Date.now(), row.decidedUntil.getTime())), 5) : [],
+      lastRuns: await sql.lastRuns(pool, row.id, RUNS_SHOWN),
+    };
+  }
+
+  router.post('/v1/schedules', async (req, res) => {
+    const body = validate(scheduleCreateBody, req.body);
+    // Deciding starts now: occurrences before the schedule existed are not misfires.
+    const now = new Date();
+    const row = await sql.insertSchedule(pool, {
+      id: uuidv7(),
+      ...body,
+      accounts: accountsOf(res)?.slice() ?? null,
+      createdBy: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
+      decidedUntil: now,
+      nextOccurrenceAt: nextOccurrence(body.cron, body.timezone, now),
+    });
+    res.status(201).json(await view(row));
+  });
+
+  router.get('/v1/schedules', async (_req, res) => {
+    const rows = await sql.listSchedules(pool, accountsOf(res), MAX_LISTED);
+    res.json({ items: await Promise.all(rows.map(view)) });
+  });
+
+  router.get('/v1/schedules/:id', async (req, res) => {
+    const { id } = validate(jobIdParam, req.params, 'params');
+    const row = await sql.getSchedule(pool, id, accountsOf(res));
+    if (!row) throw new ApiError('NOT_FOUND', `No schedule ${id}`);
+    res.json(await view(row));
+  });
+
+  router.patch('/v1/schedules/:id', async (req, res) => {
+    const { id } = validate(jobIdParam, req.params, 'params');
+    const patch = validate(scheduleUpdateBody, req.body);
+    const accounts = accountsOf(res);
+    const current = await sql.getSchedule(pool, id, accounts);
+    if (!current) throw new ApiError('NOT_FOUND', `No schedule ${id}`);
+    const next = { ...current, ...patch };
+    // A new timing, or enabling again, decides from now on: what passed meanwhile is not a misfire.
+    const retimed = next.cron !== current.cron || next.timezone !== current.timezone || (next.enabled && !current.enabled);
+    const decidedUntil = retimed ? new Date() : null;
+    const row = await sql.updateSchedule(pool, id, accounts, {
+      ...next,
+      decidedUntil,
+      nextOccurrenceAt: decidedUntil ? nextOccurrence(next.cron, next.timezone, decidedUntil) : null,
+    });
+    if (!row) throw new ApiError('NOT_FOUND', `No schedule ${id}`);
+    res.json(await view(row));
+  });
+
+  router.delete('/v1/schedules/:id', async (req, res) => {
+    const { id } = validate(jobIdParam, req.params, 'params');
+    if (!(await sql.deleteSchedule(pool, id, accountsOf(res)))) throw new ApiError('NOT_FOUND', `No schedule ${id}`);
+    res.status(204).end();
+  });
+
+  return router;
+}
