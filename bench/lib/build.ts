@@ -16,6 +16,8 @@ export interface BenchBuild {
   bareServer: string;
   /** bench/bare-actuation-server.ts: express POST -> ws push, the actuations bench's reference. */
   bareActuationServer: string;
+  /** bench/bare-node-server.ts: the same on bare node:http, the harder reference. */
+  bareNodeServer: string;
 }
 
 export async function buildForBench(root: string): Promise<BenchBuild> {
@@ -48,5 +50,7 @@ export async function buildForBench(root: string): Promise<BenchBuild> {
     await fs.writeFile(file, outputText);
     return file;
   };
-  return { serverMain: path.join(dir, 'dist', 'main.js'), bareServer: await transpile('bare-server'), bareActuationServer: await transpile('bare-actuation-server') };
+  return { serverMain: path.join(dir, 'dist', 'main.js'), bareServer: await transpile('bare-server'), bareActuationServer: await transpile('bare-actuation-server'),
+    bareNodeServer: await transpile('bare-node-server'),
+  };
 }
