@@ -30,7 +30,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { LoadReply, LoadRequest, LoadResult, LoadRun } from './load-client.js';
-import type { BenchBuild } from './lib/build.js';
+import { buildRefForBench, type BenchBuild } from './lib/build.js';
 import { summariseCpuProfiles } from './lib/cpu-profile.js';
 import { databaseCpu, statementStats, waitUntilAllAcked, type BenchDatabaseServer } from './lib/database.js';
 import { connectDevices, listen, resetDevices, waitForReceipts } from './lib/devices.js';
@@ -46,9 +46,9 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DEVICE_SCRIPT = path.join(ROOT, 'bench', 'device-client.ts');
 const LOAD_SCRIPT = path.join(ROOT, 'bench', 'load-client.ts');
 
-type Kind = 'ours' | 'node' | 'bare';
+type Kind = 'ours' | 'before' | 'node' | 'bare';
 const KINDS: Kind[] = ['node', 'bare', 'ours'];
-const LABEL: Record<Kind, string> = { ours: 'iot-websocket-server', node: 'bare node:http + `ws`', bare: 'bare express + `ws`' };
+const LABEL: Record<Kind, string> = { ours: 'iot-websocket-server', before: 'ours at --before', node: 'bare node:http + `ws`', bare: 'bare express + `ws`' };
 
 interface Throughput {
   accepted: number;
@@ -72,6 +72,9 @@ interface Latency {
   rejected: number;
   /** With --probe: the server's event-loop stalls and GC pauses during the window. */
   probe?: ProbeWindow;
+  /** When the slow ones (> 10 ms) were sent: 250 ms buckets (s from the start) holding 3 or more. */
+  slowAt: { atS: number; count: number }[];
+  slow: number;
 }
 interface RunResult {
   kind: Kind;
@@ -102,6 +105,7 @@ const usage = `usage: npm run bench -- actuations [options]
   --db-stats           embedded PostgreSQL only: print our server's statements of the single and bulk runs
                        by total time (pg_stat_statements)
   --cpu-prof           V8 CPU profile of our server(s) for the whole round (figures not comparable)
+  --before REF         also run our server as built from git REF (e.g. HEAD~1, main), same run, as \`before\`
   --probe              event-loop stalls (a timer ≥ ${STALL_MS} ms late) and GC pauses of every server during
                        the latency runs (bench/lib/stall-probe.ts)`;
 
@@ -122,6 +126,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       'bulk-in-flight': { type: 'string', default: '4' },
       burst: { type: 'string', default: '15000' },
       probe: { type: 'boolean', default: false },
+      before: { type: 'string' },
       fsync: { type: 'string', default: 'on' },
       only: { type: 'string' },
       'no-cross': { type: 'boolean', default: false },
@@ -155,7 +160,8 @@ export async function actuationsBench(argv: string[]): Promise<number> {
   const fsync = onOff('fsync', values.fsync);
   const only = values.only?.split(',') ?? KINDS;
   if (only.length === 0 || only.some((k) => !(KINDS as string[]).includes(k))) throw new Error('--only takes ours, node, bare (comma-separated)');
-  const kinds = KINDS.filter((k) => only.includes(k));
+  const kinds: Kind[] = [...KINDS.filter((k) => only.includes(k)), ...(values.before ? (['before'] as const) : [])];
+  if (values.before) LABEL.before = `ours at ${values.before}`;
 
   log(
     `actuations bench: ${fmt(devices)} devices (${opts.ack ? 'acking every actuation' : 'not acking'}), load generator: undici Pool of ${connections} keep-alive ` +
@@ -171,8 +177,9 @@ export async function actuationsBench(argv: string[]): Promise<number> {
     log,
   });
   const loadClient = forkClient(LOAD_SCRIPT);
+  const beforeMain = values.before ? await buildRefForBench(ROOT, values.before) : undefined;
 
-  const ctx: Context = { database, build, keys, tmp, profDir, deviceClients: [deviceClient], loadClient, deviceIds, opts };
+  const ctx: Context = { database, build, beforeMain, keys, tmp, profDir, deviceClients: [deviceClient], loadClient, deviceIds, opts };
   const results: RunResult[] = [];
   for (let round = 1; round <= opts.rounds; round++) {
     // Rotated: each server goes first in turn.
@@ -187,6 +194,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
         ')';
       const l = (x: Latency) =>
         `p50 ${fmt(x.p50, 1)} / p99 ${fmt(x.p99, 1)} / p99.9 ${fmt(x.p999, 1)} / max ${fmt(x.max, 1)} ms (${fmt(x.received)} of ${fmt(x.sent)} received; HTTP answer p99 ${fmt(x.answerP99, 1)} ms)` +
+        `\n    ${fmt(x.slow)} over 10 ms; sent at (s: count, 250 ms buckets with 3 or more): ${x.slowAt.map((b) => `${b.atS}: ${b.count}`).join(', ') || '–'}` +
         (x.probe ? `\n    probe: ${probeLine(x.probe)}` : '');
       log(`round ${round} ${LABEL[kind]}: single ${t(r.single)}; bulk ${t(r.bulk)}`);
       log(`round ${round} ${LABEL[kind]}: at ${opts.rate}/s ${l(r.latency)}`);
@@ -225,6 +233,8 @@ interface Options {
 interface Context {
   database: BenchDatabaseServer;
   build: BenchBuild;
+  /** dist/main.js of the --before build. */
+  beforeMain?: string;
   keys: BenchKeys;
   tmp: string;
   profDir: string | undefined;
@@ -236,19 +246,20 @@ interface Context {
 
 async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResult> {
   const { opts } = ctx;
-  const db = kind === 'ours' ? await ctx.database.create(`a${round}`) : undefined;
+  const isOurs = kind === 'ours' || kind === 'before';
+  const db = isOurs ? await ctx.database.create(`${kind === 'ours' ? 'a' : 'b'}${round}`) : undefined;
   const servers: RunningServer[] = [];
   const probeFile = (name: string) => path.join(ctx.tmp, `probe-${kind}-r${round}-${name}.jsonl`);
   const start = async (name: string) => {
     const s = await startServer({
-      kind: kind === 'ours' ? 'ours' : 'bare',
-      script: kind === 'ours' ? ctx.build.serverMain : kind === 'node' ? ctx.build.bareNodeServer : ctx.build.bareActuationServer,
+      kind: isOurs ? 'ours' : 'bare',
+      script: kind === 'ours' ? ctx.build.serverMain : kind === 'before' ? ctx.beforeMain! : kind === 'node' ? ctx.build.bareNodeServer : ctx.build.bareActuationServer,
       databaseUrl: db?.url,
       keys: ctx.keys,
       tmp: ctx.tmp,
       instanceId: `bench-${process.pid}-r${round}-${name}`,
       nodeArgs: [
-        ...(ctx.profDir && kind === 'ours' ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profDir}`, `--cpu-prof-name=${kind}-r${round}-${name}.cpuprofile`] : []),
+        ...(ctx.profDir && isOurs ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profDir}`, `--cpu-prof-name=${kind}-r${round}-${name}.cpuprofile`] : []),
         ...(opts.probe ? ['--import', PROBE_HOOK_IMPORT] : []),
       ],
       env: opts.probe ? { BENCH_PROBE_FILE: probeFile(name) } : undefined,
@@ -282,7 +293,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
     );
 
     let cross: Latency | undefined;
-    if (kind === 'ours' && opts.cross) {
+    if (isOurs && opts.cross) {
       // Devices move to a second instance on the same database; POSTs still go to the first.
       // They move once their acks are all in: actuations still unacked would be re-sent on
       // reconnect (REDELIVER_UNACKED) as a paced backlog, and that is not what this run measures.
@@ -359,8 +370,20 @@ async function measureLatency(ctx: Context, run: () => Promise<LoadResult>, ack 
   await listen(ctx.deviceClients, ack, true);
   const sent = await run();
   const got = await waitForReceipts(ctx.deviceClients, sent.accepted, { latencies: true });
+  // Arrival order is about send order at a fixed rate: the i-th arrival was sent about i / rate s in.
+  const rate = got.latencies.length / Math.max(1, (got.lastMs - sent.firstSendMs) / 1000);
+  const buckets = new Map<number, number>();
+  got.latencies.forEach((ms, i) => {
+    if (ms <= 10) return;
+    const at = Math.floor((i / rate) * 4) / 4;
+    buckets.set(at, (buckets.get(at) ?? 0) + 1);
+  });
+  const slowAt = [...buckets].filter(([, n]) => n >= 3).map(([atS, count]) => ({ atS, count }));
+  const slow = got.latencies.filter((ms) => ms > 10).length;
   const sorted = got.latencies.sort((x, y) => x - y);
   return {
+    slowAt,
+    slow,
     sent: sent.accepted + sent.rejected,
     received: got.count,
     p50: percentile(sorted, 50),
@@ -385,6 +408,7 @@ function printSummary(results: RunResult[], info: { devices: number; opts: Optio
   const { opts } = info;
   const of = (kind: Kind) => results.filter((r) => r.kind === kind);
   const ours = of('ours');
+  const withBefore = of('before').length > 0;
   const m = (rs: RunResult[], f: (r: RunResult) => number | undefined) => median(rs.map((r) => f(r) ?? Number.NaN));
   /** ours / baseline, per round, then the median. */
   const ratio = (base: Kind, f: (r: RunResult) => number | undefined) =>
@@ -417,8 +441,18 @@ function printSummary(results: RunResult[], info: { devices: number; opts: Optio
     'ours / node',
     'ours / express',
     'target (issue 12)',
+    ...(withBefore ? [LABEL.before, 'ours / before'] : []),
   ];
-  const row = (label: string, f: (rs: RunResult[]) => string, r: (base: Kind) => string, target: string) => [label, f(ours), f(of('node')), f(of('bare')), r('node'), r('bare'), target];
+  const row = (label: string, f: (rs: RunResult[]) => string, r: (base: Kind) => string, target: string) => [
+    label,
+    f(ours),
+    f(of('node')),
+    f(of('bare')),
+    r('node'),
+    r('bare'),
+    target,
+    ...(withBefore ? [f(of('before')), r('before')] : []),
+  ];
   const rows = [
     row(
       `single POST → device, actuations/s (${opts.inFlight} in flight)`,
@@ -446,7 +480,7 @@ function printSummary(results: RunResult[], info: { devices: number; opts: Optio
       (b) => `${x(ratio(b, (r) => r.single.serverCpuUs), 1)} / ${x(ratio(b, (r) => r.bulk.serverCpuUs), 1)}`,
       `≤ 200 / ≤ 35 µs (${verdict(singleCpu <= 200, singleCpu)} / ${verdict(bulkCpu <= 35, bulkCpu)})`,
     ),
-    row('PostgreSQL CPU per actuation, single / bulk', (rs) => (rs === ours && rs.length ? `${fmt(m(ours, (r) => r.single.dbCpuUs))} / ${fmt(m(ours, (r) => r.bulk.dbCpuUs))} µs` : '–'), () => '', ''),
+    row('PostgreSQL CPU per actuation, single / bulk', (rs) => (rs.length && Number.isFinite(m(rs, (r) => r.single.dbCpuUs)) ? `${fmt(m(rs, (r) => r.single.dbCpuUs))} / ${fmt(m(rs, (r) => r.bulk.dbCpuUs))} µs` : '–'), () => '', ''),
   ];
   const { text, markdown } = renderTables(header, rows);
   process.stdout.write(`\n${text}\n\nMarkdown (${info.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
