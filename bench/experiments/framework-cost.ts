@@ -164,7 +164,11 @@ async function main(): Promise<void> {
       port: { type: 'string' },
     },
   });
-  if (values.serve) return serve(values.serve as Framework, Number(values.port));
+  if (values.serve) {
+    // A clean exit on SIGTERM, so that `node --cpu-prof` writes its profile.
+    process.on('SIGTERM', () => process.exit(0));
+    return serve(values.serve as Framework, Number(values.port));
+  }
   const requests = int('requests', values.requests, 100, 10_000_000);
   const rounds = int('rounds', values.rounds, 1, 9);
   const connections = int('connections', values.connections, 1, 256);
