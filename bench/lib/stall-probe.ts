@@ -9,7 +9,9 @@
  * - `monitorEventLoopDelay` (1 ms resolution) percentiles, reset at every `mark`.
  * Lines go to the JSONL file named by BENCH_PROBE_FILE (appended synchronously: the probe
  * must not add async work of its own). The bench reads the file after each latency window
- * and keeps the lines inside it. The probe's own cost (a 2 ms timer) is the same for all servers.
+ * and keeps the lines inside it. The probe's own cost (a 2 ms timer reading
+ * `process.cpuUsage`, ~3% of a `--cpu-prof` profile) is the same for all servers, but
+ * figures taken with `--probe` are not comparable with figures taken without it.
  */
 import fs from 'node:fs';
 
