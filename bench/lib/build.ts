@@ -16,6 +16,8 @@ export interface BenchBuild {
   bareServer: string;
   /** bench/bare-actuation-server.ts: express POST -> ws push, the actuations bench's reference. */
   bareActuationServer: string;
+  /** bench/bare-node-server.ts: the same on bare node:http, the harder reference. */
+  bareNodeServer: string;
 }
 
 export async function buildForBench(root: string): Promise<BenchBuild> {
@@ -48,5 +50,31 @@ export async function buildForBench(root: string): Promise<BenchBuild> {
     await fs.writeFile(file, outputText);
     return file;
   };
-  return { serverMain: path.join(dir, 'dist', 'main.js'), bareServer: await transpile('bare-server'), bareActuationServer: await transpile('bare-actuation-server') };
+  return { serverMain: path.join(dir, 'dist', 'main.js'), bareServer: await transpile('bare-server'), bareActuationServer: await transpile('bare-actuation-server'),
+    bareNodeServer: await transpile('bare-node-server'),
+  };
+}
+
+/**
+ * The server as it was at git `ref` (`--before REF` of the actuations bench): src/,
+ * migrations/ and the tsconfigs taken from git into a private dir under
+ * node_modules/.cache (so node_modules still resolves) and built the same way, so a change
+ * can be measured against what it replaces in one run, on the same loaded machine.
+ */
+export async function buildRefForBench(root: string, ref: string): Promise<string> {
+  const dir = path.join(root, 'node_modules', '.cache', `iotws-bench-${process.pid}-before`);
+  await fs.rm(dir, { recursive: true, force: true });
+  await fs.mkdir(dir, { recursive: true });
+  onCleanup(() => fs.rm(dir, { recursive: true, force: true }));
+  const archive = path.join(dir, 'tree.tar');
+  const git = await runTracked('git', ['-C', root, 'archive', '--format=tar', '-o', archive, ref, 'src', 'migrations', 'tsconfig.json', 'tsconfig.build.json'], root, 60_000);
+  if (git.code !== 0) throw new Error(`git archive ${ref} failed: ${git.output}`);
+  const tar = await runTracked('tar', ['-xf', archive, '-C', dir], root, 60_000);
+  if (tar.code !== 0) throw new Error(`tar failed: ${tar.output}`);
+  await fs.writeFile(path.join(dir, 'package.json'), '{ "type": "module", "private": true }\n');
+  const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  const { code, output } = await runTracked(process.execPath, [tsc, '-p', path.join(dir, 'tsconfig.build.json')], dir, 180_000);
+  const main = path.join(dir, 'dist', 'main.js');
+  if (code !== 0 && !(await fs.stat(main).then(() => true, () => false))) throw new Error(`build of ${ref} failed (tsc exit ${code}): ${output}`);
+  return main;
 }

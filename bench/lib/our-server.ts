@@ -68,7 +68,7 @@ export async function startServer(options: {
           HEARTBEAT_INTERVAL_MS: '3600000',
           ...options.env,
         }
-      : baseEnv;
+      : { ...baseEnv, ...options.env };
   const server = spawnServer(options.script, options.nodeArgs ?? [], env, options.tmp);
   await waitForPort(port, server, 60_000);
   const origin = `http://127.0.0.1:${port}`;

@@ -10,7 +10,7 @@
  * - its device is connected here otherwise: the dispatcher is nudged and claims it;
  * - elsewhere or nowhere: one NOTIFY per batch wakes the instance that holds it.
  */
-import { v7 as uuidv7 } from 'uuid';
+import { actuationId } from './actuation-ids.js';
 import type { Pool } from '../db/pool.js';
 import { makeBatcher } from '../db/batcher.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
@@ -145,7 +145,7 @@ function directlySent(item: PreparedActuation, seq: number, createdAt: Date): Cl
 function prepare(a: NewActuation, defaultTtlSeconds: number): PreparedActuation {
   return {
     // Time-ordered ids: primary-key inserts land on the index's last pages (bench/experiments/uuid-v7.sql).
-    id: uuidv7(),
+    id: actuationId(),
     deviceId: a.deviceId,
     componentId: a.componentId,
     command: a.command,

@@ -11,8 +11,14 @@
  * server's CPU per actuation in `npm run bench -- actuations --cpu-prof`. Here the child
  * logger is made only when something asks for `req.log`, and the line only when its level
  * is enabled.
+ *
+ * `req.log` is one getter on `http.IncomingMessage.prototype` (which express's request
+ * objects inherit from), defined once, reading the logger each request carries under a
+ * symbol: an `Object.defineProperty` on every request object cost ~12 µs per request here
+ * (it turns the object into a slow dictionary-mode one), against ~1 µs for a plain field.
  */
 import crypto from 'node:crypto';
+import http from 'node:http';
 import type { RequestHandler } from 'express';
 import type { Logger } from '../logger.js';
 
@@ -27,14 +33,31 @@ declare module 'http' {
 
 const WELL_FORMED_ID = /^[\w.-]{1,128}$/;
 
+const BASE_LOGGER = Symbol('requestBaseLogger');
+const REQUEST_LOGGER = Symbol('requestLogger');
+interface LoggedRequest {
+  id: string;
+  [BASE_LOGGER]?: Logger;
+  [REQUEST_LOGGER]?: Logger;
+}
+
+Object.defineProperty(http.IncomingMessage.prototype, 'log', {
+  configurable: true,
+  get(this: LoggedRequest): Logger | undefined {
+    return (this[REQUEST_LOGGER] ??= this[BASE_LOGGER]?.child({ reqId: this.id }));
+  },
+  set(this: LoggedRequest, value: Logger) {
+    this[REQUEST_LOGGER] = value;
+  },
+});
+
 export function requestLog(logger: Logger): RequestHandler {
   return (req, res, next) => {
     const given = req.headers['x-request-id'];
     const id = typeof given === 'string' && WELL_FORMED_ID.test(given) ? given : crypto.randomUUID();
     res.setHeader('X-Request-Id', id);
     req.id = id;
-    let child: Logger | undefined;
-    Object.defineProperty(req, 'log', { get: () => (child ??= logger.child({ reqId: id })), configurable: true });
+    (req as unknown as LoggedRequest)[BASE_LOGGER] = logger;
 
     const started = performance.now();
     res.once('finish', () => {
