@@ -273,7 +273,6 @@ export const FINAL_STATUSES: readonly ActuationStatus[] = ['acked', 'failed', 't
 
 /**
  * A key limited to accounts sees only jobs created with accounts among its own (null: no limit).
- * MERGE: `principal.accounts` comes with branch `accounts`; until then every caller passes null.
  */
 export async function getJob(pool: Pool, id: string, accounts: readonly string[] | null): Promise<JobRow | null> {
   const { rows } = await pool.query<JobRow>(`select ${JOB_COLUMNS} from jobs where id = $1 and ($2::text[] is null or (accounts is not null and accounts <@ $2))`, [id, accounts]);

@@ -1,10 +1,10 @@
-import { Router } from 'express';
+import { Router, type Response } from 'express';
 import type { Pool } from '../../db/pool.js';
 import type { EventFeed } from '../../events/feed.js';
 import type { EventFilter } from '../../events/filter.js';
 import { eventBounds } from '../../events/events-sql.js';
 import type { EventType } from '../../events/types.js';
-import { principalOf } from '../auth.js';
+import { accountScopeOf } from '../auth.js';
 import { ApiError } from '../errors.js';
 import { eventIdText, eventsQuery } from '../schemas.js';
 import { validate } from '../validate.js';
@@ -66,12 +66,8 @@ export function eventRoutes(deps: { pool: Pool; feed: EventFeed }): Router {
   return router;
 }
 
-/**
- * ACCOUNTS (branch `accounts`): a key limited to accounts carries them as
- * `principal.accounts`; until that field exists every principal sees every account.
- * Read loosely here so this compiles before and after that change.
- */
-function accountLimit(res: Parameters<typeof principalOf>[0]): Pick<EventFilter, 'accounts'> {
-  const accounts = (principalOf(res) as { accounts?: readonly string[] | null } | undefined)?.accounts;
-  return Array.isArray(accounts) ? { accounts } : {};
+/** A key limited to accounts sees only events of its accounts (filtered in SQL for the backlog, by the same filter live). */
+function accountLimit(res: Response): Pick<EventFilter, 'accounts'> {
+  const accounts = accountScopeOf(res);
+  return accounts === null ? {} : { accounts };
 }

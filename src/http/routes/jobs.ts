@@ -9,19 +9,17 @@ import { withTransaction, type Pool } from '../../db/pool.js';
 import * as sql from '../../jobs/jobs-sql.js';
 import { newJob } from '../../jobs/new-job.js';
 import { jobActuationsQuery, jobCreateBody, jobIdParam, jobsQuery } from '../../jobs/schemas.js';
-import { principalOf } from '../auth.js';
+import { accountScopeOf } from '../auth.js';
 import { ApiError } from '../errors.js';
 import { validate } from '../validate.js';
 import { callerOf } from './actuations.js';
 
 /**
- * The accounts an API key is limited to (null: none). MERGE: branch `accounts` adds
- * `accounts` to the key's principal; until it lands every caller is unlimited. A job (or
- * schedule) created by a limited key stores them and targets only devices of those accounts.
+ * The accounts an API key is limited to (null: none). A job (or schedule) created by a
+ * limited key stores them and targets only devices of those accounts.
  */
 export function accountsOf(res: Response): readonly string[] | null {
-  const principal = principalOf(res) as { accounts?: readonly string[] | null } | undefined;
-  return principal?.accounts && principal.accounts.length > 0 ? principal.accounts : null;
+  return accountScopeOf(res);
 }
 
 /** A job as the API shows it (the list leaves out counts and timeline). */
