@@ -109,6 +109,12 @@ export interface Config {
   readonly dssMaxInFlightEvents: number;
   /** Rules are reloaded this often (edits on other instances); edits here apply at once. (Default: 2 000) */
   readonly dssRulesRefreshMs: number;
+  /** Record each DSS event in the devices' last known state (and the event log) on the event's commit path (`DSS_STATE_ENABLED`). (Default: true) */
+  readonly dssStateEnabled: boolean;
+  /** Hours a DSS event stays in its stream's recent-event log (deleted by the retention pass); 0 keeps no log. (Default: 24) */
+  readonly dssEventLogHours: number;
+  /** How often each instance looks for a due interval rule. (Default: 1 000) */
+  readonly dssIntervalPollMs: number;
   /**
    * Bytes queued for a device's socket (not yet taken by the kernel) above which nothing more is
    * claimed or direct-sent to it; its actuations stay `queued` until the buffer drains. (Default: 1 048 576)
@@ -210,6 +216,9 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     dssMaxQueuedEvents: integer(env, 'DSS_MAX_QUEUED_EVENTS', 1_000, 10, 1_000_000),
     dssMaxInFlightEvents: integer(env, 'DSS_MAX_IN_FLIGHT_EVENTS', 500, 1, 100_000),
     dssRulesRefreshMs: integer(env, 'DSS_RULES_REFRESH_MS', 2_000, 10, 3_600_000),
+    dssStateEnabled: boolean(env, 'DSS_STATE_ENABLED') ?? true,
+    dssEventLogHours: integer(env, 'DSS_EVENT_LOG_HOURS', 24, 0, 8_760),
+    dssIntervalPollMs: integer(env, 'DSS_INTERVAL_POLL_MS', 1_000, 50, 600_000),
   };
   if (config.dssReconnectMinMs > config.dssReconnectMaxMs) {
     throw new ConfigError('DSS_RECONNECT_MIN_MS', `must not exceed DSS_RECONNECT_MAX_MS (${config.dssReconnectMaxMs})`);
