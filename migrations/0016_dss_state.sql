@@ -60,10 +60,14 @@ alter table dss_rules
   add column evaluation_open boolean not null default false;
 create index dss_rules_next_run_idx on dss_rules (next_run_at) where every_seconds is not null and enabled;
 
--- One row per evaluation of an interval rule: what it matched and fired.
+-- One row per evaluation of an interval rule: what it matched and fired, which
+-- instance took it and how many times it was taken (more than once: taken up again
+-- after its instance died).
 create table dss_rule_evaluations (
   rule_id      uuid not null references dss_rules (id) on delete cascade,
   number       bigint not null,
+  instance_id  text not null,
+  claims       integer not null default 1,
   started_at   timestamptz not null default now(),
   finished_at  timestamptz,
   matched      integer not null default 0,

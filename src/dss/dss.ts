@@ -73,15 +73,16 @@ export function makeDss(options: DssOptions): Dss {
             logger,
             pool,
             planEvent: async (event, log, skipped) => {
-              const tasks = await engine.planEvent(stream.id, event, log, skipped);
+              // The state's skip first: the rules' own (more telling) is then the stream's lastError.
               const recording = recorder?.taskFor(stream.id, event, skipped);
+              const tasks = await engine.planEvent(stream.id, event, log, skipped);
               return recording ? [...tasks, recording] : tasks;
             },
             ...(onFrame ? { onFrame: (kind: FrameKind) => onFrame(stream.id, kind) } : {}),
           }),
         ...(options.onStreamReleased ? { onReleased: options.onStreamReleased } : {}),
       });
-      intervalTasks = startIntervalTasks({ pool, logger, submitter, pollMs: config.dssIntervalPollMs });
+      intervalTasks = startIntervalTasks({ pool, logger, submitter, instanceId: config.instanceId, pollMs: config.dssIntervalPollMs });
     },
     async stop() {
       await intervalTasks?.stop();

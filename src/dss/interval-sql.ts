@@ -19,7 +19,7 @@ export interface ClaimedEvaluation {
  * instance off it while this one evaluates (`extendLease` per page). An evaluation left
  * open (its instance died) keeps its number, so its idempotency keys are the same.
  */
-export async function claimDueEvaluation(db: Queryable, leaseSeconds: number): Promise<ClaimedEvaluation | undefined> {
+export async function claimDueEvaluation(db: Queryable, leaseSeconds: number, instanceId: string): Promise<ClaimedEvaluation | undefined> {
   const { rows } = await db.query<ClaimedEvaluation>(
     `with due as (
        select id from dss_rules
@@ -33,11 +33,11 @@ export async function claimDueEvaluation(db: Queryable, leaseSeconds: number): P
        from due where r.id = due.id
        returning r.id, r.evaluations, r.match, r.action, r.cooldown_seconds
      ), recorded as (
-       insert into dss_rule_evaluations (rule_id, number) select id, evaluations from claimed
-       on conflict (rule_id, number) do nothing
+       insert into dss_rule_evaluations (rule_id, number, instance_id) select id, evaluations, $2 from claimed
+       on conflict (rule_id, number) do update set claims = dss_rule_evaluations.claims + 1, instance_id = excluded.instance_id
      )
      select id as "ruleId", evaluations as number, match, action, cooldown_seconds as "cooldownSeconds" from claimed`,
-    [leaseSeconds],
+    [leaseSeconds, instanceId],
   );
   return rows[0];
 }
@@ -138,6 +138,10 @@ export async function finishEvaluation(db: Queryable, ruleId: string, number: nu
 
 export interface EvaluationView {
   number: number;
+  /** The instance that took it (last, when taken up again). */
+  instanceId: string;
+  /** How many times it was taken: more than 1 when an instance died in it. */
+  claims: number;
   startedAt: Date;
   finishedAt: Date | null;
   matched: number;
@@ -149,7 +153,7 @@ export async function recentEvaluations(db: Queryable, ruleId: string, limit = 1
   const [rule, evaluations] = await Promise.all([
     db.query<{ nextRunAt: Date | null }>(`select next_run_at as "nextRunAt" from dss_rules where id = $1`, [ruleId]),
     db.query<EvaluationView>(
-      `select number, started_at as "startedAt", finished_at as "finishedAt", matched, fired
+      `select number, instance_id as "instanceId", claims, started_at as "startedAt", finished_at as "finishedAt", matched, fired
          from dss_rule_evaluations where rule_id = $1 order by number desc limit $2`,
       [ruleId, limit],
     ),

@@ -35,6 +35,7 @@ export interface IntervalTasksOptions {
   pool: Pool;
   logger: Logger;
   submitter: ActuationSubmitter;
+  instanceId: string;
   /** How often each instance looks for a due rule. (Default: 1 000) */
   pollMs: number;
   /** State rows read per page. (Default: 500) */
@@ -122,7 +123,7 @@ export function startIntervalTasks(options: IntervalTasksOptions): IntervalTasks
   async function runDue(): Promise<number> {
     let count = 0;
     while (!stopped) {
-      const claim = await intervalSql.claimDueEvaluation(pool, LEASE_SECONDS);
+      const claim = await intervalSql.claimDueEvaluation(pool, LEASE_SECONDS, options.instanceId);
       if (!claim) break;
       await evaluate(claim);
       count++;

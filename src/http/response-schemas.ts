@@ -137,7 +137,7 @@ export const ruleDetail = rule.extend({
   interval: z
     .strictObject({
       nextRunAt: nullableTime,
-      evaluations: z.array(z.strictObject({ number: z.number().int(), startedAt: time, finishedAt: nullableTime, matched: z.number().int(), fired: z.number().int() })),
+      evaluations: z.array(z.strictObject({ number: z.number().int(), instanceId: z.string(), claims: z.number().int(), startedAt: time, finishedAt: nullableTime, matched: z.number().int(), fired: z.number().int() })),
     })
     .optional(),
 });

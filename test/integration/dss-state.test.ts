@@ -67,7 +67,7 @@ async function createRule(body: Record<string, unknown>): Promise<string> {
 async function evaluationsOf(ruleId: string, s: TestServer = server) {
   const res = await s.api(`/v1/rules/${ruleId}`);
   expect(res.status).toBe(200);
-  return ((await json(res)).interval as { evaluations: { number: number; startedAt: string; finishedAt: string | null; matched: number; fired: number }[] }).evaluations;
+  return ((await json(res)).interval as { evaluations: { number: number; claims: number; instanceId: string; startedAt: string; finishedAt: string | null; matched: number; fired: number }[] }).evaluations;
 }
 
 /** Makes an interval rule due now, as if its interval had passed. */
@@ -130,6 +130,19 @@ describe('last known state', () => {
     expect((await deviceState('ST-2')).properties).toEqual([expect.objectContaining({ name: 'level', value: 3, seq }), expect.objectContaining({ name: 'other' })]);
     const { rows } = await db.pool.query('select count(*)::int as n, count(distinct seq)::int as d from dss_event_log where stream_id = $1', [streamId]);
     expect(rows[0].n).toBe(rows[0].d);
+  });
+
+  it('one event the database refuses does not sink the others of its batch (STYLE.md 14)', async () => {
+    // Random text too long for the primary key's index (PostgreSQL: 54000, a program limit).
+    const longDsn = Array.from({ length: 4_000 }, () => String.fromCharCode(33 + Math.floor(Math.random() * 90))).join('');
+    const events = Array.from({ length: 40 }, (_, i) => ({ type: 'datapoint' as const, dsn: `BAD-${i}`, property: 'p', value: String(i) }));
+    events.splice(20, 0, { type: 'datapoint', dsn: longDsn, property: 'p', value: 'x' });
+    await emit(events);
+    for (const i of [0, 19, 20, 39]) expect((await deviceState(`BAD-${i}`)).properties).toEqual([expect.objectContaining({ value: String(i) })]);
+    const { rows } = await db.pool.query(`select count(*)::int as n from dss_device_state where dsn like 'BAD-%'`);
+    expect(rows[0].n).toBe(40);
+    const view = await json(await server.api(`/v1/dss/streams/${streamId}`));
+    expect(view.status.lastError).toMatch(/^DSS_ERR_STATE_REFUSED: seq \d+ state: SQLSTATE 54000/);
   });
 });
 
@@ -254,13 +267,22 @@ describe('interval rules', () => {
 
   it('two instances evaluate each interval once between them', async () => {
     // Checked by taking the lease out of claimDueEvaluation (next_run_at left as it was):
-    // both instances then evaluate the due rule again and again, dozens of evaluations.
-    const other = await startTestServer(db, { ...ENV, DSS_ENABLED: 'true' });
+    // the other instance then takes up the running evaluation too (claims 2 or more).
+    const other = await startTestServer(db, ENV);
+    const DEVICES = 1_500; // three pages: an evaluation lasts long enough for the other instance's polls to find it
     try {
-      await emit([
-        { type: 'datapoint', dsn: 'TW-1', property: 'on', baseType: 'boolean', value: 1 },
-        { type: 'datapoint', dsn: 'TW-2', property: 'on', baseType: 'boolean', value: true },
-      ]);
+      const rows: RecordedEvent[] = Array.from({ length: DEVICES }, (_, i) => ({
+        streamId,
+        seq: 1_000_000 + i,
+        eventType: 'datapoint',
+        dsn: `TW-${String(i).padStart(4, '0')}`,
+        oemModel: null,
+        propertyName: 'on',
+        baseType: 'boolean',
+        value: i % 2 === 0 ? '1' : 'true',
+        at: null,
+      }));
+      await recordEvents(db.pool, rows, false);
       const ruleId = await createRule({
         name: 'keep on',
         every: '10s',
@@ -269,10 +291,16 @@ describe('interval rules', () => {
       });
       const evaluations = await eventually(() => evaluationsOf(ruleId, other), (e) => e.length >= 2 && e[0]!.finishedAt != null, 40_000, 200);
       expect(evaluations.map((e) => e.number)).toEqual([2, 1]);
-      expect(evaluations.map((e) => e.fired)).toEqual([2, 2]);
+      expect(evaluations.map((e) => [e.claims, e.matched, e.fired])).toEqual([
+        [1, DEVICES, DEVICES],
+        [1, DEVICES, DEVICES],
+      ]);
       // The second began one interval after the first (by the database's clock, in ms).
       expect(Date.parse(evaluations[0]!.startedAt) - Date.parse(evaluations[1]!.startedAt)).toBeGreaterThanOrEqual(10_000);
-      expect(await actuationKeys(ruleId)).toEqual([`rule:${ruleId}:1:TW-1`, `rule:${ruleId}:1:TW-2`, `rule:${ruleId}:2:TW-1`, `rule:${ruleId}:2:TW-2`]);
+      const keys = await actuationKeys(ruleId);
+      expect(keys).toHaveLength(2 * DEVICES);
+      expect(new Set(keys).size).toBe(2 * DEVICES);
+      expect(keys[0]).toBe(`rule:${ruleId}:1:TW-0000`);
       await server.api(`/v1/rules/${ruleId}`, { method: 'DELETE' });
     } finally {
       await other.close();
