@@ -41,7 +41,7 @@ export interface StateRecorderOptions {
   flushTimeoutMs: number;
   /** (Default: 1 000) */
   maxBatchSize?: number;
-  /** (Default: 2) */
+  /** Flushes at once. (Default: 1: one connection at most, so the rules' commits keep the rest of the pool) */
   maxConcurrent?: number;
 }
 
@@ -52,7 +52,7 @@ export function makeStateRecorder(options: StateRecorderOptions): StateRecorder 
       await recordEvents(pool, items, withLog);
       return items.map(() => undefined);
     },
-    { maxBatchSize: options.maxBatchSize ?? 1_000, maxConcurrent: options.maxConcurrent ?? 2, flushTimeoutMs: options.flushTimeoutMs },
+    { maxBatchSize: options.maxBatchSize ?? 1_000, maxConcurrent: options.maxConcurrent ?? 1, flushTimeoutMs: options.flushTimeoutMs },
   );
 
   return {
