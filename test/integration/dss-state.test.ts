@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { retentionPass } from '../../src/db/retention.js';
+import { claimDueEvaluation } from '../../src/dss/interval-sql.js';
 import { startDssSimulator, type DssSimulator } from '../../src/dss/simulator/simulator.js';
 import { recordEvents, type RecordedEvent } from '../../src/dss/state-sql.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
@@ -202,12 +203,19 @@ describe('interval rules', () => {
       [{ ...base, every: '1m', match: { eventType: 'location' } }, /^match.eventType: must be datapoint or connectivity/],
       [{ ...base, every: '1m', match: { eventType: 'datapoint', condition: { op: 'changed' } } }, /^match.condition.op:/],
       [{ ...base, match: { eventType: 'datapoint', staleForSeconds: 60 } }, /^match.staleForSeconds: is only for interval rules/],
+      [{ ...base, match: { eventType: 'datapoint', dsnPattern: 'A*' } }, /^match.dsnPattern: is only for interval rules/],
     ];
     for (const [body, message] of cases) {
       const res = await server.api('/v1/rules', { method: 'POST', json: body });
       expect(res.status).toBe(400);
       expect((await json(res)).error.message).toMatch(message);
     }
+    // A PATCH of an interval rule's match is held to the same.
+    const id = await createRule({ ...base, enabled: false, every: '10m', match: { eventType: 'datapoint' } });
+    const res = await server.api(`/v1/rules/${id}`, { method: 'PATCH', json: { match: { eventType: 'registration' } } });
+    expect(res.status).toBe(400);
+    expect((await json(res)).error.message).toMatch(/^match.eventType: must be datapoint or connectivity/);
+    await server.api(`/v1/rules/${id}`, { method: 'DELETE' });
   });
 
   it('fires once per cooldown for each device whose last known state matches', async () => {
@@ -262,6 +270,53 @@ describe('interval rules', () => {
     const evaluations = await eventually(() => evaluationsOf(ruleId), (e) => e[0]?.finishedAt != null);
     expect(evaluations[0]).toMatchObject({ matched: 1, fired: 1 });
     expect(await actuationKeys(ruleId)).toEqual([`rule:${ruleId}:1:SL-1`]);
+    await server.api(`/v1/rules/${ruleId}`, { method: 'DELETE' });
+  });
+
+  // Checked by numbering every claim anew (ignoring evaluation_open): the resumed run is then
+  // evaluation 2, and CR-1 gets a second actuation.
+  it('an evaluation whose instance died is taken up with the same number: no device fired twice', async () => {
+    await emit([
+      { type: 'datapoint', dsn: 'CR-1', property: 'door', value: 'open' },
+      { type: 'datapoint', dsn: 'CR-2', property: 'door', value: 'open' },
+    ]);
+    // Created disabled, so that this test (a "dead instance") claims its first evaluation itself.
+    const ruleId = await createRule({
+      name: 'door open',
+      enabled: false,
+      every: '1h',
+      match: { eventType: 'datapoint', dsnPattern: 'CR-*', propertyName: 'door', condition: { op: 'eq', value: 'open' } },
+      action: { deviceId: '{{dsn}}', componentId: 'door', command: 'CLOSE' },
+    });
+    // Enabled and claimed in one transaction: the row stays locked, the server's SKIP LOCKED passes it over.
+    const client = await db.pool.connect();
+    let claim;
+    try {
+      await client.query('begin');
+      await client.query('update dss_rules set enabled = true, next_run_at = now() where id = $1', [ruleId]);
+      claim = await claimDueEvaluation(client, 3600, 'dead-instance');
+      await client.query('commit');
+    } finally {
+      client.release();
+    }
+    expect(claim).toMatchObject({ ruleId, number: 1 });
+    // It fired at CR-1 and died: the actuation exists, the evaluation is open, the lease (an hour) holds.
+    const fired = await server.api('/v1/devices/CR-1/actuations', {
+      method: 'POST',
+      headers: { 'idempotency-key': `rule:${ruleId}:1:CR-1` },
+      json: { componentId: 'door', command: 'CLOSE', params: [] },
+    });
+    expect(fired.status).toBe(202);
+    expect((await evaluationsOf(ruleId))[0]).toMatchObject({ number: 1, instanceId: 'dead-instance', claims: 1, finishedAt: null });
+    // The lease runs out: the server takes evaluation 1 up again.
+    await db.pool.query('update dss_rules set next_run_at = now() where id = $1', [ruleId]);
+    const evaluations = await eventually(() => evaluationsOf(ruleId), (e) => e[0]?.finishedAt != null);
+    expect(evaluations).toEqual([expect.objectContaining({ number: 1, instanceId: server.config.instanceId, claims: 2, matched: 2, fired: 2 })]);
+    const { rows } = await db.pool.query(`select device_id, idempotency_key from actuations where idempotency_key like $1 order by device_id`, [`rule:${ruleId}:%`]);
+    expect(rows).toEqual([
+      { device_id: 'CR-1', idempotency_key: `rule:${ruleId}:1:CR-1` },
+      { device_id: 'CR-2', idempotency_key: `rule:${ruleId}:1:CR-2` },
+    ]);
     await server.api(`/v1/rules/${ruleId}`, { method: 'DELETE' });
   });
 
