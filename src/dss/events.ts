@@ -50,8 +50,8 @@ const rawEventSchema = z.object({
     property_name: optionalText,
     base_type: optionalText,
   }),
-  datapoint: z.object({ value: z.unknown(), updated_at: z.unknown() }).optional(),
-  connection: z.object({ status: z.string(), event_time: z.unknown() }).optional(),
+  datapoint: z.object({ value: z.unknown(), updated_at: z.unknown().optional() }).optional(),
+  connection: z.object({ status: z.string(), event_time: z.unknown().optional() }).optional(),
   location_event: z.object({}).loose().optional(),
   registration_event: z.object({}).loose().optional(),
 });
