@@ -122,17 +122,22 @@ export async function markFired(db: Queryable, ruleId: string, dsns: string[]): 
   );
 }
 
+/** Evaluations kept per rule (older ones are deleted as each finishes): a rule every 10 s would otherwise add 8,640 rows a day. */
+export const KEPT_EVALUATIONS = 100;
+
 /** Closes the evaluation with its counts; the next one is due one interval after this one started. */
 export async function finishEvaluation(db: Queryable, ruleId: string, number: number, counts: { matched: number; fired: number }): Promise<void> {
   await db.query(
     `with finished as (
        update dss_rule_evaluations set finished_at = now(), matched = $3, fired = $4
         where rule_id = $1 and number = $2 returning started_at
+     ), pruned as (
+       delete from dss_rule_evaluations where rule_id = $1 and number <= $2 - $5
      )
      update dss_rules r set evaluation_open = false,
             next_run_at = greatest(now(), (select started_at from finished) + make_interval(secs => r.every_seconds))
       where r.id = $1 and r.evaluations = $2 and r.evaluation_open`,
-    [ruleId, number, counts.matched, counts.fired],
+    [ruleId, number, counts.matched, counts.fired, KEPT_EVALUATIONS],
   );
 }
 
