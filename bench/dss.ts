@@ -48,6 +48,8 @@ interface Throughput {
 }
 interface RoundResult {
   round: number;
+  /** DSS_STATE_ENABLED of this round's server. */
+  state: boolean;
   p50: number;
   p99: number;
   max: number;
@@ -66,6 +68,8 @@ const usage = `usage: npm run bench -- dss [options]
   --seconds S      length of the latency run (default 10)
   --total N        events of each throughput run (default 20000)
   --fsync on|off   embedded PostgreSQL durability (default on; ignored with DATABASE_URL)
+  --state on|off|both  record the last known state and event log (DSS_STATE_ENABLED; default on);
+                   both: each round runs without, then with, and the summary compares them
   --cpu-prof       V8 CPU profile of the server for the whole round (figures not comparable)`;
 
 export async function dssBench(argv: string[]): Promise<number> {
@@ -80,6 +84,7 @@ export async function dssBench(argv: string[]): Promise<number> {
       seconds: { type: 'string', default: '10' },
       total: { type: 'string', default: '20000' },
       fsync: { type: 'string', default: 'on' },
+      state: { type: 'string', default: 'on' },
       'cpu-prof': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
@@ -98,6 +103,8 @@ export async function dssBench(argv: string[]): Promise<number> {
     total: int('total', values.total, 100, 1_000_000),
   };
   const fsync = onOff('fsync', values.fsync);
+  if (!['on', 'off', 'both'].includes(values.state)) throw new Error('--state must be on, off or both');
+  const stateModes = values.state === 'both' ? [false, true] : [values.state === 'on'];
   log(`dss bench: ${fmt(devices)} devices (${opts.ack ? 'acking every actuation' : 'not acking'}), one stream from the DSS simulator in its own process, one rule; ${opts.rounds} round(s)`);
 
   const { tmp, profDir, database, build, keys, deviceClient, deviceIds } = await prepareBenchRun({
@@ -112,16 +119,23 @@ export async function dssBench(argv: string[]): Promise<number> {
 
   const ctx: Context = { database, build, keys, tmp, profDir, deviceClients: [deviceClient], feeder, deviceIds, opts };
   const results: RoundResult[] = [];
-  for (let round = 1; round <= opts.rounds; round++) {
-    const r = await runRound(ctx, round);
+  for (let round = 1; round <= opts.rounds; round++) for (const state of stateModes) {
+    const r = await runRound(ctx, round, state);
     results.push(r);
     const t = (x: Throughput) => `${fmt(x.perSec)} events/s (${fmt(x.received)} of ${fmt(x.sent)} received, server CPU ${fmt(x.serverCpuUs)} µs + PostgreSQL ${fmt(x.dbCpuUs)} µs each)`;
     log(
-      `round ${round}: at ${opts.rate}/s p50 ${fmt(r.p50, 1)} / p99 ${fmt(r.p99, 1)} / max ${fmt(r.max, 1)} ms (${fmt(r.latencyReceived)} of ${fmt(r.latencySent)} received); ` +
+      `round ${round} (state ${state ? 'on' : 'off'}): at ${opts.rate}/s p50 ${fmt(r.p50, 1)} / p99 ${fmt(r.p99, 1)} / max ${fmt(r.max, 1)} ms (${fmt(r.latencyReceived)} of ${fmt(r.latencySent)} received); ` +
         `${fmt(devices)} devices ${t(r.many)}; ${opts.few} devices ${t(r.few)}`,
     );
   }
-  printSummary(results, { devices, opts, description: database.description });
+  for (const state of stateModes) printSummary(results.filter((r) => r.state === state), { devices, opts, description: `${database.description}; DSS state ${state ? 'on' : 'off'}` });
+  if (stateModes.length === 2) {
+    const m = (state: boolean, f: (r: RoundResult) => number) => median(results.filter((r) => r.state === state).map(f));
+    log(
+      `\nstate on / off, medians: many devices ${fmt(m(true, (r) => r.many.perSec) / m(false, (r) => r.many.perSec), 2)}×, ` +
+        `few devices ${fmt(m(true, (r) => r.few.perSec) / m(false, (r) => r.few.perSec), 2)}×, p99 ${fmt(m(true, (r) => r.p99), 1)} vs ${fmt(m(false, (r) => r.p99), 1)} ms`,
+    );
+  }
   if (profDir) await summariseCpuProfiles(profDir, log);
   const invalid = results.filter((r) => r.latencyReceived < r.latencySent || r.many.received < r.many.sent || r.few.received < r.few.sent);
   if (invalid.length > 0) {
@@ -154,9 +168,10 @@ interface Context {
 const feederCall = <Op extends FeederReply['op']>(ctx: Context, message: FeederRequest, expected: Op, timeoutMs: number) =>
   request<Op, FeederReply, FeederRequest>(ctx.feeder, message, expected, timeoutMs);
 
-async function runRound(ctx: Context, round: number): Promise<RoundResult> {
+async function runRound(ctx: Context, round: number, state: boolean): Promise<RoundResult> {
   const { opts } = ctx;
-  const db = await ctx.database.create(`d${round}`);
+  const tag = `${round}${state ? 's' : 'n'}`;
+  const db = await ctx.database.create(`d${tag}`);
   let server: RunningServer | undefined;
   try {
     server = await startServer({
@@ -165,11 +180,12 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
       databaseUrl: db.url,
       keys: ctx.keys,
       tmp: ctx.tmp,
-      instanceId: `bench-${process.pid}-d${round}`,
-      nodeArgs: ctx.profDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profDir}`, `--cpu-prof-name=ours-r${round}.cpuprofile`] : [],
+      instanceId: `bench-${process.pid}-d${tag}`,
+      env: { DSS_STATE_ENABLED: state ? 'true' : 'false' },
+      nodeArgs: ctx.profDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profDir}`, `--cpu-prof-name=ours-r${tag}.cpuprofile`] : [],
     });
     await connectDevices(ctx.deviceClients, server.port);
-    const streamKey = `bench-r${round}`;
+    const streamKey = `bench-r${tag}`;
     const { streamUrl } = await feederCall(ctx, { op: 'start', streamKey }, 'started', 30_000);
     const rule = await server.api('POST', '/v1/rules', {
       name: 'bench',
@@ -219,6 +235,7 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
     const few = await throughput(ctx.deviceIds.slice(0, opts.few), opts.total);
     return {
       round,
+      state,
       p50: percentile(sorted, 50),
       p99: percentile(sorted, 99),
       max: sorted.at(-1) ?? Number.NaN,

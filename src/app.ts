@@ -269,6 +269,7 @@ export function buildApp(options: AppOptions): App {
         pool,
         logger,
         retentionDays: config.retentionDays,
+        eventLogHours: config.dssEventLogHours,
         ...RETENTION_PACE,
         onDeleted: (table, rows) => metrics.retentionDeleted.inc({ table }, rows),
       });

@@ -115,6 +115,12 @@ export interface Config {
   readonly jobsPollMs: number;
   /** A job's lease: renewed by its releasing instance every poll; another takes the job over this long after the last renewal. (Default: 5 000) */
   readonly jobsLeaseMs: number;
+  /** Record each DSS event in the devices' last known state (and the event log) on the event's commit path (`DSS_STATE_ENABLED`). (Default: true) */
+  readonly dssStateEnabled: boolean;
+  /** Hours a DSS event stays in its stream's recent-event log (deleted by the retention pass); 0 keeps no log. (Default: 24) */
+  readonly dssEventLogHours: number;
+  /** How often each instance looks for a due interval rule. (Default: 1 000) */
+  readonly dssIntervalPollMs: number;
   /**
    * Bytes queued for a device's socket (not yet taken by the kernel) above which nothing more is
    * claimed or direct-sent to it; its actuations stay `queued` until the buffer drains. (Default: 1 048 576)
@@ -234,6 +240,9 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     jobsEnabled: boolean(env, 'JOBS_ENABLED') ?? true,
     jobsPollMs: integer(env, 'JOBS_POLL_MS', 1_000, 50, 60_000),
     jobsLeaseMs: integer(env, 'JOBS_LEASE_MS', 5_000, 500, 600_000),
+    dssStateEnabled: boolean(env, 'DSS_STATE_ENABLED') ?? true,
+    dssEventLogHours: integer(env, 'DSS_EVENT_LOG_HOURS', 24, 0, 8_760),
+    dssIntervalPollMs: integer(env, 'DSS_INTERVAL_POLL_MS', 1_000, 50, 600_000),
   };
   if (config.jobsLeaseMs < 2 * config.jobsPollMs) {
     throw new ConfigError('JOBS_LEASE_MS', `must be at least twice JOBS_POLL_MS (${config.jobsPollMs}): the lease is renewed once per poll`);

@@ -23,6 +23,8 @@
  *   gap-free and is never reused after old actuations are deleted.
  * - Each device's latest session is kept even when closed and old, so a device stays
  *   known to `GET /v1/devices` (one row per device, which is bounded).
+ * - DSS events in `dss_event_log` go `DSS_EVENT_LOG_HOURS` after they arrived (by
+ *   `received_at`, oldest first), whatever `RETENTION_DAYS` says.
  * An idempotency key lives as long as its actuation: a key repeated after the
  * actuation was deleted creates a new one (DSS keys name a stream position, which a
  * stream never replays from that far back).
@@ -41,6 +43,8 @@ export const FINAL_STATUSES = ['acked', 'failed', 'expired', 'timed_out', 'cance
 export interface RetentionOptions {
   /** Rows older than this many days go; 0 keeps everything. */
   retentionDays: number;
+  /** DSS events in `dss_event_log` received more than this many hours ago go (DSS_EVENT_LOG_HOURS); 0 or unset: none. */
+  eventLogHours?: number;
   /** Rows looked at per batch (one statement, one transaction). */
   batchSize: number;
   /** Least pause between batches. */
@@ -64,8 +68,12 @@ export interface PassResult {
   ran: boolean;
   actuations: number;
   sessions: number;
+  /** Rows of the DSS recent-event log deleted. */
+  dssEvents: number;
   batches: number;
 }
+
+export type RetentionTable = 'actuations' | 'device_sessions' | 'dss_event_log';
 
 /**
  * The smallest UUIDv7 of the millisecond `at`: every actuation created before `at`
@@ -156,18 +164,47 @@ export async function deleteClosedSessions(pool: Pool, cutoff: Date, after: numb
 }
 
 /**
+ * One batch of the DSS event log: the oldest `batchSize` rows received before `cutoff`
+ * (through its `received_at` index; no key to walk, the rows it leaves are all newer).
+ */
+export async function deleteOldDssEvents(pool: Pool, cutoff: Date, batchSize: number): Promise<BatchResult> {
+  const result = await lockedBatch(pool, async (client) => {
+    const { rows } = await client.query<{ deleted: number }>(
+      `with doomed as (
+         select stream_id, seq from dss_event_log where received_at < $1 order by received_at limit $2 for update skip locked
+       ), deleted as (
+         delete from dss_event_log l using doomed d where l.stream_id = d.stream_id and l.seq = d.seq returning 1
+       )
+       select count(*)::int as deleted from deleted`,
+      [cutoff, batchSize],
+    );
+    return rows[0]!;
+  });
+  if (!result) return { locked: false, scanned: 0, deleted: 0, lastKey: null, done: true };
+  return { locked: true, scanned: result.deleted, deleted: result.deleted, lastKey: null, done: result.deleted < batchSize };
+}
+
+/**
  * One pass over both tables with one cutoff (the database's clock). Stops early when
  * another instance holds the lock or `shouldStop()` says so.
  */
-export async function retentionPass(pool: Pool, options: RetentionOptions & { shouldStop?: () => boolean; onBatch?: (table: 'actuations' | 'device_sessions', deleted: number) => void }): Promise<PassResult> {
-  const pass: PassResult = { ran: true, actuations: 0, sessions: 0, batches: 0 };
-  if (options.retentionDays <= 0) return { ...pass, ran: false };
-  const { rows } = await pool.query<{ cutoff: Date }>('select now() - make_interval(days => $1) as cutoff', [options.retentionDays]);
-  const cutoff = rows[0]!.cutoff;
-  const tables = [
-    { table: 'actuations' as const, batch: (after: string | number | null) => deleteFinishedActuations(pool, cutoff, after as string | null, options.batchSize) },
-    { table: 'device_sessions' as const, batch: (after: string | number | null) => deleteClosedSessions(pool, cutoff, after as number | null, options.batchSize) },
-  ];
+export async function retentionPass(pool: Pool, options: RetentionOptions & { shouldStop?: () => boolean; onBatch?: (table: RetentionTable, deleted: number) => void }): Promise<PassResult> {
+  const pass: PassResult = { ran: true, actuations: 0, sessions: 0, dssEvents: 0, batches: 0 };
+  const eventLogHours = options.eventLogHours ?? 0;
+  if (options.retentionDays <= 0 && eventLogHours <= 0) return { ...pass, ran: false };
+  const { rows } = await pool.query<{ cutoff: Date; eventCutoff: Date }>(
+    'select now() - make_interval(days => $1) as cutoff, now() - make_interval(hours => $2) as "eventCutoff"',
+    [options.retentionDays, eventLogHours],
+  );
+  const { cutoff, eventCutoff } = rows[0]!;
+  const tables: { table: RetentionTable; batch: (after: string | number | null) => Promise<BatchResult> }[] = [];
+  if (options.retentionDays > 0) {
+    tables.push(
+      { table: 'actuations', batch: (after) => deleteFinishedActuations(pool, cutoff, after as string | null, options.batchSize) },
+      { table: 'device_sessions', batch: (after) => deleteClosedSessions(pool, cutoff, after as number | null, options.batchSize) },
+    );
+  }
+  if (eventLogHours > 0) tables.push({ table: 'dss_event_log', batch: () => deleteOldDssEvents(pool, eventCutoff, options.batchSize) });
   for (const { table, batch } of tables) {
     let after: string | number | null = null;
     for (;;) {
@@ -177,7 +214,8 @@ export async function retentionPass(pool: Pool, options: RetentionOptions & { sh
       if (!result.locked) return { ...pass, ran: pass.batches > 0 };
       pass.batches++;
       if (table === 'actuations') pass.actuations += result.deleted;
-      else pass.sessions += result.deleted;
+      else if (table === 'device_sessions') pass.sessions += result.deleted;
+      else pass.dssEvents += result.deleted;
       if (result.deleted > 0) options.onBatch?.(table, result.deleted);
       if (result.done) break;
       after = result.lastKey;
@@ -188,16 +226,18 @@ export async function retentionPass(pool: Pool, options: RetentionOptions & { sh
 }
 
 /** Runs a pass every `intervalMs` (every instance tries; one at a time holds the lock). */
-export function startRetention(options: RetentionOptions & { pool: Pool; logger: Logger; intervalMs: number; onDeleted?: (table: 'actuations' | 'device_sessions', rows: number) => void }): { stop(): Promise<void> } {
+export function startRetention(options: RetentionOptions & { pool: Pool; logger: Logger; intervalMs: number; onDeleted?: (table: RetentionTable, rows: number) => void }): { stop(): Promise<void> } {
   const { pool, logger } = options;
-  if (options.retentionDays <= 0) return { stop: async () => undefined };
+  if (options.retentionDays <= 0 && (options.eventLogHours ?? 0) <= 0) return { stop: async () => undefined };
   let stopped = false;
   let running: Promise<void> | undefined;
   const tick = (): void => {
     if (running || stopped) return;
     running = retentionPass(pool, { ...options, shouldStop: () => stopped, onBatch: options.onDeleted })
       .then((pass) => {
-        if (pass.actuations > 0 || pass.sessions > 0) logger.info({ actuations: pass.actuations, sessions: pass.sessions, batches: pass.batches }, 'retention: old rows deleted');
+        if (pass.actuations > 0 || pass.sessions > 0 || pass.dssEvents > 0) {
+          logger.info({ actuations: pass.actuations, sessions: pass.sessions, dssEvents: pass.dssEvents, batches: pass.batches }, 'retention: old rows deleted');
+        }
       })
       .catch((err) => logger.warn({ err }, 'retention: pass failed; the next one retries'))
       .finally(() => (running = undefined));

@@ -10,11 +10,14 @@ import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
 import { dssRoutes } from '../http/routes/dss.js';
 import type { Logger } from '../logger.js';
+import { startIntervalTasks, type IntervalTasks } from './interval-tasks.js';
 import { makeRuleEngine } from './rule-engine.js';
+import { makeStateRecorder } from './state-recorder.js';
 import { startStreamClient, type DssClientConfig, type FrameKind } from './stream-client.js';
 import { startStreamSupervisor, type StreamSupervisor } from './stream-supervisor.js';
 
-export type DssConfig = DssClientConfig & Pick<Config, 'instanceId' | 'dssEnabled' | 'dssSupervisorIntervalMs' | 'dssRulesRefreshMs'>;
+export type DssConfig = DssClientConfig &
+  Pick<Config, 'instanceId' | 'dssEnabled' | 'dssSupervisorIntervalMs' | 'dssRulesRefreshMs' | 'dssStateEnabled' | 'dssEventLogHours' | 'dssIntervalPollMs' | 'databaseTimeoutMs'>;
 
 export interface Dss {
   router: Router;
@@ -40,7 +43,10 @@ export interface DssOptions {
 export function makeDss(options: DssOptions): Dss {
   const { config, logger, pool, submitter, onFrame } = options;
   const engine = makeRuleEngine({ pool, submitter, refreshMs: config.dssRulesRefreshMs });
+  // Beside the rules on each event's commit path (see state-recorder.ts).
+  const recorder = config.dssStateEnabled ? makeStateRecorder({ pool, withLog: config.dssEventLogHours > 0, flushTimeoutMs: config.databaseTimeoutMs }) : undefined;
   let supervisor: StreamSupervisor | undefined;
+  let intervalTasks: IntervalTasks | undefined;
 
   const router = dssRoutes({
     pool,
@@ -66,13 +72,21 @@ export function makeDss(options: DssOptions): Dss {
             config,
             logger,
             pool,
-            planEvent: (event, log, skipped) => engine.planEvent(stream.id, event, log, skipped),
+            planEvent: async (event, log, skipped) => {
+              // The state's skip first: the rules' own (more telling) is then the stream's lastError.
+              const recording = recorder?.taskFor(stream.id, event, skipped);
+              const tasks = await engine.planEvent(stream.id, event, log, skipped);
+              return recording ? [...tasks, recording] : tasks;
+            },
             ...(onFrame ? { onFrame: (kind: FrameKind) => onFrame(stream.id, kind) } : {}),
           }),
         ...(options.onStreamReleased ? { onReleased: options.onStreamReleased } : {}),
       });
+      intervalTasks = startIntervalTasks({ pool, logger, submitter, instanceId: config.instanceId, pollMs: config.dssIntervalPollMs });
     },
     async stop() {
+      await intervalTasks?.stop();
+      intervalTasks = undefined;
       await supervisor?.stop();
       supervisor = undefined;
     },

@@ -17,6 +17,8 @@ export const DSS_ERRORS = {
   DSS_ERR_UNSTORABLE: 'event cannot become an actuation: a field holds text the database cannot store',
   /** The database refused the rule's actuation, or the state row of a stateful rule, for a reason of its own (a data exception, integrity violation or program limit such as a key too long for its index; SQLSTATE in the detail). */
   DSS_ERR_ACTUATION_REFUSED: 'the database refused the actuation of a rule',
+  /** The database refused an event's row in the last known state or the event log for a reason of its own (SQLSTATE in the detail); the event's rules still ran. */
+  DSS_ERR_STATE_REFUSED: 'the database refused the state or log row of an event',
 } as const;
 
 export type DssErrorCode = keyof typeof DSS_ERRORS;

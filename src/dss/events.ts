@@ -29,6 +29,12 @@ export interface DssEvent {
   baseType: string | null;
   /** datapoint(ack): `datapoint.value`; connectivity: `connection.status`; otherwise undefined. */
   value: unknown;
+  /**
+   * The event's own time as an ISO string (datapoint: `updated_at`; connectivity:
+   * `event_time`; location: `created_at`; registration: `registered_at`/`unregistered_at`),
+   * or null when it has none or it is not a date.
+   */
+  at: string | null;
 }
 
 const rawSeq = z.union([z.string().regex(/^\d{1,15}$/), z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)]).transform(Number);
@@ -44,8 +50,8 @@ const rawEventSchema = z.object({
     property_name: optionalText,
     base_type: optionalText,
   }),
-  datapoint: z.object({ value: z.unknown() }).optional(),
-  connection: z.object({ status: z.string() }).optional(),
+  datapoint: z.object({ value: z.unknown(), updated_at: z.unknown().optional() }).optional(),
+  connection: z.object({ status: z.string(), event_time: z.unknown().optional() }).optional(),
   location_event: z.object({}).loose().optional(),
   registration_event: z.object({}).loose().optional(),
 });
@@ -63,18 +69,33 @@ export function toDssEvent(rawEvent: unknown): DssEvent | undefined {
     propertyName: null,
     baseType: null,
     value: undefined,
+    at: null,
   };
   switch (m.event_type) {
     case 'datapoint':
     case 'datapointack':
       if (!datapoint || !('value' in datapoint) || m.property_name === null) return undefined;
-      return { ...event, propertyName: m.property_name, baseType: m.base_type, value: datapoint.value };
+      return { ...event, propertyName: m.property_name, baseType: m.base_type, value: datapoint.value, at: eventTime(datapoint.updated_at) };
     case 'connectivity':
       if (!connection) return undefined;
-      return { ...event, value: connection.status };
-    case 'location':
-      return parsed.data.location_event ? event : undefined;
-    case 'registration':
-      return parsed.data.registration_event ? event : undefined;
+      return { ...event, value: connection.status, at: eventTime(connection.event_time) };
+    case 'location': {
+      const l = parsed.data.location_event;
+      return l ? { ...event, at: eventTime(l['created_at']) } : undefined;
+    }
+    case 'registration': {
+      const r = parsed.data.registration_event;
+      return r ? { ...event, at: eventTime(r['registered_at'] ?? r['unregistered_at']) } : undefined;
+    }
   }
+}
+
+/** An event time fit for `timestamptz`: a date string PostgreSQL reads the same way (years 1000–9999), else null. */
+function eventTime(raw: unknown): string | null {
+  if (typeof raw !== 'string' || raw.length > 64) return null;
+  const ms = Date.parse(raw);
+  if (!Number.isFinite(ms)) return null;
+  const date = new Date(ms);
+  const year = date.getUTCFullYear();
+  return year >= 1000 && year <= 9999 ? date.toISOString() : null;
 }

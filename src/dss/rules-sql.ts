@@ -2,22 +2,34 @@
 import crypto from 'node:crypto';
 import type pg from 'pg';
 import type { CanonicalValue, Rule } from './rules.js';
-import type { RuleCreateBody, RuleUpdateBody } from './schemas.js';
+import { everySeconds, type RuleCreateBody, type RuleUpdateBody } from './schemas.js';
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
-const COLUMNS = `id, name, enabled, match, action, cooldown_seconds as "cooldownSeconds", created_at as "createdAt", updated_at as "updatedAt"`;
+const COLUMNS = `id, name, enabled, match, action, cooldown_seconds as "cooldownSeconds", every, created_at as "createdAt", updated_at as "updatedAt"`;
 
 export async function insertRule(db: Queryable, body: RuleCreateBody): Promise<Rule> {
   const { rows } = await db.query<Rule>(
-    `insert into dss_rules (id, name, enabled, match, action, cooldown_seconds) values ($1, $2, $3, $4, $5, $6) returning ${COLUMNS}`,
-    [crypto.randomUUID(), body.name, body.enabled, JSON.stringify(body.match), JSON.stringify(body.action), body.cooldownSeconds],
+    // An interval rule's first evaluation is due at once.
+    `insert into dss_rules (id, name, enabled, match, action, cooldown_seconds, every, every_seconds, next_run_at)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, case when $7::text is not null then now() end) returning ${COLUMNS}`,
+    [
+      crypto.randomUUID(),
+      body.name,
+      body.enabled,
+      JSON.stringify(body.match),
+      JSON.stringify(body.action),
+      body.cooldownSeconds,
+      body.every ?? null,
+      body.every === undefined ? null : everySeconds(body.every)!,
+    ],
   );
   return rows[0]!;
 }
 
+/** `onlyEnabled`: the enabled event rules (what the rule engine runs on events). */
 export async function listRules(db: Queryable, onlyEnabled = false): Promise<Rule[]> {
-  const { rows } = await db.query<Rule>(`select ${COLUMNS} from dss_rules ${onlyEnabled ? 'where enabled' : ''} order by created_at, id`);
+  const { rows } = await db.query<Rule>(`select ${COLUMNS} from dss_rules ${onlyEnabled ? 'where enabled and every is null' : ''} order by created_at, id`);
   return rows;
 }
 

@@ -19,6 +19,8 @@ export interface Rule {
   match: RuleMatch;
   action: RuleAction;
   cooldownSeconds: number;
+  /** An interval rule's interval as given (`"5m"`); null for an event rule. */
+  every: string | null;
   createdAt: Date;
   updatedAt: Date;
 }

@@ -3,6 +3,15 @@ import { z } from 'zod';
 import { DSS_EVENT_TYPES, VALUE_EVENT_TYPES } from './events.js';
 
 export const idParam = z.object({ id: z.uuid() });
+export const dsnParam = z.object({ dsn: z.string().min(1).max(256) });
+
+/** `GET /v1/dss/streams/:id/events`: filters and the cursor (the last seq of the previous page). */
+export const eventLogQuery = z.strictObject({
+  dsn: z.string().min(1).max(256).optional(),
+  property: z.string().min(1).max(256).optional(),
+  cursor: z.string().regex(/^\d{1,15}$/, 'must be the nextCursor of the previous page').optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
 
 const name = z.string().trim().min(1).max(200);
 const wsUrl = z
@@ -56,6 +65,10 @@ const match = z
     dsn: z.string().min(1).max(256).optional(),
     propertyName: z.string().min(1).max(256).optional(),
     condition: condition.optional(),
+    /** Interval rules only: a dsn with `*` for any run of characters (`"AC000W*"`). */
+    dsnPattern: z.string().min(1).max(256).optional(),
+    /** Interval rules only: the property (or the connectivity) has not been updated for this long. */
+    staleForSeconds: z.number().int().min(1).max(365 * 24 * 3600).optional(),
   })
   .superRefine((m, ctx) => {
     if (m.condition && !VALUE_EVENT_TYPES.includes(m.eventType)) {
@@ -78,13 +91,51 @@ const action = z.object({
   collapseKey: templated(256).optional(),
 });
 
-export const ruleCreateBody = z.object({
-  name,
-  enabled: z.boolean().default(true),
-  match,
-  action,
-  cooldownSeconds: z.number().int().min(0).max(7 * 24 * 3600).default(0),
-});
+/** Least and greatest interval of an interval rule. */
+export const MIN_EVERY_SECONDS = 10;
+export const MAX_EVERY_SECONDS = 7 * 24 * 3600;
+const EVERY_UNITS = { s: 1, m: 60, h: 3600, d: 86400 } as const;
+
+/** `"90s"`, `"5m"`, `"2h"`, `"1d"` in seconds (undefined when not in that form). */
+export function everySeconds(every: string): number | undefined {
+  const m = /^(\d{1,7})([smhd])$/.exec(every);
+  return m ? Number(m[1]) * EVERY_UNITS[m[2] as keyof typeof EVERY_UNITS] : undefined;
+}
+
+const every = z
+  .string()
+  .max(16)
+  .superRefine((s, ctx) => {
+    const seconds = everySeconds(s);
+    if (seconds === undefined) ctx.addIssue({ code: 'custom', message: 'must be a count and a unit s, m, h or d, e.g. "5m"' });
+    else if (seconds < MIN_EVERY_SECONDS || seconds > MAX_EVERY_SECONDS) ctx.addIssue({ code: 'custom', message: `must be between ${MIN_EVERY_SECONDS} s and 7 d` });
+  });
+
+/** What an interval rule may match: the state of a property, or the connectivity; no `changed` (state has no previous value). */
+export function checkInterval(b: { every?: string | undefined; match?: z.infer<typeof match> | undefined }, ctx: z.RefinementCtx): void {
+  if (!b.match) return;
+  if (b.every === undefined) {
+    if (b.match.staleForSeconds !== undefined) ctx.addIssue({ code: 'custom', path: ['match', 'staleForSeconds'], message: 'is only for interval rules (with every)' });
+    if (b.match.dsnPattern !== undefined) ctx.addIssue({ code: 'custom', path: ['match', 'dsnPattern'], message: 'is only for interval rules (with every)' });
+    return;
+  }
+  if (b.match.eventType !== 'datapoint' && b.match.eventType !== 'connectivity') {
+    ctx.addIssue({ code: 'custom', path: ['match', 'eventType'], message: 'must be datapoint or connectivity for an interval rule (the last known state holds those)' });
+  }
+  if (b.match.condition?.op === 'changed') ctx.addIssue({ code: 'custom', path: ['match', 'condition', 'op'], message: '"changed" is for event rules; an interval rule tests the last known value' });
+}
+
+export const ruleCreateBody = z
+  .object({
+    name,
+    enabled: z.boolean().default(true),
+    match,
+    action,
+    cooldownSeconds: z.number().int().min(0).max(7 * 24 * 3600).default(0),
+    /** An interval rule: evaluated against the last known state every so often, instead of on each event. */
+    every: every.optional(),
+  })
+  .superRefine(checkInterval);
 export const ruleUpdateBody = z
   .object({ name, enabled: z.boolean(), match, action, cooldownSeconds: z.number().int().min(0).max(7 * 24 * 3600) })
   .partial()

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { ruleCreateBody, ruleUpdateBody, streamCreateBody, streamUpdateBody } from '../dss/schemas.js';
-import { idParam } from '../dss/schemas.js';
+import { dsnParam, eventLogQuery, idParam } from '../dss/schemas.js';
 import * as out from './response-schemas.js';
 import { apiKeyCreateBody, apiKeyIdParam } from '../keys/schemas.js';
 import { jobActuationsQuery, jobCreateBody, jobIdParam, jobsQuery, scheduleCreateBody, scheduleUpdateBody } from '../jobs/schemas.js';
@@ -265,6 +265,29 @@ export const ROUTES: RouteDoc[] = [
     responses: { 200: 'Stream', 404: 'Unknown' },
     bodies: { 200: out.stream },
   },
+  {
+    method: 'get',
+    path: '/v1/dss/streams/:id/events',
+    operationId: 'listStreamEvents',
+    summary: "The stream's recent events (DSS_EVENT_LOG_HOURS), newest first, filtered by dsn and property, paged by cursor",
+    auth: true,
+    scope: 'dss:admin',
+    ...byId,
+    query: eventLogQuery,
+    responses: { 200: 'Events', 404: 'Unknown stream' },
+    bodies: { 200: out.dssEventLogPage },
+  },
+  {
+    method: 'get',
+    path: '/v1/dss/devices/:dsn',
+    operationId: 'getDssDeviceState',
+    summary: "A device's last known state from DSS events: each property's latest value and the connectivity",
+    auth: true,
+    scope: 'dss:admin',
+    params: dsnParam,
+    responses: { 200: 'State', 404: 'No event of this device recorded' },
+    bodies: { 200: out.dssDeviceState },
+  },
   { method: 'delete', path: '/v1/dss/streams/:id', operationId: 'deleteStream', summary: 'Remove a DSS stream', auth: true, scope: 'dss:admin', ...byId, responses: { 204: 'Removed', 404: 'Unknown' } },
   {
     method: 'post',
@@ -283,7 +306,7 @@ export const ROUTES: RouteDoc[] = [
     bodies: { 201: out.rule },
   },
   { method: 'get', path: '/v1/rules', operationId: 'listRules', summary: 'Rules', auth: true, scope: 'dss:admin', responses: { 200: 'Rules' }, bodies: { 200: out.ruleList } },
-  { method: 'get', path: '/v1/rules/:id', operationId: 'getRule', summary: 'A rule', auth: true, scope: 'dss:admin', ...byId, responses: { 200: 'Rule', 404: 'Unknown' }, bodies: { 200: out.rule } },
+  { method: 'get', path: '/v1/rules/:id', operationId: 'getRule', summary: 'A rule', auth: true, scope: 'dss:admin', ...byId, responses: { 200: 'Rule (an interval rule with its evaluations)', 404: 'Unknown' }, bodies: { 200: out.ruleDetail } },
   {
     method: 'patch',
     path: '/v1/rules/:id',

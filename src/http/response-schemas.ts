@@ -147,10 +147,49 @@ export const rule = z
     match: ruleCreateBody.shape.match,
     action: ruleCreateBody.shape.action,
     cooldownSeconds: z.number().int(),
+    /** An interval rule's interval (`"5m"`); null for an event rule. */
+    every: z.string().nullable(),
     createdAt: time,
     updatedAt: time,
   });
 export const ruleList = z.strictObject({ items: z.array(rule) });
+/** One rule; an interval rule also shows when it runs next and its latest evaluations (newest first, up to 10). */
+export const ruleDetail = rule.extend({
+  interval: z
+    .strictObject({
+      nextRunAt: nullableTime,
+      evaluations: z.array(z.strictObject({ number: z.number().int(), instanceId: z.string(), claims: z.number().int(), startedAt: time, finishedAt: nullableTime, matched: z.number().int(), fired: z.number().int() })),
+    })
+    .optional(),
+});
+
+/** A device's last known state from DSS events. */
+export const dssDeviceState = z.strictObject({
+  dsn: z.string(),
+  oemModel: z.string().nullable(),
+  connectivity: z.strictObject({ status: z.string(), updatedAt: time, seq: z.number().int(), streamId: z.uuid() }).nullable(),
+  properties: z.array(
+    z.strictObject({ name: z.string(), value: z.unknown(), baseType: z.string().nullable(), updatedAt: time, seq: z.number().int(), streamId: z.uuid() }),
+  ),
+});
+
+/** A page of a stream's recent-event log, newest first; `nextCursor` null on the last page. */
+export const dssEventLogPage = z.strictObject({
+  items: z.array(
+    z.strictObject({
+      seq: z.number().int(),
+      eventType: z.string(),
+      dsn: z.string(),
+      oemModel: z.string().nullable(),
+      propertyName: z.string().nullable(),
+      baseType: z.string().nullable(),
+      value: z.unknown(),
+      at: time,
+      receivedAt: time,
+    }),
+  ),
+  nextCursor: z.string().nullable(),
+});
 
 export const health = z.strictObject({ status: z.literal('ok') });
 export const ready = z.strictObject({ status: z.literal('ready') });

@@ -75,4 +75,17 @@ describe('DSS events', () => {
     expect(toDssEvent({ ...datapoint(1), datapoint: {} })).toBeUndefined();
     expect(toDssEvent({ seq: '1', metadata: { ...meta, event_type: 'connectivity' } })).toBeUndefined();
   });
+
+  it("takes the event's own time when it is a date, else null", () => {
+    const meta = { oem_id: 'o', oem_model: 'm', dsn: 'D1' };
+    const conn = (event_time: unknown) => toDssEvent({ seq: 1, metadata: { ...meta, event_type: 'connectivity' }, connection: { status: 'Online', event_time } })?.at;
+    expect(conn('2026-12-01T10:00:00Z')).toBe('2026-12-01T10:00:00.000Z');
+    expect(conn(undefined)).toBeNull();
+    expect(conn('yesterday')).toBeNull();
+    expect(conn(12)).toBeNull();
+    expect(conn('0001-01-01T00:00:00Z')).toBeNull();
+    const dp = toDssEvent({ ...datapoint(1), datapoint: { value: 1, updated_at: '2026-12-01T10:00:00+01:00' } });
+    expect(dp?.at).toBe('2026-12-01T09:00:00.000Z');
+    expect(toDssEvent({ seq: 3, metadata: { ...meta, event_type: 'registration' }, registration_event: { unregistered_at: '2026-01-02T00:00:00Z' } })?.at).toBe('2026-01-02T00:00:00.000Z');
+  });
 });

@@ -13,6 +13,7 @@ const event = (over: Partial<DssEvent> = {}): DssEvent => ({
   propertyName: 'temp',
   baseType: 'integer',
   value: 25,
+  at: null,
   ...over,
 });
 

@@ -1,8 +1,11 @@
 import { Router } from 'express';
+import { z } from 'zod';
 import type { Pool } from '../../db/pool.js';
+import * as intervalSql from '../../dss/interval-sql.js';
 import * as rulesSql from '../../dss/rules-sql.js';
+import * as stateSql from '../../dss/state-sql.js';
 import type { Rule } from '../../dss/rules.js';
-import { idParam, ruleCreateBody, ruleUpdateBody, streamCreateBody, streamUpdateBody } from '../../dss/schemas.js';
+import { checkInterval, dsnParam, eventLogQuery, idParam, ruleCreateBody, ruleUpdateBody, streamCreateBody, streamUpdateBody } from '../../dss/schemas.js';
 import * as streamsSql from '../../dss/streams-sql.js';
 import { ApiError } from '../errors.js';
 import { validate } from '../validate.js';
@@ -80,6 +83,24 @@ export function dssRoutes(deps: { pool: Pool; changed: { streams(): void; rules(
     changed.streams();
     res.json(streamView(row));
   });
+  router.get('/v1/dss/streams/:id/events', async (req, res) => {
+    const { id } = validate(idParam, req.params, 'params');
+    const query = validate(eventLogQuery, req.query, 'query');
+    if (!(await streamsSql.getStream(pool, id))) throw new ApiError('NOT_FOUND', `No DSS stream "${id}"`);
+    const items = await stateSql.listLoggedEvents(pool, id, {
+      dsn: query.dsn,
+      propertyName: query.property,
+      before: query.cursor === undefined ? undefined : Number(query.cursor),
+      limit: query.limit,
+    });
+    res.json({ items, nextCursor: items.length === query.limit ? String(items[items.length - 1]!.seq) : null });
+  });
+  router.get('/v1/dss/devices/:dsn', async (req, res) => {
+    const { dsn } = validate(dsnParam, req.params, 'params');
+    const state = await stateSql.getDeviceState(pool, dsn);
+    if (!state) throw new ApiError('NOT_FOUND', `No DSS state for device "${dsn}"`);
+    res.json(state);
+  });
   router.delete('/v1/dss/streams/:id', async (req, res) => {
     const { id } = validate(idParam, req.params, 'params');
     if (!(await streamsSql.deleteStream(pool, id))) throw new ApiError('NOT_FOUND', `No DSS stream "${id}"`);
@@ -100,11 +121,16 @@ export function dssRoutes(deps: { pool: Pool; changed: { streams(): void; rules(
     const { id } = validate(idParam, req.params, 'params');
     const rule = await rulesSql.getRule(pool, id);
     if (!rule) throw new ApiError('NOT_FOUND', `No rule "${id}"`);
-    res.json(ruleView(rule));
+    res.json(rule.every === null ? ruleView(rule) : { ...ruleView(rule), interval: await intervalSql.recentEvaluations(pool, rule.id) });
   });
   router.patch('/v1/rules/:id', async (req, res) => {
     const { id } = validate(idParam, req.params, 'params');
     const body = validate(ruleUpdateBody, req.body);
+    if (body.match) {
+      // The new match must suit the rule's kind (an interval rule's `every` stays).
+      const current = await rulesSql.getRule(pool, id);
+      if (current) validate(z.object({}).superRefine((_, ctx) => checkInterval({ every: current.every ?? undefined, match: body.match }, ctx)), {});
+    }
     const rule = await rulesSql.updateRule(pool, id, body);
     if (!rule) throw new ApiError('NOT_FOUND', `No rule "${id}"`);
     changed.rules();
