@@ -34,6 +34,10 @@ import { makeGateway, type Gateway } from './gateway/gateway.js';
 import { makeCommitProbe, startInstanceLiveness, type InstanceLiveness } from './gateway/instance-liveness.js';
 import { SESSION_REPLACED_CHANNEL } from './gateway/sessions-sql.js';
 import { makeHttpApi } from './http/api.js';
+import { makeAuditLog } from './audit/audit-log.js';
+import { TOKENS_REVOKED_CHANNEL } from './gateway/revocations-sql.js';
+import { makeTokenRevocations } from './gateway/token-revocations.js';
+import { makeRateLimiter } from './http/rate-limit.js';
 import { metricsRoutes } from './http/routes/metrics.js';
 import { makeKeyVerifier } from './keys/key-verifier.js';
 import { requestMetrics } from './http/request-metrics.js';
@@ -97,10 +101,13 @@ export function buildApp(options: AppOptions): App {
       if (outcome === 'acked' && createdAt) metrics.postToAckedSeconds.observe((Date.now() - createdAt.getTime()) / 1000);
     },
   });
+  // Device token revocations: checked at connect (in memory), and closing live connections when one arrives.
+  const revocations = makeTokenRevocations({ pool, logger, onRevoked: (revocation) => gateway.closeRevoked(revocation.deviceId) });
   const gateway = makeGateway({
     config,
     logger,
     pool,
+    revocations,
     checkDeviceToken: makeDeviceTokenChecker(devicePublicKey, config.deviceTokenAlgorithms, { requireExp: config.deviceTokenRequireExp, maxAgeSeconds: config.deviceTokenMaxAgeSeconds }),
     events: {
       authenticated(connection) {
@@ -138,6 +145,10 @@ export function buildApp(options: AppOptions): App {
     },
   });
   const keys = makeKeyVerifier({ pool, logger });
+  // Each instance enforces its share of a key's rate limit: the live instances are counted on every heartbeat.
+  let liveInstances = 1;
+  const rateLimiter = makeRateLimiter({ liveInstances: () => liveInstances });
+  const auditLog = makeAuditLog({ pool, logger, flushTimeoutMs: config.databaseTimeoutMs, onDropped: (reason, count) => metrics.auditDropped.inc({ reason }, count) });
   const api = makeHttpApi({
     logger,
     pool,
@@ -155,6 +166,10 @@ export function buildApp(options: AppOptions): App {
     onTransition: countTransition,
     onDatabaseUnavailable: () => metrics.databaseErrors.inc({ operation: 'http' }),
     canCommit: makeCommitProbe({ pool, instanceId: config.instanceId }),
+    auditLog,
+    rateLimiter,
+    defaultRateLimit: config.apiKeyRateLimit,
+    onDeviceTokensRevoked: (revocation) => revocations.add(revocation),
   });
   // With METRICS_PORT, /metrics is served there only, unauthenticated (for a scraper on a private network).
   const metricsServer = config.metricsPort === undefined ? undefined : http.createServer(express().use(metricsRoutes(metrics.registry)));
@@ -167,6 +182,7 @@ export function buildApp(options: AppOptions): App {
 
   function onNotification(channel: string, payload: string): void {
     try {
+      if (channel === TOKENS_REVOKED_CHANNEL) return revocations.notified(payload);
       const message = JSON.parse(payload) as { deviceIds?: string[]; deviceId?: string; sessionId?: number; instanceId?: string };
       if (channel === ACTUATION_READY_CHANNEL && Array.isArray(message.deviceIds)) dispatcher.nudge(message.deviceIds);
       if (channel === SESSION_REPLACED_CHANNEL && message.instanceId === config.instanceId && message.deviceId && message.sessionId) {
@@ -188,6 +204,8 @@ export function buildApp(options: AppOptions): App {
     gateway,
     metrics,
     async listen(port = config.port, host = config.host) {
+      // Before the first device can connect: revocations made before this start hold.
+      await revocations.load();
       liveness = await startInstanceLiveness({
         pool,
         logger,
@@ -195,16 +213,28 @@ export function buildApp(options: AppOptions): App {
         intervalMs: config.instanceHeartbeatMs,
         // Their rows are closed: a socket whose session is closed would never be sent anything.
         onSessionsLost: (lost) => lost.forEach((s) => gateway.endTakenOverSession(s.deviceId, s.sessionId)),
+        onLiveInstances: (count) => (liveInstances = count),
+        // Revocations whose NOTIFY was missed, and connections that authenticated while one was committed.
+        onBeat: async () => {
+          await revocations.refresh();
+          gateway.closeRevoked();
+        },
       });
       listener = await startNotificationListener({
         connectionString: options.databaseUrl,
         ssl: config.databaseSsl,
-        channels: [ACTUATION_READY_CHANNEL, SESSION_REPLACED_CHANNEL],
+        channels: [ACTUATION_READY_CHANNEL, SESSION_REPLACED_CHANNEL, TOKENS_REVOKED_CHANNEL],
         logger,
         onNotification,
         timeoutMs: config.databaseTimeoutMs,
         // Anything NOTIFYed while we were not listening is still in the table: re-check.
-        onConnected: () => dispatcher.nudgeAll(),
+        onConnected: () => {
+          dispatcher.nudgeAll();
+          revocations.load().then(
+            () => gateway.closeRevoked(),
+            (err: unknown) => logger.warn({ err }, 'device tokens: revocations not reloaded after LISTEN reconnected; the next heartbeat reads them'),
+          );
+        },
       });
       sweeper = startDeadlineSweeper({
         pool,
@@ -244,6 +274,8 @@ export function buildApp(options: AppOptions): App {
         metricsServer?.close();
         server.closeIdleConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        // After the last request: its entry is in the log too (one last bounded attempt).
+        await auditLog.close();
       })();
       return closePromise;
     },

@@ -1,6 +1,6 @@
 /**
- * Retention: finished actuations and closed sessions older than `RETENTION_DAYS` are
- * deleted, so that the tables stop growing with history.
+ * Retention: finished actuations, closed sessions and audit log entries older than
+ * `RETENTION_DAYS` are deleted, so that the tables stop growing with history.
  *
  * - Bounded: each batch is one short transaction that looks at `batchSize` rows of the
  *   primary key, in key order, and deletes those that qualify. Actuation ids are
@@ -64,6 +64,8 @@ export interface PassResult {
   ran: boolean;
   actuations: number;
   sessions: number;
+  /** Audit log entries (migrations/0010). */
+  audit: number;
   batches: number;
 }
 
@@ -155,18 +157,45 @@ export async function deleteClosedSessions(pool: Pool, cutoff: Date, after: numb
   return { locked: true, scanned: result.scanned, deleted: result.deleted, lastKey: result.last_id ?? after, done: result.scanned < batchSize || pastCutoff };
 }
 
+/** One batch of audit entries: ids after `after`; those recorded before the cutoff go (the whole log is history). */
+export async function deleteOldAuditEntries(pool: Pool, cutoff: Date, after: number | null, batchSize: number): Promise<BatchResult> {
+  const result = await lockedBatch(pool, async (client) => {
+    const { rows } = await client.query<{ scanned: number; deleted: number; last_id: string | null; last_at: Date | null }>(
+      `with candidates as (
+         select id, at from audit_log where id > coalesce($1::bigint, 0) order by id limit $2
+       ), deleted as (
+         delete from audit_log a where a.id in (select id from candidates where at < $3) returning 1
+       )
+       select (select count(*)::int from candidates) as scanned,
+              (select count(*)::int from deleted) as deleted,
+              (select max(id)::text from candidates) as last_id,
+              (select max(at) from candidates) as last_at`,
+      [after, batchSize, cutoff],
+    );
+    return rows[0]!;
+  });
+  if (!result) return { locked: false, scanned: 0, deleted: 0, lastKey: after, done: true };
+  // Ids follow time (entries are written within seconds of their `at`): past the cutoff, nothing more qualifies.
+  const pastCutoff = result.last_at !== null && result.last_at >= cutoff;
+  const lastKey = result.last_id === null ? after : Number(result.last_id);
+  return { locked: true, scanned: result.scanned, deleted: result.deleted, lastKey, done: result.scanned < batchSize || pastCutoff };
+}
+
 /**
- * One pass over both tables with one cutoff (the database's clock). Stops early when
+ * One pass over the three tables with one cutoff (the database's clock). Stops early when
  * another instance holds the lock or `shouldStop()` says so.
  */
-export async function retentionPass(pool: Pool, options: RetentionOptions & { shouldStop?: () => boolean; onBatch?: (table: 'actuations' | 'device_sessions', deleted: number) => void }): Promise<PassResult> {
-  const pass: PassResult = { ran: true, actuations: 0, sessions: 0, batches: 0 };
+export type RetainedTable = 'actuations' | 'device_sessions' | 'audit_log';
+
+export async function retentionPass(pool: Pool, options: RetentionOptions & { shouldStop?: () => boolean; onBatch?: (table: RetainedTable, deleted: number) => void }): Promise<PassResult> {
+  const pass: PassResult = { ran: true, actuations: 0, sessions: 0, audit: 0, batches: 0 };
   if (options.retentionDays <= 0) return { ...pass, ran: false };
   const { rows } = await pool.query<{ cutoff: Date }>('select now() - make_interval(days => $1) as cutoff', [options.retentionDays]);
   const cutoff = rows[0]!.cutoff;
   const tables = [
     { table: 'actuations' as const, batch: (after: string | number | null) => deleteFinishedActuations(pool, cutoff, after as string | null, options.batchSize) },
     { table: 'device_sessions' as const, batch: (after: string | number | null) => deleteClosedSessions(pool, cutoff, after as number | null, options.batchSize) },
+    { table: 'audit_log' as const, batch: (after: string | number | null) => deleteOldAuditEntries(pool, cutoff, after as number | null, options.batchSize) },
   ];
   for (const { table, batch } of tables) {
     let after: string | number | null = null;
@@ -177,7 +206,8 @@ export async function retentionPass(pool: Pool, options: RetentionOptions & { sh
       if (!result.locked) return { ...pass, ran: pass.batches > 0 };
       pass.batches++;
       if (table === 'actuations') pass.actuations += result.deleted;
-      else pass.sessions += result.deleted;
+      else if (table === 'device_sessions') pass.sessions += result.deleted;
+      else pass.audit += result.deleted;
       if (result.deleted > 0) options.onBatch?.(table, result.deleted);
       if (result.done) break;
       after = result.lastKey;
@@ -188,7 +218,7 @@ export async function retentionPass(pool: Pool, options: RetentionOptions & { sh
 }
 
 /** Runs a pass every `intervalMs` (every instance tries; one at a time holds the lock). */
-export function startRetention(options: RetentionOptions & { pool: Pool; logger: Logger; intervalMs: number; onDeleted?: (table: 'actuations' | 'device_sessions', rows: number) => void }): { stop(): Promise<void> } {
+export function startRetention(options: RetentionOptions & { pool: Pool; logger: Logger; intervalMs: number; onDeleted?: (table: RetainedTable, rows: number) => void }): { stop(): Promise<void> } {
   const { pool, logger } = options;
   if (options.retentionDays <= 0) return { stop: async () => undefined };
   let stopped = false;
@@ -197,7 +227,7 @@ export function startRetention(options: RetentionOptions & { pool: Pool; logger:
     if (running || stopped) return;
     running = retentionPass(pool, { ...options, shouldStop: () => stopped, onBatch: options.onDeleted })
       .then((pass) => {
-        if (pass.actuations > 0 || pass.sessions > 0) logger.info({ actuations: pass.actuations, sessions: pass.sessions, batches: pass.batches }, 'retention: old rows deleted');
+        if (pass.actuations > 0 || pass.sessions > 0 || pass.audit > 0) logger.info({ actuations: pass.actuations, sessions: pass.sessions, audit: pass.audit, batches: pass.batches }, 'retention: old rows deleted');
       })
       .catch((err) => logger.warn({ err }, 'retention: pass failed; the next one retries'))
       .finally(() => (running = undefined));

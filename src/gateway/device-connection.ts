@@ -52,6 +52,8 @@ export class DeviceConnection {
   deviceId: string | null = null;
   accountId: string | null = null;
   sessionId: number | null = null;
+  /** The `iat` (seconds) of the token this connection authenticated with, `null` without one: checked against revocations while connected. */
+  tokenIssuedAt: number | null = null;
   lastSeenAt = new Date();
   /** Set when a pong or message arrived since the last heartbeat ping. */
   isAlive = true;

@@ -2,11 +2,23 @@
 import { z } from 'zod';
 import { SCOPES } from './scopes.js';
 
+/** The highest rate a key may be given (requests per second). */
+export const RATE_LIMIT_MAX_PER_SECOND = 100_000;
+
 export const apiKeyCreateBody = z.strictObject({
   name: z.string().min(1).max(100),
   scopes: z.array(z.enum(SCOPES)).min(1).max(SCOPES.length),
   /** Days until the key stops working; without it the key works until revoked. */
   expiresInDays: z.number().int().min(1).max(3650).optional(),
+  /** This key's own rate limit; without it the configured default (API_KEY_RATE_LIMIT). */
+  rateLimit: z
+    .strictObject({
+      /** Sustained requests per second. */
+      perSecond: z.number().int().min(1).max(RATE_LIMIT_MAX_PER_SECOND),
+      /** Requests at once above the rate (the bucket's size). (Default: twice `perSecond`) */
+      burst: z.number().int().min(1).max(2 * RATE_LIMIT_MAX_PER_SECOND).optional(),
+    })
+    .optional(),
 });
 export type ApiKeyCreateBody = z.infer<typeof apiKeyCreateBody>;
 

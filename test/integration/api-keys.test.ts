@@ -51,6 +51,8 @@ const EXPECTED_SCOPES: Record<string, Scope> = {
   listApiKeys: 'keys:admin',
   getApiKey: 'keys:admin',
   revokeApiKey: 'keys:admin',
+  revokeDeviceTokens: 'devices:write',
+  listAuditEntries: 'admin',
 };
 
 interface CreatedKey {
@@ -107,6 +109,9 @@ describe('scopes', () => {
       only.set(scope, await createKey(t.server, [scope]));
       allBut.set(scope, await createKey(t.server, SCOPES.filter((s) => s !== 'admin' && s !== scope)));
     }
+    // Routes that need `admin` itself (the audit log): an admin key, and one with every other scope.
+    only.set('admin', await createKey(t.server, ['admin']));
+    allBut.set('admin', await createKey(t.server, SCOPES.filter((s) => s !== 'admin')));
     const failures: string[] = [];
     for (const route of authRoutes) {
       const scope = EXPECTED_SCOPES[route.operationId]!;

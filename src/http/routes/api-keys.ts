@@ -21,7 +21,7 @@ export function apiKeyRoutes(deps: { pool: Pool }): Router {
     const held = principalOf(res)?.scopes ?? [];
     const missing = body.scopes.find((scope) => !grants(held, scope));
     if (missing) throw forbidden(missing);
-    const created = await keys.createKey(pool, { name: body.name, scopes: [...new Set(body.scopes)], expiresInDays: body.expiresInDays });
+    const created = await keys.createKey(pool, { name: body.name, scopes: [...new Set(body.scopes)], expiresInDays: body.expiresInDays, rateLimit: body.rateLimit });
     res.status(201).json(created);
   });
 

@@ -1,0 +1,27 @@
+/**
+ * `POST /v1/devices/:deviceId/revoke-tokens` (scope `devices:write`): the device's tokens
+ * issued before now are refused from now on, by every instance, and a connection that
+ * authenticated with one is closed (1008) wherever it is (see `gateway/token-revocations.ts`).
+ * Any device id may be revoked, also one that has never connected (a stolen token of a
+ * device not yet installed).
+ */
+import { Router } from 'express';
+import type { Pool } from '../../db/pool.js';
+import { revokeDeviceTokens, type Revocation } from '../../gateway/revocations-sql.js';
+import { deviceIdParam } from '../schemas.js';
+import { validate } from '../validate.js';
+
+export function deviceTokenRoutes(deps: { pool: Pool; onRevoked?: (revocation: Revocation) => void }): Router {
+  const router = Router();
+  router.post('/v1/devices/:deviceId/revoke-tokens', async (req, res) => {
+    const { deviceId } = validate(deviceIdParam, req.params, 'params');
+    // account filter: accounts branch — a key limited to accounts may revoke only devices of
+    // its accounts; a device it cannot see answers 404 NOT_FOUND as getDevice does (check here,
+    // in SQL, before the revocation is written).
+    const revocation = await revokeDeviceTokens(deps.pool, deviceId);
+    // This instance applies it at once (the NOTIFY reaches the others, and this one too, after the commit).
+    deps.onRevoked?.(revocation);
+    res.json({ deviceId: revocation.deviceId, revokedBefore: new Date(revocation.revokedBefore).toISOString() });
+  });
+  return router;
+}
