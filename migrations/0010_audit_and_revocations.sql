@@ -18,6 +18,9 @@ alter table api_keys
 -- the retention pass, walking `id` (an identity: id order is time order).
 create table audit_log (
   id              bigint generated always as identity primary key,
+  -- Made by the instance: a batch retried after a flush that timed out but committed
+  -- after all inserts nothing twice (on conflict do nothing).
+  entry_id        uuid not null unique,
   at              timestamptz not null default now(),
   actor_kind      text not null,
   key_id          uuid,

@@ -3,6 +3,8 @@ import type { Pool } from '../db/pool.js';
 
 /** One mutating REST call, as recorded: never a body, a header or a secret. */
 export interface AuditEntry {
+  /** Unique per entry (made by the instance), so that a retried batch writes nothing twice. */
+  entryId: string;
   at: Date;
   actorKind: 'key' | 'bootstrap' | 'anonymous';
   /** The API key's id (`actorKind` 'key'). */
@@ -19,15 +21,16 @@ export interface AuditEntry {
   remoteAddress: string | null;
 }
 
-export interface AuditRecord extends AuditEntry {
+export interface AuditRecord extends Omit<AuditEntry, 'entryId'> {
   id: string;
 }
 
-/** One statement for a batch of entries (each array one column). */
+/** One statement for a batch of entries (each array one column); an entry already written (a retry) is skipped. */
 export async function insertAuditEntries(pool: Pool, entries: AuditEntry[]): Promise<void> {
   await pool.query(
-    `insert into audit_log (at, actor_kind, key_id, actor, method, route, targets, status, request_id, remote_address)
-     select * from unnest($1::timestamptz[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::int[], $9::text[], $10::text[])`,
+    `insert into audit_log (entry_id, at, actor_kind, key_id, actor, method, route, targets, status, request_id, remote_address)
+     select * from unnest($11::uuid[], $1::timestamptz[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::int[], $9::text[], $10::text[])
+     on conflict (entry_id) do nothing`,
     [
       entries.map((e) => e.at),
       entries.map((e) => e.actorKind),
@@ -39,6 +42,7 @@ export async function insertAuditEntries(pool: Pool, entries: AuditEntry[]): Pro
       entries.map((e) => e.status),
       entries.map((e) => e.requestId),
       entries.map((e) => e.remoteAddress),
+      entries.map((e) => e.entryId),
     ],
   );
 }

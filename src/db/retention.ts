@@ -157,28 +157,27 @@ export async function deleteClosedSessions(pool: Pool, cutoff: Date, after: numb
   return { locked: true, scanned: result.scanned, deleted: result.deleted, lastKey: result.last_id ?? after, done: result.scanned < batchSize || pastCutoff };
 }
 
-/** One batch of audit entries: ids after `after`; those recorded before the cutoff go (the whole log is history). */
-export async function deleteOldAuditEntries(pool: Pool, cutoff: Date, after: number | null, batchSize: number): Promise<BatchResult> {
+/**
+ * One batch of audit entries recorded before the cutoff, oldest first, found through the
+ * index on `at` (so entries written late, with an earlier `at` than rows already there,
+ * go too). Each batch deletes what qualifies, so it needs no cursor: the pass ends at the
+ * first batch that finds fewer than `batchSize`.
+ */
+export async function deleteOldAuditEntries(pool: Pool, cutoff: Date, batchSize: number): Promise<BatchResult> {
   const result = await lockedBatch(pool, async (client) => {
-    const { rows } = await client.query<{ scanned: number; deleted: number; last_id: string | null; last_at: Date | null }>(
-      `with candidates as (
-         select id, at from audit_log where id > coalesce($1::bigint, 0) order by id limit $2
+    const { rows } = await client.query<{ deleted: number }>(
+      `with doomed as (
+         select id from audit_log where at < $1 order by at limit $2 for update skip locked
        ), deleted as (
-         delete from audit_log a where a.id in (select id from candidates where at < $3) returning 1
+         delete from audit_log a where a.id in (select id from doomed) returning 1
        )
-       select (select count(*)::int from candidates) as scanned,
-              (select count(*)::int from deleted) as deleted,
-              (select max(id)::text from candidates) as last_id,
-              (select max(at) from candidates) as last_at`,
-      [after, batchSize, cutoff],
+       select count(*)::int as deleted from deleted`,
+      [cutoff, batchSize],
     );
     return rows[0]!;
   });
-  if (!result) return { locked: false, scanned: 0, deleted: 0, lastKey: after, done: true };
-  // Ids follow time (entries are written within seconds of their `at`): past the cutoff, nothing more qualifies.
-  const pastCutoff = result.last_at !== null && result.last_at >= cutoff;
-  const lastKey = result.last_id === null ? after : Number(result.last_id);
-  return { locked: true, scanned: result.scanned, deleted: result.deleted, lastKey, done: result.scanned < batchSize || pastCutoff };
+  if (!result) return { locked: false, scanned: 0, deleted: 0, lastKey: null, done: true };
+  return { locked: true, scanned: result.deleted, deleted: result.deleted, lastKey: null, done: result.deleted < batchSize };
 }
 
 /**
@@ -195,7 +194,7 @@ export async function retentionPass(pool: Pool, options: RetentionOptions & { sh
   const tables = [
     { table: 'actuations' as const, batch: (after: string | number | null) => deleteFinishedActuations(pool, cutoff, after as string | null, options.batchSize) },
     { table: 'device_sessions' as const, batch: (after: string | number | null) => deleteClosedSessions(pool, cutoff, after as number | null, options.batchSize) },
-    { table: 'audit_log' as const, batch: (after: string | number | null) => deleteOldAuditEntries(pool, cutoff, after as number | null, options.batchSize) },
+    { table: 'audit_log' as const, batch: () => deleteOldAuditEntries(pool, cutoff, options.batchSize) },
   ];
   for (const { table, batch } of tables) {
     let after: string | number | null = null;
