@@ -11,7 +11,7 @@
  * Shutdown order: refuse new HTTP requests and upgrades (503), close device
  * sockets with 1001 and their session rows, UNLISTEN, let in-flight claims,
  * submissions and acks finish, stop the sweeper and the liveness heartbeat,
- * close the HTTP server.
+ * close the HTTP server, then write what the audit log still holds (one bounded try).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
