@@ -79,6 +79,12 @@ export function makeGateway(options: GatewayOptions): Gateway {
     sampler,
   };
   const registry = new Map<string, DeviceConnection>();
+  /**
+   * Message budgets of devices whose socket closed with less than a full bucket, for their
+   * next socket here (see device-connection.ts). Bounded: beyond MAX_KEPT_BUDGETS the
+   * oldest go (a budget refills to full within DEVICE_MESSAGE_BURST / DEVICE_MAX_MESSAGES_PER_SECOND).
+   */
+  const keptBudgets = new Map<string, { tokens: number; refilledAt: number }>();
   const all = new Set<DeviceConnection>();
   const pendingCloses = new Set<Promise<void>>();
   /** Authentications awaiting the database: close() waits for them, since they close their own row if the socket went away. */
@@ -130,6 +136,11 @@ export function makeGateway(options: GatewayOptions): Gateway {
     }
     connection.markAuthenticated(verified.deviceId, verified.accountId, opened.sessionId, logger);
     connection.tokenIssuedAt = check.issuedAt;
+    const budget = keptBudgets.get(verified.deviceId);
+    if (budget) {
+      keptBudgets.delete(verified.deviceId);
+      connection.adoptMessageBudget(budget);
+    }
 
     if (opened.replaced && opened.replaced.instanceId !== config.instanceId) {
       await sessions.notifySessionReplaced(pool, { deviceId: verified.deviceId, ...opened.replaced });
@@ -169,11 +180,21 @@ export function makeGateway(options: GatewayOptions): Gateway {
     const { deviceId, sessionId } = connection;
     if (deviceId === null || sessionId === null) return;
     if (registry.get(deviceId) === connection) registry.delete(deviceId);
+    keepBudget(deviceId, connection.messageBudget());
     const { code, reason } = connection.closeIntent ?? { code: 1005, reason: '' };
     connection.log.info({ code, reason }, 'device: disconnected');
     const done = closeSessionRow(connection, sessionId, code, reason).finally(() => pendingCloses.delete(done));
     pendingCloses.add(done);
     events.disconnected?.(connection);
+  }
+
+  function keepBudget(deviceId: string, budget: { tokens: number; refilledAt: number }): void {
+    const full = budget.tokens + ((Date.now() - budget.refilledAt) / 1000) * config.deviceMaxMessagesPerSecond >= config.deviceMessageBurst;
+    if (full) return;
+    keptBudgets.delete(deviceId);
+    keptBudgets.set(deviceId, budget);
+    // Maps iterate in insertion order: the first key is the oldest.
+    if (keptBudgets.size > MAX_KEPT_BUDGETS) keptBudgets.delete(keptBudgets.keys().next().value!);
   }
 
   /**
@@ -287,6 +308,9 @@ export function makeGateway(options: GatewayOptions): Gateway {
     },
   };
 }
+
+/** Message budgets kept for reconnecting devices (about 100 bytes each). */
+const MAX_KEPT_BUDGETS = 100_000;
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 405: 'Method Not Allowed', 503: 'Service Unavailable' };
 
