@@ -14,14 +14,16 @@ alter table api_keys
 -- the answer. Never a body, never a header: who (`key_id`, or the bootstrap user's
 -- name in `actor` with `actor_kind` 'bootstrap'; 'anonymous' for a refused credential),
 -- what (`method`, the route template, the ids it named in `targets`), the answer's
--- `status`, `request_id`, `remote_address` and when. Deleted after RETENTION_DAYS by
--- the retention pass, walking `id` (an identity: id order is time order).
+-- `status`, `request_id`, `remote_address` and when.
+--
+-- `id` is a UUIDv7 made by the instance when the call arrived, so id order is time order:
+-- the cursor of GET /v1/audit, `since` (from the UUIDv7 of that time) and the retention
+-- pass (RETENTION_DAYS) all walk the primary key, with no index on `at` to maintain; and a
+-- batch retried after a flush that timed out but committed writes nothing twice
+-- (on conflict do nothing).
 create table audit_log (
-  id              bigint generated always as identity primary key,
-  -- Made by the instance: a batch retried after a flush that timed out but committed
-  -- after all inserts nothing twice (on conflict do nothing).
-  entry_id        uuid not null unique,
-  at              timestamptz not null default now(),
+  id              uuid primary key,
+  at              timestamptz not null,
   actor_kind      text not null,
   key_id          uuid,
   actor           text,
@@ -37,8 +39,6 @@ create table audit_log (
 
 -- GET /v1/audit?keyId=: one key's calls in id order.
 create index audit_log_key_idx on audit_log (key_id, id) where key_id is not null;
--- GET /v1/audit?since=: where to start without walking the older rows.
-create index audit_log_at_idx on audit_log (at);
 
 -- POST /v1/devices/:id/revoke-tokens: the device's tokens issued (`iat`) before
 -- `revoked_before` are refused, and so is every token of the device without `iat`.

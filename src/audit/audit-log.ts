@@ -10,7 +10,7 @@
  * never blocks the API. An entry PostgreSQL refuses for itself (the batcher splits it out)
  * is dropped and logged at error; every string is made storable before it joins a batch,
  * so that should not happen. A retry after a flush that timed out but committed after all
- * writes nothing twice (each entry's `entryId` is unique). At shutdown, `close` makes one last bounded attempt
+ * writes nothing twice (each entry's `id` is unique). At shutdown, `close` makes one last bounded attempt
  * (`flushTimeoutMs`); what is still not written then is lost, and its count logged.
  */
 import { makeBatcher } from '../db/batcher.js';

@@ -3,8 +3,8 @@ import type { Pool } from '../db/pool.js';
 
 /** One mutating REST call, as recorded: never a body, a header or a secret. */
 export interface AuditEntry {
-  /** Unique per entry (made by the instance), so that a retried batch writes nothing twice. */
-  entryId: string;
+  /** A UUIDv7 of `at`, made by the instance: id order is time order, and a retried batch writes nothing twice. */
+  id: string;
   at: Date;
   actorKind: 'key' | 'bootstrap' | 'anonymous';
   /** The API key's id (`actorKind` 'key'). */
@@ -21,16 +21,14 @@ export interface AuditEntry {
   remoteAddress: string | null;
 }
 
-export interface AuditRecord extends Omit<AuditEntry, 'entryId'> {
-  id: string;
-}
+export type AuditRecord = AuditEntry;
 
 /** One statement for a batch of entries (each array one column); an entry already written (a retry) is skipped. */
 export async function insertAuditEntries(pool: Pool, entries: AuditEntry[]): Promise<void> {
   await pool.query(
-    `insert into audit_log (entry_id, at, actor_kind, key_id, actor, method, route, targets, status, request_id, remote_address)
+    `insert into audit_log (id, at, actor_kind, key_id, actor, method, route, targets, status, request_id, remote_address)
      select * from unnest($11::uuid[], $1::timestamptz[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::int[], $9::text[], $10::text[])
-     on conflict (entry_id) do nothing`,
+     on conflict (id) do nothing`,
     [
       entries.map((e) => e.at),
       entries.map((e) => e.actorKind),
@@ -42,7 +40,7 @@ export async function insertAuditEntries(pool: Pool, entries: AuditEntry[]): Pro
       entries.map((e) => e.status),
       entries.map((e) => e.requestId),
       entries.map((e) => e.remoteAddress),
-      entries.map((e) => e.entryId),
+      entries.map((e) => e.id),
     ],
   );
 }
@@ -61,17 +59,24 @@ interface Row {
   remote_address: string | null;
 }
 
-/** Entries in id (time) order after the cursor `after`, optionally of one key and from `since` on. */
-export async function listAuditEntries(pool: Pool, query: { keyId: string | null; since: Date | null; after: string | null; limit: number }): Promise<AuditRecord[]> {
+/**
+ * Entries in id (time) order after the cursor `after`, optionally of one key and from `since`
+ * on (`sinceId`: the smallest UUIDv7 of that time, where the primary key walk starts).
+ */
+export async function listAuditEntries(
+  pool: Pool,
+  query: { keyId: string | null; since: Date | null; sinceId: string | null; after: string | null; limit: number },
+): Promise<AuditRecord[]> {
   const { rows } = await pool.query<Row>(
     `select id::text, at, actor_kind, key_id, actor, method, route, targets, status, request_id, remote_address
        from audit_log
       where ($1::uuid is null or key_id = $1)
         and ($2::timestamptz is null or at >= $2)
-        and id > coalesce($3::bigint, 0)
+        and id >= coalesce($5::uuid, '00000000-0000-0000-0000-000000000000')
+        and id > coalesce($3::uuid, '00000000-0000-0000-0000-000000000000')
       order by id
       limit $4`,
-    [query.keyId, query.since, query.after, query.limit],
+    [query.keyId, query.since, query.after, query.limit, query.sinceId],
   );
   return rows.map((r) => ({
     id: r.id,

@@ -158,21 +158,20 @@ export async function deleteClosedSessions(pool: Pool, cutoff: Date, after: numb
 }
 
 /**
- * One batch of audit entries recorded before the cutoff, oldest first, found through the
- * index on `at` (so entries written late, with an earlier `at` than rows already there,
- * go too). Each batch deletes what qualifies, so it needs no cursor: the pass ends at the
- * first batch that finds fewer than `batchSize`.
+ * One batch of audit entries recorded before the cutoff, oldest first, by their primary
+ * key (a UUIDv7 of the entry's time). Each batch deletes what qualifies, so it needs no
+ * cursor: the pass ends at the first batch that finds fewer than `batchSize`.
  */
 export async function deleteOldAuditEntries(pool: Pool, cutoff: Date, batchSize: number): Promise<BatchResult> {
   const result = await lockedBatch(pool, async (client) => {
     const { rows } = await client.query<{ deleted: number }>(
       `with doomed as (
-         select id from audit_log where at < $1 order by at limit $2 for update skip locked
+         select id from audit_log where id < $1::uuid order by id limit $2 for update skip locked
        ), deleted as (
          delete from audit_log a where a.id in (select id from doomed) returning 1
        )
        select count(*)::int as deleted from deleted`,
-      [cutoff, batchSize],
+      [uuidV7Floor(cutoff), batchSize],
     );
     return rows[0]!;
   });

@@ -10,8 +10,8 @@
  * it created (from the answer; a created key's secret, `key`, is never looked at), and a
  * bulk submission's device ids (at most 100, with their count).
  */
-import crypto from 'node:crypto';
 import type { RequestHandler } from 'express';
+import { v7 as uuidv7 } from 'uuid';
 import type { AuditLog } from '../audit/audit-log.js';
 import { principalOf } from './auth.js';
 import type { RouteMatcher } from './route-match.js';
@@ -39,7 +39,7 @@ export function auditTrail(deps: { auditLog: AuditLog; match: RouteMatcher }): R
       if (createdId !== undefined && createdId !== targets.id) targets.createdId = createdId;
       if (Array.isArray(req.body) && matched?.route.operationId === 'submitActuations') Object.assign(targets, bulkDevices(req.body as unknown[]));
       deps.auditLog.record({
-        entryId: crypto.randomUUID(),
+        id: uuidv7({ msecs: at.getTime() }),
         at,
         actorKind: principal?.kind ?? 'anonymous',
         keyId: principal?.kind === 'key' ? principal.id : null,

@@ -156,7 +156,7 @@ export const apiKeyList = z.strictObject({ items: z.array(apiKey) });
 
 /** One mutating REST call as the audit log keeps it (never a body, a header or a secret). */
 export const auditEntry = z.strictObject({
-  id: z.string(),
+  id: z.uuid(),
   at: time,
   actorKind: z.enum(['key', 'bootstrap', 'anonymous']),
   keyId: z.uuid().nullable(),

@@ -11,6 +11,7 @@
  * audit-log.ts turned into a drop the outage test finds none of the three entries.
  */
 import crypto from 'node:crypto';
+import { v7 as uuidv7 } from 'uuid';
 import { afterAll, describe, expect, it } from 'vitest';
 import { makeAuditLog } from '../../src/audit/audit-log.js';
 import type { AuditEntry } from '../../src/audit/audit-sql.js';
@@ -156,7 +157,7 @@ describe('GET /v1/audit', () => {
     const keysAdmin = await createKey(['keys:admin', 'devices:read', 'devices:write', 'actuations:read', 'actuations:write', 'dss:admin', 'metrics:read']);
     const refused = await t.server.api('/v1/audit', { headers: { authorization: `Bearer ${keysAdmin.key}` } });
     expect(refused.status).toBe(403);
-    expect((await t.server.api('/v1/audit?cursor=abc')).status).toBe(400);
+    expect((await t.server.api('/v1/audit?cursor=12')).status).toBe(400);
     expect((await t.server.api('/v1/audit?keyId=nope')).status).toBe(400);
     expect((await t.server.api('/v1/audit?since=yesterday')).status).toBe(400);
   });
@@ -164,9 +165,12 @@ describe('GET /v1/audit', () => {
 
 describe('retention', () => {
   it('deletes entries older than RETENTION_DAYS and keeps the others', async () => {
+    // Ids are UUIDv7 of the entries' times, as the server makes them.
+    const old = Array.from({ length: 5 }, (_, i) => uuidv7({ msecs: Date.now() - 40 * 86_400_000 + i }));
     await t.db.pool.query(
-      `insert into audit_log (entry_id, at, actor_kind, method, route, status, request_id)
-       select gen_random_uuid(), now() - interval '40 days', 'anonymous', 'POST', '/v1/old', 401, 'old-' || i from generate_series(1, 5) i`,
+      `insert into audit_log (id, at, actor_kind, method, route, status, request_id)
+       select id, now() - interval '40 days', 'anonymous', 'POST', '/v1/old', 401, 'old' from unnest($1::uuid[]) id`,
+      [old],
     );
     const { rows: before } = await t.db.pool.query<{ n: number }>(`select count(*)::int as n from audit_log where at > now() - interval '1 day'`);
     const pass = await retentionPass(t.db.pool, { retentionDays: 30, batchSize: 2, pauseMs: 0 });
@@ -180,7 +184,7 @@ describe('retention', () => {
 
 describe('while the database is unavailable', () => {
   const entry = (requestId: string, extra: Partial<AuditEntry> = {}): AuditEntry => ({
-    entryId: crypto.randomUUID(),
+    id: uuidv7(),
     at: new Date(),
     actorKind: 'anonymous',
     keyId: null,

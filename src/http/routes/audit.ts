@@ -3,6 +3,7 @@ import { Router } from 'express';
 import { listAuditEntries } from '../../audit/audit-sql.js';
 import { auditQuery } from '../../audit/schemas.js';
 import type { Pool } from '../../db/pool.js';
+import { uuidV7Floor } from '../../db/retention.js';
 import { validate } from '../validate.js';
 
 export function auditRoutes(deps: { pool: Pool }): Router {
@@ -12,6 +13,7 @@ export function auditRoutes(deps: { pool: Pool }): Router {
     const items = await listAuditEntries(deps.pool, {
       keyId: query.keyId ?? null,
       since: query.since === undefined ? null : new Date(query.since),
+      sinceId: query.since === undefined ? null : uuidV7Floor(new Date(query.since)),
       after: query.cursor ?? null,
       limit: query.limit,
     });
