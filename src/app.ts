@@ -11,7 +11,7 @@
  * Shutdown order: refuse new HTTP requests and upgrades (503), close device
  * sockets with 1001 and their session rows, UNLISTEN, let in-flight claims,
  * submissions and acks finish (DSS streams and job releases first, as they submit), stop the sweeper and the liveness heartbeat,
- * close the HTTP server.
+ * close the HTTP server, then write what the audit log still holds (one bounded try).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -39,6 +39,10 @@ import { makeGateway, type Gateway } from './gateway/gateway.js';
 import { makeCommitProbe, startInstanceLiveness, type InstanceLiveness } from './gateway/instance-liveness.js';
 import { SESSION_REPLACED_CHANNEL } from './gateway/sessions-sql.js';
 import { makeHttpApi } from './http/api.js';
+import { makeAuditLog } from './audit/audit-log.js';
+import { TOKENS_REVOKED_CHANNEL } from './gateway/revocations-sql.js';
+import { makeTokenRevocations } from './gateway/token-revocations.js';
+import { makeRateLimiter } from './http/rate-limit.js';
 import { metricsRoutes } from './http/routes/metrics.js';
 import { makeKeyVerifier } from './keys/key-verifier.js';
 import { requestMetrics } from './http/request-metrics.js';
@@ -118,10 +122,13 @@ export function buildApp(options: AppOptions): App {
       if (outcome === 'acked' && createdAt) metrics.postToAckedSeconds.observe((Date.now() - createdAt.getTime()) / 1000);
     },
   });
+  // Device token revocations: checked at connect (in memory), and closing live connections when one arrives.
+  const revocations = makeTokenRevocations({ pool, logger, onRevoked: (revocation) => gateway.closeRevoked(revocation.deviceId) });
   const gateway = makeGateway({
     config,
     logger,
     pool,
+    revocations,
     checkDeviceToken: makeDeviceTokenChecker(devicePublicKey, config.deviceTokenAlgorithms, { requireExp: config.deviceTokenRequireExp, maxAgeSeconds: config.deviceTokenMaxAgeSeconds }),
     events: {
       authenticated(connection) {
@@ -160,6 +167,10 @@ export function buildApp(options: AppOptions): App {
   });
   const jobs = makeJobs({ config, logger, pool, submitter, caller: credentials.username, onTransition: countTransition });
   const keys = makeKeyVerifier({ pool, logger });
+  // Each instance enforces its share of a key's rate limit: the live instances are counted on every heartbeat.
+  let liveInstances = 1;
+  const rateLimiter = makeRateLimiter({ liveInstances: () => liveInstances });
+  const auditLog = makeAuditLog({ pool, logger, flushTimeoutMs: config.databaseTimeoutMs, onDropped: (reason, count) => metrics.auditDropped.inc({ reason }, count) });
   const api = makeHttpApi({
     logger,
     pool,
@@ -179,6 +190,10 @@ export function buildApp(options: AppOptions): App {
     onTransition: countTransition,
     onDatabaseUnavailable: () => metrics.databaseErrors.inc({ operation: 'http' }),
     canCommit: makeCommitProbe({ pool, instanceId: config.instanceId }),
+    auditLog,
+    rateLimiter,
+    defaultRateLimit: config.apiKeyRateLimit,
+    onDeviceTokensRevoked: (revocation) => revocations.add(revocation),
   });
   // With METRICS_PORT, /metrics is served there only, unauthenticated (for a scraper on a private network).
   const metricsServer = config.metricsPort === undefined ? undefined : http.createServer(express().use(metricsRoutes(metrics.registry)));
@@ -196,6 +211,7 @@ export function buildApp(options: AppOptions): App {
       return;
     }
     try {
+      if (channel === TOKENS_REVOKED_CHANNEL) return revocations.notified(payload);
       const message = JSON.parse(payload) as { deviceIds?: string[]; deviceId?: string; sessionId?: number; instanceId?: string };
       if (channel === ACTUATION_READY_CHANNEL && Array.isArray(message.deviceIds)) dispatcher.nudge(message.deviceIds);
       if (channel === SESSION_REPLACED_CHANNEL && message.instanceId === config.instanceId && message.deviceId && message.sessionId) {
@@ -219,6 +235,8 @@ export function buildApp(options: AppOptions): App {
     gateway,
     metrics,
     async listen(port = config.port, host = config.host) {
+      // Before the first device can connect: revocations made before this start hold.
+      await revocations.load();
       liveness = await startInstanceLiveness({
         pool,
         logger,
@@ -226,12 +244,18 @@ export function buildApp(options: AppOptions): App {
         intervalMs: config.instanceHeartbeatMs,
         // Their rows are closed: a socket whose session is closed would never be sent anything.
         onSessionsLost: (lost) => lost.forEach((s) => gateway.endTakenOverSession(s.deviceId, s.sessionId)),
+        onLiveInstances: (count) => (liveInstances = count),
+        // Revocations whose NOTIFY was missed, and connections that authenticated while one was committed.
+        onBeat: async () => {
+          await revocations.refresh();
+          gateway.closeRevoked();
+        },
       });
       await feed.start();
       listener = await startNotificationListener({
         connectionString: options.databaseUrl,
         ssl: config.databaseSsl,
-        channels: [ACTUATION_READY_CHANNEL, SESSION_REPLACED_CHANNEL, EVENTS_CHANNEL],
+        channels: [ACTUATION_READY_CHANNEL, SESSION_REPLACED_CHANNEL, EVENTS_CHANNEL, TOKENS_REVOKED_CHANNEL],
         logger,
         onNotification,
         timeoutMs: config.databaseTimeoutMs,
@@ -239,6 +263,10 @@ export function buildApp(options: AppOptions): App {
         onConnected: () => {
           dispatcher.nudgeAll();
           feed.notified(0);
+          revocations.load().then(
+            () => gateway.closeRevoked(),
+            (err: unknown) => logger.warn({ err }, 'device tokens: revocations not reloaded after LISTEN reconnected; the next heartbeat reads them'),
+          );
         },
       });
       sequencer = startEventSequencer({
@@ -305,6 +333,8 @@ export function buildApp(options: AppOptions): App {
         metricsServer?.close();
         server.closeIdleConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        // After the last request: its entry is in the log too (one last bounded attempt).
+        await auditLog.close();
       })();
       return closePromise;
     },

@@ -38,6 +38,8 @@ export interface Metrics {
   eventSubscribersClosed: client.Counter<'reason'>;
   httpRequests: client.Counter<'route' | 'method' | 'status_class'>;
   httpRequestSeconds: client.Histogram<'route' | 'method' | 'status_class'>;
+  /** Audit entries not written, by why: full (AUDIT_MAX_PENDING waiting for the database), refused, shutdown. */
+  auditDropped: client.Counter<'reason'>;
 }
 
 export interface MetricsSources {
@@ -140,6 +142,7 @@ export function makeMetrics(sources: MetricsSources): Metrics {
       buckets: HTTP_BUCKETS,
       registers,
     }),
+    auditDropped: new client.Counter({ name: 'iotws_audit_dropped_total', help: 'Audit entries not written: full (10,000 waiting for the database), refused by it, or left at shutdown', labelNames: ['reason'], registers }),
     retentionDeleted: new client.Counter({ name: 'iotws_retention_deleted_rows_total', help: 'Rows deleted by retention (RETENTION_DAYS), by table; counted by the instance that deleted them', labelNames: ['table'], registers }),
   };
 }

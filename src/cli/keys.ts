@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * npm run -s keys -- create --name <name> --scopes <s1,s2> [--accounts <a1,a2>] [--expires-in-days N] [--json]
+ * npm run -s keys -- create --name <name> --scopes <s1,s2> [--accounts <a1,a2>] [--expires-in-days N] [--rate-limit <per second>[/<burst>]] [--json]
  *                    list [--json]
  *                    revoke <id> [--json]
  * Manages API keys. With a database URL (DATABASE_URL, or the bound PostgreSQL service
@@ -17,22 +17,34 @@ import { loadConfig, type Config } from '../config/config.js';
 import { migrate } from '../db/migrate.js';
 import { makePool } from '../db/pool.js';
 import * as keys from '../keys/keys-sql.js';
-import { apiKeyCreateBody, apiKeyIdParam, MAX_LISTED_KEYS } from '../keys/schemas.js';
+import { apiKeyCreateBody, apiKeyIdParam, MAX_LISTED_KEYS, type ApiKeyCreateBody } from '../keys/schemas.js';
 import { GLOBAL_SCOPES, SCOPES } from '../keys/scopes.js';
 import { makeLogger } from '../logger.js';
 import { numberOption, parseCli, runCli } from './args.js';
 
-const usage = `usage: npm run -s keys -- create --name <name> --scopes <scope,scope> [--accounts <account,account>] [--expires-in-days <N>] [--json]
+const usage = `usage: npm run -s keys -- create --name <name> --scopes <scope,scope> [--accounts <account,account>] [--expires-in-days <N>] [--rate-limit <per second>[/<burst>]] [--json]
        npm run -s keys -- list [--json]
        npm run -s keys -- revoke <id> [--json]
        (scopes: ${SCOPES.join(', ')}; --accounts limits the key to those accounts' devices, and then excludes ${GLOBAL_SCOPES.join(', ')};
         without DATABASE_URL: [--url http://127.0.0.1:$PORT] of the running server)`;
 
 /** A key as either backend returns it (times as ISO strings, as in the REST answers). */
-type KeyView = { id: string; name: string; prefix: string; scopes: string[]; accounts: string[] | null; createdAt: string; expiresAt: string | null; revokedAt: string | null; lastUsedAt: string | null; key?: string };
+type KeyView = {
+  id: string;
+  name: string;
+  prefix: string;
+  scopes: string[];
+  accounts: string[] | null;
+  createdAt: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+  rateLimit: { perSecond: number; burst: number } | null;
+  key?: string;
+};
 
 interface KeyAdmin {
-  create(input: { name: string; scopes: string[]; expiresInDays?: number; accounts?: string[] }): Promise<KeyView>;
+  create(input: ApiKeyCreateBody): Promise<KeyView>;
   list(): Promise<KeyView[]>;
   /** `undefined`: no such key. */
   revoke(id: string): Promise<KeyView | undefined>;
@@ -101,7 +113,15 @@ function state(key: KeyView): string {
 
 function describe(key: KeyView): string {
   const accounts = key.accounts ? `  accounts ${key.accounts.join(',')}` : '';
-  return `${key.id}  ${key.prefix}  ${key.name}  [${key.scopes.join(',')}]  ${state(key)}  last used ${key.lastUsedAt ?? 'never'}${accounts}`;
+  const limit = key.rateLimit ? `${key.rateLimit.perSecond}/s burst ${key.rateLimit.burst}` : 'default rate limit';
+  return `${key.id}  ${key.prefix}  ${key.name}  [${key.scopes.join(',')}]  ${state(key)}  ${limit}  last used ${key.lastUsedAt ?? 'never'}${accounts}`;
+}
+
+/** `10` or `10/20`: requests per second and (optionally) the burst; range-checked by the body schema. */
+function rateLimitOption(cli: { fail(message: string): never }, raw: string): { perSecond: number; burst?: number } {
+  const match = /^(\d{1,9})(?:\/(\d{1,9}))?$/.exec(raw.trim());
+  if (!match) return cli.fail(`--rate-limit must be <requests per second>[/<burst>], e.g. 10/20, got "${raw}"`);
+  return { perSecond: Number(match[1]), ...(match[2] === undefined ? {} : { burst: Number(match[2]) }) };
 }
 
 runCli(usage, async () => {
@@ -110,6 +130,7 @@ runCli(usage, async () => {
     scopes: { type: 'string' },
     accounts: { type: 'string' },
     'expires-in-days': { type: 'string' },
+    'rate-limit': { type: 'string' },
     url: { type: 'string' },
     json: { type: 'boolean', default: false },
   });
@@ -127,12 +148,14 @@ runCli(usage, async () => {
       scopes: (values.scopes as string).split(',').map((s) => s.trim()).filter(Boolean),
       ...(values.accounts === undefined ? {} : { accounts: [...new Set((values.accounts as string).split(',').map((a) => a.trim()).filter(Boolean))] }),
       ...(values['expires-in-days'] === undefined ? {} : { expiresInDays: numberOption(cli, 'expires-in-days', values['expires-in-days'] as string, { min: 1, integer: true, what: 'a whole number of days, 1 or more' }) }),
+      ...(values['rate-limit'] === undefined ? {} : { rateLimit: rateLimitOption(cli, values['rate-limit'] as string) }),
     };
     const checked = apiKeyCreateBody.safeParse(input);
     if (!checked.success) {
       const issue = checked.error.issues[0]!;
       const scopesMessage = issue.code === 'custom' ? issue.message : `each must be one of ${SCOPES.join(', ')}`;
-      cli.fail(`--${issue.path[0] === 'expiresInDays' ? 'expires-in-days' : String(issue.path[0])}: ${issue.path[0] === 'scopes' ? scopesMessage : issue.message}`);
+      const option = issue.path[0] === 'expiresInDays' ? 'expires-in-days' : issue.path[0] === 'rateLimit' ? 'rate-limit' : String(issue.path[0]);
+      cli.fail(`--${option}: ${issue.path[0] === 'scopes' ? scopesMessage : issue.message}`);
     }
     run = async (admin) => {
       const key = await admin.create(checked.data!);

@@ -132,6 +132,11 @@ export interface Config {
   readonly deviceMaxMessagesPerSecond: number;
   /** Messages one device may send at once above its rate (the bucket's size). (Default: 2 000) */
   readonly deviceMessageBurst: number;
+  /**
+   * Requests per second (and the burst above it) of an API key without a limit of its own,
+   * shared by the live instances; `undefined` (`API_KEY_RATE_LIMIT=0`): such keys are not limited. (Default: 100/200)
+   */
+  readonly apiKeyRateLimit: { readonly perSecond: number; readonly burst: number } | undefined;
   /** When set, `/metrics` is served unauthenticated on this port only; otherwise on PORT behind HTTP Basic. */
   readonly metricsPort: number | undefined;
   /** Finished actuations and closed sessions older than this many days are deleted; 0 keeps everything. (Default: 30) */
@@ -225,6 +230,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     eventsSubscriberBufferBytes: integer(env, 'EVENTS_SUBSCRIBER_BUFFER_BYTES', 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
     eventsHeartbeatMs: integer(env, 'EVENTS_HEARTBEAT_MS', 15_000, 100, 3_600_000),
     eventsSequencerIntervalMs: integer(env, 'EVENTS_SEQUENCER_INTERVAL_MS', 20, 1, 60_000),
+    apiKeyRateLimit: rateLimit(env, 'API_KEY_RATE_LIMIT', { perSecond: 100, burst: 200 }),
     metricsCredentials: metricsCredentials(env, isProduction),
     metricsPort: nonEmpty(env, 'METRICS_PORT') === undefined ? undefined : integer(env, 'METRICS_PORT', 0, 0, 65535),
     dssEnabled: boolean(env, 'DSS_ENABLED') ?? true,
@@ -340,6 +346,20 @@ function integer(env: Environment, name: string, fallback: number, min: number, 
   const value = Number(raw);
   if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
   return value;
+}
+
+/** `<requests per second>[/<burst>]` (burst: twice the rate when omitted); `0` for none. */
+function rateLimit(env: Environment, name: string, fallback: { perSecond: number; burst: number }): Config['apiKeyRateLimit'] {
+  const raw = nonEmpty(env, name);
+  if (raw === undefined) return fallback;
+  const match = /^(\d+)(?:\/(\d+))?$/.exec(raw);
+  if (!match) throw new ConfigError(name, `must be <requests per second>[/<burst>] (e.g. 100/200), or 0 for no limit, got "${raw}"`);
+  const perSecond = Number(match[1]);
+  if (perSecond === 0 && match[2] === undefined) return undefined;
+  const burst = match[2] === undefined ? 2 * perSecond : Number(match[2]);
+  if (perSecond < 1 || perSecond > 100_000) throw new ConfigError(name, `requests per second must be between 1 and 100000 (or 0 for no limit), got ${perSecond}`);
+  if (burst < 1 || burst > 200_000) throw new ConfigError(name, `burst must be between 1 and 200000, got ${burst}`);
+  return { perSecond, burst };
 }
 
 function boolean(env: Environment, name: string): boolean | undefined {

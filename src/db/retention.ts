@@ -1,6 +1,6 @@
 /**
- * Retention: finished actuations and closed sessions older than `RETENTION_DAYS` are
- * deleted, so that the tables stop growing with history.
+ * Retention: finished actuations, closed sessions and audit log entries older than
+ * `RETENTION_DAYS` are deleted, so that the tables stop growing with history.
  *
  * - Bounded: each batch is one short transaction that looks at `batchSize` rows of the
  *   primary key, in key order, and deletes those that qualify. Actuation ids are
@@ -70,10 +70,12 @@ export interface PassResult {
   sessions: number;
   /** Rows of the DSS recent-event log deleted. */
   dssEvents: number;
+  /** Audit log entries (migrations/0010). */
+  audit: number;
   batches: number;
 }
 
-export type RetentionTable = 'actuations' | 'device_sessions' | 'dss_event_log';
+export type RetentionTable = 'actuations' | 'device_sessions' | 'dss_event_log' | 'audit_log';
 
 /**
  * The smallest UUIDv7 of the millisecond `at`: every actuation created before `at`
@@ -185,11 +187,33 @@ export async function deleteOldDssEvents(pool: Pool, cutoff: Date, batchSize: nu
 }
 
 /**
- * One pass over both tables with one cutoff (the database's clock). Stops early when
+ * One batch of audit entries recorded before the cutoff, oldest first, by their primary
+ * key (a UUIDv7 of the entry's time). Each batch deletes what qualifies, so it needs no
+ * cursor: the pass ends at the first batch that finds fewer than `batchSize`.
+ */
+export async function deleteOldAuditEntries(pool: Pool, cutoff: Date, batchSize: number): Promise<BatchResult> {
+  const result = await lockedBatch(pool, async (client) => {
+    const { rows } = await client.query<{ deleted: number }>(
+      `with doomed as (
+         select id from audit_log where id < $1::uuid order by id limit $2 for update skip locked
+       ), deleted as (
+         delete from audit_log a where a.id in (select id from doomed) returning 1
+       )
+       select count(*)::int as deleted from deleted`,
+      [uuidV7Floor(cutoff), batchSize],
+    );
+    return rows[0]!;
+  });
+  if (!result) return { locked: false, scanned: 0, deleted: 0, lastKey: null, done: true };
+  return { locked: true, scanned: result.deleted, deleted: result.deleted, lastKey: null, done: result.deleted < batchSize };
+}
+
+/**
+ * One pass over every table with one cutoff (the database's clock). Stops early when
  * another instance holds the lock or `shouldStop()` says so.
  */
 export async function retentionPass(pool: Pool, options: RetentionOptions & { shouldStop?: () => boolean; onBatch?: (table: RetentionTable, deleted: number) => void }): Promise<PassResult> {
-  const pass: PassResult = { ran: true, actuations: 0, sessions: 0, dssEvents: 0, batches: 0 };
+  const pass: PassResult = { ran: true, actuations: 0, sessions: 0, dssEvents: 0, audit: 0, batches: 0 };
   const eventLogHours = options.eventLogHours ?? 0;
   if (options.retentionDays <= 0 && eventLogHours <= 0) return { ...pass, ran: false };
   const { rows } = await pool.query<{ cutoff: Date; eventCutoff: Date }>(
@@ -202,6 +226,7 @@ export async function retentionPass(pool: Pool, options: RetentionOptions & { sh
     tables.push(
       { table: 'actuations', batch: (after) => deleteFinishedActuations(pool, cutoff, after as string | null, options.batchSize) },
       { table: 'device_sessions', batch: (after) => deleteClosedSessions(pool, cutoff, after as number | null, options.batchSize) },
+      { table: 'audit_log', batch: () => deleteOldAuditEntries(pool, cutoff, options.batchSize) },
     );
   }
   if (eventLogHours > 0) tables.push({ table: 'dss_event_log', batch: () => deleteOldDssEvents(pool, eventCutoff, options.batchSize) });
@@ -215,7 +240,8 @@ export async function retentionPass(pool: Pool, options: RetentionOptions & { sh
       pass.batches++;
       if (table === 'actuations') pass.actuations += result.deleted;
       else if (table === 'device_sessions') pass.sessions += result.deleted;
-      else pass.dssEvents += result.deleted;
+      else if (table === 'dss_event_log') pass.dssEvents += result.deleted;
+      else pass.audit += result.deleted;
       if (result.deleted > 0) options.onBatch?.(table, result.deleted);
       if (result.done) break;
       after = result.lastKey;
@@ -235,8 +261,8 @@ export function startRetention(options: RetentionOptions & { pool: Pool; logger:
     if (running || stopped) return;
     running = retentionPass(pool, { ...options, shouldStop: () => stopped, onBatch: options.onDeleted })
       .then((pass) => {
-        if (pass.actuations > 0 || pass.sessions > 0 || pass.dssEvents > 0) {
-          logger.info({ actuations: pass.actuations, sessions: pass.sessions, dssEvents: pass.dssEvents, batches: pass.batches }, 'retention: old rows deleted');
+        if (pass.actuations > 0 || pass.sessions > 0 || pass.dssEvents > 0 || pass.audit > 0) {
+          logger.info({ actuations: pass.actuations, sessions: pass.sessions, dssEvents: pass.dssEvents, audit: pass.audit, batches: pass.batches }, 'retention: old rows deleted');
         }
       })
       .catch((err) => logger.warn({ err }, 'retention: pass failed; the next one retries'))

@@ -14,7 +14,10 @@
  * Each socket's queue of received, unhandled messages is bounded (`maxPendingMessages`)
  * and so is its rate (a token bucket: `maxMessagesPerSecond`, `messageBurst` at once):
  * beyond either the device is closed with 1013 and what it still sends is dropped, so a
- * flooding device costs the server no more than its bound while others are served.
+ * flooding device costs the server no more than its bound while others are served. The
+ * bucket belongs to the device, not the socket: the gateway keeps what is left of it when
+ * the socket closes and hands it to the device's next socket (`adoptMessageBudget`), so
+ * reconnecting does not buy a new burst.
  */
 import type { WebSocket } from 'ws';
 import type { LogSampler } from '../log-sampler.js';
@@ -52,6 +55,8 @@ export class DeviceConnection {
   deviceId: string | null = null;
   accountId: string | null = null;
   sessionId: number | null = null;
+  /** The `iat` (seconds) of the token this connection authenticated with, `null` without one: checked against revocations while connected. */
+  tokenIssuedAt: number | null = null;
   lastSeenAt = new Date();
   /** Set when a pong or message arrived since the last heartbeat ping. */
   isAlive = true;
@@ -134,6 +139,20 @@ export class DeviceConnection {
         ? this.baseLogger.child({ remoteAddress: this.remoteAddress })
         : this.sessionBaseLogger.child({ deviceId: this.deviceId, sessionId: this.sessionId });
     return this.childLogger;
+  }
+
+  /** What is left of this socket's message budget (tokens, and when last refilled). */
+  messageBudget(): { tokens: number; refilledAt: number } {
+    return { tokens: this.tokens, refilledAt: this.refilledAt };
+  }
+
+  /** Continues the device's budget from its previous socket (refilled for the time since), if that left less. */
+  adoptMessageBudget(previous: { tokens: number; refilledAt: number }): void {
+    const now = Date.now();
+    const carried = Math.min(this.policy.messageBurst, previous.tokens + ((now - previous.refilledAt) / 1000) * this.policy.maxMessagesPerSecond);
+    const own = Math.min(this.policy.messageBurst, this.tokens + ((now - this.refilledAt) / 1000) * this.policy.maxMessagesPerSecond);
+    this.tokens = Math.min(own, carried);
+    this.refilledAt = now;
   }
 
   markAuthenticated(deviceId: string, accountId: string | null, sessionId: number, sessionLogger: Logger): void {

@@ -29,10 +29,12 @@ export const TOKEN_REFUSAL_REASONS = [
   'no_exp', // DEVICE_TOKEN_REQUIRE_EXP and no exp claim
   'no_iat', // DEVICE_TOKEN_MAX_AGE set and no numeric iat claim
   'too_old', // iat older than DEVICE_TOKEN_MAX_AGE
+  'revoked', // issued (iat) before the device's revocation, or without iat once one exists (POST /v1/devices/:id/revoke-tokens)
 ] as const;
 export type TokenRefusalReason = (typeof TOKEN_REFUSAL_REASONS)[number];
 
-export type TokenCheck = { ok: true; device: VerifiedDevice } | { ok: false; reason: TokenRefusalReason };
+/** `issuedAt`: the token's `iat` (seconds), `null` without one; the gateway checks it against revocations, now and while connected. */
+export type TokenCheck = { ok: true; device: VerifiedDevice; issuedAt: number | null } | { ok: false; reason: TokenRefusalReason };
 
 /** What a token must carry beyond a valid signature. */
 export interface DeviceTokenPolicy {
@@ -68,7 +70,7 @@ export function makeDeviceTokenChecker(publicKeyPem: string, algorithms: readonl
       if (typeof claims.iat !== 'number') return refuse('no_iat');
       if (Date.now() / 1000 - claims.iat > policy.maxAgeSeconds + CLOCK_TOLERANCE_SECONDS) return refuse('too_old');
     }
-    return { ok: true, device: { deviceId, accountId: accountIdOf(claims) } };
+    return { ok: true, device: { deviceId, accountId: accountIdOf(claims) }, issuedAt: typeof claims.iat === 'number' && Number.isFinite(claims.iat) ? claims.iat : null };
   };
 }
 

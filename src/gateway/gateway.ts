@@ -20,6 +20,7 @@ import type { DeviceTokenChecker, TokenRefusalReason } from './device-token.js';
 import { CLOSE_CODES, CONTENT, RESPONSE_CODES, SUBPROTOCOL, isStorableIdentity, reply, type AckMessage, type DeviceMessage } from './protocol.js';
 import { makeSessionOpener } from './session-opener.js';
 import * as sessions from './sessions-sql.js';
+import type { TokenRevocations } from './token-revocations.js';
 
 export interface DeviceEvents {
   /** After the session row is written and the 200 is sent. */
@@ -46,6 +47,8 @@ export interface GatewayOptions {
   logger: Logger;
   pool: Pool;
   checkDeviceToken: DeviceTokenChecker;
+  /** Device token revocations (POST /v1/devices/:id/revoke-tokens): refused at connect, and closed while connected by `closeRevoked`. */
+  revocations?: Pick<TokenRevocations, 'refuses'>;
   events?: DeviceEvents;
 }
 
@@ -56,12 +59,14 @@ export interface Gateway {
   connectedDeviceCount(): number;
   /** Closes this instance's connection of a device whose session was taken over elsewhere. */
   endTakenOverSession(deviceId: string, sessionId: number): void;
+  /** Closes (1008) this instance's connections whose token is now revoked: of one device, or of every device when none is given. */
+  closeRevoked(deviceId?: string): void;
   /** Refuses new upgrades with 503 and closes every socket with 1001; resolves when their rows are closed. */
   close(): Promise<void>;
 }
 
 export function makeGateway(options: GatewayOptions): Gateway {
-  const { config, logger, pool, checkDeviceToken, events = {} } = options;
+  const { config, logger, pool, checkDeviceToken, revocations, events = {} } = options;
   const log = logger.child({ component: 'gateway' });
   // Refused tokens, handshakes and malformed messages are the clients' to repeat: a few per minute are logged.
   const sampler = makeLogSampler(log);
@@ -74,6 +79,12 @@ export function makeGateway(options: GatewayOptions): Gateway {
     sampler,
   };
   const registry = new Map<string, DeviceConnection>();
+  /**
+   * Message budgets of devices whose socket closed with less than a full bucket, for their
+   * next socket here (see device-connection.ts). Bounded: beyond MAX_KEPT_BUDGETS the
+   * oldest go (a budget refills to full within DEVICE_MESSAGE_BURST / DEVICE_MAX_MESSAGES_PER_SECOND).
+   */
+  const keptBudgets = new Map<string, { tokens: number; refilledAt: number }>();
   const all = new Set<DeviceConnection>();
   const pendingCloses = new Set<Promise<void>>();
   /** Authentications awaiting the database: close() waits for them, since they close their own row if the socket went away. */
@@ -95,9 +106,14 @@ export function makeGateway(options: GatewayOptions): Gateway {
 
   async function authenticate(connection: DeviceConnection, message: DeviceMessage): Promise<boolean> {
     const check = checkDeviceToken(message.deviceId, message.deviceToken);
+    let reason: TokenRefusalReason | undefined;
+    if (!check.ok) reason = check.reason;
     // A validly signed identity PostgreSQL cannot store is refused like a malformed token (see protocol.ts).
-    if (!check.ok || !isStorableIdentity(check.device)) {
-      const reason = check.ok ? 'malformed' : check.reason;
+    else if (!isStorableIdentity(check.device)) reason = 'malformed';
+    // Revoked (iat before the device's revocation, or none): a map look-up, no query (see token-revocations.ts).
+    else if (revocations?.refuses(check.device.deviceId, check.issuedAt)) reason = 'revoked';
+    if (reason !== undefined || !check.ok) {
+      reason ??= 'malformed';
       sampler.log('device_token_refused', 'info', { deviceId: message.deviceId, remoteAddress: connection.remoteAddress, reason }, 'device: invalid token');
       events.authenticationFailed?.(message.deviceId, reason);
       return false;
@@ -105,6 +121,8 @@ export function makeGateway(options: GatewayOptions): Gateway {
     const verified = check.device;
     if (connection.state === AUTHENTICATED) {
       // A repeated, valid `device` message on the same socket (as old agents send): confirm, no new session.
+      // Its token is the one that counts from now on (a fresh token outlives a revocation of the old one).
+      connection.tokenIssuedAt = check.issuedAt;
       connection.send(reply(RESPONSE_CODES.OK.code, CONTENT.subscribed));
       return true;
     }
@@ -117,6 +135,12 @@ export function makeGateway(options: GatewayOptions): Gateway {
       return true;
     }
     connection.markAuthenticated(verified.deviceId, verified.accountId, opened.sessionId, logger);
+    connection.tokenIssuedAt = check.issuedAt;
+    const budget = keptBudgets.get(verified.deviceId);
+    if (budget) {
+      keptBudgets.delete(verified.deviceId);
+      connection.adoptMessageBudget(budget);
+    }
 
     if (opened.replaced && opened.replaced.instanceId !== config.instanceId) {
       await sessions.notifySessionReplaced(pool, { deviceId: verified.deviceId, ...opened.replaced });
@@ -129,9 +153,19 @@ export function makeGateway(options: GatewayOptions): Gateway {
     if (previous && previous !== connection) {
       previous.close(CLOSE_CODES.NORMAL.code, 'session replaced');
     }
+    // Revoked while its session was being written (the revocation found it not yet registered).
+    if (closeIfRevoked(connection)) return true;
     connection.send(reply(RESPONSE_CODES.OK.code, CONTENT.subscribed));
     if (logger.isLevelEnabled('info')) connection.log.info({ accountId: verified.accountId, replaced: opened.replaced }, 'device: authenticated');
     events.authenticated?.(connection);
+    return true;
+  }
+
+  function closeIfRevoked(connection: DeviceConnection): boolean {
+    if (connection.deviceId === null || !revocations?.refuses(connection.deviceId, connection.tokenIssuedAt)) return false;
+    connection.log.info({ tokenIssuedAt: connection.tokenIssuedAt }, 'device: token revoked; closing');
+    connection.send(reply(RESPONSE_CODES.UNAUTHORIZED.code, CONTENT.invalidToken));
+    connection.close(CLOSE_CODES.POLICY_VIOLATION.code, 'device token revoked');
     return true;
   }
 
@@ -146,11 +180,21 @@ export function makeGateway(options: GatewayOptions): Gateway {
     const { deviceId, sessionId } = connection;
     if (deviceId === null || sessionId === null) return;
     if (registry.get(deviceId) === connection) registry.delete(deviceId);
+    keepBudget(deviceId, connection.messageBudget());
     const { code, reason } = connection.closeIntent ?? { code: 1005, reason: '' };
     connection.log.info({ code, reason }, 'device: disconnected');
     const done = closeSessionRow(connection, sessionId, code, reason).finally(() => pendingCloses.delete(done));
     pendingCloses.add(done);
     events.disconnected?.(connection);
+  }
+
+  function keepBudget(deviceId: string, budget: { tokens: number; refilledAt: number }): void {
+    const full = budget.tokens + ((Date.now() - budget.refilledAt) / 1000) * config.deviceMaxMessagesPerSecond >= config.deviceMessageBurst;
+    if (full) return;
+    keptBudgets.delete(deviceId);
+    keptBudgets.set(deviceId, budget);
+    // Maps iterate in insertion order: the first key is the oldest.
+    if (keptBudgets.size > MAX_KEPT_BUDGETS) keptBudgets.delete(keptBudgets.keys().next().value!);
   }
 
   /**
@@ -235,6 +279,14 @@ export function makeGateway(options: GatewayOptions): Gateway {
       const connection = registry.get(deviceId);
       if (connection && connection.sessionId === sessionId) connection.close(CLOSE_CODES.NORMAL.code, 'session replaced');
     },
+    closeRevoked(deviceId) {
+      if (deviceId !== undefined) {
+        const connection = registry.get(deviceId);
+        if (connection) closeIfRevoked(connection);
+        return;
+      }
+      for (const connection of registry.values()) closeIfRevoked(connection);
+    },
     async close() {
       closing = true;
       clearInterval(heartbeat);
@@ -256,6 +308,9 @@ export function makeGateway(options: GatewayOptions): Gateway {
     },
   };
 }
+
+/** Message budgets kept for reconnecting devices (about 100 bytes each). */
+const MAX_KEPT_BUDGETS = 100_000;
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 405: 'Method Not Allowed', 503: 'Service Unavailable' };
 

@@ -28,6 +28,10 @@ export async function startInstanceLiveness(options: {
   intervalMs: number;
   /** Sessions of this instance that others closed while it could not beat: close their sockets. */
   onSessionsLost?(lost: { sessionId: number; deviceId: string }[]): void;
+  /** The live instances (this one included), counted after each beat: per-instance shares of API key rate limits. */
+  onLiveInstances?(count: number): void;
+  /** Runs after each beat (device token revocations are re-read on it). */
+  onBeat?(): Promise<void>;
 }): Promise<InstanceLiveness> {
   const { pool, logger, instanceId, intervalMs } = options;
   await sessions.registerInstance(pool, instanceId, intervalMs);
@@ -42,6 +46,8 @@ export async function startInstanceLiveness(options: {
   const tick = async () => {
     const { wasPresumedDead } = await sessions.heartbeatInstance(pool, instanceId, intervalMs);
     if (failing > 0 || wasPresumedDead) sweepNotBefore = Date.now() + 3 * intervalMs;
+    if (options.onLiveInstances) options.onLiveInstances(await sessions.countLiveInstances(pool));
+    await options.onBeat?.();
     if (wasPresumedDead) {
       const lost = await sessions.sessionsClosedAsLost(pool, instanceId, firstSessionFloor);
       if (lost.length > 0) {

@@ -31,7 +31,7 @@ export const CLOSE_CODES = {
   NORMAL: { code: 1000, meaning: 'Session replaced by a newer connection of the same device' },
   GOING_AWAY: { code: 1001, meaning: 'Server shutting down; reconnect (to another instance)' },
   UNSUPPORTED_DATA: { code: 1003, meaning: 'Message is not JSON, not a known message shape, or holds a string the server cannot store (U+0000, a lone surrogate)' },
-  POLICY_VIOLATION: { code: 1008, meaning: 'Invalid device token (or an unstorable device or account id), no authentication in time, or a message that needs authentication' },
+  POLICY_VIOLATION: { code: 1008, meaning: 'Invalid device token (or an unstorable device or account id), no authentication in time, a message that needs authentication, or the token was revoked' },
   MESSAGE_TOO_BIG: { code: 1009, meaning: 'Message larger than MAX_MESSAGE_BYTES' },
   INTERNAL_ERROR: { code: 1011, meaning: 'Server error while handling the message (after a code 500 message)' },
   TRY_AGAIN_LATER: { code: 1013, meaning: 'Device sent more than DEVICE_MAX_MESSAGES_PER_SECOND (beyond DEVICE_MESSAGE_BURST) or left more than DEVICE_MAX_PENDING_MESSAGES unhandled; reconnect later, slower' },

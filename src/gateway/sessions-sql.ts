@@ -226,6 +226,14 @@ export async function closeSessionsOfDeadInstances(db: Queryable): Promise<numbe
   return rows[0]!.closed;
 }
 
+/** Instances within three of their own heartbeats (this one included): the divisor of per-instance shares (API key rate limits). */
+export async function countLiveInstances(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ live: number }>(
+    `select count(*)::int as live from instances where last_heartbeat_at > now() - 3 * heartbeat_interval_ms * interval '1 millisecond'`,
+  );
+  return rows[0]!.live;
+}
+
 export async function removeInstance(db: Queryable, instanceId: string): Promise<void> {
   await db.query('delete from instances where id = $1', [instanceId]);
 }

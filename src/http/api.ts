@@ -1,6 +1,7 @@
 /**
- * The REST API as an express app: unauthenticated probes, then authentication (an
- * API key or HTTP Basic) and the route's scope, then the versioned routes, then the one error handler.
+ * The REST API as an express app: the audit trail of mutating calls, unauthenticated
+ * probes, then authentication (an API key or HTTP Basic), the key's rate limit and the
+ * route's scope, then the versioned routes, then the one error handler.
  */
 import express, { type Router } from 'express';
 import type { ActuationSubmitter, TransitionObserver } from '../actuations/types.js';
@@ -21,6 +22,14 @@ import { openApiDocument, ROUTES } from './openapi.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
 import { docsPage } from './docs-page.js';
 import { healthRoutes } from './routes/health.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { Revocation } from '../gateway/revocations-sql.js';
+import type { RateLimit } from '../keys/keys-sql.js';
+import { auditTrail } from './audit.js';
+import { rateLimit, type RateLimiter } from './rate-limit.js';
+import { makeRouteMatcher } from './route-match.js';
+import { auditRoutes } from './routes/audit.js';
+import { deviceTokenRoutes } from './routes/device-tokens.js';
 
 export interface HttpApiOptions {
   logger: Logger;
@@ -48,6 +57,14 @@ export interface HttpApiOptions {
   ownAuthRouters?: Router[];
   /** Runs first on every request (HTTP request metrics). */
   observe?: express.RequestHandler;
+  /** Where every mutating call is recorded (`audit.ts`); without it, nothing is. */
+  auditLog?: AuditLog;
+  /** API key rate limits (`rate-limit.ts`); without it, none. */
+  rateLimiter?: RateLimiter;
+  /** The limit of keys without their own (API_KEY_RATE_LIMIT); `undefined`: such keys are not limited. */
+  defaultRateLimit?: RateLimit;
+  /** A device's tokens were revoked through this instance: apply it here at once. */
+  onDeviceTokensRevoked?: (revocation: Revocation) => void;
 }
 
 export function makeHttpApi(options: HttpApiOptions): express.Express {
@@ -63,6 +80,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
     res.setHeader('Connection', 'close');
     next(new ApiError('SHUTTING_DOWN'));
   });
+  if (options.auditLog) app.use(auditTrail({ auditLog: options.auditLog, match: makeRouteMatcher(ROUTES) }));
 
   app.use(healthRoutes(pool, isShuttingDown, options.canCommit));
   // Deliberately public: it describes the API's shape (routes, schemas, error codes), holds no data
@@ -75,6 +93,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   for (const router of options.ownAuthRouters ?? []) app.use(router);
   // A key or the bootstrap administrator, then the scope the route table gives the route.
   app.use(authenticate({ keys: options.keys, credentials }));
+  if (options.rateLimiter) app.use(rateLimit({ limiter: options.rateLimiter, defaultLimit: options.defaultRateLimit }));
   app.use(authorize(ROUTES));
   const { maxBodyBytes, maxBulkBodyBytes, maxJobBodyBytes } = options;
   const limitFor = (req: express.Request): number => {
@@ -87,6 +106,8 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   app.use(actuationRoutes({ pool, submitter, caller: credentials.username, onTransition: options.onTransition }));
   app.use(apiKeyRoutes({ pool }));
   app.use(eventRoutes({ pool, feed: options.feed }));
+  app.use(deviceTokenRoutes({ pool, onRevoked: options.onDeviceTokensRevoked }));
+  app.use(auditRoutes({ pool }));
   for (const router of options.routers ?? []) app.use(router);
   app.use(notFoundHandler);
   app.use(makeErrorHandler(options.onDatabaseUnavailable));

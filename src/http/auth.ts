@@ -10,15 +10,17 @@
 import type { Request, RequestHandler, Response } from 'express';
 import type { AccountScope } from '../devices/account-scope.js';
 import type { KeyVerifier } from '../keys/key-verifier.js';
+import type { RateLimit } from '../keys/keys-sql.js';
 import { grants, type Scope } from '../keys/scopes.js';
 import { basicAuth } from './basic-auth.js';
 import { ApiError } from './errors.js';
 import type { RouteDoc } from './openapi.js';
+import { makeRouteMatcher } from './route-match.js';
 
 /** `accounts`: the accounts the caller is limited to; null = every account (see `src/devices/account-scope.ts`). */
 export type Principal =
   | { kind: 'bootstrap'; name: string; scopes: readonly string[]; accounts: null }
-  | { kind: 'key'; id: string; name: string; scopes: readonly string[]; accounts: readonly string[] | null };
+  | { kind: 'key'; id: string; name: string; scopes: readonly string[]; accounts: readonly string[] | null; rateLimit?: RateLimit | null };
 
 export function principalOf(res: Response): Principal | undefined {
   return res.locals.principal as Principal | undefined;
@@ -83,17 +85,9 @@ export function forbidden(scope: Scope): ApiError {
 
 /** The scope every authenticated request needs, from the route table; throws at start-up for a route without one. */
 export function authorize(routes: readonly RouteDoc[]): RequestHandler {
-  const table = routes
-    .filter((route) => route.auth)
-    .map((route) => {
-      if (!route.scope) throw new Error(`route ${route.method.toUpperCase()} ${route.path} declares no scope`);
-      // Case-insensitive and with an optional trailing slash, as express matches paths.
-      const pattern = new RegExp(`^${route.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:\w+/g, '[^/]+')}/?$`, 'i');
-      return { method: route.method, pattern, scope: route.scope };
-    });
-  const scopeFor = (req: Request): Scope => {
-    const method = req.method === 'HEAD' ? 'get' : req.method.toLowerCase();
-    return table.find((r) => r.method === method && r.pattern.test(req.path))?.scope ?? 'admin';
-  };
+  const authenticated = routes.filter((route) => route.auth);
+  for (const route of authenticated) if (!route.scope) throw new Error(`route ${route.method.toUpperCase()} ${route.path} declares no scope`);
+  const match = makeRouteMatcher(authenticated);
+  const scopeFor = (req: Request): Scope => match(req.method, req.path)?.route.scope ?? 'admin';
   return (req, res, next) => requireScope(scopeFor(req))(req, res, next);
 }

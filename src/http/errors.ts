@@ -20,6 +20,7 @@ export const API_ERRORS = {
   UNSUPPORTED_CHARSET: { status: 415, message: 'The body must be UTF-8 (Content-Type charset=utf-8, or no charset)' },
   UNSUPPORTED_CONTENT_ENCODING: { status: 415, message: 'Content-Encoding must be identity, gzip, deflate or br' },
   QUEUE_FULL: { status: 429, message: 'Too many queued actuations for this device' },
+  RATE_LIMITED: { status: 429, message: 'This API key is over its rate limit; retry after the seconds in Retry-After' },
   INTERNAL: { status: 500, message: 'Internal server error' },
   DATABASE_UNAVAILABLE: { status: 503, message: 'Database unavailable; retry later' },
   TOO_MANY_SUBSCRIBERS: { status: 503, message: 'This instance serves as many change-feed subscribers as it may (EVENTS_MAX_SUBSCRIBERS); retry later or on another instance' },

@@ -13,6 +13,7 @@ import { jobActuationsQuery, jobCreateBody, jobIdParam, jobsQuery, scheduleCreat
 import type { Scope } from '../keys/scopes.js';
 import { deviceListQuery, devicePatchBody, devicePutBody } from '../devices/schemas.js';
 import { actuationBody, actuationIdParam, bulkActuationItem, deviceActuationsQuery, deviceIdParam, eventIdText, eventsQuery, idempotencyKeyHeader, paginationQuery } from './schemas.js';
+import { auditQuery } from '../audit/schemas.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
@@ -472,6 +473,29 @@ export const ROUTES: RouteDoc[] = [
     responses: { 200: 'Revoked key', 404: 'Unknown' },
     bodies: { 200: out.apiKey },
   },
+  {
+    method: 'post',
+    path: '/v1/devices/:deviceId/revoke-tokens',
+    operationId: 'revokeDeviceTokens',
+    summary:
+      "Refuse the device's tokens issued (`iat`) before now, and its tokens without `iat`; a device connected with one is closed (1008) on whichever instance holds it",
+    auth: true,
+    scope: 'devices:write',
+    ...dev,
+    responses: { 200: 'Revoked: tokens issued before `revokedBefore` are refused', 404: 'A device the key\'s accounts do not see (as for an unknown device)' },
+    bodies: { 200: out.deviceTokenRevocation },
+  },
+  {
+    method: 'get',
+    path: '/v1/audit',
+    operationId: 'listAuditEntries',
+    summary: 'The audit log: every mutating call (who, method, route, targets, status, request id, remote address, time), oldest first (cursor = id)',
+    auth: true,
+    scope: 'admin',
+    query: auditQuery,
+    responses: { 200: 'A page of audit entries' },
+    bodies: { 200: out.auditPage },
+  },
 ];
 
 /** The errors every route of a kind can give, besides those it names itself (404, 409, 429). */
@@ -479,6 +503,7 @@ const COMMON_ERRORS: Record<number, string> = {
   400: 'Invalid request: a path parameter, the query, the body or their encoding (the message names the field)',
   401: 'Missing or wrong credentials, or an API key that is unknown, revoked or expired',
   403: 'The API key lacks the scope this operation needs (the message names it)',
+  429: 'RATE_LIMITED: the API key is over its rate limit; retry after `Retry-After` seconds',
   413: 'Request body larger than the limit (MAX_MESSAGE_BYTES; bulk: 2 MiB)',
   415: 'A body that is not JSON, or in a charset or Content-Encoding the server does not decode',
   500: 'Internal server error (a bug: never the answer to client input)',
@@ -488,7 +513,7 @@ const COMMON_ERRORS: Record<number, string> = {
 /** The error statuses a route can answer with. */
 export function errorStatuses(route: RouteDoc): number[] {
   const own = Object.keys(route.responses).map(Number).filter((s) => s >= 400);
-  const common = route.auth ? [400, 401, 403, 413, 415, 500, 503] : [400, 500, 503];
+  const common = route.auth ? [400, 401, 403, 413, 415, 429, 500, 503] : [400, 500, 503];
   return [...new Set([...own, ...common])].sort((a, b) => a - b);
 }
 
@@ -527,8 +552,14 @@ export function openApiDocument(): Record<string, unknown> {
     }
     for (const status of errorStatuses(route)) {
       errorStatusesUsed.add(status);
-      const description = route.responses[status] ?? COMMON_ERRORS[status] ?? 'Error';
-      responses[String(status)] = { description, content: { 'application/json': { schema: errorRef(status) } } };
+      // A route's own 429 (QUEUE_FULL) comes on top of the rate limit's.
+      const own = route.responses[status];
+      const description = own !== undefined && status === 429 && route.auth ? `${own}; or ${COMMON_ERRORS[429]}` : (own ?? COMMON_ERRORS[status] ?? 'Error');
+      responses[String(status)] = {
+        description,
+        ...(status === 429 ? { headers: { 'Retry-After': { description: 'Seconds to wait before retrying', schema: { type: 'integer', minimum: 1 } } } } : {}),
+        content: { 'application/json': { schema: errorRef(status) } },
+      };
     }
     (paths[path] ??= {})[route.method] = {
       operationId: route.operationId,

@@ -209,6 +209,8 @@ export const apiKey = z.strictObject({
   expiresAt: nullableTime,
   revokedAt: nullableTime,
   lastUsedAt: nullableTime,
+  /** The key's own rate limit (requests per second, burst); `null`: the configured default (API_KEY_RATE_LIMIT). */
+  rateLimit: z.strictObject({ perSecond: z.number().int(), burst: z.number().int() }).nullable(),
 });
 /** The answer to a creation: the key with its secret (`key`), shown this once. */
 export const createdApiKey = apiKey.extend({ key: z.string().startsWith('iotws_') });
@@ -281,3 +283,22 @@ export const schedule = z.strictObject({
   ),
 });
 export const scheduleList = z.strictObject({ items: z.array(schedule) });
+
+/** One mutating REST call as the audit log keeps it (never a body, a header or a secret). */
+export const auditEntry = z.strictObject({
+  id: z.uuid(),
+  at: time,
+  actorKind: z.enum(['key', 'bootstrap', 'anonymous']),
+  keyId: z.uuid().nullable(),
+  actor: z.string().nullable(),
+  method: z.string(),
+  route: z.string(),
+  targets: z.record(z.string(), z.unknown()),
+  status: z.number().int(),
+  requestId: z.string(),
+  remoteAddress: z.string().nullable(),
+});
+export const auditPage = z.strictObject({ items: z.array(auditEntry), nextCursor: z.string().nullable() });
+
+/** The answer to a revocation of a device's tokens. */
+export const deviceTokenRevocation = z.strictObject({ deviceId: z.string(), revokedBefore: time });

@@ -11,7 +11,7 @@
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 import { parseKey, secretMatches } from './api-key.js';
-import { findCredential, touchKey, type KeyCredential } from './keys-sql.js';
+import { findCredential, touchKey, type KeyCredential, type RateLimit } from './keys-sql.js';
 
 /** How long a key's row is trusted before it is read again: the bound on how late a revocation takes effect. */
 export const KEY_CACHE_MS = 2_000;
@@ -21,7 +21,7 @@ export const KEY_TOUCH_INTERVAL_MS = 60_000;
 const MAX_CACHED = 10_000;
 
 export type KeyCheck =
-  | { ok: true; key: { id: string; name: string; scopes: string[]; accounts: string[] | null } }
+  | { ok: true; key: { id: string; name: string; scopes: string[]; accounts: string[] | null; rateLimit: RateLimit | null } }
   | { ok: false; reason: 'malformed' | 'unknown' | 'revoked' | 'expired' };
 
 export interface KeyVerifier {
@@ -62,7 +62,7 @@ export function makeKeyVerifier(deps: { pool: Pool; logger: Logger; cacheMs?: nu
       if (credential.revokedAt !== null) return { ok: false, reason: 'revoked' };
       if (credential.expiresAt !== null && credential.expiresAt.getTime() <= now()) return { ok: false, reason: 'expired' };
       touch(credential.id);
-      return { ok: true, key: { id: credential.id, name: credential.name, scopes: credential.scopes, accounts: credential.accounts } };
+      return { ok: true, key: { id: credential.id, name: credential.name, scopes: credential.scopes, accounts: credential.accounts, rateLimit: credential.rateLimit } };
     },
   };
 }

@@ -6,11 +6,23 @@ import { accountId } from '../devices/schemas.js';
 /** The most accounts one key may be limited to. */
 export const MAX_KEY_ACCOUNTS = 100;
 
+/** The highest rate a key may be given (requests per second). */
+export const RATE_LIMIT_MAX_PER_SECOND = 100_000;
+
 export const apiKeyCreateBody = z.strictObject({
   name: z.string().min(1).max(100),
   scopes: z.array(z.enum(SCOPES)).min(1).max(SCOPES.length),
   /** Days until the key stops working; without it the key works until revoked. */
   expiresInDays: z.number().int().min(1).max(3650).optional(),
+  /** This key's own rate limit; without it the configured default (API_KEY_RATE_LIMIT). */
+  rateLimit: z
+    .strictObject({
+      /** Sustained requests per second. */
+      perSecond: z.number().int().min(1).max(RATE_LIMIT_MAX_PER_SECOND),
+      /** Requests at once above the rate (the bucket's size). (Default: twice `perSecond`) */
+      burst: z.number().int().min(1).max(2 * RATE_LIMIT_MAX_PER_SECOND).optional(),
+    })
+    .optional(),
   /**
    * The accounts the key is limited to (it sees and acts only on their devices); without it, every account.
    * Such a key cannot hold a scope over things of no account (GLOBAL_SCOPES).

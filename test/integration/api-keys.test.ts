@@ -64,6 +64,8 @@ const EXPECTED_SCOPES: Record<string, Scope> = {
   getSchedule: 'jobs:read',
   updateSchedule: 'jobs:write',
   deleteSchedule: 'jobs:write',
+  revokeDeviceTokens: 'devices:write',
+  listAuditEntries: 'admin',
 };
 
 interface CreatedKey {
@@ -121,6 +123,9 @@ describe('scopes', () => {
       only.set(scope, await createKey(t.server, [scope]));
       allBut.set(scope, await createKey(t.server, SCOPES.filter((s) => s !== 'admin' && s !== scope)));
     }
+    // Routes that need `admin` itself (the audit log): an admin key, and one with every other scope.
+    only.set('admin', await createKey(t.server, ['admin']));
+    allBut.set('admin', await createKey(t.server, SCOPES.filter((s) => s !== 'admin')));
     const failures: string[] = [];
     for (const route of authRoutes) {
       const scope = EXPECTED_SCOPES[route.operationId]!;
@@ -289,17 +294,17 @@ describe('npm run keys', () => {
   }
 
   it('creates a key that works, lists it and revokes it', async () => {
-    const created = await keysCli(['create', '--name', 'billing', '--scopes', 'actuations:write,actuations:read', '--expires-in-days', '7', '--json']);
+    const created = await keysCli(['create', '--name', 'billing', '--scopes', 'actuations:write,actuations:read', '--expires-in-days', '7', '--rate-limit', '50/80', '--json']);
     expect(created.code, created.stderr).toBe(0);
     const key = JSON.parse(created.stdout) as CreatedKey & { name: string; expiresAt: string };
-    expect(key).toMatchObject({ name: 'billing', scopes: ['actuations:write', 'actuations:read'] });
+    expect(key).toMatchObject({ name: 'billing', scopes: ['actuations:write', 'actuations:read'], rateLimit: { perSecond: 50, burst: 80 } });
     expect(key.expiresAt).not.toBeNull();
     expect((await t.server.api('/v1/devices/dev-x/actuations', { headers: bearer(key.key) })).status).toBe(200);
     expect((await t.server.api('/v1/devices', { headers: bearer(key.key) })).status).toBe(403);
 
     const listed = await keysCli(['list']);
     expect(listed.code, listed.stderr).toBe(0);
-    expect(listed.stdout).toMatch(new RegExp(`${key.id}\\s+${key.prefix}\\s+billing\\s+\\[actuations:write,actuations:read\\]\\s+active until`));
+    expect(listed.stdout).toMatch(new RegExp(`${key.id}\\s+${key.prefix}\\s+billing\\s+\\[actuations:write,actuations:read\\]\\s+active until \\S+\\s+50/s burst 80`));
     expect(listed.stdout).not.toContain(key.key);
 
     const revoked = await keysCli(['revoke', key.id]);
@@ -343,6 +348,8 @@ describe('npm run keys', () => {
     [['create', '--name', 'x', '--scopes', 'devices:reed'], /--scopes: each must be one of/],
     [['create', '--name', 'x', '--scopes', 'admin', '--expires-in-days', '0'], /--expires-in-days must be/],
     [['create', '--name', 'x', '--scopes', 'devices:read,dss:admin', '--accounts', 'acme'], /--scopes: "dss:admin" is not account-limited/],
+    [['create', '--name', 'x', '--scopes', 'admin', '--rate-limit', 'fast'], /--rate-limit must be <requests per second>/],
+    [['create', '--name', 'x', '--scopes', 'admin', '--rate-limit', '0'], /--rate-limit: /],
     [['revoke', 'not-a-uuid'], /is not a key id/],
     [['rotate'], /unknown command "rotate"/],
     [[], /give a command/],

@@ -218,6 +218,45 @@ describe('a device that floods messages: rate', () => {
   }, 60_000);
 });
 
+describe('a device that floods messages, then reconnects', () => {
+  const t = useTestServer({ DEVICE_MAX_MESSAGES_PER_SECOND: '5', DEVICE_MESSAGE_BURST: '100' });
+
+  /** Pings one at a time until the socket is closed (or `max` answered); the PONGs it got and how it closed. */
+  async function pingUntilClosed(device: Awaited<ReturnType<typeof connectAuthenticated>>, max: number): Promise<{ pongs: number; code: number | null }> {
+    let pongs = 0;
+    for (let i = 0; i < max; i++) {
+      device.send({ type: 'ping' });
+      const answer = await device.next(2_000).catch(() => null);
+      if (answer === null) break;
+      pongs++;
+    }
+    const closed = await Promise.race([device.closed, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+    return { pongs, code: closed?.code ?? null };
+  }
+
+  // The budget belongs to the device: without gateway.ts keeping it across sockets
+  // (keepBudget/adoptMessageBudget removed), the second socket got the whole burst again (100 PONGs).
+  it('does not get a new burst on its next socket, while another device gets its own', async () => {
+    const first = await connectAuthenticated(t.server.wsUrl, 'flood-again', mint('flood-again'));
+    const firstRun = await pingUntilClosed(first, 1_000);
+    expect(firstRun.code).toBe(1013);
+    expect(firstRun.pongs).toBeGreaterThanOrEqual(99);
+    const second = await connectAuthenticated(t.server.wsUrl, 'flood-again', mint('flood-again'));
+    const secondRun = await pingUntilClosed(second, 1_000);
+    expect(secondRun.code).toBe(1013);
+    // What 5/s refilled since the first socket closed (a few seconds on a loaded machine), not 100.
+    expect(secondRun.pongs).toBeLessThan(60);
+    const other = await connectAuthenticated(t.server.wsUrl, 'calm-again', mint('calm-again'));
+    let answered = 0;
+    for (let i = 0; i < 90; i++) {
+      other.send({ type: 'ping' });
+      if ((await other.next(5_000)).code === 202) answered++;
+    }
+    expect(answered).toBe(90);
+    other.close();
+  }, 60_000);
+});
+
 describe('a device that floods messages: unhandled queue', () => {
   const t = useTestServer({ DEVICE_MAX_PENDING_MESSAGES: '50' });
 

@@ -370,3 +370,16 @@ describe('bad values fail at start-up naming the variable', () => {
     expect(loadConfig({}, '/srv/app').deviceTokenAlgorithms).toEqual(['RS256']);
   });
 });
+
+describe('API_KEY_RATE_LIMIT', () => {
+  it('is <per second>[/<burst>], burst twice the rate when omitted, 100/200 by default, 0 for none', () => {
+    expect(loadConfig({}, '/srv/app').apiKeyRateLimit).toEqual({ perSecond: 100, burst: 200 });
+    expect(loadConfig({ API_KEY_RATE_LIMIT: '10' }, '/srv/app').apiKeyRateLimit).toEqual({ perSecond: 10, burst: 20 });
+    expect(loadConfig({ API_KEY_RATE_LIMIT: '10/15' }, '/srv/app').apiKeyRateLimit).toEqual({ perSecond: 10, burst: 15 });
+    expect(loadConfig({ API_KEY_RATE_LIMIT: '0' }, '/srv/app').apiKeyRateLimit).toBeUndefined();
+  });
+
+  it.each(['fast', '10/', '/10', '-1', '1.5', '0/10', '10/0', '100001', '10/200001'])('refuses %s naming the variable', (value) => {
+    expect(configError({ API_KEY_RATE_LIMIT: value }).variable).toBe('API_KEY_RATE_LIMIT');
+  });
+});

@@ -189,7 +189,7 @@ describe('makeDeviceTokenChecker: refusal reasons and policy', () => {
       keys.privateKey,
       { algorithm: 'RS256', noTimestamp: true, header: { typ: 'JWT', alg: 'RS256' } },
     );
-    expect(check('dev-1', oisp)).toEqual({ ok: true, device: { deviceId: 'dev-1', accountId: 'acc-oisp' } });
+    expect(check('dev-1', oisp)).toEqual({ ok: true, device: { deviceId: 'dev-1', accountId: 'acc-oisp' }, issuedAt: null });
     // With DEVICE_TOKEN_MAX_AGE set it would be refused: it has no iat.
     expect(reason(makeDeviceTokenChecker(keys.publicKey, ['RS256'], { maxAgeSeconds: 86_400 })('dev-1', oisp))).toBe('no_iat');
   });

@@ -28,6 +28,7 @@ export function apiKeyRoutes(deps: { pool: Pool }): Router {
       scopes: [...new Set(body.scopes)],
       expiresInDays: body.expiresInDays,
       accounts: body.accounts && [...new Set(body.accounts)],
+      rateLimit: body.rateLimit,
     });
     res.status(201).json(created);
   });
