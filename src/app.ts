@@ -39,6 +39,12 @@ import { makeKeyVerifier } from './keys/key-verifier.js';
 import { requestMetrics } from './http/request-metrics.js';
 import { closeCodeLabel, makeMetrics, type Metrics } from './metrics.js';
 import type { Logger } from './logger.js';
+import { makeWebhooks } from './webhooks/webhooks.js';
+
+/** The change feed's NOTIFY after each sequencing pass (migration 0011); its payload, the last id, is not needed here. */
+const EVENTS_CHANNEL = 'iotws_events';
+/** Webhooks: the safety-net poll for missed NOTIFYs, retries due on other instances and leases that ran out. */
+const WEBHOOK_POLL_MS = 1_000;
 
 export interface AppOptions {
   config: Config;
@@ -137,6 +143,23 @@ export function buildApp(options: AppOptions): App {
       if (why !== 'edited') for (const kind of FRAME_KINDS) metrics.dssFrames.remove({ stream, kind });
     },
   });
+  const webhooks = makeWebhooks({
+    pool,
+    logger,
+    instanceId: config.instanceId,
+    registry: metrics.registry,
+    settings: {
+      timeoutMs: config.webhookTimeoutMs,
+      maxAgeMs: config.webhookMaxAgeHours * 3_600_000,
+      retryMinMs: config.webhookRetryMinMs,
+      retryMaxMs: config.webhookRetryMaxMs,
+      allowPrivate: config.webhookAllowPrivate,
+      maxConcurrency: config.webhookMaxConcurrency,
+      pollIntervalMs: WEBHOOK_POLL_MS,
+      retentionDays: config.retentionDays,
+      databaseTimeoutMs: config.databaseTimeoutMs,
+    },
+  });
   const keys = makeKeyVerifier({ pool, logger });
   const api = makeHttpApi({
     logger,
@@ -148,7 +171,7 @@ export function buildApp(options: AppOptions): App {
     maxBodyBytes: config.maxMessageBytes,
     maxBulkBodyBytes: MAX_BULK_BODY_BYTES,
     isShuttingDown: () => shuttingDown,
-    routers: [dss.router],
+    routers: [dss.router, webhooks.router],
     // /metrics checks its own credentials: the API's, or the read-only METRICS_USERNAME/METRICS_PASSWORD.
     ownAuthRouters: config.metricsPort === undefined ? [metricsRoutes(metrics.registry, [credentials, ...(config.metricsCredentials ? [config.metricsCredentials] : [])], keys)] : [],
     observe: requestMetrics(metrics),
@@ -166,6 +189,7 @@ export function buildApp(options: AppOptions): App {
   server.requestTimeout = 30_000;
 
   function onNotification(channel: string, payload: string): void {
+    if (channel === EVENTS_CHANNEL) return webhooks.nudge();
     try {
       const message = JSON.parse(payload) as { deviceIds?: string[]; deviceId?: string; sessionId?: number; instanceId?: string };
       if (channel === ACTUATION_READY_CHANNEL && Array.isArray(message.deviceIds)) dispatcher.nudge(message.deviceIds);
@@ -199,12 +223,15 @@ export function buildApp(options: AppOptions): App {
       listener = await startNotificationListener({
         connectionString: options.databaseUrl,
         ssl: config.databaseSsl,
-        channels: [ACTUATION_READY_CHANNEL, SESSION_REPLACED_CHANNEL],
+        channels: [ACTUATION_READY_CHANNEL, SESSION_REPLACED_CHANNEL, EVENTS_CHANNEL],
         logger,
         onNotification,
         timeoutMs: config.databaseTimeoutMs,
         // Anything NOTIFYed while we were not listening is still in the table: re-check.
-        onConnected: () => dispatcher.nudgeAll(),
+        onConnected: () => {
+          dispatcher.nudgeAll();
+          webhooks.nudge();
+        },
       });
       sweeper = startDeadlineSweeper({
         pool,
@@ -221,6 +248,7 @@ export function buildApp(options: AppOptions): App {
       });
       if (metricsServer) await new Promise<void>((resolve) => metricsServer.listen(config.metricsPort, host, resolve));
       dss.start();
+      webhooks.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {
@@ -237,6 +265,8 @@ export function buildApp(options: AppOptions): App {
         await listener?.stop();
         // DSS before the submitter drains: a rule in flight still submits, then the stream's position is flushed.
         await dss.stop();
+        // Requests in flight are aborted, not recorded: another instance sends them again.
+        await webhooks.stop();
         await Promise.all([dispatcher.close(), submitter.drain(), acks.drain()]);
         await sweeper?.stop();
         await retention?.stop();

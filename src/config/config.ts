@@ -126,6 +126,18 @@ export interface Config {
   readonly retentionDays: number;
   /** A second HTTP Basic credential that may read `/metrics` and nothing else (a scraper's); unset: none. */
   readonly metricsCredentials: { readonly username: string; readonly password: string } | undefined;
+  /** A webhook event not delivered this many hours after it happened is marked failed, and its endpoint moves on. (Default: 24) */
+  readonly webhookMaxAgeHours: number;
+  /** Let webhooks reach loopback, private, link-local and metadata addresses (tests, a private network). (Default: false) */
+  readonly webhookAllowPrivate: boolean;
+  /** Bound on one webhook request, connect to last body byte read. (Default: 10 000) */
+  readonly webhookTimeoutMs: number;
+  /** First retry delay of a failed webhook delivery; doubles per attempt, with jitter. (Default: 1 000) */
+  readonly webhookRetryMinMs: number;
+  /** Longest retry delay of a webhook delivery. (Default: 600 000) */
+  readonly webhookRetryMaxMs: number;
+  /** Webhook endpoints this instance sends to at once (one request in flight each). (Default: 16) */
+  readonly webhookMaxConcurrency: number;
 }
 
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -210,9 +222,18 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     dssMaxQueuedEvents: integer(env, 'DSS_MAX_QUEUED_EVENTS', 1_000, 10, 1_000_000),
     dssMaxInFlightEvents: integer(env, 'DSS_MAX_IN_FLIGHT_EVENTS', 500, 1, 100_000),
     dssRulesRefreshMs: integer(env, 'DSS_RULES_REFRESH_MS', 2_000, 10, 3_600_000),
+    webhookMaxAgeHours: integer(env, 'WEBHOOK_MAX_AGE_HOURS', 24, 1, 720),
+    webhookAllowPrivate: boolean(env, 'WEBHOOK_ALLOW_PRIVATE') ?? false,
+    webhookTimeoutMs: integer(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
+    webhookRetryMinMs: integer(env, 'WEBHOOK_RETRY_MIN_MS', 1_000, 10, 3_600_000),
+    webhookRetryMaxMs: integer(env, 'WEBHOOK_RETRY_MAX_MS', 600_000, 10, 86_400_000),
+    webhookMaxConcurrency: integer(env, 'WEBHOOK_MAX_CONCURRENCY', 16, 1, 1_000),
   };
   if (config.dssReconnectMinMs > config.dssReconnectMaxMs) {
     throw new ConfigError('DSS_RECONNECT_MIN_MS', `must not exceed DSS_RECONNECT_MAX_MS (${config.dssReconnectMaxMs})`);
+  }
+  if (config.webhookRetryMinMs > config.webhookRetryMaxMs) {
+    throw new ConfigError('WEBHOOK_RETRY_MIN_MS', `must not exceed WEBHOOK_RETRY_MAX_MS (${config.webhookRetryMaxMs})`);
   }
   return Object.freeze(config);
 }
