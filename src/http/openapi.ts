@@ -322,7 +322,6 @@ export const ROUTES: RouteDoc[] = [
     scope: 'webhooks:admin',
     ...webhookById,
     body: webhookUpdateBody,
-    example: { enabled: true },
     responses: { 200: 'Webhook', 404: 'Unknown' },
     bodies: { 200: out.webhook },
   },
