@@ -51,6 +51,13 @@ const EXPECTED_SCOPES: Record<string, Scope> = {
   listApiKeys: 'keys:admin',
   getApiKey: 'keys:admin',
   revokeApiKey: 'keys:admin',
+  createWebhook: 'webhooks:admin',
+  listWebhooks: 'webhooks:admin',
+  getWebhook: 'webhooks:admin',
+  updateWebhook: 'webhooks:admin',
+  deleteWebhook: 'webhooks:admin',
+  listWebhookDeliveries: 'webhooks:admin',
+  testWebhook: 'webhooks:admin',
 };
 
 interface CreatedKey {
@@ -61,7 +68,7 @@ interface CreatedKey {
 }
 
 async function createKey(server: TestServer, scopes: readonly string[], extra: Record<string, unknown> = {}): Promise<CreatedKey> {
-  const res = await server.api('/v1/api-keys', { method: 'POST', json: { name: `test ${scopes.join(' ')}`, scopes, ...extra } });
+  const res = await server.api('/v1/api-keys', { method: 'POST', json: { name: `test ${scopes.join(' ')}`.slice(0, 100), scopes, ...extra } });
   expect(res.status, await res.clone().text()).toBe(201);
   return (await res.json()) as CreatedKey;
 }
