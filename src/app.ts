@@ -148,6 +148,7 @@ export function buildApp(options: AppOptions): App {
     logger,
     instanceId: config.instanceId,
     registry: metrics.registry,
+    secretKey: config.webhookSecretKey,
     settings: {
       timeoutMs: config.webhookTimeoutMs,
       maxAgeMs: config.webhookMaxAgeHours * 3_600_000,

@@ -138,6 +138,8 @@ export interface Config {
   readonly webhookRetryMaxMs: number;
   /** Webhook endpoints this instance sends to at once (one request in flight each). (Default: 16) */
   readonly webhookMaxConcurrency: number;
+  /** 32 bytes (64 hex characters, or base64) that seal webhook secrets in the database; unset: stored as given. (Default: unset) */
+  readonly webhookSecretKey: Buffer | undefined;
 }
 
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -228,6 +230,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     webhookRetryMinMs: integer(env, 'WEBHOOK_RETRY_MIN_MS', 1_000, 10, 3_600_000),
     webhookRetryMaxMs: integer(env, 'WEBHOOK_RETRY_MAX_MS', 600_000, 10, 86_400_000),
     webhookMaxConcurrency: integer(env, 'WEBHOOK_MAX_CONCURRENCY', 16, 1, 1_000),
+    webhookSecretKey: secretKey(env, 'WEBHOOK_SECRET_KEY'),
   };
   if (config.dssReconnectMinMs > config.dssReconnectMaxMs) {
     throw new ConfigError('DSS_RECONNECT_MIN_MS', `must not exceed DSS_RECONNECT_MAX_MS (${config.dssReconnectMaxMs})`);
@@ -306,6 +309,15 @@ function instanceId(env: Environment): string {
     return index === undefined ? guid : `${index}-${guid}`;
   }
   return `${os.hostname()}-${process.pid}`;
+}
+
+/** 32 bytes as 64 hex characters or as base64; the message never quotes the value. */
+function secretKey(env: Environment, name: string): Buffer | undefined {
+  const raw = nonEmpty(env, name);
+  if (raw === undefined) return undefined;
+  const key = /^[0-9a-f]{64}$/i.test(raw) ? Buffer.from(raw, 'hex') : /^[A-Za-z0-9+/_-]{43}=?$/.test(raw) ? Buffer.from(raw, 'base64') : undefined;
+  if (key?.length !== 32) throw new ConfigError(name, 'must be 32 bytes: 64 hex characters or 44 base64 characters (openssl rand -hex 32)');
+  return key;
 }
 
 function nonEmpty(env: Environment, name: string): string | undefined {

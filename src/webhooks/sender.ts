@@ -26,6 +26,7 @@ import type { Logger } from '../logger.js';
 import { backoffDelayMs } from '../simulator/backoff.js';
 import { boundedPost, type PostResult } from './bounded-post.js';
 import * as sql from './delivery-sql.js';
+import { SecretUnavailableError, type SecretBox } from './secret-box.js';
 import { signatureHeader } from './signature.js';
 
 export interface WebhookSettings {
@@ -58,6 +59,7 @@ export interface WebhookSenderOptions {
   logger: Logger;
   instanceId: string;
   settings: WebhookSettings;
+  secrets: SecretBox;
   onResult?(result: DeliveryResult): void;
 }
 
@@ -163,7 +165,7 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
         return sql.releaseLease(pool, id, instanceId);
       }
       const startedAt = new Date();
-      const result = await postEvent(settings, webhook, head.id, eventBody(head), head.attempts + 1, aborter.signal);
+      const result = await send(webhook, head);
       // Shutting down aborted it: not an answer. The next holder sends it again.
       if (stopped) return sql.releaseLease(pool, id, instanceId);
       const outcome = outcomeOf(webhook.id, head, startedAt, result);
@@ -178,6 +180,18 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
         return;
       }
     }
+  }
+
+  async function send(webhook: sql.HeldWebhook, head: sql.HeadEvent): Promise<PostResult> {
+    let secret: string;
+    try {
+      secret = options.secrets.open(webhook.secret, webhook.id);
+    } catch (err) {
+      // A configuration problem, not the receiver's: retried like a failed attempt, and shown.
+      if (err instanceof SecretUnavailableError) return { ok: false, error: err.message };
+      throw err;
+    }
+    return postEvent(settings, { url: webhook.url, secret }, head.id, eventBody(head), head.attempts + 1, aborter.signal);
   }
 
   function outcomeOf(webhookId: string, head: sql.HeadEvent, startedAt: Date, result: PostResult): sql.AttemptOutcome {

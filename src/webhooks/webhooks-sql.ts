@@ -1,11 +1,11 @@
 /**
- * Statements on `webhooks` for the REST API, one function each. The secret is written
- * here and read only by the sender (`delivery-sql.ts`); no row type here carries it.
+ * Statements on `webhooks` for the REST API, one function each. The secret arrives here
+ * sealed (`secret-box.ts`) and is read by the sender (`delivery-sql.ts`) and the test
+ * delivery only; no row type here carries it.
  *
  * `scope`: the accounts of a caller limited to accounts, or null for one that is not.
  * A limited caller sees and changes only webhooks whose accounts are all among its own.
  */
-import crypto from 'node:crypto';
 import type pg from 'pg';
 import type { WebhookCreateBody, WebhookUpdateBody } from './schemas.js';
 
@@ -30,12 +30,12 @@ const COLUMNS = `id, url, event_types as "eventTypes", enabled, accounts, cursor
 const inScope = (n: number) => `($${n}::text[] is null or (accounts is not null and accounts <@ $${n}::text[]))`;
 
 /** A new webhook starts after the newest event: it receives what happens from now on. */
-export async function insertWebhook(db: Queryable, body: WebhookCreateBody, accounts: readonly string[] | null): Promise<WebhookRow> {
+export async function insertWebhook(db: Queryable, id: string, body: WebhookCreateBody, accounts: readonly string[] | null): Promise<WebhookRow> {
   const { rows } = await db.query<WebhookRow>(
     `insert into webhooks (id, url, event_types, secret, enabled, accounts, cursor)
      values ($1, $2, $3, $4, $5, $6, coalesce((select max(id) from events), 0))
      returning ${COLUMNS}`,
-    [crypto.randomUUID(), body.url, body.events, body.secret, body.enabled, accounts],
+    [id, body.url, body.events, body.secret, body.enabled, accounts],
   );
   return rows[0]!;
 }

@@ -8,6 +8,7 @@ import type { Pool } from '../db/pool.js';
 import { webhookRoutes } from '../http/routes/webhooks.js';
 import type { Logger } from '../logger.js';
 import { makeWebhookMetrics } from './metrics.js';
+import { makeSecretBox } from './secret-box.js';
 import { startWebhookSender, type WebhookSender, type WebhookSettings } from './sender.js';
 
 export interface Webhooks {
@@ -18,15 +19,26 @@ export interface Webhooks {
   stop(): Promise<void>;
 }
 
-export function makeWebhooks(options: { pool: Pool; logger: Logger; instanceId: string; settings: WebhookSettings; registry: client.Registry }): Webhooks {
+export interface WebhooksOptions {
+  pool: Pool;
+  logger: Logger;
+  instanceId: string;
+  settings: WebhookSettings;
+  registry: client.Registry;
+  /** 32 bytes that seal secrets at rest (`WEBHOOK_SECRET_KEY`); undefined: stored as given. */
+  secretKey: Buffer | undefined;
+}
+
+export function makeWebhooks(options: WebhooksOptions): Webhooks {
   const { pool, logger, instanceId, settings } = options;
   const metrics = makeWebhookMetrics(options.registry, pool);
+  const secrets = makeSecretBox(options.secretKey);
   let sender: WebhookSender | undefined;
-  const router = webhookRoutes({ pool, settings, changed: () => sender?.nudge() });
+  const router = webhookRoutes({ pool, settings, secrets, changed: () => sender?.nudge() });
   return {
     router,
     start() {
-      sender ??= startWebhookSender({ pool, logger, instanceId, settings, onResult: metrics.countResult });
+      sender ??= startWebhookSender({ pool, logger, instanceId, settings, secrets, onResult: metrics.countResult });
     },
     nudge: () => sender?.nudge(),
     async stop() {

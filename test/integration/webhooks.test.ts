@@ -20,6 +20,7 @@ const ENV = {
   WEBHOOK_RETRY_MAX_MS: '200',
   WEBHOOK_TIMEOUT_MS: '1000',
   LOG_LEVEL: 'trace',
+  WEBHOOK_SECRET_KEY: '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff',
 };
 const SECRET = 'whsec-test-0123456789abcdef-SECRET';
 
@@ -69,6 +70,10 @@ describe('/v1/webhooks', () => {
     const created = await json(res);
     expect(created).toMatchObject({ url: 'https://hooks.example.com/a', events: ['actuation.acked', 'device.connected'], enabled: true, accounts: null, disabledReason: null });
     expect(JSON.stringify(created)).not.toContain(SECRET);
+    // Sealed at rest with WEBHOOK_SECRET_KEY.
+    const { rows } = await db.pool.query<{ secret: string }>('select secret from webhooks where id = $1', [created.id]);
+    expect(rows[0]!.secret).toMatch(/^sealed:v1:/);
+    expect(rows[0]!.secret).not.toContain(SECRET);
     res = await server.api(`/v1/webhooks/${created.id}`);
     expect(await json(res)).toEqual(created);
     res = await server.api('/v1/webhooks');

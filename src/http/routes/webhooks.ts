@@ -2,11 +2,13 @@
  * `/v1/webhooks`: endpoints that receive the change feed's events (src/webhooks/). The
  * secret is write-only: no answer and no log line holds it.
  */
+import crypto from 'node:crypto';
 import { Router, type Response } from 'express';
 import type { Pool } from '../../db/pool.js';
 import { deliveriesQuery, webhookCreateBody, webhookIdParam, webhookUpdateBody } from '../../webhooks/schemas.js';
 import { eventBody, postEvent, type WebhookSettings } from '../../webhooks/sender.js';
 import { refusedLiteral } from '../../webhooks/destination-guard.js';
+import type { SecretBox } from '../../webhooks/secret-box.js';
 import * as webhooksSql from '../../webhooks/webhooks-sql.js';
 import { principalOf } from '../auth.js';
 import { ApiError } from '../errors.js';
@@ -51,15 +53,16 @@ function checkDestination(url: string | undefined, settings: WebhookSettings): v
   }
 }
 
-export function webhookRoutes(deps: { pool: Pool; settings: WebhookSettings; changed(): void }): Router {
-  const { pool, settings, changed } = deps;
+export function webhookRoutes(deps: { pool: Pool; settings: WebhookSettings; secrets: SecretBox; changed(): void }): Router {
+  const { pool, settings, secrets, changed } = deps;
   const router = Router();
   const notFound = (id: string) => new ApiError('NOT_FOUND', `No webhook "${id}"`);
 
   router.post('/v1/webhooks', async (req, res) => {
     const body = validate(webhookCreateBody, req.body);
     checkDestination(body.url, settings);
-    const row = await webhooksSql.insertWebhook(pool, body, callerAccounts(res));
+    const id = crypto.randomUUID();
+    const row = await webhooksSql.insertWebhook(pool, id, { ...body, secret: secrets.seal(body.secret, id) }, callerAccounts(res));
     changed();
     res.status(201).json(webhookView(row));
   });
@@ -76,7 +79,8 @@ export function webhookRoutes(deps: { pool: Pool; settings: WebhookSettings; cha
     const { id } = validate(webhookIdParam, req.params, 'params');
     const body = validate(webhookUpdateBody, req.body);
     checkDestination(body.url, settings);
-    const row = await webhooksSql.updateWebhook(pool, id, body, callerAccounts(res));
+    const sealed = body.secret === undefined ? body : { ...body, secret: secrets.seal(body.secret, id) };
+    const row = await webhooksSql.updateWebhook(pool, id, sealed, callerAccounts(res));
     if (!row) throw notFound(id);
     changed();
     res.json(webhookView(row));
@@ -98,10 +102,10 @@ export function webhookRoutes(deps: { pool: Pool; settings: WebhookSettings; cha
   router.post('/v1/webhooks/:id/test', async (req, res) => {
     const { id } = validate(webhookIdParam, req.params, 'params');
     const row = await webhooksSql.getWebhook(pool, id, callerAccounts(res));
-    const secret = row && (await webhooksSql.getWebhookSecret(pool, id));
-    if (!row || secret === undefined) throw notFound(id);
+    const stored = row && (await webhooksSql.getWebhookSecret(pool, id));
+    if (!row || stored === undefined) throw notFound(id);
     const body = eventBody({ id: 0, type: 'webhook.test', at: new Date(), data: { webhookId: id } });
-    const result = await postEvent(settings, { url: row.url, secret }, 0, body, 1);
+    const result = await postEvent(settings, { url: row.url, secret: secrets.open(stored, id) }, 0, body, 1);
     res.json({ delivered: result.ok, statusCode: result.statusCode ?? null, error: result.ok ? null : result.error });
   });
   return router;
