@@ -9,8 +9,9 @@
  * into nudges and session takeovers.
  *
  * Shutdown order: refuse new HTTP requests and upgrades (503), close device
- * sockets with 1001 and their session rows, UNLISTEN, let in-flight claims,
- * submissions and acks finish, stop the sweeper and the liveness heartbeat,
+ * sockets with 1001 and their session rows, UNLISTEN, release DSS streams, abort
+ * webhook requests in flight (another instance sends them again) and let go of their
+ * leases, let in-flight claims, submissions and acks finish, stop the sweeper and the liveness heartbeat,
  * close the HTTP server.
  */
 import http from 'node:http';
