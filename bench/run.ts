@@ -13,6 +13,9 @@
  *   growth    POST -> device latency on a database filled with history (finished
  *             actuations, closed sessions) against an empty one, alternated.
  *
+ *   webhooks  events -> one webhook endpoint: latency at a fixed rate, deliveries/s
+ *             of one endpoint, server and PostgreSQL CPU per delivery.
+ *
  * Later benches are added to SUBCOMMANDS. Whatever happens,
  * children are killed and temp dirs removed before the process exits.
  */
@@ -20,12 +23,14 @@ import { actuationsBench } from './actuations.js';
 import { connectBench } from './connect.js';
 import { dssBench } from './dss.js';
 import { growthBench } from './growth.js';
+import { webhooksBench } from './webhooks.js';
 import { exitCleaningUp } from './lib/processes.js';
 
 const SUBCOMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; about: string }> = {
   connect: { run: connectBench, about: 'connect+auth rate and memory per device vs a bare ws server' },
   actuations: { run: actuationsBench, about: 'REST POST -> device: actuations/s, latency at a fixed rate, across instances, bulk; vs bare express + ws' },
   dss: { run: dssBench, about: 'DSS event -> rule -> device: latency at a fixed rate, sustained events/s over many and few devices' },
+  webhooks: { run: webhooksBench, about: 'events -> one webhook endpoint: latency at a fixed rate, deliveries/s of one endpoint, CPU per delivery' },
   growth: { run: growthBench, about: 'POST -> device p99 with 2M finished actuations and 1M closed sessions vs an empty database, alternated' },
 };
 

@@ -297,7 +297,7 @@ export const ROUTES: RouteDoc[] = [
     auth: true,
     scope: 'webhooks:admin',
     body: webhookCreateBody,
-    example: { url: 'https://hooks.example.com/iotws', events: ['actuation.acked', 'actuation.failed'], secret: 'whsec-0123456789abcdef', enabled: true },
+    example: { url: 'https://hooks.example.invalid/iotws', events: ['actuation.acked', 'actuation.failed'], secret: 'whsec-0123456789abcdef', enabled: true },
     responses: { 201: 'Webhook (without its secret)' },
     bodies: { 201: out.webhook },
   },

@@ -42,7 +42,7 @@ export interface WebhookSettings {
   pollIntervalMs: number;
   /** Settled deliveries older than this go (`RETENTION_DAYS`); 0 keeps them. */
   retentionDays: number;
-  /** Bound on each database statement: the lease covers a request plus two of them. */
+  /** Bound on each database statement (`DATABASE_TIMEOUT_MS`): the lease is a request plus three of them. */
   databaseTimeoutMs: number;
 }
 
@@ -96,7 +96,11 @@ export function postEvent(
 export function startWebhookSender(options: WebhookSenderOptions): WebhookSender {
   const { pool, instanceId, settings } = options;
   const log = options.logger.child({ component: 'webhooks' });
-  const leaseMs = settings.timeoutMs + 2 * settings.databaseTimeoutMs;
+  // Renewed before each attempt, it covers what follows: the head query, the request and the
+  // statement recording its outcome (each statement's pool checkout and query bounded by
+  // `databaseTimeoutMs`). A sender slower than that loses the lease: another instance may
+  // then send the same event again (a duplicate), but this one's outcome is not recorded.
+  const leaseMs = settings.timeoutMs + 3 * settings.databaseTimeoutMs;
   const held = new Map<string, Promise<void>>();
   const aborter = new AbortController();
   const retryTimers = new Set<NodeJS.Timeout>();

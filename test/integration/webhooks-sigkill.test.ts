@@ -13,7 +13,7 @@ import { startInstanceProcess, type InstanceProcess } from '../helpers/main-proc
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 
-// The lease is WEBHOOK_TIMEOUT_MS + 2 × DATABASE_TIMEOUT_MS: 5 s here before the survivor takes over.
+// The lease is WEBHOOK_TIMEOUT_MS + 3 × DATABASE_TIMEOUT_MS: 6 s here before the survivor takes over.
 const ENV = { DSS_ENABLED: 'false', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: '3000', DATABASE_TIMEOUT_MS: '1000', WEBHOOK_RETRY_MIN_MS: '50', WEBHOOK_RETRY_MAX_MS: '200' };
 
 let db: TestDatabase | undefined;
