@@ -3,8 +3,9 @@
  * - the whole exchange (connect, TLS, headers, reading the body) within `timeoutMs`;
  * - no redirect is followed (a 3xx is an answer like any other: not 2xx, so retried);
  * - at most `MAX_RESPONSE_BYTES` of the response body are read, then the socket is dropped;
- * - no connection reuse (`agent: false`), and unless `allowPrivate` the destination's
- *   address is checked where the socket connects (`destination-guard.ts`).
+ * - unless `allowPrivate`, the destination's address is checked where the socket
+ *   connects (`destination-guard.ts`); a kept-alive connection (the sender's per-endpoint
+ *   agent) was checked when it was made, and only a fully read answer leaves it open.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -22,6 +23,15 @@ export interface PostOptions {
   allowPrivate: boolean;
   /** Aborts the request (shutdown); it then resolves as a connection error. */
   signal?: AbortSignal;
+  /** Keep-alive connections for `agentsFor(url)`; none: a connection for this request only. */
+  agents?: { http: http.Agent; https: https.Agent };
+}
+
+/** Keep-alive agents, one connection each (one request at a time per endpoint), with the guard's lookup unless `allowPrivate`. */
+export function makeAgents(allowPrivate: boolean): { http: http.Agent; https: https.Agent; destroy(): void } {
+  const options = { keepAlive: true, maxSockets: 1, ...(allowPrivate ? {} : { lookup: guardedLookup }) };
+  const agents = { http: new http.Agent(options), https: new https.Agent(options) };
+  return { ...agents, destroy: () => (agents.http.destroy(), agents.https.destroy()) };
 }
 
 export function boundedPost(options: PostOptions): Promise<PostResult> {
@@ -33,16 +43,18 @@ export function boundedPost(options: PostOptions): Promise<PostResult> {
   const transport = url.protocol === 'https:' ? https : http;
   return new Promise<PostResult>((resolve) => {
     let settled = false;
-    const finish = (result: PostResult) => {
+    /** `keep`: the answer was read to its end, the connection may serve the next request. */
+    const finish = (result: PostResult, keep = false) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      request.destroy();
+      if (!keep) request.destroy();
       resolve(result);
     };
+    const agent = options.agents ? (url.protocol === 'https:' ? options.agents.https : options.agents.http) : false;
     const request = transport.request(url, {
       method: 'POST',
-      agent: false,
+      agent,
       headers: { ...options.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(options.body), 'user-agent': 'iot-websocket-server-webhooks' },
       ...(options.allowPrivate ? {} : { lookup: guardedLookup }),
       ...(options.signal ? { signal: options.signal } : {}),
@@ -57,7 +69,7 @@ export function boundedPost(options: PostOptions): Promise<PostResult> {
         // Enough: the status is the answer; a longer body is not read any further.
         if (read >= MAX_RESPONSE_BYTES) finish(result(statusCode));
       });
-      response.on('end', () => finish(result(statusCode)));
+      response.on('end', () => finish(result(statusCode), true));
       response.on('error', (err) => finish({ ok: false, statusCode, error: connectionError(err) }));
     });
     request.end(options.body);

@@ -5,6 +5,7 @@
  * out (and was taken over) changes nothing.
  */
 import type pg from 'pg';
+import { withTransaction, type Pool } from '../db/pool.js';
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
@@ -70,27 +71,29 @@ export async function releaseLease(db: Queryable, id: string, instanceId: string
 }
 
 /**
- * The first matching event after the cursor, within the next SCAN_WINDOW events; when
- * none matches there, `scannedTo` is the last event looked at (the cursor may move there:
- * event ids only grow, so nothing can appear below it later).
+ * The next `limit` matching events after the cursor, in order, within the next SCAN_WINDOW
+ * events (the first is the head; only it can have attempts: nothing after the head is ever
+ * sent before it is settled). When none matches there, `scannedTo` is the last event looked
+ * at (the cursor may move there: event ids only grow, so nothing can appear below it later).
  */
-export async function findHead(db: Queryable, webhook: HeldWebhook): Promise<{ head?: HeadEvent; scannedTo: number | null }> {
+export async function findNextEvents(db: Queryable, webhook: HeldWebhook, limit: number): Promise<{ events: HeadEvent[]; scannedTo: number | null }> {
   const { rows } = await db.query<{ scannedTo: number | null; id: number | null; type: string; at: Date; data: unknown; attempts: number | null }>(
     `with scan as (
        select id, type, at, data, account_id from events where id > $1 order by id limit ${SCAN_WINDOW}
-     ), head as (
+     ), next as (
        select id, type, at, data from scan
        where type = any($2::text[]) and ($3::text[] is null or account_id = any($3::text[]))
-       order by id limit 1
+       order by id limit $5
      )
-     select (select max(id) from scan) as "scannedTo", head.id, head.type, head.at, head.data,
-       (select d.attempts from webhook_deliveries d where d.webhook_id = $4 and d.event_id = head.id) as attempts
-     from (select 1) one left join head on true`,
-    [webhook.cursor, webhook.eventTypes, webhook.accounts, webhook.id],
+     select (select max(id) from scan) as "scannedTo", next.id, next.type, next.at, next.data, d.attempts
+     from (select 1) one
+     left join next on true
+     left join webhook_deliveries d on d.webhook_id = $4 and d.event_id = next.id
+     order by next.id`,
+    [webhook.cursor, webhook.eventTypes, webhook.accounts, webhook.id, limit],
   );
-  const row = rows[0]!;
-  if (row.id === null) return { scannedTo: row.scannedTo };
-  return { scannedTo: row.scannedTo, head: { id: row.id, type: row.type, at: row.at, data: row.data, attempts: row.attempts ?? 0 } };
+  const events = rows.filter((r) => r.id !== null).map((r) => ({ id: r.id!, type: r.type, at: r.at, data: r.data, attempts: r.attempts ?? 0 }));
+  return { events, scannedTo: rows[0]?.scannedTo ?? null };
 }
 
 export async function advanceCursor(db: Queryable, id: string, instanceId: string, to: number): Promise<boolean> {
@@ -114,9 +117,23 @@ export interface AttemptOutcome {
 /**
  * Records one attempt and moves the endpoint on, in one statement (so atomically):
  * the delivery row, and the endpoint's cursor, backoff and enabled flag. Nothing is
- * written when this instance no longer holds the lease; returns whether it did.
+ * written when this instance no longer holds the lease, or the endpoint was disabled
+ * meanwhile (a PATCH); returns whether it was.
+ *
+ * Committed with `synchronous_commit = off`: the commit does not wait for its WAL flush,
+ * which would otherwise bound one endpoint to a few hundred deliveries a second. What
+ * that risks is a PostgreSQL crash forgetting the last fraction of a second of outcomes:
+ * the cursor is then a little behind and those events are sent again (duplicates, never
+ * a loss; an instance crashing does not make PostgreSQL forget anything).
  */
-export async function recordAttempt(db: Queryable, instanceId: string, o: AttemptOutcome): Promise<boolean> {
+export async function recordAttempt(pool: Pool, instanceId: string, o: AttemptOutcome): Promise<boolean> {
+  return withTransaction(pool, async (client) => {
+    await client.query('set local synchronous_commit = off');
+    return recordAttemptStatement(client, instanceId, o);
+  });
+}
+
+async function recordAttemptStatement(db: Queryable, instanceId: string, o: AttemptOutcome): Promise<boolean> {
   const settled = o.status !== 'pending';
   const { rowCount } = await db.query(
     `with held as (
@@ -127,7 +144,7 @@ export async function recordAttempt(db: Queryable, instanceId: string, o: Attemp
          disabled_reason = coalesce($10, disabled_reason),
          lease_owner = case when $4 then lease_owner else null end,
          lease_until = case when $4 then lease_until else null end
-       where id = $1 and lease_owner = $2
+       where id = $1 and lease_owner = $2 and enabled
        returning id
      )
      insert into webhook_deliveries as d (webhook_id, event_id, event_type, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_status_code, last_error)

@@ -7,9 +7,11 @@
  *   cursor, not in backoff, no live lease). A tick claims as many as this instance has
  *   free slots (`maxConcurrency`: one request in flight per held endpoint, so that many
  *   deliveries at most).
- * - HELD: `drain` loops: renew the lease and re-read the endpoint, find the head event,
- *   POST it, record the outcome (`recordAttempt`, conditional on the lease). A 2xx, or a
- *   failure past the event's max age, moves the cursor on and the loop goes on.
+ * - HELD: `drain` loops: renew the lease and re-read the endpoint, read the next
+ *   matching events (up to BATCH), and for each in turn POST it (a kept-alive connection
+ *   per held endpoint) and record the outcome (`recordAttempt`, conditional on the lease),
+ *   renewing again (and so applying a PATCH) once `databaseTimeoutMs` has passed. A 2xx,
+ *   or a failure past the event's max age, moves the cursor on and the loop goes on.
  * - BACKOFF: any other answer, a timeout or a connection error sets `not_before` and
  *   lets go of the lease; whoever claims the endpoint after that retries the same head
  *   event (head-of-line: nothing after it is sent first). A 410 Gone disables it.
@@ -24,7 +26,7 @@
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 import { backoffDelayMs } from '../simulator/backoff.js';
-import { boundedPost, type PostResult } from './bounded-post.js';
+import { boundedPost, makeAgents, type PostOptions, type PostResult } from './bounded-post.js';
 import * as sql from './delivery-sql.js';
 import { SecretUnavailableError, type SecretBox } from './secret-box.js';
 import { signatureHeader } from './signature.js';
@@ -64,6 +66,8 @@ export interface WebhookSenderOptions {
 }
 
 const PRUNE_EVERY_MS = 10 * 60_000;
+/** Events read per query while an endpoint is held: sent one at a time, in order. */
+const BATCH = 100;
 const PRUNE_BATCH = 5_000;
 
 export function eventBody(event: { id: number; type: string; at: Date; data: unknown }): string {
@@ -77,7 +81,7 @@ export function postEvent(
   eventId: number,
   body: string,
   attempt: number,
-  signal?: AbortSignal,
+  connection: Pick<PostOptions, 'signal' | 'agents'> = {},
 ): Promise<PostResult> {
   return boundedPost({
     url: target.url,
@@ -89,7 +93,7 @@ export function postEvent(
       'x-iotws-signature': signatureHeader(target.secret, body, Math.floor(Date.now() / 1000)),
       'x-iotws-delivery-attempt': String(attempt),
     },
-    ...(signal ? { signal } : {}),
+    ...connection,
   });
 }
 
@@ -158,35 +162,53 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
   }
 
   async function drain(id: string): Promise<void> {
-    for (;;) {
-      if (stopped) return sql.releaseLease(pool, id, instanceId);
-      const webhook = await sql.renewLease(pool, id, instanceId, leaseMs);
-      // Lost (taken over after running out), or disabled or deleted meanwhile.
-      if (!webhook) return sql.releaseLease(pool, id, instanceId);
-      const { head, scannedTo } = await sql.findHead(pool, webhook);
-      if (!head) {
-        if (scannedTo !== null && (await sql.advanceCursor(pool, id, instanceId, scannedTo))) continue;
-        return sql.releaseLease(pool, id, instanceId);
+    const agents = makeAgents(settings.allowPrivate);
+    try {
+      for (;;) {
+        if (stopped) return await sql.releaseLease(pool, id, instanceId);
+        const webhook = await sql.renewLease(pool, id, instanceId, leaseMs);
+        // Lost (taken over after running out), or disabled or deleted meanwhile.
+        if (!webhook) return await sql.releaseLease(pool, id, instanceId);
+        const renewedAt = Date.now();
+        const { events, scannedTo } = await sql.findNextEvents(pool, webhook, BATCH);
+        if (events.length === 0) {
+          if (scannedTo !== null && (await sql.advanceCursor(pool, id, instanceId, scannedTo))) continue;
+          return await sql.releaseLease(pool, id, instanceId);
+        }
+        for (const event of events) {
+          // Renewed (and the endpoint re-read: a PATCH applies) before the lease left could not cover an attempt.
+          if (Date.now() - renewedAt > settings.databaseTimeoutMs) break;
+          const next = await attempt(webhook, event, agents);
+          if (next === 'stop') return;
+          if (next === 'release') return await sql.releaseLease(pool, id, instanceId);
+        }
       }
-      const startedAt = new Date();
-      const result = await send(webhook, head);
-      // Shutting down aborted it: not an answer. The next holder sends it again.
-      if (stopped) return sql.releaseLease(pool, id, instanceId);
-      const outcome = outcomeOf(webhook.id, head, startedAt, result);
-      if (!(await sql.recordAttempt(pool, instanceId, outcome))) return;
-      const what: DeliveryResult = outcome.disable ? 'gone' : outcome.status === 'pending' ? 'retried' : outcome.status;
-      options.onResult?.(what);
-      if (what !== 'delivered') {
-        log.info({ webhookId: id, eventId: head.id, attempts: head.attempts + 1, result: what, statusCode: outcome.statusCode, error: outcome.error, nextAttemptAt: outcome.nextAttemptAt }, `webhooks: delivery ${what}`);
-      }
-      if (outcome.status === 'pending') {
-        if (outcome.nextAttemptAt) retryAt(outcome.nextAttemptAt);
-        return;
-      }
+    } finally {
+      agents.destroy();
     }
   }
 
-  async function send(webhook: sql.HeldWebhook, head: sql.HeadEvent): Promise<PostResult> {
+  /** One attempt at `event` and its outcome recorded; what the drain does next. */
+  async function attempt(webhook: sql.HeldWebhook, event: sql.HeadEvent, agents: PostOptions['agents']): Promise<'next' | 'stop' | 'release'> {
+    const startedAt = new Date();
+    const result = await send(webhook, event, agents);
+    // Shutting down aborted it: not an answer. The next holder sends it again.
+    if (stopped) return 'release';
+    const outcome = outcomeOf(webhook.id, event, startedAt, result);
+    // Not recorded: the lease was lost, or the endpoint disabled meanwhile.
+    if (!(await sql.recordAttempt(pool, instanceId, outcome))) return 'release';
+    const what: DeliveryResult = outcome.disable ? 'gone' : outcome.status === 'pending' ? 'retried' : outcome.status;
+    options.onResult?.(what);
+    if (what !== 'delivered') {
+      log.info({ webhookId: webhook.id, eventId: event.id, attempts: event.attempts + 1, result: what, statusCode: outcome.statusCode, error: outcome.error, nextAttemptAt: outcome.nextAttemptAt }, `webhooks: delivery ${what}`);
+    }
+    if (outcome.status !== 'pending') return 'next';
+    // recordAttempt let go of the lease with the backoff.
+    if (outcome.nextAttemptAt) retryAt(outcome.nextAttemptAt);
+    return 'stop';
+  }
+
+  async function send(webhook: sql.HeldWebhook, event: sql.HeadEvent, agents: PostOptions['agents']): Promise<PostResult> {
     let secret: string;
     try {
       secret = options.secrets.open(webhook.secret, webhook.id);
@@ -195,7 +217,7 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
       if (err instanceof SecretUnavailableError) return { ok: false, error: err.message };
       throw err;
     }
-    return postEvent(settings, { url: webhook.url, secret }, head.id, eventBody(head), head.attempts + 1, aborter.signal);
+    return postEvent(settings, { url: webhook.url, secret }, event.id, eventBody(event), event.attempts + 1, { signal: aborter.signal, ...(agents ? { agents } : {}) });
   }
 
   function outcomeOf(webhookId: string, head: sql.HeadEvent, startedAt: Date, result: PostResult): sql.AttemptOutcome {
