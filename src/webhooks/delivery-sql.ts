@@ -5,7 +5,6 @@
  * out (and was taken over) changes nothing.
  */
 import type pg from 'pg';
-import { withTransaction, type Pool } from '../db/pool.js';
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
@@ -126,14 +125,7 @@ export interface AttemptOutcome {
  * the cursor is then a little behind and those events are sent again (duplicates, never
  * a loss; an instance crashing does not make PostgreSQL forget anything).
  */
-export async function recordAttempt(pool: Pool, instanceId: string, o: AttemptOutcome): Promise<boolean> {
-  return withTransaction(pool, async (client) => {
-    await client.query('set local synchronous_commit = off');
-    return recordAttemptStatement(client, instanceId, o);
-  });
-}
-
-async function recordAttemptStatement(db: Queryable, instanceId: string, o: AttemptOutcome): Promise<boolean> {
+export async function recordAttempt(db: Queryable, instanceId: string, o: AttemptOutcome): Promise<boolean> {
   const settled = o.status !== 'pending';
   const { rowCount } = await db.query(
     `with held as (
@@ -144,7 +136,9 @@ async function recordAttemptStatement(db: Queryable, instanceId: string, o: Atte
          disabled_reason = coalesce($10, disabled_reason),
          lease_owner = case when $4 then lease_owner else null end,
          lease_until = case when $4 then lease_until else null end
-       where id = $1 and lease_owner = $2 and enabled
+       -- set_config(…, true) lasts until this statement's own (implicit) transaction commits:
+       -- one round trip instead of begin, set local, the statement and commit.
+       where id = $1 and lease_owner = $2 and enabled and set_config('synchronous_commit', 'off', true) = 'off'
        returning id
      )
      insert into webhook_deliveries as d (webhook_id, event_id, event_type, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_status_code, last_error)
