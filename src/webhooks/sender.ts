@@ -12,6 +12,7 @@
  *   per held endpoint) and record the outcome (`recordAttempt`, conditional on the lease),
  *   renewing again (and so applying a PATCH) once `databaseTimeoutMs` has passed. A 2xx,
  *   or a failure past the event's max age, moves the cursor on and the loop goes on.
+ *   With nothing left to send it waits up to LINGER_MS for a nudge, then lets go.
  * - BACKOFF: any other answer, a timeout or a connection error sets `not_before` and
  *   lets go of the lease; whoever claims the endpoint after that retries the same head
  *   event (head-of-line: nothing after it is sent first). A 410 Gone disables it.
@@ -68,6 +69,8 @@ export interface WebhookSenderOptions {
 const PRUNE_EVERY_MS = 10 * 60_000;
 /** Events read per query while an endpoint is held: sent one at a time, in order. */
 const BATCH = 100;
+/** A held endpoint with nothing to send is kept this long for new events before its lease is let go. */
+const LINGER_MS = 1_000;
 const PRUNE_BATCH = 5_000;
 
 export function eventBody(event: { id: number; type: string; at: Date; data: unknown }): string {
@@ -108,12 +111,15 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
   const held = new Map<string, Promise<void>>();
   const aborter = new AbortController();
   const retryTimers = new Set<NodeJS.Timeout>();
+  /** Held endpoints with nothing to send, waiting for a nudge. */
+  const idleWaiters = new Set<() => void>();
   let ticking: Promise<void> | undefined;
   let tickAgain = false;
   let stopped = false;
   let lastPrune = 0;
 
   function nudge(): void {
+    for (const wake of [...idleWaiters]) wake();
     if (stopped) return;
     if (ticking) {
       tickAgain = true;
@@ -163,29 +169,57 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
 
   async function drain(id: string): Promise<void> {
     const agents = makeAgents(settings.allowPrivate);
+    let webhook: sql.HeldWebhook | undefined;
+    let renewedAt = 0;
+    let idleSince: number | undefined;
     try {
       for (;;) {
         if (stopped) return await sql.releaseLease(pool, id, instanceId);
-        const webhook = await sql.renewLease(pool, id, instanceId, leaseMs);
-        // Lost (taken over after running out), or disabled or deleted meanwhile.
-        if (!webhook) return await sql.releaseLease(pool, id, instanceId);
-        const renewedAt = Date.now();
+        // Renewed (and the endpoint re-read: a PATCH applies) before what is left of the lease could not cover an attempt.
+        if (!webhook || Date.now() - renewedAt > settings.databaseTimeoutMs) {
+          webhook = await sql.renewLease(pool, id, instanceId, leaseMs);
+          // Lost (taken over after running out), or disabled or deleted meanwhile.
+          if (!webhook) return await sql.releaseLease(pool, id, instanceId);
+          renewedAt = Date.now();
+        }
         const { events, scannedTo } = await sql.findNextEvents(pool, webhook, BATCH);
         if (events.length === 0) {
-          if (scannedTo !== null && (await sql.advanceCursor(pool, id, instanceId, scannedTo))) continue;
-          return await sql.releaseLease(pool, id, instanceId);
+          if (scannedTo !== null) {
+            if (!(await sql.advanceCursor(pool, id, instanceId, scannedTo))) return await sql.releaseLease(pool, id, instanceId);
+            webhook.cursor = scannedTo;
+            continue;
+          }
+          // Kept a moment for the next events (a NOTIFY wakes it): claiming again costs more than waiting.
+          idleSince ??= Date.now();
+          const left = LINGER_MS - (Date.now() - idleSince);
+          if (left <= 0) return await sql.releaseLease(pool, id, instanceId);
+          await waitForWork(left);
+          continue;
         }
+        idleSince = undefined;
         for (const event of events) {
-          // Renewed (and the endpoint re-read: a PATCH applies) before the lease left could not cover an attempt.
           if (Date.now() - renewedAt > settings.databaseTimeoutMs) break;
           const next = await attempt(webhook, event, agents);
           if (next === 'stop') return;
           if (next === 'release') return await sql.releaseLease(pool, id, instanceId);
+          webhook.cursor = event.id;
         }
       }
     } finally {
       agents.destroy();
     }
+  }
+
+  function waitForWork(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        idleWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      idleWaiters.add(done);
+    });
   }
 
   /** One attempt at `event` and its outcome recorded; what the drain does next. */
@@ -244,6 +278,7 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
       clearInterval(poll);
       for (const timer of retryTimers) clearTimeout(timer);
       aborter.abort();
+      for (const wake of [...idleWaiters]) wake();
       await ticking;
       await Promise.all(held.values());
     },
