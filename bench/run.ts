@@ -15,6 +15,8 @@
  *
  *   jobs      a job over N acking devices (no rate limit) against the bulk endpoint
  *             in the same run; a paced job's release rate per 10 s window.
+ *   webhooks  events -> one webhook endpoint: latency at a fixed rate, deliveries/s
+ *             of one endpoint, server and PostgreSQL CPU per delivery.
  *
  * Later benches are added to SUBCOMMANDS. Whatever happens,
  * children are killed and temp dirs removed before the process exits.
@@ -24,6 +26,7 @@ import { connectBench } from './connect.js';
 import { dssBench } from './dss.js';
 import { growthBench } from './growth.js';
 import { jobsBench } from './jobs.js';
+import { webhooksBench } from './webhooks.js';
 import { exitCleaningUp } from './lib/processes.js';
 
 const SUBCOMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; about: string }> = {
@@ -31,6 +34,7 @@ const SUBCOMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; ab
   actuations: { run: actuationsBench, about: 'REST POST -> device: actuations/s, latency at a fixed rate, across instances, bulk; vs bare express + ws' },
   dss: { run: dssBench, about: 'DSS event -> rule -> device: latency at a fixed rate, sustained events/s over many and few devices' },
   jobs: { run: jobsBench, about: 'a job over N acking devices vs the bulk endpoint; a paced job\'s rate per 10 s window; RSS while a job runs' },
+  webhooks: { run: webhooksBench, about: 'events -> one webhook endpoint: latency at a fixed rate, deliveries/s of one endpoint, CPU per delivery' },
   growth: { run: growthBench, about: 'POST -> device p99 with 2M finished actuations and 1M closed sessions vs an empty database, alternated' },
 };
 

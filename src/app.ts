@@ -9,8 +9,9 @@
  * into nudges and session takeovers.
  *
  * Shutdown order: refuse new HTTP requests and upgrades (503), close device
- * sockets with 1001 and their session rows, UNLISTEN, let in-flight claims,
- * submissions and acks finish (DSS streams and job releases first, as they submit), stop the sweeper and the liveness heartbeat,
+ * sockets with 1001 and their session rows, UNLISTEN, release DSS streams and job leases (DSS streams and job releases first, as they submit), abort
+ * webhook requests in flight (another instance sends them again) and let go of their
+ * leases, let in-flight claims, submissions and acks finish, stop the sweeper and the liveness heartbeat,
  * close the HTTP server, then write what the audit log still holds (one bounded try).
  */
 import http from 'node:http';
@@ -48,6 +49,10 @@ import { makeKeyVerifier } from './keys/key-verifier.js';
 import { requestMetrics } from './http/request-metrics.js';
 import { closeCodeLabel, makeMetrics, type Metrics } from './metrics.js';
 import type { Logger } from './logger.js';
+import { makeWebhooks } from './webhooks/webhooks.js';
+
+/** Webhooks: the safety-net poll for missed NOTIFYs, retries due on other instances and leases that ran out. */
+const WEBHOOK_POLL_MS = 1_000;
 
 export interface AppOptions {
   config: Config;
@@ -166,6 +171,24 @@ export function buildApp(options: AppOptions): App {
     },
   });
   const jobs = makeJobs({ config, logger, pool, submitter, caller: credentials.username, onTransition: countTransition });
+  const webhooks = makeWebhooks({
+    pool,
+    logger,
+    instanceId: config.instanceId,
+    registry: metrics.registry,
+    secretKey: config.webhookSecretKey,
+    settings: {
+      timeoutMs: config.webhookTimeoutMs,
+      maxAgeMs: config.webhookMaxAgeHours * 3_600_000,
+      retryMinMs: config.webhookRetryMinMs,
+      retryMaxMs: config.webhookRetryMaxMs,
+      allowPrivate: config.webhookAllowPrivate,
+      maxConcurrency: config.webhookMaxConcurrency,
+      pollIntervalMs: WEBHOOK_POLL_MS,
+      retentionDays: config.retentionDays,
+      databaseTimeoutMs: config.databaseTimeoutMs,
+    },
+  });
   const keys = makeKeyVerifier({ pool, logger });
   // Each instance enforces its share of a key's rate limit: the live instances are counted on every heartbeat.
   let liveInstances = 1;
@@ -183,7 +206,7 @@ export function buildApp(options: AppOptions): App {
     maxBulkBodyBytes: MAX_BULK_BODY_BYTES,
     isShuttingDown: () => shuttingDown,
     maxJobBodyBytes: MAX_JOB_BODY_BYTES,
-    routers: [dss.router, ...jobs.routers],
+    routers: [dss.router, ...jobs.routers, webhooks.router],
     // /metrics checks its own credentials: the API's, or the read-only METRICS_USERNAME/METRICS_PASSWORD.
     ownAuthRouters: config.metricsPort === undefined ? [metricsRoutes(metrics.registry, [credentials, ...(config.metricsCredentials ? [config.metricsCredentials] : [])], keys)] : [],
     observe: requestMetrics(metrics),
@@ -208,6 +231,7 @@ export function buildApp(options: AppOptions): App {
     if (channel === EVENTS_CHANNEL) {
       const lastId = Number(payload);
       if (Number.isSafeInteger(lastId)) feed.notified(lastId);
+      webhooks.nudge();
       return;
     }
     try {
@@ -263,6 +287,7 @@ export function buildApp(options: AppOptions): App {
         onConnected: () => {
           dispatcher.nudgeAll();
           feed.notified(0);
+          webhooks.nudge();
           revocations.load().then(
             () => gateway.closeRevoked(),
             (err: unknown) => logger.warn({ err }, 'device tokens: revocations not reloaded after LISTEN reconnected; the next heartbeat reads them'),
@@ -304,6 +329,7 @@ export function buildApp(options: AppOptions): App {
       if (metricsServer) await new Promise<void>((resolve) => metricsServer.listen(config.metricsPort, host, resolve));
       dss.start();
       jobs.start();
+      webhooks.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {
@@ -322,6 +348,8 @@ export function buildApp(options: AppOptions): App {
         await dss.stop();
         // Jobs too: a page in flight still submits, then the leases are let go for another instance.
         await jobs.stop();
+        // Requests in flight are aborted, not recorded: another instance sends them again.
+        await webhooks.stop();
         await Promise.all([dispatcher.close(), submitter.drain(), acks.drain()]);
         await sweeper?.stop();
         await retention?.stop();

@@ -8,7 +8,7 @@ import type { LogLevel } from './config/config.js';
 
 export type { Logger };
 
-export const REDACTED_KEYS = ['deviceToken', 'token', 'password', 'streamKey', 'stream_key', 'authorization', 'cookie'];
+export const REDACTED_KEYS = ['deviceToken', 'token', 'password', 'streamKey', 'stream_key', 'authorization', 'cookie', 'secret'];
 
 const redactPaths = REDACTED_KEYS.flatMap((key) => [key, `*.${key}`, `*.*.${key}`]);
 

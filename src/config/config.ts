@@ -153,6 +153,20 @@ export interface Config {
   readonly eventsSequencerIntervalMs: number;
   /** A second HTTP Basic credential that may read `/metrics` and nothing else (a scraper's); unset: none. */
   readonly metricsCredentials: { readonly username: string; readonly password: string } | undefined;
+  /** A webhook event not delivered this many hours after it happened is marked failed, and its endpoint moves on. (Default: 24) */
+  readonly webhookMaxAgeHours: number;
+  /** Let webhooks reach loopback, private, link-local and metadata addresses (tests, a private network). (Default: false) */
+  readonly webhookAllowPrivate: boolean;
+  /** Bound on one webhook request, connect to last body byte read. (Default: 10 000) */
+  readonly webhookTimeoutMs: number;
+  /** First retry delay of a failed webhook delivery; doubles per attempt, with jitter. (Default: 1 000) */
+  readonly webhookRetryMinMs: number;
+  /** Longest retry delay of a webhook delivery. (Default: 600 000) */
+  readonly webhookRetryMaxMs: number;
+  /** Webhook endpoints this instance sends to at once (one request in flight each). (Default: 16) */
+  readonly webhookMaxConcurrency: number;
+  /** 32 bytes (64 hex characters, or base64) that seal webhook secrets in the database; unset: stored as given. (Default: unset) */
+  readonly webhookSecretKey: Buffer | undefined;
 }
 
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -249,12 +263,22 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     dssStateEnabled: boolean(env, 'DSS_STATE_ENABLED') ?? true,
     dssEventLogHours: integer(env, 'DSS_EVENT_LOG_HOURS', 24, 0, 8_760),
     dssIntervalPollMs: integer(env, 'DSS_INTERVAL_POLL_MS', 1_000, 50, 600_000),
+    webhookMaxAgeHours: integer(env, 'WEBHOOK_MAX_AGE_HOURS', 24, 1, 720),
+    webhookAllowPrivate: boolean(env, 'WEBHOOK_ALLOW_PRIVATE') ?? false,
+    webhookTimeoutMs: integer(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
+    webhookRetryMinMs: integer(env, 'WEBHOOK_RETRY_MIN_MS', 1_000, 10, 3_600_000),
+    webhookRetryMaxMs: integer(env, 'WEBHOOK_RETRY_MAX_MS', 600_000, 10, 86_400_000),
+    webhookMaxConcurrency: integer(env, 'WEBHOOK_MAX_CONCURRENCY', 16, 1, 1_000),
+    webhookSecretKey: secretKey(env, 'WEBHOOK_SECRET_KEY'),
   };
   if (config.jobsLeaseMs < 2 * config.jobsPollMs) {
     throw new ConfigError('JOBS_LEASE_MS', `must be at least twice JOBS_POLL_MS (${config.jobsPollMs}): the lease is renewed once per poll`);
   }
   if (config.dssReconnectMinMs > config.dssReconnectMaxMs) {
     throw new ConfigError('DSS_RECONNECT_MIN_MS', `must not exceed DSS_RECONNECT_MAX_MS (${config.dssReconnectMaxMs})`);
+  }
+  if (config.webhookRetryMinMs > config.webhookRetryMaxMs) {
+    throw new ConfigError('WEBHOOK_RETRY_MIN_MS', `must not exceed WEBHOOK_RETRY_MAX_MS (${config.webhookRetryMaxMs})`);
   }
   return Object.freeze(config);
 }
@@ -327,6 +351,15 @@ function instanceId(env: Environment): string {
     return index === undefined ? guid : `${index}-${guid}`;
   }
   return `${os.hostname()}-${process.pid}`;
+}
+
+/** 32 bytes as 64 hex characters or as base64; the message never quotes the value. */
+function secretKey(env: Environment, name: string): Buffer | undefined {
+  const raw = nonEmpty(env, name);
+  if (raw === undefined) return undefined;
+  const key = /^[0-9a-f]{64}$/i.test(raw) ? Buffer.from(raw, 'hex') : /^[A-Za-z0-9+/_-]{43}=?$/.test(raw) ? Buffer.from(raw, 'base64') : undefined;
+  if (key?.length !== 32) throw new ConfigError(name, 'must be 32 bytes: 64 hex characters or 44 base64 characters (openssl rand -hex 32)');
+  return key;
 }
 
 function nonEmpty(env: Environment, name: string): string | undefined {

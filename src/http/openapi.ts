@@ -14,6 +14,7 @@ import type { Scope } from '../keys/scopes.js';
 import { deviceListQuery, devicePatchBody, devicePutBody } from '../devices/schemas.js';
 import { actuationBody, actuationIdParam, bulkActuationItem, deviceActuationsQuery, deviceIdParam, eventIdText, eventsQuery, idempotencyKeyHeader, paginationQuery } from './schemas.js';
 import { auditQuery } from '../audit/schemas.js';
+import { deliveriesQuery, webhookCreateBody, webhookIdParam, webhookUpdateBody } from '../webhooks/schemas.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
@@ -46,6 +47,7 @@ const command = { componentId: 'led-1', command: 'LED.v1.0', params: [{ name: 'L
 const dev = { params: deviceIdParam };
 const actuation = { params: actuationIdParam };
 const byId = { params: idParam };
+const webhookById = { params: webhookIdParam };
 
 export const ROUTES: RouteDoc[] = [
   { method: 'get', path: '/healthz', operationId: 'getHealth', summary: 'The process is up', auth: false, responses: { 200: 'Up' }, bodies: { 200: out.health } },
@@ -495,6 +497,66 @@ export const ROUTES: RouteDoc[] = [
     query: auditQuery,
     responses: { 200: 'A page of audit entries' },
     bodies: { 200: out.auditPage },
+  },
+  {
+    method: 'post',
+    path: '/v1/webhooks',
+    operationId: 'createWebhook',
+    summary: 'Add a webhook endpoint: the change feed\'s events of the given types, POSTed and signed with the secret (write-only), from now on',
+    auth: true,
+    scope: 'webhooks:admin',
+    body: webhookCreateBody,
+    example: { url: 'https://hooks.example.invalid/iotws', events: ['actuation.acked', 'actuation.failed'], secret: 'whsec-0123456789abcdef', enabled: true },
+    responses: { 201: 'Webhook (without its secret)' },
+    bodies: { 201: out.webhook },
+  },
+  { method: 'get', path: '/v1/webhooks', operationId: 'listWebhooks', summary: 'Webhook endpoints', auth: true, scope: 'webhooks:admin', responses: { 200: 'Webhooks' }, bodies: { 200: out.webhookList } },
+  {
+    method: 'get',
+    path: '/v1/webhooks/:id',
+    operationId: 'getWebhook',
+    summary: 'A webhook endpoint (never its secret)',
+    auth: true,
+    scope: 'webhooks:admin',
+    ...webhookById,
+    responses: { 200: 'Webhook', 404: 'Unknown' },
+    bodies: { 200: out.webhook },
+  },
+  {
+    method: 'patch',
+    path: '/v1/webhooks/:id',
+    operationId: 'updateWebhook',
+    summary: 'Change a webhook endpoint; `enabled: true` re-enables one disabled by a 410 and retries its next event at once',
+    auth: true,
+    scope: 'webhooks:admin',
+    ...webhookById,
+    body: webhookUpdateBody,
+    responses: { 200: 'Webhook', 404: 'Unknown' },
+    bodies: { 200: out.webhook },
+  },
+  { method: 'delete', path: '/v1/webhooks/:id', operationId: 'deleteWebhook', summary: 'Remove a webhook endpoint and its deliveries', auth: true, scope: 'webhooks:admin', ...webhookById, responses: { 204: 'Removed', 404: 'Unknown' } },
+  {
+    method: 'get',
+    path: '/v1/webhooks/:id/deliveries',
+    operationId: 'listWebhookDeliveries',
+    summary: "A webhook's delivery attempts by event, newest event first: attempts, last status code or error, next attempt (cursor = event id)",
+    auth: true,
+    scope: 'webhooks:admin',
+    ...webhookById,
+    query: deliveriesQuery,
+    responses: { 200: 'A page of deliveries', 404: 'Unknown' },
+    bodies: { 200: out.webhookDeliveryPage },
+  },
+  {
+    method: 'post',
+    path: '/v1/webhooks/:id/test',
+    operationId: 'testWebhook',
+    summary: 'POST a signed `webhook.test` event (id 0) to the endpoint now and answer with what it did (not recorded, outside the event order)',
+    auth: true,
+    scope: 'webhooks:admin',
+    ...webhookById,
+    responses: { 200: 'The receiver\'s answer', 404: 'Unknown' },
+    bodies: { 200: out.webhookTestResult },
   },
 ];
 

@@ -302,3 +302,37 @@ export const auditPage = z.strictObject({ items: z.array(auditEntry), nextCursor
 
 /** The answer to a revocation of a device's tokens. */
 export const deviceTokenRevocation = z.strictObject({ deviceId: z.string(), revokedBefore: time });
+
+/** A webhook endpoint: never its secret. */
+export const webhook = z.strictObject({
+  id: z.uuid(),
+  url: z.string(),
+  events: z.array(z.string()),
+  enabled: z.boolean(),
+  /** The accounts whose events it receives (those of the key that created it); null: every event. */
+  accounts: z.array(z.string()).nullable(),
+  /** Why the server disabled it (a 410 Gone); null otherwise. */
+  disabledReason: z.string().nullable(),
+  /** The last event id it is done with (delivered, or failed after WEBHOOK_MAX_AGE_HOURS). */
+  lastEventId: z.number().int(),
+  createdAt: time,
+  updatedAt: time,
+});
+export const webhookList = z.strictObject({ items: z.array(webhook) });
+export const webhookDeliveryPage = z.strictObject({
+  items: z.array(
+    z.strictObject({
+      eventId: z.number().int(),
+      eventType: z.string(),
+      status: z.enum(['pending', 'delivered', 'failed']),
+      attempts: z.number().int(),
+      firstAttemptAt: time,
+      lastAttemptAt: time,
+      nextAttemptAt: nullableTime,
+      lastStatusCode: z.number().int().nullable(),
+      lastError: z.string().nullable(),
+    }),
+  ),
+  nextCursor: z.string().nullable(),
+});
+export const webhookTestResult = z.strictObject({ delivered: z.boolean(), statusCode: z.number().int().nullable(), error: z.string().nullable() });

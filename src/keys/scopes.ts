@@ -3,7 +3,7 @@
  * (`src/http/openapi.ts`, ROUTES); `admin` holds every scope, and the bootstrap
  * administrator (HTTP Basic, API_USERNAME/API_PASSWORD) is `admin`.
  */
-export const SCOPES = ['actuations:write', 'actuations:read', 'events:read', 'devices:read', 'devices:write', 'dss:admin', 'jobs:write', 'jobs:read', 'keys:admin', 'metrics:read', 'admin'] as const;
+export const SCOPES = ['actuations:write', 'actuations:read', 'events:read', 'devices:read', 'devices:write', 'dss:admin', 'jobs:write', 'jobs:read', 'keys:admin', 'metrics:read', 'webhooks:admin', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 /**

@@ -66,6 +66,13 @@ const EXPECTED_SCOPES: Record<string, Scope> = {
   deleteSchedule: 'jobs:write',
   revokeDeviceTokens: 'devices:write',
   listAuditEntries: 'admin',
+  createWebhook: 'webhooks:admin',
+  listWebhooks: 'webhooks:admin',
+  getWebhook: 'webhooks:admin',
+  updateWebhook: 'webhooks:admin',
+  deleteWebhook: 'webhooks:admin',
+  listWebhookDeliveries: 'webhooks:admin',
+  testWebhook: 'webhooks:admin',
 };
 
 interface CreatedKey {

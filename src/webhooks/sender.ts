@@ -1,0 +1,286 @@
+/**
+ * Sends each webhook endpoint its events, in event order, at least once; shared by
+ * every instance through the database.
+ *
+ * Modes of one endpoint, as this instance sees it:
+ * - UNHELD: any instance may claim it (`claimWebhooks`: enabled, events past its
+ *   cursor, not in backoff, no live lease). A tick claims as many as this instance has
+ *   free slots (`maxConcurrency`: one request in flight per held endpoint, so that many
+ *   deliveries at most).
+ * - HELD: `drain` loops: renew the lease and re-read the endpoint, read the next
+ *   matching events (up to BATCH), and for each in turn POST it (a kept-alive connection
+ *   per held endpoint) and record the outcome (`recordAttempt`, conditional on the lease),
+ *   renewing again (and so applying a PATCH) once `databaseTimeoutMs` has passed. A 2xx,
+ *   or a failure past the event's max age, moves the cursor on and the loop goes on.
+ *   With nothing left to send it waits up to LINGER_MS for a nudge, then lets go.
+ * - BACKOFF: any other answer, a timeout or a connection error sets `not_before` and
+ *   lets go of the lease; whoever claims the endpoint after that retries the same head
+ *   event (head-of-line: nothing after it is sent first). A 410 Gone disables it.
+ * Ticks run on a nudge (an `iotws_events` NOTIFY, a new or changed webhook, a drain
+ * ending, a retry falling due) and every `pollIntervalMs` (missed NOTIFYs, other
+ * instances' retries and leases that ran out).
+ *
+ * Nothing lost: the cursor moves only in the statement that records the outcome. At
+ * most one duplicate: an instance killed mid-request never records it, and the next
+ * holder (after the lease runs out) sends that one event again.
+ */
+import type { Pool } from '../db/pool.js';
+import type { Logger } from '../logger.js';
+import { backoffDelayMs } from '../simulator/backoff.js';
+import { boundedPost, makeAgents, type PostOptions, type PostResult } from './bounded-post.js';
+import * as sql from './delivery-sql.js';
+import { SecretUnavailableError, type SecretBox } from './secret-box.js';
+import { signatureHeader } from './signature.js';
+
+export interface WebhookSettings {
+  /** Bound on one request, connect to last body byte (`WEBHOOK_TIMEOUT_MS`). */
+  timeoutMs: number;
+  /** An event not delivered this long after it happened is marked failed (`WEBHOOK_MAX_AGE_HOURS`). */
+  maxAgeMs: number;
+  retryMinMs: number;
+  retryMaxMs: number;
+  allowPrivate: boolean;
+  /** Endpoints this instance sends to at once, one request each (`WEBHOOK_MAX_CONCURRENCY`). */
+  maxConcurrency: number;
+  pollIntervalMs: number;
+  /** Settled deliveries older than this go (`RETENTION_DAYS`); 0 keeps them. */
+  retentionDays: number;
+  /** Bound on each database statement (`DATABASE_TIMEOUT_MS`): the lease is a request plus three of them. */
+  databaseTimeoutMs: number;
+}
+
+export type DeliveryResult = 'delivered' | 'retried' | 'failed' | 'gone';
+
+export interface WebhookSender {
+  nudge(): void;
+  /** Stops claiming, aborts requests in flight (not recorded: the next holder sends them again) and lets go of every lease. */
+  stop(): Promise<void>;
+}
+
+export interface WebhookSenderOptions {
+  pool: Pool;
+  logger: Logger;
+  instanceId: string;
+  settings: WebhookSettings;
+  secrets: SecretBox;
+  onResult?(result: DeliveryResult): void;
+}
+
+const PRUNE_EVERY_MS = 10 * 60_000;
+/** Events read per query while an endpoint is held: sent one at a time, in order. */
+const BATCH = 100;
+/** A held endpoint with nothing to send is kept this long for new events before its lease is let go. */
+const LINGER_MS = 1_000;
+const PRUNE_BATCH = 5_000;
+
+export function eventBody(event: { id: number; type: string; at: Date; data: unknown }): string {
+  return JSON.stringify({ id: event.id, type: event.type, at: event.at.toISOString(), data: event.data });
+}
+
+/** Signs and POSTs one event body. */
+export function postEvent(
+  settings: Pick<WebhookSettings, 'timeoutMs' | 'allowPrivate'>,
+  target: { url: string; secret: string },
+  eventId: number,
+  body: string,
+  attempt: number,
+  connection: Pick<PostOptions, 'signal' | 'agents'> = {},
+): Promise<PostResult> {
+  return boundedPost({
+    url: target.url,
+    body,
+    timeoutMs: settings.timeoutMs,
+    allowPrivate: settings.allowPrivate,
+    headers: {
+      'x-iotws-event-id': String(eventId),
+      'x-iotws-signature': signatureHeader(target.secret, body, Math.floor(Date.now() / 1000)),
+      'x-iotws-delivery-attempt': String(attempt),
+    },
+    ...connection,
+  });
+}
+
+export function startWebhookSender(options: WebhookSenderOptions): WebhookSender {
+  const { pool, instanceId, settings } = options;
+  const log = options.logger.child({ component: 'webhooks' });
+  // Renewed before each attempt, it covers what follows: the head query, the request and the
+  // statement recording its outcome (each statement's pool checkout and query bounded by
+  // `databaseTimeoutMs`). A sender slower than that loses the lease: another instance may
+  // then send the same event again (a duplicate), but this one's outcome is not recorded.
+  const leaseMs = settings.timeoutMs + 3 * settings.databaseTimeoutMs;
+  const held = new Map<string, Promise<void>>();
+  const aborter = new AbortController();
+  const retryTimers = new Set<NodeJS.Timeout>();
+  /** Held endpoints with nothing to send, waiting for a nudge. */
+  const idleWaiters = new Set<() => void>();
+  let ticking: Promise<void> | undefined;
+  let tickAgain = false;
+  let stopped = false;
+  let lastPrune = 0;
+
+  function nudge(): void {
+    for (const wake of [...idleWaiters]) wake();
+    if (stopped) return;
+    if (ticking) {
+      tickAgain = true;
+      return;
+    }
+    ticking = tick()
+      .catch((err: unknown) => log.warn({ err }, 'webhooks: tick failed'))
+      .finally(() => {
+        ticking = undefined;
+        if (tickAgain) {
+          tickAgain = false;
+          nudge();
+        }
+      });
+  }
+
+  async function tick(): Promise<void> {
+    const free = settings.maxConcurrency - held.size;
+    if (free > 0) {
+      for (const id of await sql.claimWebhooks(pool, instanceId, free, leaseMs)) {
+        if (stopped || held.has(id)) continue;
+        held.set(
+          id,
+          drain(id)
+            .catch((err: unknown) => log.warn({ err, webhookId: id }, 'webhooks: sending failed; the endpoint is retried when its lease runs out'))
+            .finally(() => {
+              held.delete(id);
+              nudge();
+            }),
+        );
+      }
+    }
+    if (settings.retentionDays > 0 && Date.now() - lastPrune > PRUNE_EVERY_MS) {
+      lastPrune = Date.now();
+      await sql.pruneDeliveries(pool, settings.retentionDays, PRUNE_BATCH);
+    }
+  }
+
+  function retryAt(when: Date): void {
+    const timer = setTimeout(() => {
+      retryTimers.delete(timer);
+      nudge();
+    }, Math.max(0, when.getTime() - Date.now()) + 5);
+    timer.unref();
+    retryTimers.add(timer);
+  }
+
+  async function drain(id: string): Promise<void> {
+    const agents = makeAgents(settings.allowPrivate);
+    let webhook: sql.HeldWebhook | undefined;
+    let renewedAt = 0;
+    let idleSince: number | undefined;
+    try {
+      for (;;) {
+        if (stopped) return await sql.releaseLease(pool, id, instanceId);
+        // Renewed (and the endpoint re-read: a PATCH applies) before what is left of the lease could not cover an attempt.
+        if (!webhook || Date.now() - renewedAt > settings.databaseTimeoutMs) {
+          webhook = await sql.renewLease(pool, id, instanceId, leaseMs);
+          // Lost (taken over after running out), or disabled or deleted meanwhile.
+          if (!webhook) return await sql.releaseLease(pool, id, instanceId);
+          renewedAt = Date.now();
+        }
+        const { events, scannedTo } = await sql.findNextEvents(pool, webhook, BATCH);
+        if (events.length === 0) {
+          if (scannedTo !== null) {
+            if (!(await sql.advanceCursor(pool, id, instanceId, scannedTo))) return await sql.releaseLease(pool, id, instanceId);
+            webhook.cursor = scannedTo;
+            continue;
+          }
+          // Kept a moment for the next events (a NOTIFY wakes it): claiming again costs more than waiting.
+          idleSince ??= Date.now();
+          const left = LINGER_MS - (Date.now() - idleSince);
+          if (left <= 0) return await sql.releaseLease(pool, id, instanceId);
+          await waitForWork(left);
+          continue;
+        }
+        idleSince = undefined;
+        for (const event of events) {
+          if (Date.now() - renewedAt > settings.databaseTimeoutMs) break;
+          const next = await attempt(webhook, event, agents);
+          if (next === 'stop') return;
+          if (next === 'release') return await sql.releaseLease(pool, id, instanceId);
+          webhook.cursor = event.id;
+        }
+      }
+    } finally {
+      agents.destroy();
+    }
+  }
+
+  function waitForWork(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        idleWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      idleWaiters.add(done);
+    });
+  }
+
+  /** One attempt at `event` and its outcome recorded; what the drain does next. */
+  async function attempt(webhook: sql.HeldWebhook, event: sql.HeadEvent, agents: PostOptions['agents']): Promise<'next' | 'stop' | 'release'> {
+    const startedAt = new Date();
+    const result = await send(webhook, event, agents);
+    // Shutting down aborted it: not an answer. The next holder sends it again.
+    if (stopped) return 'release';
+    const outcome = outcomeOf(webhook.id, event, startedAt, result);
+    // Not recorded: the lease was lost, or the endpoint disabled meanwhile.
+    if (!(await sql.recordAttempt(pool, instanceId, outcome))) return 'release';
+    const what: DeliveryResult = outcome.disable ? 'gone' : outcome.status === 'pending' ? 'retried' : outcome.status;
+    options.onResult?.(what);
+    if (what !== 'delivered') {
+      log.info({ webhookId: webhook.id, eventId: event.id, attempts: event.attempts + 1, result: what, statusCode: outcome.statusCode, error: outcome.error, nextAttemptAt: outcome.nextAttemptAt }, `webhooks: delivery ${what}`);
+    }
+    if (outcome.status !== 'pending') return 'next';
+    // recordAttempt let go of the lease with the backoff.
+    if (outcome.nextAttemptAt) retryAt(outcome.nextAttemptAt);
+    return 'stop';
+  }
+
+  async function send(webhook: sql.HeldWebhook, event: sql.HeadEvent, agents: PostOptions['agents']): Promise<PostResult> {
+    let secret: string;
+    try {
+      secret = options.secrets.open(webhook.secret, webhook.id);
+    } catch (err) {
+      // A configuration problem, not the receiver's: retried like a failed attempt, and shown.
+      if (err instanceof SecretUnavailableError) return { ok: false, error: err.message };
+      throw err;
+    }
+    return postEvent(settings, { url: webhook.url, secret }, event.id, eventBody(event), event.attempts + 1, { signal: aborter.signal, ...(agents ? { agents } : {}) });
+  }
+
+  function outcomeOf(webhookId: string, head: sql.HeadEvent, startedAt: Date, result: PostResult): sql.AttemptOutcome {
+    const base = { webhookId, event: { id: head.id, type: head.type }, startedAt, statusCode: result.statusCode ?? null };
+    if (result.ok) return { ...base, status: 'delivered', error: null, nextAttemptAt: null };
+    if (result.statusCode === 410) {
+      return { ...base, status: 'pending', error: result.error, nextAttemptAt: null, disable: `the receiver answered 410 Gone at ${new Date().toISOString()}` };
+    }
+    const deadline = head.at.getTime() + settings.maxAgeMs;
+    const now = Date.now();
+    if (now >= deadline) return { ...base, status: 'failed', error: result.error, nextAttemptAt: null };
+    const delay = backoffDelayMs(head.attempts, { initialMs: settings.retryMinMs, maxMs: settings.retryMaxMs });
+    return { ...base, status: 'pending', error: result.error, nextAttemptAt: new Date(Math.min(now + delay, deadline)) };
+  }
+
+  const poll = setInterval(nudge, settings.pollIntervalMs);
+  poll.unref();
+  nudge();
+
+  return {
+    nudge,
+    async stop() {
+      stopped = true;
+      clearInterval(poll);
+      for (const timer of retryTimers) clearTimeout(timer);
+      aborter.abort();
+      for (const wake of [...idleWaiters]) wake();
+      await ticking;
+      await Promise.all(held.values());
+    },
+  };
+}

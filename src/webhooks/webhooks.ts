@@ -1,0 +1,49 @@
+/**
+ * The webhooks part, built once by `buildApp`: the REST routes and (after `start()`)
+ * this instance's sender. `nudge()` is for `iotws_events` notifications.
+ */
+import type { Router } from 'express';
+import type client from 'prom-client';
+import type { Pool } from '../db/pool.js';
+import { webhookRoutes } from '../http/routes/webhooks.js';
+import type { Logger } from '../logger.js';
+import { makeWebhookMetrics } from './metrics.js';
+import { makeSecretBox } from './secret-box.js';
+import { startWebhookSender, type WebhookSender, type WebhookSettings } from './sender.js';
+
+export interface Webhooks {
+  router: Router;
+  start(): void;
+  /** New events (a NOTIFY on `iotws_events`): look for endpoints to send to. */
+  nudge(): void;
+  stop(): Promise<void>;
+}
+
+export interface WebhooksOptions {
+  pool: Pool;
+  logger: Logger;
+  instanceId: string;
+  settings: WebhookSettings;
+  registry: client.Registry;
+  /** 32 bytes that seal secrets at rest (`WEBHOOK_SECRET_KEY`); undefined: stored as given. */
+  secretKey: Buffer | undefined;
+}
+
+export function makeWebhooks(options: WebhooksOptions): Webhooks {
+  const { pool, logger, instanceId, settings } = options;
+  const metrics = makeWebhookMetrics(options.registry, pool);
+  const secrets = makeSecretBox(options.secretKey);
+  let sender: WebhookSender | undefined;
+  const router = webhookRoutes({ pool, settings, secrets, changed: () => sender?.nudge() });
+  return {
+    router,
+    start() {
+      sender ??= startWebhookSender({ pool, logger, instanceId, settings, secrets, onResult: metrics.countResult });
+    },
+    nudge: () => sender?.nudge(),
+    async stop() {
+      await sender?.stop();
+      sender = undefined;
+    },
+  };
+}
