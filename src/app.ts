@@ -21,7 +21,7 @@ import { makeDispatcher } from './actuations/dispatcher.js';
 import { ACTUATION_READY_CHANNEL } from './actuations/submit-sql.js';
 import { makeSubmitter } from './actuations/submitter.js';
 import { startDeadlineSweeper } from './actuations/sweeper.js';
-import type { TransitionObserver } from './actuations/types.js';
+import { makeLifecycle, type Lifecycle } from './actuations/lifecycle.js';
 import type { ApiCredentials } from './config/api-credentials.js';
 import type { Config } from './config/config.js';
 import { startNotificationListener, type NotificationListener } from './db/notification-listener.js';
@@ -37,7 +37,7 @@ import { makeHttpApi } from './http/api.js';
 import { metricsRoutes } from './http/routes/metrics.js';
 import { makeKeyVerifier } from './keys/key-verifier.js';
 import { requestMetrics } from './http/request-metrics.js';
-import { closeCodeLabel, makeMetrics, type Metrics } from './metrics.js';
+import { actuationTransitionMetrics, closeCodeLabel, makeMetrics, type Metrics } from './metrics.js';
 import type { Logger } from './logger.js';
 
 export interface AppOptions {
@@ -54,6 +54,8 @@ export interface App {
   server: http.Server;
   gateway: Gateway;
   metrics: Metrics;
+  /** One typed event per committed actuation transition: `app.lifecycle.subscribe(listener)`. */
+  lifecycle: Lifecycle;
   /** Starts background work and listens; resolves with the bound port. */
   listen(port?: number, host?: string): Promise<number>;
   close(): Promise<void>;
@@ -70,7 +72,9 @@ export function buildApp(options: AppOptions): App {
 
   // Gauges are read at scrape time, after everything below exists.
   const metrics = makeMetrics({ pool, connectedDevices: () => gateway.connectedDeviceCount() });
-  const countTransition: TransitionObserver = (status, source) => metrics.actuations.inc({ source, status });
+  // Every part that makes a transition reports it here once committed; listeners subscribe in one line each.
+  const lifecycle = makeLifecycle(logger);
+  lifecycle.subscribe(actuationTransitionMetrics(metrics));
 
   const dispatcher = makeDispatcher({
     pool,
@@ -81,21 +85,15 @@ export function buildApp(options: AppOptions): App {
     pollIntervalMs: config.dispatchPollMs,
     maxBufferedBytes: config.deviceMaxBufferedBytes,
     databaseTimeoutMs: config.databaseTimeoutMs,
-    onSent(actuation) {
-      countTransition('sent', actuation.sourceKind);
-      metrics.postToSentSeconds.observe((Date.now() - actuation.createdAt.getTime()) / 1000);
-    },
+    lifecycle,
   });
   const acks = makeAckHandler({
     pool,
     logger,
+    lifecycle,
     onDeferred: (what) => metrics.acks.inc({ outcome: what }),
     onFirstRecorded: (connection) => dispatcher.deviceAcked(connection),
-    onAck({ outcome, sourceKind, createdAt }) {
-      metrics.acks.inc({ outcome });
-      if ((outcome === 'acked' || outcome === 'failed') && sourceKind) countTransition(outcome, sourceKind);
-      if (outcome === 'acked' && createdAt) metrics.postToAckedSeconds.observe((Date.now() - createdAt.getTime()) / 1000);
-    },
+    onAck: ({ outcome }) => metrics.acks.inc({ outcome }),
   });
   const gateway = makeGateway({
     config,
@@ -124,7 +122,7 @@ export function buildApp(options: AppOptions): App {
     flushTimeoutMs: config.databaseTimeoutMs,
     instanceId: config.instanceId,
     delivery: dispatcher,
-    onTransition: countTransition,
+    lifecycle,
   });
   const dss = makeDss({
     config,
@@ -152,7 +150,7 @@ export function buildApp(options: AppOptions): App {
     // /metrics checks its own credentials: the API's, or the read-only METRICS_USERNAME/METRICS_PASSWORD.
     ownAuthRouters: config.metricsPort === undefined ? [metricsRoutes(metrics.registry, [credentials, ...(config.metricsCredentials ? [config.metricsCredentials] : [])], keys)] : [],
     observe: requestMetrics(metrics),
-    onTransition: countTransition,
+    lifecycle,
     onDatabaseUnavailable: () => metrics.databaseErrors.inc({ operation: 'http' }),
     canCommit: makeCommitProbe({ pool, instanceId: config.instanceId }),
   });
@@ -187,6 +185,7 @@ export function buildApp(options: AppOptions): App {
     server,
     gateway,
     metrics,
+    lifecycle,
     async listen(port = config.port, host = config.host) {
       liveness = await startInstanceLiveness({
         pool,
@@ -210,7 +209,7 @@ export function buildApp(options: AppOptions): App {
         pool,
         logger,
         intervalMs: config.sweepIntervalMs,
-        onSwept: (result) => result.sources.forEach((s) => countTransition(s.status, s.kind)),
+        lifecycle,
       });
       retention = startRetention({
         pool,

@@ -1,4 +1,4 @@
-/** Reading and cancelling actuations for the REST API. */
+/** Reading actuations for the REST API (cancelling is a transition: transitions-sql.ts). */
 import type { Pool } from '../db/pool.js';
 import type { ActuationSource, ActuationStatus } from './types.js';
 
@@ -55,22 +55,4 @@ export async function listDeviceActuations(
     [deviceId, options.status, options.beforeSeq, options.limit],
   );
   return rows;
-}
-
-/** Cancels a queued actuation; returns the row's status afterwards, or null if there is no such actuation. */
-export async function cancelActuation(pool: Pool, id: string): Promise<{ cancelled: boolean; status: ActuationStatus; sourceKind: string } | null> {
-  const { rows } = await pool.query<{ cancelled: boolean; status: ActuationStatus; sourceKind: string }>(
-    `with cancelled as (
-       update actuations a
-          set status = 'cancelled', completed_at = now(),
-              history = a.history || jsonb_build_array(jsonb_build_object('status', 'cancelled', 'at', now()))
-        where a.id = $1 and a.status = 'queued'
-       returning a.status, a.source->>'kind' as kind
-     )
-     select true as cancelled, status, kind as "sourceKind" from cancelled
-     union all
-     select false, status, source->>'kind' from actuations where id = $1 and not exists (select 1 from cancelled)`,
-    [id],
-  );
-  return rows[0] ?? null;
 }

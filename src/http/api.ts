@@ -3,7 +3,8 @@
  * API key or HTTP Basic) and the route's scope, then the versioned routes, then the one error handler.
  */
 import express, { type Router } from 'express';
-import type { ActuationSubmitter, TransitionObserver } from '../actuations/types.js';
+import type { Lifecycle } from '../actuations/lifecycle.js';
+import type { ActuationSubmitter } from '../actuations/types.js';
 import type { Pool } from '../db/pool.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../logger.js';
@@ -34,7 +35,8 @@ export interface HttpApiOptions {
   isShuttingDown: () => boolean;
   /** More authenticated routes (the DSS streams and rules API, /metrics). */
   routers?: Router[];
-  onTransition?: TransitionObserver;
+  /** Told the transitions the API makes (cancel), once committed. */
+  lifecycle?: Lifecycle;
   onDatabaseUnavailable?: () => void;
   /** Readiness: resolves when this instance can commit (a write through the pool); `/readyz` fails otherwise. */
   canCommit?: () => Promise<void>;
@@ -73,7 +75,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   const { maxBodyBytes, maxBulkBodyBytes } = options;
   app.use(jsonBody({ limits: [maxBodyBytes, maxBulkBodyBytes], limitFor: (req) => (req.method === 'POST' && req.path === '/v1/actuations' ? maxBulkBodyBytes : maxBodyBytes) }));
   app.use(deviceRoutes({ pool, gateway }));
-  app.use(actuationRoutes({ pool, submitter, caller: credentials.username, onTransition: options.onTransition }));
+  app.use(actuationRoutes({ pool, submitter, caller: credentials.username, lifecycle: options.lifecycle }));
   app.use(apiKeyRoutes({ pool }));
   for (const router of options.routers ?? []) app.use(router);
   app.use(notFoundHandler);
