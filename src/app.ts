@@ -6,7 +6,9 @@
  * Wiring: the gateway reports device events to the dispatcher (delivery) and the
  * ack handler; the submitter (REST, DSS) nudges the dispatcher for local devices
  * and NOTIFYs the others; the LISTEN connection turns other instances' NOTIFYs
- * into nudges and session takeovers.
+ * into nudges and session takeovers. Every part that makes an actuation transition
+ * reports it, once committed, to the lifecycle (src/actuations/lifecycle.ts), which the
+ * metrics (and any other listener) subscribe to.
  *
  * Shutdown order: refuse new HTTP requests and upgrades (503), close device
  * sockets with 1001 and their session rows, UNLISTEN, let in-flight claims,
