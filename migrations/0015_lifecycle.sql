@@ -53,6 +53,10 @@ language sql stable rows 1 as $$
          actuation_history_entry(case when p_code < 400 then 'acked' else 'failed' end, p_at, p_details)
 $$;
 
+-- The three-argument submit_actuations of 0004 was kept for instances of the release
+-- before 0005 during a rolling deploy; none runs any more, and it was a second writer of
+-- queued and superseded rows.
+drop function submit_actuations(jsonb, integer, text[]);
 drop function submit_actuations(jsonb, integer, text[], text);
 -- As in 0005, and: the returned superseded rows (first result row, as jsonb).
 create function submit_actuations(p_items jsonb, p_max_queued integer, p_notify_devices text[], p_instance_id text)

@@ -25,8 +25,6 @@ export interface AckById {
 
 export interface AckOutcome {
   outcome: 'acked' | 'failed' | 'late' | 'unknown';
-  sourceKind?: string;
-  createdAt?: Date;
 }
 
 /** The columns a transition's event needs, as the statements below return them. */
@@ -86,7 +84,7 @@ export async function applyAcks(pool: Pool, acks: AckById[], lifecycle?: Lifecyc
         transition(r.outcome, 'ack', { actuationId: r.id, deviceId: r.device_id, seq: r.seq, source: r.source_kind, createdAt: r.created_at, statusCode: r.status_code, reasonPhrase: r.reason_phrase, sessionId: r.session_id, instanceId: r.instance_id }, at),
       );
     }
-    return { outcome: r.outcome, sourceKind: r.source_kind, createdAt: r.created_at };
+    return { outcome: r.outcome };
   });
   lifecycle?.committed(committed);
   return outcomes;
