@@ -6,7 +6,9 @@
  * Wiring: the gateway reports device events to the dispatcher (delivery) and the
  * ack handler; the submitter (REST, DSS) nudges the dispatcher for local devices
  * and NOTIFYs the others; the LISTEN connection turns other instances' NOTIFYs
- * into nudges and session takeovers.
+ * into nudges and session takeovers. Every part that makes an actuation transition
+ * reports it, once committed, to the lifecycle (src/actuations/lifecycle.ts), which the
+ * metrics (and any other listener) subscribe to.
  *
  * Shutdown order: refuse new HTTP requests and upgrades (503), close device
  * sockets with 1001 and their session rows, UNLISTEN, release DSS streams and job leases (DSS streams and job releases first, as they submit), abort
@@ -22,7 +24,7 @@ import { makeDispatcher } from './actuations/dispatcher.js';
 import { ACTUATION_READY_CHANNEL } from './actuations/submit-sql.js';
 import { makeSubmitter } from './actuations/submitter.js';
 import { startDeadlineSweeper } from './actuations/sweeper.js';
-import type { TransitionObserver } from './actuations/types.js';
+import { makeLifecycle, type Lifecycle } from './actuations/lifecycle.js';
 import type { ApiCredentials } from './config/api-credentials.js';
 import type { Config } from './config/config.js';
 import { startNotificationListener, type NotificationListener } from './db/notification-listener.js';
@@ -47,7 +49,7 @@ import { makeRateLimiter } from './http/rate-limit.js';
 import { metricsRoutes } from './http/routes/metrics.js';
 import { makeKeyVerifier } from './keys/key-verifier.js';
 import { requestMetrics } from './http/request-metrics.js';
-import { closeCodeLabel, makeMetrics, type Metrics } from './metrics.js';
+import { actuationTransitionMetrics, closeCodeLabel, makeMetrics, type Metrics } from './metrics.js';
 import type { Logger } from './logger.js';
 import { makeWebhooks } from './webhooks/webhooks.js';
 
@@ -68,6 +70,8 @@ export interface App {
   server: http.Server;
   gateway: Gateway;
   metrics: Metrics;
+  /** One typed event per committed actuation transition: `app.lifecycle.subscribe(listener)`. */
+  lifecycle: Lifecycle;
   /** Starts background work and listens; resolves with the bound port. */
   listen(port?: number, host?: string): Promise<number>;
   close(): Promise<void>;
@@ -100,7 +104,9 @@ export function buildApp(options: AppOptions): App {
     pollMs: EVENTS_POLL_MS,
     onSubscriberClosed: (reason) => metrics.eventSubscribersClosed.inc({ reason }),
   });
-  const countTransition: TransitionObserver = (status, source) => metrics.actuations.inc({ source, status });
+  // Every part that makes a transition reports it here once committed; listeners subscribe in one line each.
+  const lifecycle = makeLifecycle(logger);
+  lifecycle.subscribe(actuationTransitionMetrics(metrics));
 
   const dispatcher = makeDispatcher({
     pool,
@@ -111,21 +117,15 @@ export function buildApp(options: AppOptions): App {
     pollIntervalMs: config.dispatchPollMs,
     maxBufferedBytes: config.deviceMaxBufferedBytes,
     databaseTimeoutMs: config.databaseTimeoutMs,
-    onSent(actuation) {
-      countTransition('sent', actuation.sourceKind);
-      metrics.postToSentSeconds.observe((Date.now() - actuation.createdAt.getTime()) / 1000);
-    },
+    lifecycle,
   });
   const acks = makeAckHandler({
     pool,
     logger,
+    lifecycle,
     onDeferred: (what) => metrics.acks.inc({ outcome: what }),
     onFirstRecorded: (connection) => dispatcher.deviceAcked(connection),
-    onAck({ outcome, sourceKind, createdAt }) {
-      metrics.acks.inc({ outcome });
-      if ((outcome === 'acked' || outcome === 'failed') && sourceKind) countTransition(outcome, sourceKind);
-      if (outcome === 'acked' && createdAt) metrics.postToAckedSeconds.observe((Date.now() - createdAt.getTime()) / 1000);
-    },
+    onAck: ({ outcome }) => metrics.acks.inc({ outcome }),
   });
   // Device token revocations: checked at connect (in memory), and closing live connections when one arrives.
   const revocations = makeTokenRevocations({ pool, logger, onRevoked: (revocation) => gateway.closeRevoked(revocation.deviceId) });
@@ -157,7 +157,7 @@ export function buildApp(options: AppOptions): App {
     flushTimeoutMs: config.databaseTimeoutMs,
     instanceId: config.instanceId,
     delivery: dispatcher,
-    onTransition: countTransition,
+    lifecycle,
   });
   const dss = makeDss({
     config,
@@ -170,7 +170,7 @@ export function buildApp(options: AppOptions): App {
       if (why !== 'edited') for (const kind of FRAME_KINDS) metrics.dssFrames.remove({ stream, kind });
     },
   });
-  const jobs = makeJobs({ config, logger, pool, submitter, caller: credentials.username, onTransition: countTransition });
+  const jobs = makeJobs({ config, logger, pool, submitter, caller: credentials.username, lifecycle });
   const webhooks = makeWebhooks({
     pool,
     logger,
@@ -210,7 +210,7 @@ export function buildApp(options: AppOptions): App {
     // /metrics checks its own credentials: the API's, or the read-only METRICS_USERNAME/METRICS_PASSWORD.
     ownAuthRouters: config.metricsPort === undefined ? [metricsRoutes(metrics.registry, [credentials, ...(config.metricsCredentials ? [config.metricsCredentials] : [])], keys)] : [],
     observe: requestMetrics(metrics),
-    onTransition: countTransition,
+    lifecycle,
     onDatabaseUnavailable: () => metrics.databaseErrors.inc({ operation: 'http' }),
     canCommit: makeCommitProbe({ pool, instanceId: config.instanceId }),
     auditLog,
@@ -258,6 +258,7 @@ export function buildApp(options: AppOptions): App {
     server,
     gateway,
     metrics,
+    lifecycle,
     async listen(port = config.port, host = config.host) {
       // Before the first device can connect: revocations made before this start hold.
       await revocations.load();
@@ -316,7 +317,7 @@ export function buildApp(options: AppOptions): App {
         pool,
         logger,
         intervalMs: config.sweepIntervalMs,
-        onSwept: (result) => result.sources.forEach((s) => countTransition(s.status, s.kind)),
+        lifecycle,
       });
       retention = startRetention({
         pool,

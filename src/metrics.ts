@@ -5,6 +5,7 @@
  * read when scraped.
  */
 import client from 'prom-client';
+import type { ActuationListener } from './actuations/lifecycle.js';
 import type { Pool } from './db/pool.js';
 import { CLOSE_CODES, LIBRARY_CLOSE_CODES } from './gateway/protocol.js';
 
@@ -144,5 +145,18 @@ export function makeMetrics(sources: MetricsSources): Metrics {
     }),
     auditDropped: new client.Counter({ name: 'iotws_audit_dropped_total', help: 'Audit entries not written: full (10,000 waiting for the database), refused by it, or left at shutdown', labelNames: ['reason'], registers }),
     retentionDeleted: new client.Counter({ name: 'iotws_retention_deleted_rows_total', help: 'Rows deleted by retention (RETENTION_DAYS), by table; counted by the instance that deleted them', labelNames: ['table'], registers }),
+  };
+}
+
+/**
+ * The lifecycle's metrics listener: every committed transition by source and new status
+ * (`iotws_actuations_total`), and from accepted to sent (each attempt) and to acked.
+ */
+export function actuationTransitionMetrics(metrics: Metrics): ActuationListener {
+  return (event) => {
+    metrics.actuations.inc({ source: event.source, status: event.status });
+    const sinceAccepted = (event.at.getTime() - event.createdAt.getTime()) / 1000;
+    if (event.status === 'sent') metrics.postToSentSeconds.observe(sinceAccepted);
+    else if (event.status === 'acked') metrics.postToAckedSeconds.observe(sinceAccepted);
   };
 }

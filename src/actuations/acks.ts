@@ -21,8 +21,9 @@ import type { DeviceConnection } from '../gateway/device-connection.js';
 import { CLOSE_CODES, CONTENT, RESPONSE_CODES, reply, type AckMessage } from '../gateway/protocol.js';
 import { makeLogSampler } from '../log-sampler.js';
 import type { Logger } from '../logger.js';
-import { ackUpTo, applyAcks, type AckById, type AckOutcome } from './ack-sql.js';
 import { makeBatcher } from '../db/batcher.js';
+import type { Lifecycle } from './lifecycle.js';
+import { ackUpTo, applyAcks, type AckById, type AckOutcome } from './transitions-sql.js';
 
 export interface AckHandler {
   handle(connection: DeviceConnection, message: AckMessage): Promise<void>;
@@ -35,6 +36,9 @@ export type AckDeferral = 'retried' | 'dropped';
 export interface AckHandlerOptions {
   pool: Pool;
   logger: Logger;
+  /** Told the acked and failed transitions of both ack forms, once committed. */
+  lifecycle?: Lifecycle;
+  /** Each ack by id's outcome (acked, failed, late, unknown), for metrics of acks (not of transitions). */
   onAck?(result: AckOutcome): void;
   /** Once per connection, when its first ack that moved an actuation (acked, failed, or an `upTo` that matched) is recorded. */
   onFirstRecorded?(connection: DeviceConnection): void;
@@ -62,7 +66,7 @@ export function makeAckHandler(options: AckHandlerOptions): AckHandler {
   const retryMaxMs = options.retryMaxMs ?? 5_000;
   const mistakes = makeLogSampler(options.logger.child({ component: 'acks' }));
   // One flush at a time: acks are not on anyone's latency path, and bigger batches cost less.
-  const batcher = makeBatcher<AckById, AckOutcome>((acks) => applyAcks(options.pool, acks), { maxBatchSize: 500, maxConcurrent: 1 });
+  const batcher = makeBatcher<AckById, AckOutcome>((acks) => applyAcks(options.pool, acks, options.lifecycle), { maxBatchSize: 500, maxConcurrent: 1 });
   const byConnection = new WeakMap<DeviceConnection, ConnectionAcks>();
   const everything = new Set<Promise<void>>();
   const sleepers = new Set<() => void>();
@@ -167,7 +171,7 @@ export function makeAckHandler(options: AckHandlerOptions): AckHandler {
           state,
           connection,
           before
-            .then(() => untilRecorded(connection, { upTo: message.upTo }, () => ackUpTo(options.pool, deviceId, message.upTo)))
+            .then(() => untilRecorded(connection, { upTo: message.upTo }, () => ackUpTo(options.pool, deviceId, message.upTo, options.lifecycle)))
             .then((count) => {
               if (count !== undefined) connection.log.debug({ upTo: message.upTo, count }, 'device: acked up to seq');
               if (count) firstRecorded(own, connection);

@@ -5,9 +5,10 @@
  * Rows are locked with `for update skip locked` and claimed only while the device's
  * session on this instance is still the open one, so no two instances ever send the
  * same actuation. An actuation that could not be written after all (the socket closed
- * meanwhile) is put back in the queue.
+ * meanwhile) is put back in the queue (`requeueUnwritten`, transitions-sql.ts).
  */
 import type { Pool } from '../db/pool.js';
+import { transition, type Lifecycle } from './lifecycle.js';
 
 export interface DeliveryTarget {
   deviceId: string;
@@ -46,6 +47,7 @@ export async function claimPending(
   pool: Pool,
   targets: DeliveryTarget[],
   options: { perDevice: number; limit: number; instanceId: string; backlog: boolean },
+  lifecycle?: Lifecycle,
 ): Promise<ClaimResult> {
   const { rows } = await pool.query<ClaimedActuation & { id: string | null }>(
     `select id, device_id as "deviceId", seq, session_id as "sessionId", account_id as "accountId", gateway_id as "gatewayId",
@@ -63,19 +65,8 @@ export async function claimPending(
   );
   const claimed = rows.filter((r): r is ClaimedActuation => r.id !== null);
   claimed.sort((x, y) => (x.deviceId < y.deviceId ? -1 : x.deviceId > y.deviceId ? 1 : x.seq - y.seq));
+  if (lifecycle && claimed.length > 0) lifecycle.committed(sentEvents(claimed, 'claim', options.instanceId));
   return { claimed, drained: rows.filter((r) => r.id === null).map((r) => r.deviceId) };
-}
-
-/** Undoes the claim of actuations that were not written (socket closed): back to `queued`, in order. */
-export async function requeueUnwritten(pool: Pool, ids: string[], reason = 'socket closed before the write'): Promise<void> {
-  if (ids.length === 0) return;
-  await pool.query(
-    `update actuations a
-        set status = 'queued', sent_at = null, ack_deadline_at = null,
-            history = a.history || jsonb_build_array(jsonb_build_object('status', 'queued', 'at', now(), 'reason', $2::text))
-      where a.id = any($1::uuid[]) and a.status = 'sent'`,
-    [ids, reason],
-  );
 }
 
 /** Whether the device has `sent` actuations of an earlier session that were never acked (read through the `sent` index). */
@@ -85,4 +76,11 @@ export async function hasEarlierUnacked(pool: Pool, deviceId: string, sessionId:
     [deviceId, sessionId],
   );
   return rows[0]?.found === true;
+}
+
+/** The `sent` events of actuations committed as sent (claimed, or inserted as sent by a direct send). */
+export function sentEvents(sent: ClaimedActuation[], via: 'claim' | 'direct_send', instanceId: string, at = new Date()) {
+  return sent.map((a) =>
+    transition('sent', via, { actuationId: a.id, deviceId: a.deviceId, seq: a.seq, source: a.sourceKind, createdAt: a.createdAt, sessionId: a.sessionId, instanceId }, at),
+  );
 }

@@ -36,9 +36,11 @@ import type { Pool } from '../db/pool.js';
 import { actuationMessage } from '../gateway/protocol.js';
 import type { Logger } from '../logger.js';
 import { backoffDelayMs } from '../simulator/backoff.js';
-import { claimPending, hasEarlierUnacked, requeueUnwritten, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
+import { claimPending, hasEarlierUnacked, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
+import type { Lifecycle } from './lifecycle.js';
 import { devicesWithQueued } from './poll-sql.js';
 import type { LocalDelivery } from './submitter.js';
+import { requeueUnwritten } from './transitions-sql.js';
 
 /**
  * What the dispatcher needs of a connected device (the gateway's connections are such a
@@ -66,8 +68,8 @@ export interface DispatcherOptions {
   maxBufferedBytes: number;
   /** Bound on a wait for the database (DATABASE_TIMEOUT_MS): uncertain direct sends are requeued only after it. */
   databaseTimeoutMs: number;
-  /** Called for every actuation written to a socket (metrics). */
-  onSent?(actuation: ClaimedActuation): void;
+  /** Told the claims' `sent` and the requeues' `queued`, once committed. */
+  lifecycle?: Lifecycle;
 }
 
 export interface Dispatcher extends LocalDelivery {
@@ -149,7 +151,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       await pause(delayMs);
       for (let n = 0; ; n++) {
         try {
-          await requeueUnwritten(pool, ids);
+          await requeueUnwritten(pool, ids, options.lifecycle);
           dispatcher.nudgeAll();
           return;
         } catch (err) {
@@ -199,10 +201,10 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
    * many rows each device got and (backlog claims) which devices' backlogs are drained.
    */
   async function deliver(targets: DeliveryTarget[], perDevice: number, limit: number, lane: 'live' | 'backlog') {
-    const { claimed, drained } = await claimPending(pool, targets, { perDevice, limit, instanceId, backlog: lane === 'backlog' });
+    const { claimed, drained } = await claimPending(pool, targets, { perDevice, limit, instanceId, backlog: lane === 'backlog' }, options.lifecycle);
     const counts = new Map<string, number>();
     for (const row of claimed) counts.set(row.deviceId, (counts.get(row.deviceId) ?? 0) + 1);
-    await requeueUnwritten(pool, write(claimed));
+    await requeueUnwritten(pool, write(claimed), options.lifecycle);
     return { counts, drained };
   }
 
@@ -213,9 +215,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
     for (const row of rows) {
       const connection = live.get(row.deviceId) ?? backlog.get(row.deviceId);
       const frame = actuationMessage(row.id, { ...row, accountId: row.accountId ?? connection?.accountId ?? null }, row.seq);
-      if (!stopped.has(row.deviceId) && connection && connection.sessionId === row.sessionId && connection.send(frame)) {
-        options.onSent?.(row);
-      } else {
+      if (stopped.has(row.deviceId) || !connection || connection.sessionId !== row.sessionId || !connection.send(frame)) {
         // Socket gone: this and the device's later rows go back to the queue, in order, for its next session.
         stopped.add(row.deviceId);
         unwritten.push(row.id);

@@ -1,4 +1,4 @@
-/** Reading and cancelling actuations for the REST API. */
+/** Reading actuations for the REST API (cancelling is a transition: transitions-sql.ts). */
 import type { Pool } from '../db/pool.js';
 import { deviceVisibleSql, type AccountScope } from '../devices/account-scope.js';
 import type { ActuationSource, ActuationStatus } from './types.js';
@@ -62,50 +62,4 @@ export async function listDeviceActuations(
     params,
   );
   return rows;
-}
-
-/** The one way an actuation becomes `cancelled` (a DELETE, or its job stopped). */
-const CANCEL_SET = `status = 'cancelled', completed_at = now(),
-              history = a.history || jsonb_build_array(jsonb_build_object('status', 'cancelled', 'at', now()))`;
-
-/**
- * Cancels a queued actuation; returns the row's status afterwards, or null if there is no
- * such actuation or its device is not visible to `scope` (then nothing is changed).
- */
-export async function cancelActuation(
-  pool: Pool,
-  id: string,
-  scope: AccountScope,
-): Promise<{ cancelled: boolean; status: ActuationStatus; sourceKind: string } | null> {
-  const params: unknown[] = [id];
-  const visible = deviceVisibleSql('a.device_id', scope, params);
-  const { rows } = await pool.query<{ cancelled: boolean; status: ActuationStatus; sourceKind: string }>(
-    `with cancelled as (
-       update actuations a
-          set ${CANCEL_SET}
-        where a.id = $1 and a.status = 'queued' and ${visible}
-       returning a.status, a.source->>'kind' as kind
-     )
-     select true as cancelled, status, kind as "sourceKind" from cancelled
-     union all
-     select false, a.status, a.source->>'kind' from actuations a where a.id = $1 and ${visible} and not exists (select 1 from cancelled)`,
-    params,
-  );
-  return rows[0] ?? null;
-}
-
-/**
- * Cancels the queued actuations of a job (found by their idempotency key `job:<jobId>:<deviceId>`,
- * so also those whose target row does not name them yet); returns how many.
- */
-export async function cancelQueuedOfJob(pool: Pool, jobId: string): Promise<number> {
-  const { rowCount } = await pool.query(
-    `update actuations a
-        set ${CANCEL_SET}
-       from job_targets t
-      where t.job_id = $1 and a.device_id = t.device_id and a.idempotency_key = 'job:' || $1::text || ':' || t.device_id
-        and a.status = 'queued'`,
-    [jobId],
-  );
-  return rowCount ?? 0;
 }

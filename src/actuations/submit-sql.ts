@@ -3,8 +3,11 @@
  * (migrations/0004, 0005), so a whole batch costs one round trip and one commit. The
  * function takes the devices' counter locks first and decides everything under
  * them: idempotency, queue limit, gap-free seq, collapse, direct sending, and one NOTIFY.
+ * Once it has returned (committed), its transitions are reported to the lifecycle: each
+ * created actuation's `queued`, a direct send's `sent`, and what it superseded.
  */
 import type { Pool } from '../db/pool.js';
+import { transition, type ActuationEvent, type Lifecycle } from './lifecycle.js';
 import type { ActuationSource, ActuationStatus, ActuationSummary, SubmitResult } from './types.js';
 
 /** A NewActuation with its id generated and defaults applied. */
@@ -36,21 +39,17 @@ interface Row {
   status: ActuationStatus | null;
   created_at: Date | null;
   expires_at: Date | null;
-  superseded_source_kinds: string[] | null;
-}
-
-export interface InsertResult {
-  results: SubmitResult[];
-  /** Source kinds of the older actuations this batch superseded (metrics). */
-  supersededSourceKinds: string[];
+  /** First row only: the older actuations this batch superseded. */
+  superseded: { id: string; deviceId: string; seq: number; sourceKind: string; createdAt: string; supersededBy: string }[] | null;
 }
 
 export async function insertActuations(
   pool: Pool,
   items: PreparedActuation[],
   options: { maxQueuedPerDevice: number; notifyDevices: string[]; instanceId: string },
-): Promise<InsertResult> {
-  const { rows } = await pool.query<Row>('select * from submit_actuations($1::jsonb, $2, $3::text[], $4)', [
+  lifecycle?: Lifecycle,
+): Promise<SubmitResult[]> {
+  const { rows } = await pool.query<Row>('select idx, outcome, id, device_id, seq, status, created_at, expires_at, superseded from submit_actuations($1::jsonb, $2, $3::text[], $4)', [
     JSON.stringify(items),
     options.maxQueuedPerDevice,
     options.notifyDevices,
@@ -68,5 +67,22 @@ export async function insertActuations(
     };
     return { outcome: row.outcome, actuation };
   });
-  return { results, supersededSourceKinds: rows[0]?.superseded_source_kinds ?? [] };
+  if (lifecycle) lifecycle.committed(committedTransitions(items, results, rows[0]?.superseded ?? [], options.instanceId));
+  return results;
+}
+
+function committedTransitions(items: PreparedActuation[], results: SubmitResult[], superseded: NonNullable<Row['superseded']>, instanceId: string): ActuationEvent[] {
+  const at = new Date();
+  const events: ActuationEvent[] = [];
+  results.forEach((r, i) => {
+    if (r.outcome !== 'created') return;
+    const item = items[i]!;
+    const fields = { actuationId: r.actuation.id, deviceId: r.actuation.deviceId, seq: r.actuation.seq, source: item.source.kind, createdAt: r.actuation.createdAt };
+    events.push(transition('queued', 'submit', fields, at));
+    if (r.actuation.status === 'sent') events.push(transition('sent', 'direct_send', { ...fields, sessionId: item.sessionId ?? null, instanceId }, at));
+  });
+  for (const s of superseded) {
+    events.push(transition('superseded', 'supersede', { actuationId: s.id, deviceId: s.deviceId, seq: s.seq, source: s.sourceKind, createdAt: new Date(s.createdAt), supersededBy: s.supersededBy }, at));
+  }
+  return events;
 }

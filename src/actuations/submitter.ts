@@ -15,8 +15,9 @@ import type { Pool } from '../db/pool.js';
 import { makeBatcher } from '../db/batcher.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import type { ClaimedActuation } from './delivery-sql.js';
+import type { Lifecycle } from './lifecycle.js';
 import { insertActuations, type PreparedActuation } from './submit-sql.js';
-import type { ActuationSubmitter, NewActuation, SubmitResult, TransitionObserver } from './types.js';
+import type { ActuationSubmitter, NewActuation, SubmitResult } from './types.js';
 
 /** What the submitter needs of this instance's dispatcher. */
 export interface LocalDelivery {
@@ -42,7 +43,8 @@ export interface SubmitterOptions {
   /** Deadline of each batch's transaction (`DATABASE_TIMEOUT_MS`); past it the submissions fail with `BatchTimeoutError`. */
   flushTimeoutMs?: number;
   delivery: LocalDelivery;
-  onTransition?: TransitionObserver;
+  /** Told each committed batch's transitions (queued, direct sends, superseded). */
+  lifecycle?: Lifecycle;
 }
 
 export interface Submitter extends ActuationSubmitter {
@@ -72,21 +74,19 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          const { results, supersededSourceKinds } = await insertActuations(pool, items, {
-            maxQueuedPerDevice: options.maxQueuedPerDevice,
-            notifyDevices: deviceIds.filter((d) => !delivery.isConnectedHere(d)),
-            instanceId: options.instanceId,
-          });
-          // Counted after the commit only: a rolled-back batch changed nothing.
+          const results = await insertActuations(
+            pool,
+            items,
+            { maxQueuedPerDevice: options.maxQueuedPerDevice, notifyDevices: deviceIds.filter((d) => !delivery.isConnectedHere(d)), instanceId: options.instanceId },
+            options.lifecycle,
+          );
           const queued = new Set<string>();
           results.forEach((r, i) => {
             if (r.outcome !== 'created') return;
             const item = items[i]!;
-            options.onTransition?.('queued', item.source.kind);
             if (r.actuation.status === 'sent') sent.push(directlySent(item, r.actuation.seq, r.actuation.createdAt));
             else queued.add(item.deviceId);
           });
-          for (const kind of supersededSourceKinds) options.onTransition?.('superseded', kind);
           const local = [...queued].filter(delivery.isConnectedHere);
           if (local.length > 0) delivery.nudge(local);
           return results;

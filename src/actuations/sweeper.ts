@@ -1,6 +1,7 @@
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
-import { sweepDeadlines, type SweepResult } from './sweep-sql.js';
+import type { Lifecycle } from './lifecycle.js';
+import { sweepDeadlines } from './sweep-sql.js';
 
 const SWEEP_BATCH = 5_000;
 
@@ -9,7 +10,7 @@ const SWEEP_BATCH = 5_000;
  * One sweep at a time; each statement is bounded by the pool's query timeout, so a dead
  * database holds back at most one sweep, and the first sweep after it catches up.
  */
-export function startDeadlineSweeper(options: { pool: Pool; logger: Logger; intervalMs: number; onSwept?(result: SweepResult): void }): { stop(): Promise<void> } {
+export function startDeadlineSweeper(options: { pool: Pool; logger: Logger; intervalMs: number; lifecycle?: Lifecycle }): { stop(): Promise<void> } {
   const { pool, logger } = options;
   let running: Promise<void> | undefined;
   // During an outage: one warning when sweeps start failing, one line when they work again.
@@ -18,8 +19,8 @@ export function startDeadlineSweeper(options: { pool: Pool; logger: Logger; inte
     if (running) return;
     running = (async () => {
       // A full batch means more is due: sweep again at once.
-      for (let result = await sweepDeadlines(pool, SWEEP_BATCH); ; result = await sweepDeadlines(pool, SWEEP_BATCH)) {
-        options.onSwept?.(result);
+      const sweep = () => sweepDeadlines(pool, SWEEP_BATCH, options.lifecycle);
+      for (let result = await sweep(); ; result = await sweep()) {
         if (result.expired > 0 || result.timedOut > 0) logger.info({ expired: result.expired, timedOut: result.timedOut }, 'actuations: deadlines swept');
         if (result.expired < SWEEP_BATCH && result.timedOut < SWEEP_BATCH) break;
       }

@@ -60,6 +60,3 @@ export interface ActuationSummary {
 export interface ActuationSubmitter {
   submit(actuation: NewActuation): Promise<SubmitResult>;
 }
-
-/** Told about every status an actuation enters (metrics), with the kind of its source. */
-export type TransitionObserver = (status: ActuationStatus, sourceKind: string) => void;

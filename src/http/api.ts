@@ -4,7 +4,8 @@
  * route's scope, then the versioned routes, then the one error handler.
  */
 import express, { type Router } from 'express';
-import type { ActuationSubmitter, TransitionObserver } from '../actuations/types.js';
+import type { Lifecycle } from '../actuations/lifecycle.js';
+import type { ActuationSubmitter } from '../actuations/types.js';
 import type { Pool } from '../db/pool.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../logger.js';
@@ -49,7 +50,8 @@ export interface HttpApiOptions {
   isShuttingDown: () => boolean;
   /** More authenticated routes (the DSS streams and rules API, /metrics). */
   routers?: Router[];
-  onTransition?: TransitionObserver;
+  /** Told the transitions the API makes (cancel), once committed. */
+  lifecycle?: Lifecycle;
   onDatabaseUnavailable?: () => void;
   /** Readiness: resolves when this instance can commit (a write through the pool); `/readyz` fails otherwise. */
   canCommit?: () => Promise<void>;
@@ -103,7 +105,7 @@ export function makeHttpApi(options: HttpApiOptions): express.Express {
   };
   app.use(jsonBody({ limits: [maxBodyBytes, maxBulkBodyBytes, maxJobBodyBytes], limitFor }));
   app.use(deviceRoutes({ pool, gateway }));
-  app.use(actuationRoutes({ pool, submitter, caller: credentials.username, onTransition: options.onTransition }));
+  app.use(actuationRoutes({ pool, submitter, caller: credentials.username, lifecycle: options.lifecycle }));
   app.use(apiKeyRoutes({ pool }));
   app.use(eventRoutes({ pool, feed: options.feed }));
   app.use(deviceTokenRoutes({ pool, onRevoked: options.onDeviceTokensRevoked }));

@@ -5,7 +5,8 @@
  * through the submitter it is given, the same durable path as the REST API.
  */
 import type { Router } from 'express';
-import type { ActuationSubmitter, TransitionObserver } from '../actuations/types.js';
+import type { Lifecycle } from '../actuations/lifecycle.js';
+import type { ActuationSubmitter } from '../actuations/types.js';
 import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
 import { jobRoutes } from '../http/routes/jobs.js';
@@ -21,7 +22,7 @@ export interface JobsOptions {
   submitter: ActuationSubmitter;
   /** Who created a job when the caller is the bootstrap administrator. */
   caller: string;
-  onTransition?: TransitionObserver;
+  lifecycle?: Lifecycle;
 }
 
 export interface Jobs {
@@ -38,7 +39,7 @@ export function makeJobs(options: JobsOptions): Jobs {
   let releaser: JobReleaser | undefined;
   let scheduler: Scheduler | undefined;
   const routers = [
-    jobRoutes({ pool, caller: options.caller, jobStarted: () => releaser?.poke(), onTransition: options.onTransition }),
+    jobRoutes({ pool, caller: options.caller, jobStarted: () => releaser?.poke(), lifecycle: options.lifecycle }),
     scheduleRoutes({ pool, caller: options.caller }),
   ];
   return {
@@ -52,7 +53,7 @@ export function makeJobs(options: JobsOptions): Jobs {
         submitter,
         pollMs: config.jobsPollMs,
         leaseMs: config.jobsLeaseMs,
-        onTransition: options.onTransition,
+        lifecycle: options.lifecycle,
       });
       scheduler = startScheduler({ pool, logger, instanceId: config.instanceId, pollMs: config.jobsPollMs, onJobCreated: () => releaser?.poke() });
     },

@@ -24,8 +24,9 @@
  * Memory: at most PAGE_SIZE targets per held job are in memory at a time; targets are read
  * from the database page by page.
  */
-import type { ActuationSubmitter, SubmitResult, TransitionObserver } from '../actuations/types.js';
-import { cancelQueuedOfJob } from '../actuations/query-sql.js';
+import type { ActuationSubmitter, SubmitResult } from '../actuations/types.js';
+import { cancelQueuedOfJob } from '../actuations/transitions-sql.js';
+import type { Lifecycle } from '../actuations/lifecycle.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { withTransaction, type Pool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
@@ -50,8 +51,8 @@ export interface JobReleaserOptions {
   pollMs: number;
   /** How long a lease lasts without renewal (`JOBS_LEASE_MS`). */
   leaseMs: number;
-  /** Told about the actuations a stop cancelled (metrics). */
-  onTransition?: TransitionObserver;
+  /** Told about the actuations a stop cancelled (after the commit). */
+  lifecycle?: Lifecycle;
 }
 
 export interface JobReleaser {
@@ -258,8 +259,7 @@ export function startJobReleaser(options: JobReleaserOptions): JobReleaser {
 
   /** After this instance's last page of a stopped job: its queued actuations are cancelled, and it is let go. */
   async function finalize(jobId: string): Promise<void> {
-    const cancelled = await cancelQueuedOfJob(pool, jobId);
-    for (let i = 0; i < cancelled; i++) options.onTransition?.('cancelled', 'job');
+    const cancelled = await cancelQueuedOfJob(pool, jobId, options.lifecycle);
     await sql.markFinalized(pool, jobId, instanceId);
     log.info({ jobId, cancelled }, 'jobs: stopped job finalized');
   }

@@ -14,7 +14,7 @@
  */
 import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyAcks, type AckById, type AckOutcome } from '../../src/actuations/ack-sql.js';
+import { applyAcks, type AckById, type AckOutcome } from '../../src/actuations/transitions-sql.js';
 import { makeDispatcher, type Dispatcher } from '../../src/actuations/dispatcher.js';
 import { makeSubmitter, type Submitter } from '../../src/actuations/submitter.js';
 import type { NewActuation, SubmitResult } from '../../src/actuations/types.js';

@@ -6,7 +6,9 @@
 import { Router, type Request } from 'express';
 import type { Pool } from '../../db/pool.js';
 import * as queries from '../../actuations/query-sql.js';
-import type { ActuationSubmitter, NewActuation, SubmitResult, TransitionObserver } from '../../actuations/types.js';
+import type { Lifecycle } from '../../actuations/lifecycle.js';
+import { cancelQueued } from '../../actuations/transitions-sql.js';
+import type { ActuationSubmitter, NewActuation, SubmitResult } from '../../actuations/types.js';
 import { visibleDeviceIds } from '../../devices/registry-sql.js';
 import { scopeIncludes, type AccountScope } from '../../devices/account-scope.js';
 import { accountScopeOf, principalOf } from '../auth.js';
@@ -25,7 +27,7 @@ import {
 import { issueMessage, unstorableMessage, validate } from '../validate.js';
 import { deviceNotFound } from './devices.js';
 
-export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitter; caller: string; onTransition?: TransitionObserver }): Router {
+export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitter; caller: string; lifecycle?: Lifecycle }): Router {
   const { pool, submitter } = deps;
   const router = Router();
 
@@ -113,10 +115,9 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
 
   router.delete('/v1/actuations/:id', async (req, res) => {
     const { id } = validate(actuationIdParam, req.params, 'params');
-    const result = await queries.cancelActuation(pool, id, accountScopeOf(res));
+    const result = await cancelQueued(pool, id, accountScopeOf(res), deps.lifecycle);
     if (!result) throw new ApiError('NOT_FOUND', `No actuation ${id}`);
     if (!result.cancelled) throw new ApiError('CONFLICT', `Actuation ${id} is ${result.status}; only queued actuations can be cancelled`);
-    deps.onTransition?.('cancelled', result.sourceKind);
     res.json({ id, status: result.status });
   });
 

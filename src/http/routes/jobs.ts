@@ -3,8 +3,8 @@
  * list, read with counts and timeline, list a job's actuations, cancel.
  */
 import { Router, type Response } from 'express';
-import { cancelQueuedOfJob } from '../../actuations/query-sql.js';
-import type { TransitionObserver } from '../../actuations/types.js';
+import type { Lifecycle } from '../../actuations/lifecycle.js';
+import { cancelQueuedOfJob } from '../../actuations/transitions-sql.js';
 import { withTransaction, type Pool } from '../../db/pool.js';
 import * as sql from '../../jobs/jobs-sql.js';
 import { newJob } from '../../jobs/new-job.js';
@@ -46,7 +46,7 @@ export function jobView(row: sql.JobRow) {
   };
 }
 
-export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () => void; onTransition?: TransitionObserver }): Router {
+export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () => void; lifecycle?: Lifecycle }): Router {
   const { pool } = deps;
   const router = Router();
 
@@ -105,8 +105,7 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
       throw new ApiError('CONFLICT', `Job ${id} is ${now?.state ?? before.state}; only scheduled or running jobs can be cancelled`);
     }
     // At once, so the answer's counts show it; the releasing instance sweeps again after its last page.
-    const cancelled = await cancelQueuedOfJob(pool, id);
-    for (let i = 0; i < cancelled; i++) deps.onTransition?.('cancelled', 'job');
+    await cancelQueuedOfJob(pool, id, deps.lifecycle);
     res.json(await detailed((await sql.getJob(pool, id, accounts))!));
   });
 
