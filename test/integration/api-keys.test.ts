@@ -45,6 +45,8 @@ const EXPECTED_SCOPES: Record<string, Scope> = {
   getStream: 'dss:admin',
   updateStream: 'dss:admin',
   deleteStream: 'dss:admin',
+  listStreamEvents: 'dss:admin',
+  getDssDeviceState: 'dss:admin',
   createRule: 'dss:admin',
   listRules: 'dss:admin',
   getRule: 'dss:admin',
