@@ -194,6 +194,25 @@ describe('change feed', () => {
     device.close();
   });
 
+  it("files an event under its device's account in the registry, not the accountId a command names", async () => {
+    // Without migration 0019 the events of this actuation carry the command's "globex" and a
+    // key of acme (the device's account) would not see them, one of globex would: checked by
+    // running this test against 0012's triggers (it fails on the first expectation).
+    const put = await a.api('/v1/devices/acct-dev-1', { method: 'PUT', json: { accountId: 'acme' } });
+    expect(put.status).toBe(201);
+    const start = (await allEventIds()).at(-1) ?? 0;
+    const id = await post(a, 'acct-dev-1', 'globex');
+    const ofIt = await eventually(
+      () => readEvents(db.pool, start, null, { actuationId: id }, 100),
+      (events) => events.length >= 1,
+    );
+    expect(ofIt.map((e) => e.type)).toEqual(['actuation.queued']);
+    expect((await readEvents(db.pool, start, null, { actuationId: id, accounts: ['acme'] }, 100)).map((e) => e.id)).toEqual(ofIt.map((e) => e.id));
+    expect(await readEvents(db.pool, start, null, { actuationId: id, accounts: ['globex'] }, 100)).toEqual([]);
+    // The payload still says what the command said (it is what the device was sent).
+    expect(ofIt[0]!.data).toMatchObject({ deviceId: 'acct-dev-1', accountId: 'globex' });
+  });
+
   it('refuses bad input: unknown types, malformed ids, ids not yet given', async () => {
     for (const [path, headers, field] of [
       ['/v1/events?types=actuation.nope', {}, 'types'],
