@@ -118,7 +118,7 @@ export function runPrimary(options: PrimaryOptions): void {
     });
     slot.worker = worker;
     slot.listening = false;
-    logger.info({ workerIndex: slot.index, pid: worker.process.pid }, 'cluster: worker started');
+    logger.info({ workerIndex: slot.index, workerPid: worker.process.pid }, 'cluster: worker started');
     worker.on('message', (message: unknown) => {
       if (!isWorkerListening(message)) return;
       slot.listening = true;
@@ -136,7 +136,7 @@ export function runPrimary(options: PrimaryOptions): void {
     slot.listening = false;
     if (stopping) {
       if (code !== 0) exitCode = 1;
-      logger.info({ workerIndex: slot.index, pid: worker.process.pid, code, signal }, 'cluster: worker stopped');
+      logger.info({ workerIndex: slot.index, workerPid: worker.process.pid, code, signal }, 'cluster: worker stopped');
       if (live().length === 0) void finish();
       return;
     }
@@ -146,7 +146,7 @@ export function runPrimary(options: PrimaryOptions): void {
     slot.restarts = recent(slot.restarts);
     if (allRestarts.length >= config.workerMaxRestartsPerMinute) {
       logger.fatal(
-        { workerIndex: slot.index, pid: worker.process.pid, code, signal, restartsInLastMinute: allRestarts.length, limit: config.workerMaxRestartsPerMinute },
+        { workerIndex: slot.index, workerPid: worker.process.pid, code, signal, restartsInLastMinute: allRestarts.length, limit: config.workerMaxRestartsPerMinute },
         'cluster: worker died and the restart limit is reached (WORKER_MAX_RESTARTS_PER_MINUTE); stopping the other workers and exiting',
       );
       exitCode = 1;
@@ -157,7 +157,7 @@ export function runPrimary(options: PrimaryOptions): void {
     allRestarts.push(now);
     slot.restarts.push(now);
     logger.error(
-      { workerIndex: slot.index, pid: worker.process.pid, code, signal, restartInMs: delayMs, restartsInLastMinute: allRestarts.length },
+      { workerIndex: slot.index, workerPid: worker.process.pid, code, signal, restartInMs: delayMs, restartsInLastMinute: allRestarts.length },
       'cluster: worker died; restarting it',
     );
     slot.restartTimer = setTimeout(() => fork(slot), delayMs);
