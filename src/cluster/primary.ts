@@ -165,8 +165,8 @@ export function runPrimary(options: PrimaryOptions): void {
 
   const onSignal = (signal: NodeJS.Signals) => {
     if (firstSignal?.signal === signal && Date.now() - firstSignal.at < SIGNAL_ECHO_MS) return;
-    if (firstSignal) {
-      // A second request: the workers exit at once on theirs; so does everything after them.
+    if (firstSignal || stopping) {
+      // A second request (or a signal while stopping after the restart limit): the workers exit at once on theirs; so does everything after them.
       logger.warn({ signal }, 'cluster: second signal, workers exit now');
       exitCode = 1;
       for (const slot of live()) slot.worker!.process.kill(signal);
