@@ -5,8 +5,8 @@
  * worker is killed with SIGKILL. Its devices reconnect through the port (to the survivor,
  * or to the replacement the primary forks), and every actuation posted (answered 2xx)
  * must be delivered and acked: posted equals delivered. POSTs in flight on the killed
- * worker get no answer: their connection is reset, or (a connection the primary had just
- * handed to the dying worker) stays open until the client's 30 s timeout. They are
+ * worker get no answer: their connection is reset, or (seen once, probably a connection the
+ * primary was handing to the dying worker) stays open until the client's 30 s timeout. They are
  * counted, not failed, when sent within CUT_OFF_WINDOW_MS of the kill: the caller saw
  * no 2xx, and any of them committed before the kill is delivered too (the accounting's rule).
  */
@@ -72,7 +72,7 @@ export const workerKill: Scenario = {
     await sentAll(load, TOTAL, 120_000);
     const outcomes = await load.stop();
     const posted = outcomes.filter((o) => o.status === 202);
-    // No answer at all (reset, or a connection handed to the worker as it died, which then hangs
+    // No answer at all (reset, or probably a connection handed to the worker as it died, which then hangs
     // until the client's timeout) is the caller's to retry; it is accepted only around the kill.
     const unanswered = outcomes.filter((o) => o.status === 'error' || o.status === 'timeout');
     const cutOff = unanswered.filter((o) => Math.abs(o.sentAt - killedAt) <= CUT_OFF_WINDOW_MS);

@@ -12,9 +12,9 @@
  * Restarts: a worker that exits unasked is forked again in its slot (same index, same
  * instance id, so the new one closes at once the sessions the dead one left open) after
  * a backoff that doubles with that slot's restarts in the last minute
- * (RESTART_BACKOFF_MIN_MS .. RESTART_BACKOFF_MAX_MS). More than
- * `WORKER_MAX_RESTARTS_PER_MINUTE` restarts across all slots within a minute means
- * something is wrong beyond one worker: the primary stops the rest and exits 1.
+ * (RESTART_BACKOFF_MIN_MS .. RESTART_BACKOFF_MAX_MS). A death after
+ * `WORKER_MAX_RESTARTS_PER_MINUTE` restarts across all slots within the last minute
+ * means something is wrong beyond one worker: the primary stops the rest and exits 1.
  *
  * Shutdown: SIGTERM/SIGINT are forwarded (the same signal, so that a terminal's Ctrl-C,
  * which reaches the workers too, is taken as one request) and each worker drains in the

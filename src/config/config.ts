@@ -71,7 +71,7 @@ export interface Config {
   readonly workers: number;
   /** Set by the primary in each worker it forks (`WORKER_INDEX`, 0-based); the instance id ends in `-w<index>`. */
   readonly workerIndex: number | undefined;
-  /** Worker restarts within a minute after which the primary gives up and exits 1. (Default: 10) */
+  /** Worker restarts (all workers together) allowed within a minute; a death beyond them makes the primary stop the rest and exit 1. (Default: 10) */
   readonly workerMaxRestartsPerMinute: number;
   readonly logLevel: LogLevel;
   /** `json` (one JSON object a line, for machines) or `pretty` (coloured lines for a terminal; needs the development dependency pino-pretty). (Default: json) */
