@@ -18,6 +18,7 @@
  */
 import crypto from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -94,6 +95,8 @@ const usage = `usage: npm run bench -- connect --devices <N|max> [options]
   --settle-ms MS    quiet time before each RSS reading (default 2000)
   --fsync on|off    embedded PostgreSQL durability (default on; ignored with DATABASE_URL)
   --only ours|bare  run one server only (profiling)
+  --workers N       our server with WORKERS=N (a cluster primary and N workers on one port;
+                    RSS, CPU and open files summed over all its processes; default 1)
   --kernel-ports    let the kernel pick the clients' local ports (default: bind ports 10000-32767)
   --db-stats        embedded PostgreSQL only: print our server's statements during the connect
                     phase by total time (pg_stat_statements)
@@ -112,6 +115,7 @@ export async function connectBench(argv: string[]): Promise<number> {
       'settle-ms': { type: 'string', default: '2000' },
       fsync: { type: 'string', default: 'on' },
       only: { type: 'string' },
+      workers: { type: 'string', default: '1' },
       'cpu-prof': { type: 'boolean', default: false },
       'db-stats': { type: 'boolean', default: false },
       'kernel-ports': { type: 'boolean', default: false },
@@ -132,6 +136,8 @@ export async function connectBench(argv: string[]): Promise<number> {
   const concurrency = int('concurrency', values.concurrency, 1, 4_096);
   const warmup = int('warmup', values.warmup, 0, 5_000);
   const settleMs = int('settle-ms', values['settle-ms'], 0, 60_000);
+  const workers = int('workers', values.workers, 1, 16);
+  if (workers > 1 && values['cpu-prof']) throw new Error('--cpu-prof profiles one process: not with --workers');
   if (values.fsync !== 'on' && values.fsync !== 'off') throw new Error('--fsync must be on or off');
   if (values.only !== undefined && values.only !== 'ours' && values.only !== 'bare') throw new Error('--only must be ours or bare');
   const kinds: Kind[] = values.only ? [values.only as Kind] : ['bare', 'ours'];
@@ -165,7 +171,7 @@ export async function connectBench(argv: string[]): Promise<number> {
   log(`minted ${fmt(devices + warmup)} RS256 device tokens in ${fmt((Date.now() - t0) / 1000, 1)} s`);
 
   const portPlan = values['kernel-ports'] ? undefined : planLocalPorts(children.length, devices, warmup);
-  const ctx: RunContext = { database, build, keys, children, devices, concurrency, warmup, settleMs, tmp, profDir, dbStats: values['db-stats'], portPlan };
+  const ctx: RunContext = { database, build, keys, children, devices, concurrency, warmup, settleMs, tmp, profDir, dbStats: values['db-stats'], portPlan, workers };
   const results: RunResult[] = [];
   for (let round = 1; round <= rounds; round++) {
     const order = round % 2 === 1 ? kinds : [...kinds].reverse();
@@ -208,6 +214,8 @@ interface RunContext {
   tmp: string;
   profDir: string | undefined;
   dbStats: boolean;
+  /** WORKERS given to our server. */
+  workers: number;
   /** Per client: local port ranges for the devices and the warm-up (disjoint: warm-up sockets linger in TIME_WAIT). */
   portPlan: { devices: { from: number; to: number }; warmup: { from: number; to: number } }[] | undefined;
 }
@@ -244,6 +252,7 @@ async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunRe
           LOG_LEVEL: 'warn',
           // Nothing but the connects: no heartbeat pings or last_seen_at flushes during the run.
           HEARTBEAT_INTERVAL_MS: '3600000',
+          WORKERS: String(ctx.workers),
         }
       : baseEnv;
   // Profiling: the inspector on loopback, the profiler running for the connect phase only.
@@ -251,14 +260,19 @@ async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunRe
   let profiler: PhaseProfiler | undefined;
   try {
     await waitForPort(port, server, 60_000);
+    // The port answers once the first worker listens: wait for all of them.
+    if (kind === 'ours' && ctx.workers > 1) await allWorkersListening(server, db!.url, `bench-${process.pid}-r${round}`, ctx.workers);
+    const pids = () => processTree(server.pid);
     if (ctx.profDir) profiler = await attachProfiler(await server.inspectorUrl(10_000));
-    const fdsBefore = openFds(server.pid);
+    const fdsBefore = pids().reduce((n, pid) => n + openFds(pid), 0);
     const limit = maxOpenFiles(server.pid);
-    // The database pool may still open up to DATABASE_POOL_SIZE (10) connections.
-    if (fdsBefore + 16 + ctx.devices > limit) {
+    // The database pool may still open up to DATABASE_POOL_SIZE (10) connections; each worker holds its share (round-robin).
+    const perProcess = Math.ceil(ctx.devices / (kind === 'ours' ? ctx.workers : 1));
+    const fdsPerProcess = Math.max(...pids().map(openFds));
+    if (fdsPerProcess + 16 + perProcess > limit) {
       throw new Error(
-        `${fmt(ctx.devices)} devices do not fit: ${LABEL[kind]} holds ${fdsBefore} files before any device and may hold ${limit}; ` +
-          `the largest N here is ${fmt(limit - fdsBefore - 16)}`,
+        `${fmt(ctx.devices)} devices do not fit: a ${LABEL[kind]} process holds ${fdsPerProcess} files before any device and may hold ${limit}; ` +
+          `the largest N per process here is ${fmt(limit - fdsPerProcess - 16)}`,
       );
     }
 
@@ -266,22 +280,23 @@ async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunRe
       await connectPhase(ctx, port, 'warmup');
       await Promise.all(ctx.children.map((child) => request(child, { op: 'reset' }, 'reset', 30_000)));
     }
-    const rssBeforeKiB = await settledRss(server, ctx.settleMs);
+    const rssBeforeKiB = await settledRss(pids(), ctx.settleMs);
     await profiler?.start();
     const dbCpu = db ? await databaseCpu(db.url) : undefined;
     const statements = db && ctx.dbStats ? await statementStats(db.url, log, 8) : undefined;
     const dbCpuBefore = await dbCpu?.sample();
     const clientCpu = () => ctx.children.reduce((ms, child) => ms + cpuMs(child.pid!), 0);
     const clientCpuBefore = clientCpu();
-    const cpuBefore = cpuMs(server.pid);
+    const serverCpu = () => pids().reduce((ms, pid) => ms + cpuMs(pid), 0);
+    const cpuBefore = serverCpu();
     const connected = await connectPhase(ctx, port, 'devices');
-    const cpuAfter = cpuMs(server.pid);
+    const cpuAfter = serverCpu();
     const clientCpuMs = clientCpu() - clientCpuBefore;
     const dbCpuMs = dbCpu && dbCpuBefore ? (await dbCpu.sample()).since(dbCpuBefore) : undefined;
     await dbCpu?.close();
     await statements?.report('the connect phase', 'device', connected.ok);
     if (profiler) await fs.writeFile(path.join(ctx.profDir!, `${kind}-r${round}.cpuprofile`), await profiler.stop());
-    const rssAfterKiB = await settledRss(server, ctx.settleMs);
+    const rssAfterKiB = await settledRss(pids(), ctx.settleMs);
     const statuses = await Promise.all(ctx.children.map((child) => request(child, { op: 'status' }, 'status', 30_000)));
     const stillOpen = statuses.reduce((n, s) => n + s.open, 0);
     const dropped = statuses.reduce((n, s) => n + s.dropped, 0);
@@ -296,6 +311,12 @@ async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunRe
           `select count(*) as n from device_sessions where disconnected_at is null and device_id like 'bench-device-%'`,
         );
         sessionsOpen = Number(rows[0]!.n);
+        if (ctx.workers > 1) {
+          const { rows: spread } = await client.query<{ instance_id: string; n: number }>(
+            `select instance_id, count(*)::int as n from device_sessions where disconnected_at is null and device_id like 'bench-device-%' group by 1 order by 1`,
+          );
+          log(`  devices per worker: ${spread.map((r) => `${r.instance_id} ${fmt(r.n)}`).join(', ')}`);
+        }
       } finally {
         await client.end();
       }
@@ -361,12 +382,35 @@ async function connectPhase(ctx: RunContext, port: number, set: 'devices' | 'war
   };
 }
 
-/** VmRSS after a quiet period and a full GC (SIGUSR2 hook), then a short wait for the GC's frees to show. */
-async function settledRss(server: ServerProcess, settleMs: number): Promise<number> {
+/** VmRSS summed over `pids` after a quiet period and a full GC in each (SIGUSR2 hook: cluster workers inherit it), then a short wait for the GC's frees to show. */
+async function settledRss(pids: number[], settleMs: number): Promise<number> {
   await sleep(settleMs);
-  server.child.kill('SIGUSR2');
+  for (const pid of pids) process.kill(pid, 'SIGUSR2');
   await sleep(500);
-  return rssKiB(server.pid);
+  return pids.reduce((kiB, pid) => kiB + rssKiB(pid), 0);
+}
+
+/** A process and its children (a cluster primary and its workers), from /proc. */
+function processTree(pid: number): number[] {
+  const children = fsSync.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  return [pid, ...children];
+}
+
+/** Every worker registered as an instance (it does so as it starts listening) and forked: bounded by 60 s. */
+async function allWorkersListening(server: ServerProcess, databaseUrl: string, instanceId: string, workers: number): Promise<void> {
+  const client = new pg.Client(databaseUrl);
+  await client.connect();
+  try {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const { rows } = await client.query<{ n: number }>(`select count(*)::int as n from instances where id like $1`, [`${instanceId}-w%`]);
+      if (rows[0]!.n === workers && processTree(server.pid).length === workers + 1) return;
+      if (Date.now() > deadline) throw new Error(`only ${rows[0]!.n} of ${workers} workers registered within 60 s`);
+      await sleep(100);
+    }
+  } finally {
+    await client.end();
+  }
 }
 
 function printSummary(results: RunResult[], info: { devices: number; clients: number; rounds: number; description: string }): void {

@@ -2,17 +2,24 @@
  * Process entry: configuration, database (embedded when no DATABASE_URL),
  * migrations, keys, then `buildApp` and listen. SIGTERM/SIGINT shut down in
  * order; a second signal or the deadline forces the exit.
+ *
+ * `WORKERS` > 1: this process becomes the cluster's primary (`cluster/primary.ts`),
+ * which does the database, migrations and keys once and forks the workers; each
+ * worker runs the single-instance path below on the primary's database.
  */
+import cluster from 'node:cluster';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { buildApp, type App } from './app.js';
 import { resolveApiCredentials } from './config/api-credentials.js';
 import { loadConfig } from './config/config.js';
 import { loadOrCreateDevicePublicKey } from './config/dev-keys.js';
+import { runPrimary, type WorkerListening } from './cluster/primary.js';
+import type { Config } from './config/config.js';
 import type { EmbeddedPostgres } from './db/embedded-postgres.js';
 import { migrate } from './db/migrate.js';
 import { makePool, type Pool } from './db/pool.js';
-import { makeLogger, prettyDestination } from './logger.js';
+import { makeLogger, prettyDestination, type Logger } from './logger.js';
 import { StartupError } from './startup-error.js';
 
 /**
@@ -42,6 +49,11 @@ async function main(): Promise<void> {
     process.exit(78);
   }
   const logger = makeLogger({ level: config.logLevel, instanceId: config.instanceId }, destination);
+
+  if (config.workers > 1 && cluster.isPrimary) {
+    runPrimary({ config, logger, prepare: () => prepareCluster(config, logger), reportStartupFailure: (err) => reportStartupFailure(logger, err) });
+    return;
+  }
 
   let embedded: EmbeddedPostgres | undefined;
   let pool: Pool | undefined;
@@ -92,11 +104,7 @@ async function main(): Promise<void> {
 
   startup = (async () => {
     try {
-      if (config.databaseUrl === undefined) {
-        // Loaded only here: embedded-postgres is a development dependency, absent from a production install.
-        const { startEmbeddedPostgres } = await import('./db/embedded-postgres.js');
-        embedded = await startEmbeddedPostgres({ dataDir: path.join(config.dataDir, 'postgres'), persistent: true, logger });
-      }
+      if (config.databaseUrl === undefined) embedded = await startEmbedded(config, logger);
       const databaseUrl = config.databaseUrl ?? embedded!.url;
       pool = makePool(
         {
@@ -109,24 +117,19 @@ async function main(): Promise<void> {
         logger,
       );
       if (stopping) return;
-      // Migrations on a connection of their own: an index build on a big table outlasts DATABASE_TIMEOUT_MS.
-      const migrationPool = makePool(
-        { connectionString: databaseUrl, ssl: config.databaseSsl, max: 1, timeoutMs: config.databaseTimeoutMs, queryTimeoutMs: MIGRATION_TIMEOUT_MS },
-        logger,
-      );
-      await migrate(migrationPool, logger).finally(() => migrationPool.end());
+      // A worker finds them applied by its primary; running them anyway costs a lookup each and is safe (advisory lock).
+      await runMigrations(config, databaseUrl, logger);
       if (stopping) return;
-      const devicePublicKey = checkedPublicKey(() => loadOrCreateDevicePublicKey(config, logger), config.devicePublicKeyPem ? 'websocket-ups devicePublicKey' : config.devicePublicKeyPath);
+      const devicePublicKey = devicePublicKeyOf(config, logger);
       const credentials = resolveApiCredentials(config, logger);
       app = buildApp({ config, logger, pool, databaseUrl, devicePublicKey, credentials });
       const port = await app.listen().catch((err: unknown) => {
         throw explainListen(err, config.port, config.host);
       });
       logger.info({ port, embeddedDatabase: embedded !== undefined }, 'server: listening');
+      if (cluster.isWorker) process.send?.({ type: 'iotws:listening', port } satisfies WorkerListening);
     } catch (err) {
-      const hint = err instanceof StartupError ? err.hint : hintFor(err);
-      // The cause in the message itself, at fatal level: the one line an operator reads.
-      logger.fatal({ err, ...(hint ? { hint } : {}) }, `server: start-up failed: ${(err as Error)?.message ?? String(err)}${hint ? ` (${hint})` : ''}`);
+      reportStartupFailure(logger, err);
       // listen() may fail after background work started (it holds pool clients, so
       // pool.end() alone would wait for ever): stop the app first, within the deadline.
       process.exitCode = 1;
@@ -137,6 +140,49 @@ async function main(): Promise<void> {
     }
   })();
   await startup;
+}
+
+function reportStartupFailure(logger: Logger, err: unknown): void {
+  const hint = err instanceof StartupError ? err.hint : hintFor(err);
+  // The cause in the message itself, at fatal level: the one line an operator reads.
+  logger.fatal({ err, ...(hint ? { hint } : {}) }, `server: start-up failed: ${(err as Error)?.message ?? String(err)}${hint ? ` (${hint})` : ''}`);
+}
+
+async function startEmbedded(config: Config, logger: Logger): Promise<EmbeddedPostgres> {
+  // Loaded only here: embedded-postgres is a development dependency, absent from a production install.
+  const { startEmbeddedPostgres } = await import('./db/embedded-postgres.js');
+  return startEmbeddedPostgres({ dataDir: path.join(config.dataDir, 'postgres'), persistent: true, logger });
+}
+
+async function runMigrations(config: Config, databaseUrl: string, logger: Logger): Promise<void> {
+  // Migrations on a connection of their own: an index build on a big table outlasts DATABASE_TIMEOUT_MS.
+  const migrationPool = makePool(
+    { connectionString: databaseUrl, ssl: config.databaseSsl, max: 1, timeoutMs: config.databaseTimeoutMs, queryTimeoutMs: MIGRATION_TIMEOUT_MS },
+    logger,
+  );
+  await migrate(migrationPool, logger).finally(() => migrationPool.end());
+}
+
+function devicePublicKeyOf(config: Config, logger: Logger): string {
+  return checkedPublicKey(() => loadOrCreateDevicePublicKey(config, logger), config.devicePublicKeyPem ? 'websocket-ups devicePublicKey' : config.devicePublicKeyPath);
+}
+
+/**
+ * The cluster primary's one-time work: the embedded database (its URL goes to every worker),
+ * migrations, and the development key pair and API credentials, generated here once rather
+ * than by workers racing to write the same files.
+ */
+async function prepareCluster(config: Config, logger: Logger) {
+  const embedded = config.databaseUrl === undefined ? await startEmbedded(config, logger) : undefined;
+  try {
+    await runMigrations(config, config.databaseUrl ?? embedded!.url, logger);
+    devicePublicKeyOf(config, logger);
+    resolveApiCredentials(config, logger);
+  } catch (err) {
+    await embedded?.stop().catch(() => undefined);
+    throw err;
+  }
+  return { databaseUrl: embedded?.url, stop: async () => embedded?.stop() };
 }
 
 /** The key, checked to be a public key here, so that a bad file fails start-up with its name rather than deep in the gateway. */

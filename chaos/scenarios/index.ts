@@ -11,5 +11,6 @@ import { sigkill } from './sigkill.js';
 import { soak } from './soak.js';
 import { stalledReader } from './stalled-reader.js';
 import { storm } from './storm.js';
+import { workerKill } from './worker-kill.js';
 
-export const SCENARIOS: Scenario[] = [dbRefuse, dbBlackhole, dbSlow, dbRestart, listenLoss, sigkill, storm, soak, growth, poison, stalledReader];
+export const SCENARIOS: Scenario[] = [dbRefuse, dbBlackhole, dbSlow, dbRestart, listenLoss, sigkill, storm, soak, growth, poison, stalledReader, workerKill];

@@ -64,6 +64,15 @@ export interface Config {
    * (Default: `<CF_INSTANCE_INDEX>-<CF_INSTANCE_GUID>` on Cloud Foundry, else `<hostname>-<pid>`)
    */
   readonly instanceId: string;
+  /**
+   * Worker processes on this machine (`WORKERS`: a number, or `auto` for one per core). 1 runs
+   * no cluster at all; above 1 a primary supervises that many workers on one port. (Default: 1)
+   */
+  readonly workers: number;
+  /** Set by the primary in each worker it forks (`WORKER_INDEX`, 0-based); the instance id ends in `-w<index>`. */
+  readonly workerIndex: number | undefined;
+  /** Worker restarts (all workers together) allowed within a minute; a death beyond them makes the primary stop the rest and exit 1. (Default: 10) */
+  readonly workerMaxRestartsPerMinute: number;
   readonly logLevel: LogLevel;
   /** `json` (one JSON object a line, for machines) or `pretty` (coloured lines for a terminal; needs the development dependency pino-pretty). (Default: json) */
   readonly logFormat: 'json' | 'pretty';
@@ -201,6 +210,8 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
   }
 
+  const workerIndex = nonEmpty(env, 'WORKER_INDEX') === undefined ? undefined : integer(env, 'WORKER_INDEX', 0, 0, MAX_WORKERS - 1);
+
   const config: Config = {
     nodeEnv,
     isProduction,
@@ -220,7 +231,10 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     deviceTokenRequireExp: boolean(env, 'DEVICE_TOKEN_REQUIRE_EXP') ?? true,
     deviceTokenMaxAgeSeconds: nonEmpty(env, 'DEVICE_TOKEN_MAX_AGE') === undefined ? undefined : integer(env, 'DEVICE_TOKEN_MAX_AGE', 0, 1, 100 * 365 * 86_400),
     apiCredentials,
-    instanceId: instanceId(env),
+    instanceId: instanceId(env, workerIndex),
+    workers: workers(env),
+    workerIndex,
+    workerMaxRestartsPerMinute: integer(env, 'WORKER_MAX_RESTARTS_PER_MINUTE', 10, 1, 1_000),
     logLevel: logLevel as LogLevel,
     logFormat: oneOf(env, 'LOG_FORMAT', ['json', 'pretty'] as const, 'json'),
     authTimeoutMs: integer(env, 'AUTH_TIMEOUT_MS', 10_000, 100, 600_000),
@@ -342,7 +356,14 @@ function metricsCredentials(env: Environment, isProduction: boolean): Config['me
  * index is reused by the replacement during a rolling restart), and the index in front tells the
  * operator which `cf app` row it is.
  */
-function instanceId(env: Environment): string {
+function instanceId(env: Environment, workerIndex: number | undefined): string {
+  const base = baseInstanceId(env);
+  // Each worker is an instance of its own; the same index keeps the same id across its restarts,
+  // so a restarted worker closes at once the sessions its predecessor left open.
+  return workerIndex === undefined ? base : `${base}-w${workerIndex}`;
+}
+
+function baseInstanceId(env: Environment): string {
   const explicit = nonEmpty(env, 'INSTANCE_ID');
   if (explicit !== undefined) return explicit;
   const guid = nonEmpty(env, 'CF_INSTANCE_GUID');
@@ -351,6 +372,17 @@ function instanceId(env: Environment): string {
     return index === undefined ? guid : `${index}-${guid}`;
   }
   return `${os.hostname()}-${process.pid}`;
+}
+
+/** Far above any useful count (one socket-bound process per core), low enough to catch a typo. */
+const MAX_WORKERS = 64;
+
+/** `WORKERS`: a whole number, or `auto` for one per core (as many as this process may use). */
+function workers(env: Environment): number {
+  const raw = nonEmpty(env, 'WORKERS');
+  if (raw?.toLowerCase() === 'auto') return Math.min(MAX_WORKERS, os.availableParallelism());
+  if (raw !== undefined && !/^\d+$/.test(raw)) throw new ConfigError('WORKERS', `must be a whole number or auto, got "${raw}"`);
+  return integer(env, 'WORKERS', 1, 1, MAX_WORKERS);
 }
 
 /** 32 bytes as 64 hex characters or as base64; the message never quotes the value. */

@@ -26,6 +26,7 @@ const QUICK: [string, string[]][] = [
   ['sigkill', ['--devices', '100', '--rate', '150']],
   ['poison', SCALED],
   ['stalled-reader', SCALED],
+  ['worker-kill', ['--devices', '100', '--rate', '150']],
 ];
 
 let serverMain = '';

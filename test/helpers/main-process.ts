@@ -105,9 +105,11 @@ export interface InstanceProcess {
 
 /**
  * One server instance as a process on `databaseUrl`, with the test keys and credentials,
- * a free port and a fast instance heartbeat; resolves once it listens.
+ * a free port and a fast instance heartbeat; resolves once it listens (with `WORKERS` > 1 in
+ * `env`: once the primary says all its workers listen).
  */
 export async function startInstanceProcess(databaseUrl: string, instanceId: string, env: Record<string, string> = {}): Promise<InstanceProcess> {
+  const ready = Number(env.WORKERS ?? '1') > 1 ? 'cluster: all workers listening' : 'server: listening';
   const port = await freePort();
   const p = startServerProcess({
     NODE_ENV: 'test',
@@ -123,7 +125,7 @@ export async function startInstanceProcess(databaseUrl: string, instanceId: stri
     ...env,
   });
   try {
-    await p.waitForLog((l) => l.msg === 'server: listening');
+    await p.waitForLog((l) => l.msg === ready, env.WORKERS === undefined ? undefined : 90_000);
   } catch (err) {
     await p.kill();
     throw err;
