@@ -12,7 +12,7 @@ import { jobActuationsQuery, jobCreateBody, jobIdParam, jobsQuery } from '../../
 import { accountScopeOf } from '../auth.js';
 import { ApiError } from '../errors.js';
 import { validate } from '../validate.js';
-import { callerOf } from './actuations.js';
+import { callerOf, checkActuationAccount } from './actuations.js';
 
 /**
  * The accounts an API key is limited to (null: none). A job (or schedule) created by a
@@ -56,6 +56,7 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
 
   router.post('/v1/jobs', async (req, res) => {
     const { startAt, ...body } = validate(jobCreateBody, req.body);
+    checkActuationAccount(accountsOf(res), body.actuation.accountId);
     const job = newJob(body, {
       accounts: accountsOf(res),
       createdBy: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
