@@ -14,6 +14,10 @@
  *   access test fails (A reads, changes and deletes B's webhook);
  * - the `and not exists (… d.account_id = any($2))` refusal of startDueJob
  *   (src/jobs/jobs-sql.ts) removed: the job test fails (B's device gets an actuation);
+ * - `getJob`'s account condition (src/jobs/jobs-sql.ts) made `true`, the revoke-tokens
+ *   route's `deviceVisibleSql` replaced by 'true', the `checkActuationAccount` of
+ *   POST /v1/jobs removed, `listJobActuations`' `deviceVisibleSql` removed: the test of
+ *   each fails;
  * - migration 0017 not applied (events took their account from the actuation's `accountId`
  *   body field): the feed and webhook tests fail both ways (A's own actuations without an
  *   `accountId` never reached A; an actuation of B's device that names `acme` reached A).
@@ -241,6 +245,23 @@ describe('jobs and schedules of a key of one account', () => {
     expect(read.counts.refused).toBe(3);
     const listed = (await (await call('A', `/v1/jobs/${job.id}/actuations`)).json()) as { items: { deviceId: string }[] };
     expect(listed.items.map((a) => a.deviceId)).toEqual([DEVICES.A]);
+  });
+
+  it('a job\'s actuations list leaves out a device that has since moved to another account (as GET /v1/actuations/:id does)', async () => {
+    const mover = 'acctn-a-mover';
+    expect((await call('A', `/v1/devices/${mover}`, { method: 'PUT', json: {} })).status).toBe(201);
+    const job = await created<{ id: string }>(await call('A', '/v1/jobs', { method: 'POST', json: jobBody({ deviceIds: [mover] }) }));
+    const [target] = await releasedAll(job.id);
+    expect(target!.actuation_id).not.toBeNull();
+    const listed = async (who: Who) => ((await (await call(who, `/v1/jobs/${job.id}/actuations`)).json()) as { items: { id: string }[] }).items.map((a) => a.id);
+    expect(await listed('A')).toEqual([target!.actuation_id]);
+    // A token naming globex moves the device (and its actuations) to B.
+    const client = await connectAuthenticated(t.server.wsUrl, mover, mint(mover, { accountId: 'globex' }));
+    client.close();
+    expect((await call('B', `/v1/devices/${mover}`)).status).toBe(200);
+    expect(await listed('A')).toEqual([]);
+    expect((await call('A', `/v1/actuations/${target!.actuation_id}`)).status).toBe(404);
+    expect(await listed('all')).toEqual([target!.actuation_id]);
   });
 
   it('a filter job by tags from A reaches only A\'s devices; the same filter without a limit reaches B\'s too', async () => {

@@ -89,8 +89,9 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
   router.get('/v1/jobs/:id/actuations', async (req, res) => {
     const { id } = validate(jobIdParam, req.params, 'params');
     const query = validate(jobActuationsQuery, req.query, 'query');
-    if (!(await sql.getJob(pool, id, accountsOf(res)))) throw new ApiError('NOT_FOUND', `No job ${id}`);
-    const items = await sql.listJobActuations(pool, id, { status: query.status ?? null, limit: query.limit, afterDeviceId: query.cursor ?? null });
+    const accounts = accountsOf(res);
+    if (!(await sql.getJob(pool, id, accounts))) throw new ApiError('NOT_FOUND', `No job ${id}`);
+    const items = await sql.listJobActuations(pool, id, { status: query.status ?? null, limit: query.limit, afterDeviceId: query.cursor ?? null }, accounts);
     const last = items.at(-1);
     res.json({ items, nextCursor: items.length === query.limit && last ? last.deviceId : null });
   });
