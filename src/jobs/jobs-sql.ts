@@ -6,6 +6,7 @@
 import { ACTUATION_COLUMNS, type ActuationRecord } from '../actuations/query-sql.js';
 import type { ActuationStatus } from '../actuations/types.js';
 import type { Pool, PoolClient } from '../db/pool.js';
+import { deviceVisibleSql, type AccountScope } from '../devices/account-scope.js';
 import type { JobState } from './schemas.js';
 
 type Queryable = Pool | PoolClient;
@@ -291,19 +292,26 @@ export async function listJobs(pool: Pool, options: { state: JobState | null; li
   return rows;
 }
 
-/** A job's actuations in device order (`afterDeviceId` is the previous page's last device), optionally of one status. */
+/**
+ * A job's actuations in device order (`afterDeviceId` is the previous page's last device),
+ * optionally of one status. `scope` (the caller's accounts) also hides those of
+ * devices that have since moved out of them, as every actuation query does (account-scope.ts).
+ */
 export async function listJobActuations(
   pool: Pool,
   jobId: string,
   options: { status: ActuationStatus | null; limit: number; afterDeviceId: string | null },
+  scope: AccountScope,
 ): Promise<ActuationRecord[]> {
+  const params: unknown[] = [jobId, options.status, options.afterDeviceId, options.limit];
   const { rows } = await pool.query<ActuationRecord>(
     `select ${ACTUATION_COLUMNS} from (
        select a.* from job_targets t join actuations a on a.id = t.actuation_id
         where t.job_id = $1 and ($2::text is null or a.status = $2) and ($3::text is null or t.device_id > $3)
+          and ${deviceVisibleSql('t.device_id', scope, params)}
         order by t.device_id limit $4
      ) actuations order by device_id`,
-    [jobId, options.status, options.afterDeviceId, options.limit],
+    params,
   );
   return rows;
 }

@@ -195,7 +195,7 @@ describe('change feed', () => {
   });
 
   it("files an event under its device's account in the registry, not the accountId a command names", async () => {
-    // Without migration 0019 the events of this actuation carry the command's "globex" and a
+    // Without migration 0017 the events of this actuation carry the command's "globex" and a
     // key of acme (the device's account) would not see them, one of globex would: checked by
     // running this test against 0012's triggers (it fails on the first expectation).
     const put = await a.api('/v1/devices/acct-dev-1', { method: 'PUT', json: { accountId: 'acme' } });

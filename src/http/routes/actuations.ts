@@ -138,8 +138,8 @@ function accountMessage(scope: readonly string[]): string {
   return `accountId: this API key is limited to the accounts ${scope.join(', ')}; an actuation's accountId must be one of them`;
 }
 
-/** An actuation's `accountId` (sent to the device) from a caller limited to accounts must be one of theirs. */
-function checkActuationAccount(scope: AccountScope, accountId: string | undefined): void {
+/** An actuation's `accountId` (sent to the device) from a caller limited to accounts must be one of theirs (also a job's or schedule's actuation). */
+export function checkActuationAccount(scope: AccountScope, accountId: string | undefined): void {
   if (scope !== null && accountId !== undefined && !scopeIncludes(scope, accountId)) throw new ApiError('VALIDATION_FAILED', accountMessage(scope));
 }
 

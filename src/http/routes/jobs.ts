@@ -12,7 +12,7 @@ import { jobActuationsQuery, jobCreateBody, jobIdParam, jobsQuery } from '../../
 import { accountScopeOf } from '../auth.js';
 import { ApiError } from '../errors.js';
 import { validate } from '../validate.js';
-import { callerOf } from './actuations.js';
+import { callerOf, checkActuationAccount } from './actuations.js';
 
 /**
  * The accounts an API key is limited to (null: none). A job (or schedule) created by a
@@ -56,6 +56,7 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
 
   router.post('/v1/jobs', async (req, res) => {
     const { startAt, ...body } = validate(jobCreateBody, req.body);
+    checkActuationAccount(accountsOf(res), body.actuation.accountId);
     const job = newJob(body, {
       accounts: accountsOf(res),
       createdBy: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
@@ -88,8 +89,9 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
   router.get('/v1/jobs/:id/actuations', async (req, res) => {
     const { id } = validate(jobIdParam, req.params, 'params');
     const query = validate(jobActuationsQuery, req.query, 'query');
-    if (!(await sql.getJob(pool, id, accountsOf(res)))) throw new ApiError('NOT_FOUND', `No job ${id}`);
-    const items = await sql.listJobActuations(pool, id, { status: query.status ?? null, limit: query.limit, afterDeviceId: query.cursor ?? null });
+    const accounts = accountsOf(res);
+    if (!(await sql.getJob(pool, id, accounts))) throw new ApiError('NOT_FOUND', `No job ${id}`);
+    const items = await sql.listJobActuations(pool, id, { status: query.status ?? null, limit: query.limit, afterDeviceId: query.cursor ?? null }, accounts);
     const last = items.at(-1);
     res.json({ items, nextCursor: items.length === query.limit && last ? last.deviceId : null });
   });

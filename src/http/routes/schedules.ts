@@ -10,7 +10,7 @@ import { jobIdParam, scheduleCreateBody, scheduleUpdateBody } from '../../jobs/s
 import * as sql from '../../jobs/schedules-sql.js';
 import { ApiError } from '../errors.js';
 import { validate } from '../validate.js';
-import { callerOf } from './actuations.js';
+import { callerOf, checkActuationAccount } from './actuations.js';
 import { accountsOf } from './jobs.js';
 
 /** Schedules listed at most (oldest first). */
@@ -41,6 +41,7 @@ export function scheduleRoutes(deps: { pool: Pool; caller: string }): Router {
 
   router.post('/v1/schedules', async (req, res) => {
     const body = validate(scheduleCreateBody, req.body);
+    checkActuationAccount(accountsOf(res), body.job.actuation.accountId);
     // Deciding starts now: occurrences before the schedule existed are not misfires.
     const now = new Date();
     const row = await sql.insertSchedule(pool, {
@@ -70,6 +71,7 @@ export function scheduleRoutes(deps: { pool: Pool; caller: string }): Router {
     const { id } = validate(jobIdParam, req.params, 'params');
     const patch = validate(scheduleUpdateBody, req.body);
     const accounts = accountsOf(res);
+    checkActuationAccount(accounts, patch.job?.actuation.accountId);
     const current = await sql.getSchedule(pool, id, accounts);
     if (!current) throw new ApiError('NOT_FOUND', `No schedule ${id}`);
     const next = { ...current, ...patch };
