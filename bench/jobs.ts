@@ -7,7 +7,10 @@
  *    actuations/s = devices / (last receipt - POST), and the server's RSS before and at
  *    its peak while the job runs (sampled every 250 ms);
  *  - paced: a job with `maxPerMinute` (default 6,000 = 100/s) over `--paced-seconds`
- *    worth of devices; its release rate per 10 s window (from job_targets.released_at).
+ *    worth of devices; its release rate per 10 s window (from job_targets.released_at);
+ *  - --rss-targets N: a job over N ids that are not connected, POSTed to a second instance
+ *    (JOBS_ENABLED=false) on the same database and released by the round's server: the
+ *    releasing instance's RSS (what issue 15 bounds) apart from the POSTing one's body parse.
  * Devices: bench/device-client.ts (raw sockets, real RS256 tokens), acking every actuation.
  */
 import type { ChildProcess } from 'node:child_process';
