@@ -242,7 +242,7 @@ export async function markReleased(pool: Pool, jobId: string, releases: Release[
      )
      update jobs set released_count = released_count + (select count(*) from marked) where id = $1`,
     // One JSON text, not three text[] parameters: pg builds array literals element by element
-    // in JavaScript, which was a tenth of what a release page allocated (bench/jobs.ts --rss-targets).
+    // in JavaScript, about a tenth of what a release page allocated (README "Jobs against the bulk endpoint").
     [jobId, JSON.stringify(releases)],
   );
 }

@@ -148,8 +148,8 @@ export function startJobReleaser(options: JobReleaserOptions): JobReleaser {
 
   /**
    * What every target of a job shares, built once per held job: each target then adds only its
-   * device id and idempotency key (a spread of the stored actuation and a new source object per
-   * target were most of what a page allocated; bench/jobs.ts --rss-targets).
+   * device id and idempotency key (no source object nor key template per target: fewer
+   * allocations per page; README "Jobs against the bulk endpoint").
    */
   function releaseTemplate(job: sql.LeasedJob): ReleaseTemplate {
     return {
