@@ -7,7 +7,10 @@
  *    actuations/s = devices / (last receipt - POST), and the server's RSS before and at
  *    its peak while the job runs (sampled every 250 ms);
  *  - paced: a job with `maxPerMinute` (default 6,000 = 100/s) over `--paced-seconds`
- *    worth of devices; its release rate per 10 s window (from job_targets.released_at).
+ *    worth of devices; its release rate per 10 s window (from job_targets.released_at);
+ *  - --rss-targets N: a job over N ids that are not connected, POSTed to a second instance
+ *    (JOBS_ENABLED=false) on the same database and released by the round's server: the
+ *    releasing instance's RSS (what issue 15 bounds) apart from the POSTing one's body parse.
  * Devices: bench/device-client.ts (raw sockets, real RS256 tokens), acking every actuation.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -35,7 +38,9 @@ const usage = `usage: npm run bench -- jobs [options]
   --rate R             maxPerMinute of the paced job (default 6000)
   --paced-seconds S    length of the paced job at that rate (default 30: three 10 s windows)
   --rss-targets N      also a job over N device ids that are not connected (their actuations stay queued),
-                       no rate limit: the server's RSS before and at its peak until all are released (default 0: skip)`;
+                       no rate limit, POSTed to a second instance (JOBS_ENABLED=false) on the same database and
+                       released by the round's server: the RSS of each (default 0: skip)
+  --rss-trace FILE     write the releasing server's process.memoryUsage() every 500 ms to FILE (JSON lines)`;
 
 interface RoundResult {
   bulkPerSec: number;
@@ -44,9 +49,18 @@ interface RoundResult {
   rssBeforeMiB: number;
   rssPeakMiB: number;
   windows: number[];
-  /** The --rss-targets job: released per second, RSS before and peak (MiB). */
-  big?: { perSec: number; rssBeforeMiB: number; rssPeakMiB: number };
+  /** The --rss-targets job. */
+  big?: BigJob;
   received: { bulk: number; job: number; paced: number };
+}
+
+/** The --rss-targets job: POSTed to one instance (JOBS_ENABLED=false), released by the other; RSS in MiB. */
+interface BigJob {
+  perSec: number;
+  /** The releasing instance: before (after a full GC), peak while releasing, at the last release, after a full GC. */
+  release: { before: number; peak: number; atEnd: number; after: number };
+  /** The instance that took the POST (parsed and validated the body, inserted the targets): before and peak. */
+  post: { before: number; peak: number };
 }
 
 interface Context {
@@ -59,6 +73,8 @@ interface Context {
   rate: number;
   pacedSeconds: number;
   rssTargets: number;
+  /** Where to write the releasing instance's process.memoryUsage() samples (--rss-trace), if anywhere. */
+  rssTrace: string | undefined;
 }
 
 export async function jobsBench(argv: string[]): Promise<number> {
@@ -70,6 +86,7 @@ export async function jobsBench(argv: string[]): Promise<number> {
       rate: { type: 'string', default: '6000' },
       'paced-seconds': { type: 'string', default: '30' },
       'rss-targets': { type: 'string', default: '0' },
+      'rss-trace': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -84,7 +101,7 @@ export async function jobsBench(argv: string[]): Promise<number> {
   const rssTargets = int('rss-targets', values['rss-targets'], 0, 100_000);
   log(`jobs bench: ${fmt(devices)} acking devices; bulk endpoint vs a job without rate limit, then a job at ${fmt(rate)}/min for ${pacedSeconds} s; ${rounds} round(s)`);
   const run = await prepareBenchRun({ root: ROOT, deviceScript: DEVICE_SCRIPT, devices, fsync: true, cpuProf: false, log });
-  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds, rssTargets };
+  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds, rssTargets, rssTrace: values['rss-trace'] };
   const results: RoundResult[] = [];
   for (let round = 1; round <= rounds; round++) {
     const r = await runRound(ctx, round);
@@ -92,7 +109,10 @@ export async function jobsBench(argv: string[]): Promise<number> {
     log(
       `round ${round}: bulk ${fmt(r.bulkPerSec)}/s, job ${fmt(r.jobPerSec)}/s (${fmt(r.jobPerSec / r.bulkPerSec, 2)}×; completed after ${fmt(r.jobCompletedSec, 1)} s), ` +
         `RSS ${fmt(r.rssBeforeMiB, 1)} → peak ${fmt(r.rssPeakMiB, 1)} MiB; paced windows ${r.windows.map((w) => fmt(w, 1)).join(', ')} /s` +
-        (r.big ? `; ${fmt(rssTargets)}-target job ${fmt(r.big.perSec)} released/s, RSS ${fmt(r.big.rssBeforeMiB, 1)} → peak ${fmt(r.big.rssPeakMiB, 1)} MiB` : ''),
+        (r.big
+          ? `; ${fmt(rssTargets)}-target job ${fmt(r.big.perSec)} released/s, releasing RSS ${fmt(r.big.release.before, 1)} → peak ${fmt(r.big.release.peak, 1)} → ${fmt(r.big.release.atEnd, 1)} at the end → ${fmt(r.big.release.after, 1)} MiB after a GC, ` +
+            `POSTing RSS ${fmt(r.big.post.before, 1)} → peak ${fmt(r.big.post.peak, 1)} MiB`
+          : ''),
     );
   }
   const m = (f: (r: RoundResult) => number) => median(results.map(f));
@@ -108,11 +128,20 @@ export async function jobsBench(argv: string[]): Promise<number> {
     ['server RSS while the job runs, before → peak', `${fmt(m((r) => r.rssBeforeMiB), 1)} → ${fmt(m((r) => r.rssPeakMiB), 1)} MiB (+${fmt(m((r) => r.rssPeakMiB - r.rssBeforeMiB), 1)})`, ''],
   ];
   if (results.every((r) => r.big)) {
-    rows.push([
-      `job over ${fmt(rssTargets)} devices (not connected), server RSS before → peak`,
-      `${fmt(m((r) => r.big!.rssBeforeMiB), 1)} → ${fmt(m((r) => r.big!.rssPeakMiB), 1)} MiB (+${fmt(m((r) => r.big!.rssPeakMiB - r.big!.rssBeforeMiB), 1)}; ${fmt(m((r) => r.big!.perSec))} released/s)`,
-      `< +50 MiB (${m((r) => r.big!.rssPeakMiB - r.big!.rssBeforeMiB) < 50 ? 'met' : 'MISSED'})`,
-    ]);
+    const b = (f: (big: BigJob) => number) => m((r) => f(r.big!));
+    const growth = b((x) => x.release.peak - x.release.before);
+    rows.push(
+      [
+        `job over ${fmt(rssTargets)} devices (not connected): the releasing instance's RSS before → peak → at the last release → after a full GC`,
+        `${fmt(b((x) => x.release.before), 1)} → ${fmt(b((x) => x.release.peak), 1)} → ${fmt(b((x) => x.release.atEnd), 1)} → ${fmt(b((x) => x.release.after), 1)} MiB (peak +${fmt(growth, 1)}; ${fmt(b((x) => x.perSec))} released/s)`,
+        `< +50 MiB (${growth < 50 ? 'met' : 'MISSED'})`,
+      ],
+      [
+        `the same job: the POSTing instance's RSS (JOBS_ENABLED=false; parses the ${fmt(rssTargets)} ids), before → peak`,
+        `${fmt(b((x) => x.post.before), 1)} → ${fmt(b((x) => x.post.peak), 1)} MiB (+${fmt(b((x) => x.post.peak - x.post.before), 1)})`,
+        '',
+      ],
+    );
   }
   const { text, markdown } = renderTables(header, rows);
   process.stdout.write(`\n${text}\n\nMarkdown (${ctx.database.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
@@ -130,7 +159,8 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
   const client = new pg.Client(db.url);
   const samplers: NodeJS.Timeout[] = [];
   try {
-    server = await startServer({ kind: 'ours', script: ctx.build.serverMain, databaseUrl: db.url, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-j${round}` });
+    const nodeArgs = ctx.rssTrace ? ['--import', memoryTraceImport(`${ctx.rssTrace}.${round}`)] : [];
+    server = await startServer({ kind: 'ours', script: ctx.build.serverMain, databaseUrl: db.url, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-j${round}`, nodeArgs });
     await client.connect();
     await connectDevices(ctx.deviceClients, server.port);
     await sleep(1_000);
@@ -190,27 +220,7 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
     );
     const fullWindows = Math.floor(pacedCount / ((ctx.rate / 60) * 10));
 
-    let big: RoundResult['big'];
-    if (ctx.rssTargets > 0) {
-      const targets = Array.from({ length: ctx.rssTargets }, (_, i) => `rss-target-${i}`);
-      const before = rssKiB(server.server.pid);
-      let peak = before;
-      const sample = setInterval(() => (peak = Math.max(peak, rssOrZero(server!.server.pid))), 250);
-      samplers.push(sample);
-      const start = Date.now();
-      const res = await server.api('POST', '/v1/jobs', { name: 'rss', target: { deviceIds: targets }, actuation: COMMAND });
-      if (res.status !== 201) throw new Error(`POST /v1/jobs (rss): ${res.status}`);
-      const bigId = (res.json as { id: string }).id;
-      const deadline = Date.now() + 600_000;
-      for (;;) {
-        const j = (await server.api('GET', `/v1/jobs/${bigId}`)).json as { released?: number };
-        if (j.released === ctx.rssTargets) break;
-        if (Date.now() > deadline) throw new Error(`rss job not released within 600 s: ${JSON.stringify(j).slice(0, 200)}`);
-        await sleep(1_000);
-      }
-      clearInterval(sample);
-      big = { perSec: (ctx.rssTargets / (Date.now() - start)) * 1000, rssBeforeMiB: before / 1024, rssPeakMiB: peak / 1024 };
-    }
+    const big = ctx.rssTargets > 0 ? await rssJob(ctx, db.url, server, round) : undefined;
     return {
       big,
       bulkPerSec: (bulk.count / (bulk.lastMs - bulkStart)) * 1000,
@@ -230,6 +240,72 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
     await db.drop().catch((err) => log(`could not drop bench database: ${(err as Error).message}`));
     await sleep(500);
   }
+}
+
+/**
+ * The --rss-targets job. A second instance on the round's database with JOBS_ENABLED=false takes
+ * the POST (so its body parse is not in the releasing instance's figure) and the round's server
+ * releases it. "Before" and "after" follow a full GC in each (SIGUSR2, see SERVER_HOOK), so they
+ * hold no garbage of the earlier phases; the peaks are sampled every 250 ms.
+ */
+async function rssJob(ctx: Context, databaseUrl: string, releaser: RunningServer, round: number): Promise<BigJob> {
+  const poster = await startServer({ kind: 'ours', script: ctx.build.serverMain, databaseUrl, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-j${round}-post`, env: { JOBS_ENABLED: 'false' } });
+  const timers: NodeJS.Timeout[] = [];
+  try {
+    const targets = Array.from({ length: ctx.rssTargets }, (_, i) => `rss-target-${i}`);
+    await fullGc([releaser, poster]);
+    const release = { before: rssKiB(releaser.server.pid), peak: 0, atEnd: 0, after: 0 };
+    const post = { before: rssKiB(poster.server.pid), peak: 0 };
+    release.peak = release.before;
+    post.peak = post.before;
+    timers.push(
+      setInterval(() => {
+        release.peak = Math.max(release.peak, rssOrZero(releaser.server.pid));
+        post.peak = Math.max(post.peak, rssOrZero(poster.server.pid));
+      }, 250),
+    );
+    const start = Date.now();
+    const res = await poster.api('POST', '/v1/jobs', { name: 'rss', target: { deviceIds: targets }, actuation: COMMAND });
+    if (res.status !== 201) throw new Error(`POST /v1/jobs (rss): ${res.status} ${JSON.stringify(res.json).slice(0, 200)}`);
+    const bigId = (res.json as { id: string }).id;
+    const deadline = Date.now() + 600_000;
+    for (;;) {
+      const j = (await releaser.api('GET', `/v1/jobs/${bigId}`)).json as { released?: number };
+      if (j.released === ctx.rssTargets) break;
+      if (Date.now() > deadline) throw new Error(`rss job not released within 600 s: ${JSON.stringify(j).slice(0, 200)}`);
+      await sleep(500);
+    }
+    const perSec = (ctx.rssTargets / (Date.now() - start)) * 1000;
+    timers.forEach(clearInterval);
+    release.atEnd = rssKiB(releaser.server.pid);
+    await fullGc([releaser]);
+    release.after = rssKiB(releaser.server.pid);
+    const mib = (kib: number) => kib / 1024;
+    return {
+      perSec,
+      release: { before: mib(release.before), peak: mib(release.peak), atEnd: mib(release.atEnd), after: mib(release.after) },
+      post: { before: mib(post.before), peak: mib(post.peak) },
+    };
+  } finally {
+    timers.forEach(clearInterval);
+    await killChild(poster.server.child, 'SIGKILL', 15_000);
+  }
+}
+
+/** A full GC in each server (SIGUSR2 to the bench hook), then a second for it to take. */
+async function fullGc(servers: RunningServer[]): Promise<void> {
+  for (const s of servers) s.server.child.kill('SIGUSR2');
+  await sleep(1_000);
+}
+
+/** An `--import` for the server that appends process.memoryUsage() to `file` every 500 ms (--rss-trace). */
+function memoryTraceImport(file: string): string {
+  const code = `
+import fs from 'node:fs';
+const file = ${JSON.stringify(file)};
+setInterval(() => fs.appendFileSync(file, JSON.stringify({ t: Date.now(), ...process.memoryUsage() }) + '\\n'), 500).unref();
+`;
+  return `data:text/javascript;base64,${Buffer.from(code).toString('base64')}`;
 }
 
 async function waitForJob(server: RunningServer, id: string, state: string, timeoutMs: number): Promise<number> {

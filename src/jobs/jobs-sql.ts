@@ -236,13 +236,15 @@ export async function markReleased(pool: Pool, jobId: string, releases: Release[
   if (releases.length === 0) return;
   await pool.query(
     `with marked as (
-       update job_targets t set released_at = now(), actuation_id = u.actuation_id, refused = u.refused
-         from unnest($2::text[], $3::uuid[], $4::text[]) as u(device_id, actuation_id, refused)
-        where t.job_id = $1 and t.device_id = u.device_id and t.released_at is null
+       update job_targets t set released_at = now(), actuation_id = u."actuationId", refused = u.refused
+         from jsonb_to_recordset($2::jsonb) as u("deviceId" text, "actuationId" uuid, refused text)
+        where t.job_id = $1 and t.device_id = u."deviceId" and t.released_at is null
        returning 1
      )
      update jobs set released_count = released_count + (select count(*) from marked) where id = $1`,
-    [jobId, releases.map((r) => r.deviceId), releases.map((r) => r.actuationId), releases.map((r) => r.refused)],
+    // One JSON text, not three text[] parameters: pg builds array literals element by element
+    // in JavaScript, about a tenth of what a release page allocated (README "Jobs against the bulk endpoint").
+    [jobId, JSON.stringify(releases)],
   );
 }
 
