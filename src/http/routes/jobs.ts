@@ -2,7 +2,7 @@
  * Jobs over REST: create (one actuation per target device, released by the job releaser),
  * list, read with counts and timeline, list a job's actuations, cancel.
  */
-import { Router, type Response } from 'express';
+import { Router } from 'express';
 import type { Lifecycle } from '../../actuations/lifecycle.js';
 import { cancelQueuedOfJob } from '../../actuations/transitions-sql.js';
 import { withTransaction, type Pool } from '../../db/pool.js';
@@ -13,14 +13,6 @@ import { accountScopeOf } from '../auth.js';
 import { ApiError } from '../errors.js';
 import { validate } from '../validate.js';
 import { callerOf, checkActuationAccount } from './actuations.js';
-
-/**
- * The accounts an API key is limited to (null: none). A job (or schedule) created by a
- * limited key stores them and targets only devices of those accounts.
- */
-export function accountsOf(res: Response): readonly string[] | null {
-  return accountScopeOf(res);
-}
 
 /** A job as the API shows it (the list leaves out counts and timeline). */
 export function jobView(row: sql.JobRow) {
@@ -56,9 +48,9 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
 
   router.post('/v1/jobs', async (req, res) => {
     const { startAt, ...body } = validate(jobCreateBody, req.body);
-    checkActuationAccount(accountsOf(res), body.actuation.accountId);
+    checkActuationAccount(accountScopeOf(res), body.actuation.accountId);
     const job = newJob(body, {
-      accounts: accountsOf(res),
+      accounts: accountScopeOf(res),
       createdBy: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
       scheduleId: null,
       startAt: startAt === undefined ? null : new Date(startAt),
@@ -74,14 +66,14 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
     if (beforeId !== null && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(beforeId)) {
       throw new ApiError('VALIDATION_FAILED', 'cursor: not a cursor from a previous page');
     }
-    const rows = await sql.listJobs(pool, { state: query.state ?? null, limit: query.limit, beforeId, accounts: accountsOf(res) });
+    const rows = await sql.listJobs(pool, { state: query.state ?? null, limit: query.limit, beforeId, accounts: accountScopeOf(res) });
     const last = rows.at(-1);
     res.json({ items: rows.map(jobView), nextCursor: rows.length === query.limit && last ? last.id : null });
   });
 
   router.get('/v1/jobs/:id', async (req, res) => {
     const { id } = validate(jobIdParam, req.params, 'params');
-    const row = await sql.getJob(pool, id, accountsOf(res));
+    const row = await sql.getJob(pool, id, accountScopeOf(res));
     if (!row) throw new ApiError('NOT_FOUND', `No job ${id}`);
     res.json(await detailed(row));
   });
@@ -89,7 +81,7 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
   router.get('/v1/jobs/:id/actuations', async (req, res) => {
     const { id } = validate(jobIdParam, req.params, 'params');
     const query = validate(jobActuationsQuery, req.query, 'query');
-    const accounts = accountsOf(res);
+    const accounts = accountScopeOf(res);
     if (!(await sql.getJob(pool, id, accounts))) throw new ApiError('NOT_FOUND', `No job ${id}`);
     const items = await sql.listJobActuations(pool, id, { status: query.status ?? null, limit: query.limit, afterDeviceId: query.cursor ?? null }, accounts);
     const last = items.at(-1);
@@ -98,7 +90,7 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
 
   router.post('/v1/jobs/:id/cancel', async (req, res) => {
     const { id } = validate(jobIdParam, req.params, 'params');
-    const accounts = accountsOf(res);
+    const accounts = accountScopeOf(res);
     const before = await sql.getJob(pool, id, accounts);
     if (!before) throw new ApiError('NOT_FOUND', `No job ${id}`);
     const by = callerOf(req, deps.caller);

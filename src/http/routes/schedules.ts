@@ -8,10 +8,10 @@ import type { Pool } from '../../db/pool.js';
 import { nextOccurrence, nextOccurrences } from '../../jobs/occurrences.js';
 import { jobIdParam, scheduleCreateBody, scheduleUpdateBody } from '../../jobs/schemas.js';
 import * as sql from '../../jobs/schedules-sql.js';
+import { accountScopeOf } from '../auth.js';
 import { ApiError } from '../errors.js';
 import { validate } from '../validate.js';
 import { callerOf, checkActuationAccount } from './actuations.js';
-import { accountsOf } from './jobs.js';
 
 /** Schedules listed at most (oldest first). */
 const MAX_LISTED = 1_000;
@@ -41,13 +41,13 @@ export function scheduleRoutes(deps: { pool: Pool; caller: string }): Router {
 
   router.post('/v1/schedules', async (req, res) => {
     const body = validate(scheduleCreateBody, req.body);
-    checkActuationAccount(accountsOf(res), body.job.actuation.accountId);
+    checkActuationAccount(accountScopeOf(res), body.job.actuation.accountId);
     // Deciding starts now: occurrences before the schedule existed are not misfires.
     const now = new Date();
     const row = await sql.insertSchedule(pool, {
       id: uuidv7(),
       ...body,
-      accounts: accountsOf(res)?.slice() ?? null,
+      accounts: accountScopeOf(res)?.slice() ?? null,
       createdBy: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
       decidedUntil: now,
       nextOccurrenceAt: nextOccurrence(body.cron, body.timezone, now),
@@ -56,13 +56,13 @@ export function scheduleRoutes(deps: { pool: Pool; caller: string }): Router {
   });
 
   router.get('/v1/schedules', async (_req, res) => {
-    const rows = await sql.listSchedules(pool, accountsOf(res), MAX_LISTED);
+    const rows = await sql.listSchedules(pool, accountScopeOf(res), MAX_LISTED);
     res.json({ items: await Promise.all(rows.map(view)) });
   });
 
   router.get('/v1/schedules/:id', async (req, res) => {
     const { id } = validate(jobIdParam, req.params, 'params');
-    const row = await sql.getSchedule(pool, id, accountsOf(res));
+    const row = await sql.getSchedule(pool, id, accountScopeOf(res));
     if (!row) throw new ApiError('NOT_FOUND', `No schedule ${id}`);
     res.json(await view(row));
   });
@@ -70,7 +70,7 @@ export function scheduleRoutes(deps: { pool: Pool; caller: string }): Router {
   router.patch('/v1/schedules/:id', async (req, res) => {
     const { id } = validate(jobIdParam, req.params, 'params');
     const patch = validate(scheduleUpdateBody, req.body);
-    const accounts = accountsOf(res);
+    const accounts = accountScopeOf(res);
     checkActuationAccount(accounts, patch.job?.actuation.accountId);
     const current = await sql.getSchedule(pool, id, accounts);
     if (!current) throw new ApiError('NOT_FOUND', `No schedule ${id}`);
@@ -89,7 +89,7 @@ export function scheduleRoutes(deps: { pool: Pool; caller: string }): Router {
 
   router.delete('/v1/schedules/:id', async (req, res) => {
     const { id } = validate(jobIdParam, req.params, 'params');
-    if (!(await sql.deleteSchedule(pool, id, accountsOf(res)))) throw new ApiError('NOT_FOUND', `No schedule ${id}`);
+    if (!(await sql.deleteSchedule(pool, id, accountScopeOf(res)))) throw new ApiError('NOT_FOUND', `No schedule ${id}`);
     res.status(204).end();
   });
 

@@ -3,7 +3,7 @@
  * secret is write-only: no answer and no log line holds it.
  */
 import crypto from 'node:crypto';
-import { Router, type Response } from 'express';
+import { Router } from 'express';
 import type { Pool } from '../../db/pool.js';
 import { deliveriesQuery, webhookCreateBody, webhookIdParam, webhookUpdateBody } from '../../webhooks/schemas.js';
 import { eventBody, postEvent, type WebhookSettings } from '../../webhooks/sender.js';
@@ -13,11 +13,6 @@ import * as webhooksSql from '../../webhooks/webhooks-sql.js';
 import { accountScopeOf } from '../auth.js';
 import { ApiError } from '../errors.js';
 import { validate } from '../validate.js';
-
-/** The accounts the caller is limited to, or null when it is not limited: a webhook keeps them and gets only their events. */
-export function callerAccounts(res: Response): readonly string[] | null {
-  return accountScopeOf(res);
-}
 
 export function webhookView(row: webhooksSql.WebhookRow) {
   return {
@@ -55,16 +50,16 @@ export function webhookRoutes(deps: { pool: Pool; settings: WebhookSettings; sec
     const body = validate(webhookCreateBody, req.body);
     checkDestination(body.url, settings);
     const id = crypto.randomUUID();
-    const row = await webhooksSql.insertWebhook(pool, id, { ...body, secret: secrets.seal(body.secret, id) }, callerAccounts(res));
+    const row = await webhooksSql.insertWebhook(pool, id, { ...body, secret: secrets.seal(body.secret, id) }, accountScopeOf(res));
     changed();
     res.status(201).json(webhookView(row));
   });
   router.get('/v1/webhooks', async (_req, res) => {
-    res.json({ items: (await webhooksSql.listWebhooks(pool, callerAccounts(res))).map(webhookView) });
+    res.json({ items: (await webhooksSql.listWebhooks(pool, accountScopeOf(res))).map(webhookView) });
   });
   router.get('/v1/webhooks/:id', async (req, res) => {
     const { id } = validate(webhookIdParam, req.params, 'params');
-    const row = await webhooksSql.getWebhook(pool, id, callerAccounts(res));
+    const row = await webhooksSql.getWebhook(pool, id, accountScopeOf(res));
     if (!row) throw notFound(id);
     res.json(webhookView(row));
   });
@@ -73,20 +68,20 @@ export function webhookRoutes(deps: { pool: Pool; settings: WebhookSettings; sec
     const body = validate(webhookUpdateBody, req.body);
     checkDestination(body.url, settings);
     const sealed = body.secret === undefined ? body : { ...body, secret: secrets.seal(body.secret, id) };
-    const row = await webhooksSql.updateWebhook(pool, id, sealed, callerAccounts(res));
+    const row = await webhooksSql.updateWebhook(pool, id, sealed, accountScopeOf(res));
     if (!row) throw notFound(id);
     changed();
     res.json(webhookView(row));
   });
   router.delete('/v1/webhooks/:id', async (req, res) => {
     const { id } = validate(webhookIdParam, req.params, 'params');
-    if (!(await webhooksSql.deleteWebhook(pool, id, callerAccounts(res)))) throw notFound(id);
+    if (!(await webhooksSql.deleteWebhook(pool, id, accountScopeOf(res)))) throw notFound(id);
     res.status(204).end();
   });
   router.get('/v1/webhooks/:id/deliveries', async (req, res) => {
     const { id } = validate(webhookIdParam, req.params, 'params');
     const query = validate(deliveriesQuery, req.query, 'query');
-    if (!(await webhooksSql.getWebhook(pool, id, callerAccounts(res)))) throw notFound(id);
+    if (!(await webhooksSql.getWebhook(pool, id, accountScopeOf(res)))) throw notFound(id);
     const rows = await webhooksSql.listDeliveries(pool, id, { status: query.status, limit: query.limit, before: query.cursor });
     res.json({ items: rows.map(deliveryView), nextCursor: rows.length === query.limit ? String(rows.at(-1)!.eventId) : null });
   });
@@ -94,7 +89,7 @@ export function webhookRoutes(deps: { pool: Pool; settings: WebhookSettings; sec
   // event order and not recorded; the answer says what the receiver did. Bounded like any delivery.
   router.post('/v1/webhooks/:id/test', async (req, res) => {
     const { id } = validate(webhookIdParam, req.params, 'params');
-    const row = await webhooksSql.getWebhook(pool, id, callerAccounts(res));
+    const row = await webhooksSql.getWebhook(pool, id, accountScopeOf(res));
     const stored = row && (await webhooksSql.getWebhookSecret(pool, id));
     if (!row || stored === undefined) throw notFound(id);
     const body = eventBody({ id: 0, type: 'webhook.test', at: new Date(), data: { webhookId: id } });
