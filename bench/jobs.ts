@@ -40,7 +40,8 @@ const usage = `usage: npm run bench -- jobs [options]
   --rss-targets N      also a job over N device ids that are not connected (their actuations stay queued),
                        no rate limit, POSTed to a second instance (JOBS_ENABLED=false) on the same database and
                        released by the round's server: the RSS of each (default 0: skip)
-  --rss-trace FILE     write the releasing server's process.memoryUsage() every 500 ms to FILE (JSON lines)`;
+  --rss-trace FILE     write the releasing server's process.memoryUsage() every 500 ms to FILE (JSON lines)
+  --server-node-arg A  a node option for both servers, e.g. --server-node-arg=--max-semi-space-size=64 (repeatable)`;
 
 interface RoundResult {
   bulkPerSec: number;
@@ -75,6 +76,8 @@ interface Context {
   rssTargets: number;
   /** Where to write the releasing instance's process.memoryUsage() samples (--rss-trace), if anywhere. */
   rssTrace: string | undefined;
+  /** Node options for both servers (--server-node-arg), e.g. a V8 young-generation size. */
+  serverNodeArgs: string[];
 }
 
 export async function jobsBench(argv: string[]): Promise<number> {
@@ -87,6 +90,7 @@ export async function jobsBench(argv: string[]): Promise<number> {
       'paced-seconds': { type: 'string', default: '30' },
       'rss-targets': { type: 'string', default: '0' },
       'rss-trace': { type: 'string' },
+      'server-node-arg': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -101,7 +105,7 @@ export async function jobsBench(argv: string[]): Promise<number> {
   const rssTargets = int('rss-targets', values['rss-targets'], 0, 100_000);
   log(`jobs bench: ${fmt(devices)} acking devices; bulk endpoint vs a job without rate limit, then a job at ${fmt(rate)}/min for ${pacedSeconds} s; ${rounds} round(s)`);
   const run = await prepareBenchRun({ root: ROOT, deviceScript: DEVICE_SCRIPT, devices, fsync: true, cpuProf: false, log });
-  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds, rssTargets, rssTrace: values['rss-trace'] };
+  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds, rssTargets, rssTrace: values['rss-trace'], serverNodeArgs: values['server-node-arg'] ?? [] };
   const results: RoundResult[] = [];
   for (let round = 1; round <= rounds; round++) {
     const r = await runRound(ctx, round);
@@ -159,7 +163,7 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
   const client = new pg.Client(db.url);
   const samplers: NodeJS.Timeout[] = [];
   try {
-    const nodeArgs = ctx.rssTrace ? ['--import', memoryTraceImport(`${ctx.rssTrace}.${round}`)] : [];
+    const nodeArgs = [...ctx.serverNodeArgs, ...(ctx.rssTrace ? ['--import', memoryTraceImport(`${ctx.rssTrace}.${round}`)] : [])];
     server = await startServer({ kind: 'ours', script: ctx.build.serverMain, databaseUrl: db.url, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-j${round}`, nodeArgs });
     await client.connect();
     await connectDevices(ctx.deviceClients, server.port);
@@ -249,7 +253,7 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
  * hold no garbage of the earlier phases; the peaks are sampled every 250 ms.
  */
 async function rssJob(ctx: Context, databaseUrl: string, releaser: RunningServer, round: number): Promise<BigJob> {
-  const poster = await startServer({ kind: 'ours', script: ctx.build.serverMain, databaseUrl, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-j${round}-post`, env: { JOBS_ENABLED: 'false' } });
+  const poster = await startServer({ kind: 'ours', script: ctx.build.serverMain, databaseUrl, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-j${round}-post`, nodeArgs: ctx.serverNodeArgs, env: { JOBS_ENABLED: 'false' } });
   const timers: NodeJS.Timeout[] = [];
   try {
     const targets = Array.from({ length: ctx.rssTargets }, (_, i) => `rss-target-${i}`);

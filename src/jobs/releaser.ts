@@ -33,8 +33,12 @@ import type { Logger } from '../logger.js';
 import * as sql from './jobs-sql.js';
 import type { JobState } from './schemas.js';
 
-/** Targets read and submitted at once (also the most a paced page holds). */
-const PAGE_SIZE = 500;
+/**
+ * Targets read and submitted at once (also the most a paced page holds). 200, not 500: a page's
+ * garbage is collected sooner, which kept the releasing instance's peak RSS for a 100,000-target
+ * job at +31 to +39 MiB instead of +83 to +88 (README, jobs bench) with no measurable loss of speed.
+ */
+const PAGE_SIZE = 200;
 /** Shortest time between two paced pages: keeps statements per actuation low at high rates. */
 const RELEASE_GAP_MS = 25;
 /** Jobs one instance holds at once; more wait for another instance or a free slot. */
