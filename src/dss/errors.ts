@@ -1,8 +1,8 @@
 /**
- * Why a DSS frame, event or rule actuation was skipped. Skips are counted in the
- * stream's `errors`, recorded in its `lastError`, logged with the code (a few per
- * minute per code, then a summary), and never close the connection; the position
- * moves on past a skipped event.
+ * Why a DSS frame, event or rule actuation was skipped, or a connection attempt failed.
+ * Each is counted in the stream's `errors`, recorded in its `lastError`, logged with the
+ * code (a few per minute per code, then a summary); a skip never closes the connection
+ * and the position moves on past a skipped event.
  */
 export const DSS_ERRORS = {
   /** No `LEN|` prefix where a frame must start; the rest of the message is unreadable. */
@@ -19,6 +19,8 @@ export const DSS_ERRORS = {
   DSS_ERR_ACTUATION_REFUSED: 'the database refused the actuation of a rule',
   /** The database refused an event's row in the last known state or the event log for a reason of its own (SQLSTATE in the detail); the event's rules still ran. */
   DSS_ERR_STATE_REFUSED: 'the database refused the state or log row of an event',
+  /** The stream's WebSocket could not be opened (refused, timed out, or DSS answered the handshake with an HTTP status, e.g. 401 for a bad stream key); retried with backoff. */
+  DSS_ERR_CONNECT: 'the stream could not be opened; retrying after backoff',
 } as const;
 
 export type DssErrorCode = keyof typeof DSS_ERRORS;

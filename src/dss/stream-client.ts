@@ -262,7 +262,14 @@ export function startStreamClient(options: StreamClientOptions): StreamClient {
 
   function socketOnError(err: Error): void {
     // Handshake failures (refused, 401 for a bad key, timeout) and protocol errors; 'close' follows.
-    log.warn({ endpoint, err: { message: err.message, code: (err as { code?: string }).code } }, 'dss: stream socket error');
+    // A failed handshake is one of the stream's errors (a `dss.stream.error` event once
+    // flushed): otherwise a stream with a wrong key or URL would only ever look "not connected".
+    if (state === CONNECTING) {
+      pending.errors++;
+      pending.lastError = `DSS_ERR_CONNECT: ${withoutQuery(err.message)}`;
+      pending.dirty = true;
+    }
+    log.warn({ endpoint, err: { message: withoutQuery(err.message), code: (err as { code?: string }).code } }, 'dss: stream socket error');
   }
 
   function socketOnClose(ws: WebSocket, code: number, reason: string): void {
@@ -373,4 +380,9 @@ function safeEndpoint(url: string): string {
   } catch {
     return '(invalid url)';
   }
+}
+
+/** An error message without any URL query string in it: the stream key travels in one. */
+function withoutQuery(message: string): string {
+  return message.replace(/\?\S*/g, '?…').slice(0, 200);
 }

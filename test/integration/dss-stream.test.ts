@@ -253,3 +253,27 @@ describe('DSS stream → rule → actuation', () => {
     expect((await eventually(() => stream(), (s) => s.status.connected)).status.holder).toBe(server.config.instanceId);
   });
 });
+
+describe('a stream whose handshake fails', () => {
+  it('counts each failed attempt in errors, keeps why in lastError (never the key) and publishes dss.stream.error', async () => {
+    const wrongKey = 'ffff0123456789abcdef0123456789ab';
+    const res = await server.api('/v1/dss/streams', { method: 'POST', json: { name: 'wrong-key', url: sim.streamUrl, streamKey: wrongKey } });
+    expect(res.status).toBe(201);
+    const id = ((await res.json()) as { id: string }).id;
+    const view = async () => (await (await server.api(`/v1/dss/streams/${id}`)).json()) as StreamView;
+    // The simulator answers an unknown key's upgrade with 401, as DSS does.
+    const failing = await eventually(view, (s) => s.status.errors >= 2, 10_000);
+    expect(failing.status.connected).toBe(false);
+    expect(failing.status.lastError).toMatch(/^DSS_ERR_CONNECT: .*401/);
+    expect(failing.status.lastError).not.toContain(wrongKey);
+    // Checked without the change: errors stayed 0 and no dss.stream.error was published.
+    const events = await eventually(
+      async () => (await db.pool.query<{ data: { streamId: string; lastError: string } }>(`select data from events where type = 'dss.stream.error' and data->>'streamId' = $1`, [id])).rows,
+      (rows) => rows.length >= 1,
+      10_000,
+    );
+    expect(events[0]!.data.lastError).toMatch(/DSS_ERR_CONNECT/);
+    expect(JSON.stringify(events)).not.toContain(wrongKey);
+    expect((await server.api(`/v1/dss/streams/${id}`, { method: 'DELETE' })).status).toBe(204);
+  });
+});

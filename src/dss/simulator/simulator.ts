@@ -188,6 +188,8 @@ export async function startDssSimulator(options: DssSimulatorOptions): Promise<D
     const key = url.searchParams.get('stream_key');
     if (url.pathname !== '/stream' || key === null || !logs.has(key)) {
       stats.rejectedKeys++;
+      // The client may reset the connection on reading the 401 (ws does): not the simulator's error.
+      socket.on('error', () => undefined);
       socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
