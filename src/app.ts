@@ -47,6 +47,7 @@ import { TOKENS_REVOKED_CHANNEL } from './gateway/revocations-sql.js';
 import { makeTokenRevocations } from './gateway/token-revocations.js';
 import { makeRateLimiter } from './http/rate-limit.js';
 import { metricsRoutes } from './http/routes/metrics.js';
+import { clusterMetricsSource } from './cluster/cluster-metrics.js';
 import { makeKeyVerifier } from './keys/key-verifier.js';
 import { requestMetrics } from './http/request-metrics.js';
 import { actuationTransitionMetrics, closeCodeLabel, makeMetrics, type Metrics } from './metrics.js';
@@ -64,6 +65,8 @@ export interface AppOptions {
   databaseUrl: string;
   devicePublicKey: string;
   credentials: ApiCredentials;
+  /** A `node:cluster` worker (WORKERS > 1): `/metrics` answers the sum over all workers (`cluster/cluster-metrics.ts`). */
+  clusterWorker?: boolean;
 }
 
 export interface App {
@@ -94,6 +97,7 @@ export function buildApp(options: AppOptions): App {
 
   // Gauges are read at scrape time, after everything below exists.
   const metrics = makeMetrics({ pool, connectedDevices: () => gateway.connectedDeviceCount(), eventSubscribers: () => feed.subscriberCount() });
+  const metricsSource = options.clusterWorker ? clusterMetricsSource(metrics.registry) : metrics.registry;
   const feed = makeEventFeed({
     pool,
     logger,
@@ -208,7 +212,7 @@ export function buildApp(options: AppOptions): App {
     maxJobBodyBytes: MAX_JOB_BODY_BYTES,
     routers: [dss.router, ...jobs.routers, webhooks.router],
     // /metrics checks its own credentials: the API's, or the read-only METRICS_USERNAME/METRICS_PASSWORD.
-    ownAuthRouters: config.metricsPort === undefined ? [metricsRoutes(metrics.registry, [credentials, ...(config.metricsCredentials ? [config.metricsCredentials] : [])], keys)] : [],
+    ownAuthRouters: config.metricsPort === undefined ? [metricsRoutes(metricsSource, [credentials, ...(config.metricsCredentials ? [config.metricsCredentials] : [])], keys)] : [],
     observe: requestMetrics(metrics),
     lifecycle,
     onDatabaseUnavailable: () => metrics.databaseErrors.inc({ operation: 'http' }),
@@ -219,7 +223,7 @@ export function buildApp(options: AppOptions): App {
     onDeviceTokensRevoked: (revocation) => revocations.add(revocation),
   });
   // With METRICS_PORT, /metrics is served there only, unauthenticated (for a scraper on a private network).
-  const metricsServer = config.metricsPort === undefined ? undefined : http.createServer(express().use(metricsRoutes(metrics.registry)));
+  const metricsServer = config.metricsPort === undefined ? undefined : http.createServer(express().use(metricsRoutes(metricsSource)));
 
   const server = http.createServer(api);
   server.on('upgrade', (req, socket, head) => gateway.handleUpgrade(req, socket, head));

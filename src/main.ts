@@ -122,7 +122,7 @@ async function main(): Promise<void> {
       if (stopping) return;
       const devicePublicKey = devicePublicKeyOf(config, logger);
       const credentials = resolveApiCredentials(config, logger);
-      app = buildApp({ config, logger, pool, databaseUrl, devicePublicKey, credentials });
+      app = buildApp({ config, logger, pool, databaseUrl, devicePublicKey, credentials, clusterWorker: cluster.isWorker });
       const port = await app.listen().catch((err: unknown) => {
         throw explainListen(err, config.port, config.host);
       });

@@ -25,6 +25,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../logger.js';
+import { serveClusterMetrics } from './cluster-metrics.js';
 
 export const RESTART_BACKOFF_MIN_MS = 250;
 export const RESTART_BACKOFF_MAX_MS = 30_000;
@@ -80,6 +81,7 @@ export function runPrimary(options: PrimaryOptions): void {
   let firstSignal: { signal: NodeJS.Signals; at: number } | undefined;
 
   const live = () => slots.filter((s) => s.worker !== undefined);
+  serveClusterMetrics();
 
   let finishing = false;
   const finish = async () => {

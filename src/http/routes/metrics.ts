@@ -1,5 +1,5 @@
 import { Router, type RequestHandler } from 'express';
-import type { Registry } from 'prom-client';
+import type { MetricsSource } from '../../cluster/cluster-metrics.js';
 import type { KeyVerifier } from '../../keys/key-verifier.js';
 import { authenticate, requireScope } from '../auth.js';
 import { basicAuth } from '../basic-auth.js';
@@ -10,7 +10,7 @@ import { basicAuth } from '../basic-auth.js';
  * mounted before the API's own authentication and the metrics credential opens
  * nothing else.
  */
-export function metricsRoutes(registry: Registry, credentials: { username: string; password: string }[] = [], keys?: KeyVerifier): Router {
+export function metricsRoutes(registry: MetricsSource, credentials: { username: string; password: string }[] = [], keys?: KeyVerifier): Router {
   const router = Router();
   const basic: RequestHandler[] = credentials.length > 0 ? [anyOf(credentials.map((c) => basicAuth(c)))] : [];
   // An API key with `metrics:read` (or `admin`) too; a Bearer header is answered by the key check alone.
