@@ -97,7 +97,8 @@ const usage = `usage: npm run bench -- connect --devices <N|max> [options]
   --only ours|bare  run one server only (profiling)
   --workers N       our server with WORKERS=N (a cluster primary and N workers on one port;
                     RSS, CPU and open files summed over all its processes; default 1)
-  --kernel-ports    let the kernel pick the clients' local ports (default: bind ports 10000-32767)
+  --kernel-ports    let the kernel pick the clients' local ports (default: bind ports 10000-32767;
+                    past ~22,000 devices each client binds its own source address 127.0.0.<c+2>)
   --db-stats        embedded PostgreSQL only: print our server's statements during the connect
                     phase by total time (pg_stat_statements)
   --cpu-prof        profile each server's connect phase (V8, through its inspector on 127.0.0.1;
@@ -127,19 +128,25 @@ export async function connectBench(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   const fdLimit = maxOpenFiles(process.pid);
-  const maxDevices = Number.isFinite(fdLimit) ? fdLimit - FD_HEADROOM : 50_000;
-  const devices = values.devices === 'max' ? maxDevices : int('devices', values.devices, 1, maxDevices);
+  const perProcessMax = Number.isFinite(fdLimit) ? fdLimit - FD_HEADROOM : 50_000;
+  const workersArg = int('workers', values.workers, 1, 16);
+  // N workers hold N times one process's sockets; the bare server is one process.
+  const maxDevices = perProcessMax * workersArg;
+  const devices = values.devices === 'max' ? perProcessMax : int('devices', values.devices, 1, maxDevices);
   const rounds = int('rounds', values.rounds, 1, 9);
-  const perClientMax = Math.min(9_950, maxDevices);
-  const clients = values.clients ? int('clients', values.clients, 1, 8) : Math.ceil(devices / perClientMax);
-  if (Math.ceil(devices / clients) > maxDevices) throw new Error(`--clients ${clients}: each client would hold more than ${maxDevices} sockets`);
+  const perClientMax = Math.min(9_950, perProcessMax);
+  const clients = values.clients ? int('clients', values.clients, 1, 16) : Math.ceil(devices / perClientMax);
+  if (Math.ceil(devices / clients) > perProcessMax) throw new Error(`--clients ${clients}: each client would hold more than ${perProcessMax} sockets`);
   const concurrency = int('concurrency', values.concurrency, 1, 4_096);
   const warmup = int('warmup', values.warmup, 0, 5_000);
   const settleMs = int('settle-ms', values['settle-ms'], 0, 60_000);
-  const workers = int('workers', values.workers, 1, 16);
+  const workers = workersArg;
   if (workers > 1 && values['cpu-prof']) throw new Error('--cpu-prof profiles one process: not with --workers');
   if (values.fsync !== 'on' && values.fsync !== 'off') throw new Error('--fsync must be on or off');
   if (values.only !== undefined && values.only !== 'ours' && values.only !== 'bare') throw new Error('--only must be ours or bare');
+  if (devices > perProcessMax && values.only !== 'ours') {
+    throw new Error(`${fmt(devices)} devices: more than one process holds here (${fmt(perProcessMax)}), so the bare server cannot run; add --only ours`);
+  }
   const kinds: Kind[] = values.only ? [values.only as Kind] : ['bare', 'ours'];
   const cpuProf = values['cpu-prof'];
 
@@ -217,19 +224,31 @@ interface RunContext {
   /** WORKERS given to our server. */
   workers: number;
   /** Per client: local port ranges for the devices and the warm-up (disjoint: warm-up sockets linger in TIME_WAIT). */
-  portPlan: { devices: { from: number; to: number }; warmup: { from: number; to: number } }[] | undefined;
+  portPlan: { localAddress: string; devices: { from: number; to: number }; warmup: { from: number; to: number } }[] | undefined;
 }
 
+/**
+ * Local ports per client. While every client's share fits in one address's ports, all bind
+ * 127.0.0.1 in disjoint blocks; past that (more than ~22,000 devices) each client binds
+ * its own source address 127.0.0.<c+2> (all of 127/8 is loopback on Linux) and the whole
+ * port range, since a connection is distinct by its source address as well as its port.
+ */
 function planLocalPorts(clients: number, devices: number, warmup: number): RunContext['portPlan'] {
+  const oneAddress = planLocalPortsOnOneAddress(clients, devices, warmup);
+  if (oneAddress) return oneAddress;
+  const perAddress = planLocalPortsOnOneAddress(1, Math.ceil(devices / clients), Math.ceil(warmup / clients));
+  if (!perAddress) throw new Error(`${fmt(devices)} devices do not fit in local ports ${LOCAL_PORTS.from}-${LOCAL_PORTS.to - 1} per client; add --clients`);
+  return Array.from({ length: clients }, (_, c) => ({ ...perAddress[0]!, localAddress: `127.0.0.${c + 2}` }));
+}
+
+function planLocalPortsOnOneAddress(clients: number, devices: number, warmup: number): RunContext['portPlan'] {
   const block = Math.floor((LOCAL_PORTS.to - LOCAL_PORTS.from) / clients);
   const warmupSpan = warmup > 0 ? Math.ceil(warmup / clients) + 100 : 0;
   const devicesSpan = block - warmupSpan;
-  if (devicesSpan < Math.ceil(devices / clients) + 100) {
-    throw new Error(`${fmt(devices)} devices do not fit in local ports ${LOCAL_PORTS.from}-${LOCAL_PORTS.to - 1}; use --kernel-ports`);
-  }
+  if (devicesSpan < Math.ceil(devices / clients) + 100) return undefined;
   return Array.from({ length: clients }, (_, c) => {
     const start = LOCAL_PORTS.from + c * block;
-    return { devices: { from: start, to: start + devicesSpan }, warmup: { from: start + devicesSpan, to: start + block } };
+    return { localAddress: '127.0.0.1', devices: { from: start, to: start + devicesSpan }, warmup: { from: start + devicesSpan, to: start + block } };
   });
 }
 
@@ -362,7 +381,7 @@ async function connectPhase(ctx: RunContext, port: number, set: 'devices' | 'war
     ctx.children.map((child, c) =>
       request(
         child,
-        { op: 'connect', port, set, concurrency: perClient, perDeviceTimeoutMs: 60_000, deadlineMs, localPorts: ctx.portPlan?.[c]?.[set] },
+        { op: 'connect', port, set, concurrency: perClient, perDeviceTimeoutMs: 60_000, deadlineMs, localPorts: ctx.portPlan?.[c]?.[set], localAddress: ctx.portPlan?.[c]?.localAddress },
         'connected',
         deadlineMs + 90_000,
       ),

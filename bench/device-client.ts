@@ -63,6 +63,8 @@ export type ClientRequest =
       deadlineMs: number;
       /** Local ports [from, to) to bind, one per connection; absent: the kernel picks. */
       localPorts?: { from: number; to: number };
+      /** Source address to bind with localPorts (default 127.0.0.1). */
+      localAddress?: string;
     }
   | { op: 'status' }
   | { op: 'reset' }
@@ -180,11 +182,11 @@ class LocalPortUnavailable extends Error {}
  * ephemeral port search costs more CPU than everything else the client does once
  * ~20,000 ports are in use, and that CPU is taken from the server under test.
  */
-function connectDevice(port: number, payload: Buffer, timeoutMs: number, localPort: number | undefined, started = now()): Promise<number> {
+function connectDevice(port: number, payload: Buffer, timeoutMs: number, localPort: number | undefined, started = now(), localAddress = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const key = crypto.randomBytes(16).toString('base64');
     const expectedAccept = crypto.createHash('sha1').update(key + GUID).digest('base64');
-    const socket = net.connect({ host: '127.0.0.1', port, ...(localPort === undefined ? {} : { localAddress: '127.0.0.1', localPort }) });
+    const socket = net.connect({ host: '127.0.0.1', port, ...(localPort === undefined ? {} : { localAddress, localPort }) });
     socket.setNoDelay(true);
     let phase: 'handshake' | 'auth' | 'open' = 'handshake';
     let buffered: Buffer = Buffer.alloc(0);
@@ -306,7 +308,7 @@ async function connectAll(request: Extract<ClientRequest, { op: 'connect' }>): P
       try {
         for (let attempt = 1; ; attempt++) {
           try {
-            latencies.push(await connectDevice(request.port, payload, request.perDeviceTimeoutMs, localPort(), started));
+            latencies.push(await connectDevice(request.port, payload, request.perDeviceTimeoutMs, localPort(), started, request.localAddress));
             break;
           } catch (err) {
             // A port in use by something else on this machine: take the next one (bounded).
