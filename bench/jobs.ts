@@ -217,6 +217,10 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
     if (paced.status !== 201) throw new Error(`POST /v1/jobs (paced): ${paced.status}`);
     const pacedId = (paced.json as { id: string }).id;
     const pacedGot = await waitForReceipts(ctx.deviceClients, pacedCount, { quietMs: 10_000, timeoutMs: (ctx.pacedSeconds + 60) * 1000 });
+    // A device has its actuation once the submitter commits, before the releaser marks that page
+    // released: read released_at only once the job is completed (which needs every target
+    // released), or the last page can still be null (the "2 of 2,000" seen once, README).
+    await waitForJob(server, pacedId, 'completed', 120_000);
     const { rows } = await client.query<{ w: number; n: number }>(
       `with t as (select released_at, min(released_at) over () as first from job_targets where job_id = $1)
        select floor(extract(epoch from released_at - first) / 10)::int as w, count(*)::int as n from t group by 1 order by 1`,
