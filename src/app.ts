@@ -328,6 +328,7 @@ export function buildApp(options: AppOptions): App {
         logger,
         retentionDays: config.retentionDays,
         eventLogHours: config.dssEventLogHours,
+        jobsRetentionDays: config.jobsRetentionDays,
         ...RETENTION_PACE,
         onDeleted: (table, rows) => metrics.retentionDeleted.inc({ table }, rows),
       });
