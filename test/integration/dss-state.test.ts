@@ -345,8 +345,8 @@ describe('interval rules', () => {
     expect(res.status).toBe(200);
     expect((await json(res)).every).toBe('2h');
     expect(Date.parse(await nextRunAt()) - startedAt).toBe(7_200_000);
-    // Shorter: due 10 s after the last one started, and it does run then (without every_seconds and next_run_at written
-    // by updateRule, the rule stayed at 2 h and evaluation 2 never came: checked).
+    // Shorter: due 10 s after the last one started, and it does run then. (Without every_seconds and next_run_at written
+    // by updateRule, the next evaluation stayed an hour after the first and the 2 h check above failed: checked.)
     res = await server.api(`/v1/rules/${ruleId}`, { method: 'PATCH', json: { every: '10s' } });
     expect(res.status).toBe(200);
     const due = Date.parse(await nextRunAt());
