@@ -50,7 +50,7 @@ import { metricsRoutes } from './http/routes/metrics.js';
 import { clusterMetricsSource } from './cluster/cluster-metrics.js';
 import { makeKeyVerifier } from './keys/key-verifier.js';
 import { requestMetrics } from './http/request-metrics.js';
-import { actuationTransitionMetrics, closeCodeLabel, makeMetrics, type Metrics } from './metrics.js';
+import { actuationTransitionMetrics, closeCodeLabel, intervalEvaluationMetrics, makeMetrics, type Metrics } from './metrics.js';
 import type { Logger } from './logger.js';
 import { makeWebhooks } from './webhooks/webhooks.js';
 
@@ -173,6 +173,7 @@ export function buildApp(options: AppOptions): App {
     onStreamReleased: (stream, why) => {
       if (why !== 'edited') for (const kind of FRAME_KINDS) metrics.dssFrames.remove({ stream, kind });
     },
+    onIntervalEvaluated: intervalEvaluationMetrics(metrics),
   });
   const jobs = makeJobs({ config, logger, pool, submitter, caller: credentials.username, lifecycle });
   const webhooks = makeWebhooks({
@@ -328,6 +329,7 @@ export function buildApp(options: AppOptions): App {
         logger,
         retentionDays: config.retentionDays,
         eventLogHours: config.dssEventLogHours,
+        jobsRetentionDays: config.jobsRetentionDays,
         ...RETENTION_PACE,
         onDeleted: (table, rows) => metrics.retentionDeleted.inc({ table }, rows),
       });

@@ -7,6 +7,7 @@
 import client from 'prom-client';
 import type { ActuationListener } from './actuations/lifecycle.js';
 import type { Pool } from './db/pool.js';
+import type { IntervalEvaluationReport } from './dss/interval-tasks.js';
 import { CLOSE_CODES, LIBRARY_CLOSE_CODES } from './gateway/protocol.js';
 
 /** Close codes a session may end with: the server's own and those the `ws` library or the network produce. */
@@ -41,6 +42,10 @@ export interface Metrics {
   httpRequestSeconds: client.Histogram<'route' | 'method' | 'status_class'>;
   /** Audit entries not written, by why: full (AUDIT_MAX_PENDING waiting for the database), refused, shutdown. */
   auditDropped: client.Counter<'reason'>;
+  /** Interval rules' evaluations run here, by outcome (finished, failed), the actions they fired, how long a finished one took. */
+  dssIntervalEvaluations: client.Counter<'outcome'>;
+  dssIntervalActionsFired: client.Counter;
+  dssIntervalEvaluationSeconds: client.Histogram;
 }
 
 export interface MetricsSources {
@@ -145,6 +150,29 @@ export function makeMetrics(sources: MetricsSources): Metrics {
     }),
     auditDropped: new client.Counter({ name: 'iotws_audit_dropped_total', help: 'Audit entries not written: full (10,000 waiting for the database), refused by it, or left at shutdown', labelNames: ['reason'], registers }),
     retentionDeleted: new client.Counter({ name: 'iotws_retention_deleted_rows_total', help: 'Rows deleted by retention (RETENTION_DAYS), by table; counted by the instance that deleted them', labelNames: ['table'], registers }),
+    dssIntervalEvaluations: new client.Counter({
+      name: 'iotws_dss_interval_evaluations_total',
+      help: "Interval rules' evaluations run by this instance: finished, or failed (taken up again after the lease)",
+      labelNames: ['outcome'],
+      registers,
+    }),
+    dssIntervalActionsFired: new client.Counter({ name: 'iotws_dss_interval_actions_fired_total', help: 'Actuations submitted by interval rules\' finished evaluations on this instance (one per fired device)', registers }),
+    dssIntervalEvaluationSeconds: new client.Histogram({
+      name: 'iotws_dss_interval_evaluation_seconds',
+      help: "From an interval rule's claim to its evaluation's end (finished ones), on this instance",
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+  };
+}
+
+/** Counts an interval rule's evaluation (`DssOptions.onIntervalEvaluated`). */
+export function intervalEvaluationMetrics(metrics: Metrics): (report: IntervalEvaluationReport) => void {
+  return (report) => {
+    metrics.dssIntervalEvaluations.inc({ outcome: report.outcome });
+    if (report.outcome !== 'finished') return;
+    metrics.dssIntervalActionsFired.inc(report.fired);
+    metrics.dssIntervalEvaluationSeconds.observe(report.seconds);
   };
 }
 

@@ -124,6 +124,8 @@ export interface Config {
   readonly jobsPollMs: number;
   /** A job's lease: renewed by its releasing instance every poll; another takes the job over this long after the last renewal. (Default: 5 000) */
   readonly jobsLeaseMs: number;
+  /** Days a finished job (and its target rows) is kept after it finished; deleted by the retention pass; 0 keeps every job. (Default: 30) */
+  readonly jobsRetentionDays: number;
   /** Record each DSS event in the devices' last known state (and the event log) on the event's commit path (`DSS_STATE_ENABLED`). (Default: true) */
   readonly dssStateEnabled: boolean;
   /** Hours a DSS event stays in its stream's recent-event log (deleted by the retention pass); 0 keeps no log. (Default: 24) */
@@ -274,6 +276,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     jobsEnabled: boolean(env, 'JOBS_ENABLED') ?? true,
     jobsPollMs: integer(env, 'JOBS_POLL_MS', 1_000, 50, 60_000),
     jobsLeaseMs: integer(env, 'JOBS_LEASE_MS', 5_000, 500, 600_000),
+    jobsRetentionDays: integer(env, 'JOBS_RETENTION_DAYS', 30, 0, 36_500),
     dssStateEnabled: boolean(env, 'DSS_STATE_ENABLED') ?? true,
     dssEventLogHours: integer(env, 'DSS_EVENT_LOG_HOURS', 24, 0, 8_760),
     dssIntervalPollMs: integer(env, 'DSS_INTERVAL_POLL_MS', 1_000, 50, 600_000),

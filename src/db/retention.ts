@@ -25,6 +25,11 @@
  *   known to `GET /v1/devices` (one row per device, which is bounded).
  * - DSS events in `dss_event_log` go `DSS_EVENT_LOG_HOURS` after they arrived (by
  *   `received_at`, oldest first), whatever `RETENTION_DAYS` says.
+ * - Finished jobs (completed; cancelled or aborted once their last sweep is done) go
+ *   `JOBS_RETENTION_DAYS` after they finished (by `finished_at`, oldest first), with their
+ *   target rows, at most `batchSize` target rows per batch (a 100,000-device job takes
+ *   several); their actuations follow `RETENTION_DAYS` as all others do. A schedule's run
+ *   that names a deleted job stays (its `jobState` reads null). Scheduled and running jobs never go.
  * An idempotency key lives as long as its actuation: a key repeated after the
  * actuation was deleted creates a new one (DSS keys name a stream position, which a
  * stream never replays from that far back).
@@ -45,6 +50,8 @@ export interface RetentionOptions {
   retentionDays: number;
   /** DSS events in `dss_event_log` received more than this many hours ago go (DSS_EVENT_LOG_HOURS); 0 or unset: none. */
   eventLogHours?: number;
+  /** Jobs finished more than this many days ago go, with their targets (JOBS_RETENTION_DAYS); 0 or unset: none. */
+  jobsRetentionDays?: number;
   /** Rows looked at per batch (one statement, one transaction). */
   batchSize: number;
   /** Least pause between batches. */
@@ -72,10 +79,12 @@ export interface PassResult {
   dssEvents: number;
   /** Audit log entries (migrations/0010). */
   audit: number;
+  /** Finished jobs deleted (their target rows with them). */
+  jobs: number;
   batches: number;
 }
 
-export type RetentionTable = 'actuations' | 'device_sessions' | 'dss_event_log' | 'audit_log';
+export type RetentionTable = 'actuations' | 'device_sessions' | 'dss_event_log' | 'audit_log' | 'jobs';
 
 /**
  * The smallest UUIDv7 of the millisecond `at`: every actuation created before `at`
@@ -208,19 +217,60 @@ export async function deleteOldAuditEntries(pool: Pool, cutoff: Date, batchSize:
   return { locked: true, scanned: result.deleted, deleted: result.deleted, lastKey: null, done: result.deleted < batchSize };
 }
 
+/** Finished jobs whose target rows one batch looks at (their rows, up to `batchSize`, then the emptied jobs). */
+const JOBS_PER_BATCH = 100;
+
+/**
+ * One batch of finished jobs: of the oldest JOBS_PER_BATCH that finished before the cutoff,
+ * up to `batchSize` target rows are deleted, then those jobs that have none left. Two
+ * statements in the batch's transaction, so that a job with 100,000 targets is deleted over
+ * several short batches, never in one long cascade. `deleted` counts jobs.
+ */
+export async function deleteFinishedJobs(pool: Pool, cutoff: Date, batchSize: number): Promise<BatchResult> {
+  const result = await lockedBatch(pool, async (client) => {
+    const doomed = `select id from jobs
+                     where finished_at < $1 and (state = 'completed' or (state in ('cancelled', 'aborted') and finalized))
+                     order by finished_at limit ${JOBS_PER_BATCH}`;
+    const targets = await client.query<{ deleted: number }>(
+      `with doomed as (
+         select t.job_id, t.device_id from job_targets t where t.job_id in (${doomed}) limit $2
+       ), deleted as (
+         delete from job_targets t using doomed d where t.job_id = d.job_id and t.device_id = d.device_id returning 1
+       )
+       select count(*)::int as deleted from deleted`,
+      [cutoff, batchSize],
+    );
+    const jobs = await client.query<{ found: number; deleted: number }>(
+      `with doomed as (${doomed} for update skip locked), deleted as (
+         delete from jobs j using doomed d
+          where j.id = d.id and not exists (select 1 from job_targets t where t.job_id = d.id) returning 1
+       )
+       select (select count(*)::int from doomed) as found, (select count(*)::int from deleted) as deleted`,
+      [cutoff],
+    );
+    return { targets: targets.rows[0]!.deleted, ...jobs.rows[0]! };
+  });
+  if (!result) return { locked: false, scanned: 0, deleted: 0, lastKey: null, done: true };
+  // Done when this batch emptied every job it found and found fewer than a batch's worth.
+  const done = result.targets < batchSize && result.found < JOBS_PER_BATCH;
+  return { locked: true, scanned: result.targets + result.found, deleted: result.deleted, lastKey: null, done };
+}
+
 /**
  * One pass over every table with one cutoff (the database's clock). Stops early when
  * another instance holds the lock or `shouldStop()` says so.
  */
 export async function retentionPass(pool: Pool, options: RetentionOptions & { shouldStop?: () => boolean; onBatch?: (table: RetentionTable, deleted: number) => void }): Promise<PassResult> {
-  const pass: PassResult = { ran: true, actuations: 0, sessions: 0, dssEvents: 0, audit: 0, batches: 0 };
+  const pass: PassResult = { ran: true, actuations: 0, sessions: 0, dssEvents: 0, audit: 0, jobs: 0, batches: 0 };
   const eventLogHours = options.eventLogHours ?? 0;
-  if (options.retentionDays <= 0 && eventLogHours <= 0) return { ...pass, ran: false };
-  const { rows } = await pool.query<{ cutoff: Date; eventCutoff: Date }>(
-    'select now() - make_interval(days => $1) as cutoff, now() - make_interval(hours => $2) as "eventCutoff"',
-    [options.retentionDays, eventLogHours],
+  const jobsRetentionDays = options.jobsRetentionDays ?? 0;
+  if (!anythingToDelete(options)) return { ...pass, ran: false };
+  const { rows } = await pool.query<{ cutoff: Date; eventCutoff: Date; jobsCutoff: Date }>(
+    `select now() - make_interval(days => $1) as cutoff, now() - make_interval(hours => $2) as "eventCutoff",
+            now() - make_interval(days => $3) as "jobsCutoff"`,
+    [options.retentionDays, eventLogHours, jobsRetentionDays],
   );
-  const { cutoff, eventCutoff } = rows[0]!;
+  const { cutoff, eventCutoff, jobsCutoff } = rows[0]!;
   const tables: { table: RetentionTable; batch: (after: string | number | null) => Promise<BatchResult> }[] = [];
   if (options.retentionDays > 0) {
     tables.push(
@@ -230,6 +280,7 @@ export async function retentionPass(pool: Pool, options: RetentionOptions & { sh
     );
   }
   if (eventLogHours > 0) tables.push({ table: 'dss_event_log', batch: () => deleteOldDssEvents(pool, eventCutoff, options.batchSize) });
+  if (jobsRetentionDays > 0) tables.push({ table: 'jobs', batch: () => deleteFinishedJobs(pool, jobsCutoff, options.batchSize) });
   for (const { table, batch } of tables) {
     let after: string | number | null = null;
     for (;;) {
@@ -241,6 +292,7 @@ export async function retentionPass(pool: Pool, options: RetentionOptions & { sh
       if (table === 'actuations') pass.actuations += result.deleted;
       else if (table === 'device_sessions') pass.sessions += result.deleted;
       else if (table === 'dss_event_log') pass.dssEvents += result.deleted;
+      else if (table === 'jobs') pass.jobs += result.deleted;
       else pass.audit += result.deleted;
       if (result.deleted > 0) options.onBatch?.(table, result.deleted);
       if (result.done) break;
@@ -254,15 +306,15 @@ export async function retentionPass(pool: Pool, options: RetentionOptions & { sh
 /** Runs a pass every `intervalMs` (every instance tries; one at a time holds the lock). */
 export function startRetention(options: RetentionOptions & { pool: Pool; logger: Logger; intervalMs: number; onDeleted?: (table: RetentionTable, rows: number) => void }): { stop(): Promise<void> } {
   const { pool, logger } = options;
-  if (options.retentionDays <= 0 && (options.eventLogHours ?? 0) <= 0) return { stop: async () => undefined };
+  if (!anythingToDelete(options)) return { stop: async () => undefined };
   let stopped = false;
   let running: Promise<void> | undefined;
   const tick = (): void => {
     if (running || stopped) return;
     running = retentionPass(pool, { ...options, shouldStop: () => stopped, onBatch: options.onDeleted })
       .then((pass) => {
-        if (pass.actuations > 0 || pass.sessions > 0 || pass.dssEvents > 0 || pass.audit > 0) {
-          logger.info({ actuations: pass.actuations, sessions: pass.sessions, dssEvents: pass.dssEvents, audit: pass.audit, batches: pass.batches }, 'retention: old rows deleted');
+        if (pass.actuations > 0 || pass.sessions > 0 || pass.dssEvents > 0 || pass.audit > 0 || pass.jobs > 0) {
+          logger.info({ actuations: pass.actuations, sessions: pass.sessions, dssEvents: pass.dssEvents, audit: pass.audit, jobs: pass.jobs, batches: pass.batches }, 'retention: old rows deleted');
         }
       })
       .catch((err) => logger.warn({ err }, 'retention: pass failed; the next one retries'))
@@ -281,6 +333,10 @@ export function startRetention(options: RetentionOptions & { pool: Pool; logger:
       await running;
     },
   };
+}
+
+function anythingToDelete(options: RetentionOptions): boolean {
+  return options.retentionDays > 0 || (options.eventLogHours ?? 0) > 0 || (options.jobsRetentionDays ?? 0) > 0;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -10,7 +10,7 @@ import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
 import { dssRoutes } from '../http/routes/dss.js';
 import type { Logger } from '../logger.js';
-import { startIntervalTasks, type IntervalTasks } from './interval-tasks.js';
+import { startIntervalTasks, type IntervalEvaluationReport, type IntervalTasks } from './interval-tasks.js';
 import { makeRuleEngine } from './rule-engine.js';
 import { makeStateRecorder } from './state-recorder.js';
 import { startStreamClient, type DssClientConfig, type FrameKind } from './stream-client.js';
@@ -38,6 +38,8 @@ export interface DssOptions {
   onFrame?(streamId: string, kind: FrameKind): void;
   /** This instance stopped holding a stream: `why` is deleted, disabled, edited, shutdown or lock connection lost. */
   onStreamReleased?(streamId: string, why: string): void;
+  /** An interval rule's evaluation finished or failed on this instance (metrics). */
+  onIntervalEvaluated?(report: IntervalEvaluationReport): void;
 }
 
 export function makeDss(options: DssOptions): Dss {
@@ -82,7 +84,7 @@ export function makeDss(options: DssOptions): Dss {
           }),
         ...(options.onStreamReleased ? { onReleased: options.onStreamReleased } : {}),
       });
-      intervalTasks = startIntervalTasks({ pool, logger, submitter, instanceId: config.instanceId, pollMs: config.dssIntervalPollMs });
+      intervalTasks = startIntervalTasks({ pool, logger, submitter, instanceId: config.instanceId, pollMs: config.dssIntervalPollMs, onEvaluated: options.onIntervalEvaluated });
     },
     async stop() {
       await intervalTasks?.stop();

@@ -31,6 +31,9 @@ import { canonicalValue, conditionHolds, renderActuation } from './rules.js';
 /** How long a claimed evaluation keeps others off, renewed per page. */
 const LEASE_SECONDS = 60;
 
+/** One evaluation this instance ran to its end (`finished`), or that failed (taken up again after its lease). */
+export type IntervalEvaluationReport = { outcome: 'finished'; ruleId: string; matched: number; fired: number; seconds: number } | { outcome: 'failed'; ruleId: string };
+
 export interface IntervalTasksOptions {
   pool: Pool;
   logger: Logger;
@@ -40,6 +43,8 @@ export interface IntervalTasksOptions {
   pollMs: number;
   /** State rows read per page. (Default: 500) */
   pageSize?: number;
+  /** Told about each evaluation that finished or failed here (metrics); one stopped by shutdown is neither. */
+  onEvaluated?(report: IntervalEvaluationReport): void;
 }
 
 export interface IntervalTasks {
@@ -56,6 +61,7 @@ export function startIntervalTasks(options: IntervalTasksOptions): IntervalTasks
   let running: Promise<number> | undefined;
 
   async function evaluate(claim: intervalSql.ClaimedEvaluation): Promise<void> {
+    const startedAt = performance.now();
     const rule = { id: claim.ruleId, action: claim.action };
     let matched = 0;
     let fired = 0;
@@ -85,6 +91,7 @@ export function startIntervalTasks(options: IntervalTasksOptions): IntervalTasks
     // Stopped mid-way: left open, taken up again (same number) after the lease.
     if (stopped) return;
     await intervalSql.finishEvaluation(pool, claim.ruleId, claim.number, { matched, fired });
+    options.onEvaluated?.({ outcome: 'finished', ruleId: claim.ruleId, matched, fired, seconds: (performance.now() - startedAt) / 1000 });
     log.debug({ ruleId: claim.ruleId, evaluation: claim.number, matched, fired }, 'dss: interval rule evaluated');
   }
 
@@ -125,7 +132,12 @@ export function startIntervalTasks(options: IntervalTasksOptions): IntervalTasks
     while (!stopped) {
       const claim = await intervalSql.claimDueEvaluation(pool, LEASE_SECONDS, options.instanceId);
       if (!claim) break;
-      await evaluate(claim);
+      try {
+        await evaluate(claim);
+      } catch (err) {
+        options.onEvaluated?.({ outcome: 'failed', ruleId: claim.ruleId });
+        throw err;
+      }
       count++;
     }
     return count;

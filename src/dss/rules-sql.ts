@@ -40,7 +40,10 @@ export async function getRule(db: Queryable, id: string): Promise<Rule | undefin
 
 /**
  * A changed match forgets the rule's state: the remembered values belonged to
- * what it matched before.
+ * what it matched before. A new `every` (an interval rule's; the route refuses a change of
+ * kind) moves the next evaluation to one new interval after the last one started (now if
+ * that has passed; unchanged before the first, or while one runs: its end computes the next
+ * from the new interval).
  */
 export async function updateRule(db: Queryable, id: string, body: RuleUpdateBody): Promise<Rule | undefined> {
   const { rows } = await db.query<Rule>(
@@ -51,6 +54,12 @@ export async function updateRule(db: Queryable, id: string, body: RuleUpdateBody
          match = coalesce($4::jsonb, match),
          action = coalesce($5::jsonb, action),
          cooldown_seconds = coalesce($6, cooldown_seconds),
+         every = coalesce($7, every),
+         every_seconds = coalesce($8::int, every_seconds),
+         next_run_at = case when $7::text is null or evaluation_open then next_run_at else coalesce(
+           (select case when max(e.started_at) is null then null else greatest(now(), max(e.started_at) + make_interval(secs => $8::int)) end
+              from dss_rule_evaluations e where e.rule_id = dss_rules.id),
+           next_run_at) end,
          updated_at = now()
        where id = $1 returning *
      ), forget as (
@@ -64,6 +73,8 @@ export async function updateRule(db: Queryable, id: string, body: RuleUpdateBody
       body.match ? JSON.stringify(body.match) : null,
       body.action ? JSON.stringify(body.action) : null,
       body.cooldownSeconds ?? null,
+      body.every ?? null,
+      typeof body.every === 'string' ? everySeconds(body.every)! : null,
     ],
   );
   return rows[0];

@@ -136,10 +136,15 @@ export const ruleCreateBody = z
     every: every.optional(),
   })
   .superRefine(checkInterval);
+/**
+ * `every` changes an interval rule's interval; null is accepted here only to be refused with a
+ * clear message by the route: a rule does not change kind (event ⇄ interval), as its state
+ * (an event rule's remembered values, an interval rule's evaluations) means nothing to the other.
+ */
 export const ruleUpdateBody = z
-  .object({ name, enabled: z.boolean(), match, action, cooldownSeconds: z.number().int().min(0).max(7 * 24 * 3600) })
+  .object({ name, enabled: z.boolean(), match, action, cooldownSeconds: z.number().int().min(0).max(7 * 24 * 3600), every: every.nullable() })
   .partial()
-  .refine((b) => Object.keys(b).length > 0, 'give at least one of name, enabled, match, action, cooldownSeconds');
+  .refine((b) => Object.keys(b).length > 0, 'give at least one of name, enabled, match, action, cooldownSeconds, every');
 
 export type RuleMatch = z.infer<typeof match>;
 export type RuleAction = z.infer<typeof action>;

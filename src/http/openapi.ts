@@ -327,7 +327,8 @@ export const ROUTES: RouteDoc[] = [
     method: 'post',
     path: '/v1/jobs',
     operationId: 'createJob',
-    summary: 'Create a job: one actuation for each target device (a list, or a filter resolved when it starts), released at `rollout.maxPerMinute`, aborted past `abort`',
+    summary:
+      'Create a job: one actuation for each target device (a list, or a filter resolved when it starts; a `continuous` filter also targets devices that match later, until cancelled or `endAt`), released at `rollout.maxPerMinute`, aborted past `abort`',
     auth: true,
     scope: 'jobs:write',
     body: jobCreateBody,

@@ -225,7 +225,14 @@ export const jobSummary = z.strictObject({
   stateReason: z.string().nullable(),
   target: z.union([
     z.strictObject({ kind: z.literal('deviceIds'), count: z.number().int() }),
-    z.strictObject({ kind: z.literal('filter'), tags: z.record(z.string(), z.string()).optional(), accountId: z.string().optional(), online: z.boolean().optional() }),
+    z.strictObject({
+      kind: z.literal('filter'),
+      tags: z.record(z.string(), z.string()).optional(),
+      accountId: z.string().optional(),
+      online: z.boolean().optional(),
+      /** Devices that match later are targeted too (`targets` grows). */
+      continuous: z.literal(true).optional(),
+    }),
   ]),
   /** The accounts of the API key that created it (null: no limit). */
   accounts: z.array(z.string()).nullable(),
@@ -233,6 +240,8 @@ export const jobSummary = z.strictObject({
   rollout: z.strictObject({ maxPerMinute: z.number().int().nullable() }),
   abort: z.strictObject({ failedPercent: z.number(), minCompleted: z.number().int() }).nullable(),
   startAt: time,
+  /** A continuous target stops growing then (null: never, or not continuous). */
+  endAt: nullableTime,
   createdAt: time,
   startedAt: nullableTime,
   finishedAt: nullableTime,

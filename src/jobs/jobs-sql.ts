@@ -15,7 +15,15 @@ type Queryable = Pool | PoolClient;
 export type JobCause = { kind: 'rest'; caller: string; requestId: string } | { kind: 'schedule'; scheduleId: string; occurrence: string };
 
 /** As stored and shown: the count of listed devices, or the filter resolved when the job starts. */
-export type StoredTarget = { kind: 'deviceIds'; count: number } | { kind: 'filter'; tags?: Record<string, string>; accountId?: string; online?: boolean };
+export type StoredTarget = { kind: 'deviceIds'; count: number } | ({ kind: 'filter' } & TargetFilter);
+
+/** A filter target; `continuous`: devices that match later are targeted too. */
+export interface TargetFilter {
+  tags?: Record<string, string>;
+  accountId?: string;
+  online?: boolean;
+  continuous?: true;
+}
 
 export interface JobRow {
   id: string;
@@ -29,6 +37,7 @@ export interface JobRow {
   abortFailedPercent: number | null;
   abortMinCompleted: number | null;
   startAt: Date;
+  endAt: Date | null;
   createdBy: JobCause;
   scheduleId: string | null;
   createdAt: Date;
@@ -43,7 +52,7 @@ export interface JobRow {
 
 const JOB_COLUMNS = `id, name, state, state_reason as "stateReason", target, accounts, actuation, max_per_minute as "maxPerMinute",
   abort_failed_percent as "abortFailedPercent", abort_min_completed as "abortMinCompleted", start_at as "startAt",
-  created_by as "createdBy", schedule_id as "scheduleId", created_at as "createdAt", started_at as "startedAt",
+  end_at as "endAt", created_by as "createdBy", schedule_id as "scheduleId", created_at as "createdAt", started_at as "startedAt",
   finished_at as "finishedAt", target_count as "targetCount", released_count as "releasedCount",
   lease_owner as "leaseOwner", lease_until as "leaseUntil", timeline`;
 
@@ -59,6 +68,8 @@ export interface NewJob {
   abort: { failedPercent: number; minCompleted: number } | null;
   /** null: now (the database's clock). */
   startAt: Date | null;
+  /** A continuous target stops growing then; null: never (or not continuous). */
+  endAt: Date | null;
   createdBy: JobCause;
   scheduleId: string | null;
 }
@@ -70,8 +81,8 @@ const TARGET_INSERT_CHUNK = 10_000;
 export async function insertJob(client: PoolClient, job: NewJob): Promise<JobRow> {
   const { rows } = await client.query<JobRow>(
     `insert into jobs (id, name, target, accounts, actuation, max_per_minute, abort_failed_percent, abort_min_completed,
-                       start_at, created_by, schedule_id, timeline)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), $10, $11,
+                       start_at, created_by, schedule_id, end_at, timeline)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), $10, $11, $12,
              jsonb_build_array(jsonb_build_object('at', now(), 'state', 'scheduled')))
      returning ${JOB_COLUMNS}`,
     [
@@ -86,6 +97,7 @@ export async function insertJob(client: PoolClient, job: NewJob): Promise<JobRow
       job.startAt,
       JSON.stringify(job.createdBy),
       job.scheduleId,
+      job.endAt,
     ],
   );
   if (job.deviceIds) {
@@ -106,10 +118,44 @@ export async function insertJob(client: PoolClient, job: NewJob): Promise<JobRow
 }
 
 /**
+ * Adds the registry's devices that match a filter (and the job's accounts) as targets of a
+ * job, at most `limit` of them (null: all), by one INSERT … SELECT; a device already a
+ * target stays as it is (ON CONFLICT DO NOTHING: still one actuation per device and job).
+ * `onlyIfGrowing`: only while the job is running, held by this instance and before its
+ * `end_at` (a continuous job's pass). Returns how many were added.
+ */
+async function insertFilterTargets(
+  q: Queryable,
+  jobId: string,
+  filter: TargetFilter,
+  accounts: readonly string[] | null,
+  limit: number | null,
+  onlyIfGrowing: { instanceId: string } | null,
+): Promise<number> {
+  const { tags, accountId, online } = filter;
+  const { rowCount } = await q.query(
+    `insert into job_targets (job_id, device_id)
+     select $1, d.device_id from devices d
+      where ($2::jsonb is null or d.tags @> $2::jsonb)
+        and ($3::text is null or d.account_id = $3)
+        and ($4::boolean is null
+             or exists (select 1 from device_sessions s where s.device_id = d.device_id and s.disconnected_at is null) = $4)
+        and ($5::text[] is null or d.account_id = any($5))
+        and ($6::int is null or not exists (select 1 from job_targets t where t.job_id = $1 and t.device_id = d.device_id))
+        and ($7::text is null or exists (select 1 from jobs j where j.id = $1 and j.state = 'running' and j.lease_owner = $7
+                                                              and (j.end_at is null or j.end_at > now())))
+      limit $6
+     on conflict do nothing`,
+    [jobId, tags === undefined ? null : JSON.stringify(tags), accountId ?? null, online ?? null, accounts, limit, onlyIfGrowing?.instanceId ?? null],
+  );
+  return rowCount ?? 0;
+}
+
+/**
  * Starts one job that is due, if any (SKIP LOCKED: instances start different jobs): a filter
- * is resolved into target rows by one INSERT … SELECT on the registry (a snapshot: devices
- * registered later are not targeted), and targets outside the job's accounts are refused.
- * Returns the started job's id.
+ * is resolved into target rows by one INSERT … SELECT on the registry (a snapshot, unless
+ * the filter is continuous: then `addContinuousTargets` adds later matches), and targets
+ * outside the job's accounts are refused. Returns the started job's id.
  */
 export async function startDueJob(client: PoolClient): Promise<string | null> {
   const { rows } = await client.query<{ id: string; target: StoredTarget; accounts: string[] | null }>(
@@ -118,18 +164,7 @@ export async function startDueJob(client: PoolClient): Promise<string | null> {
   const job = rows[0];
   if (!job) return null;
   if (job.target.kind === 'filter') {
-    const { tags, accountId, online } = job.target;
-    await client.query(
-      `insert into job_targets (job_id, device_id)
-       select $1, d.device_id from devices d
-        where ($2::jsonb is null or d.tags @> $2::jsonb)
-          and ($3::text is null or d.account_id = $3)
-          and ($4::boolean is null
-               or exists (select 1 from device_sessions s where s.device_id = d.device_id and s.disconnected_at is null) = $4)
-          and ($5::text[] is null or d.account_id = any($5))
-       on conflict do nothing`,
-      [job.id, tags === undefined ? null : JSON.stringify(tags), accountId ?? null, online ?? null, job.accounts],
-    );
+    await insertFilterTargets(client, job.id, job.target, job.accounts, null, null);
   } else if (job.accounts !== null) {
     // A key limited to accounts targets only their devices (the registry's account, when the job starts).
     await client.query(
@@ -150,6 +185,25 @@ export async function startDueJob(client: PoolClient): Promise<string | null> {
   return job.id;
 }
 
+/** Devices a continuous job adds per pass at most; more are added at the next pass. */
+export const CONTINUOUS_ADD_LIMIT = 10_000;
+
+/**
+ * One pass of a continuous job held by this instance: adds the devices that match its
+ * filter now and are not yet targets (at most CONTINUOUS_ADD_LIMIT), and counts them in
+ * `target_count`. Nothing is added once the job is past its `end_at` (by the database clock;
+ * `ended` says so), no longer running, or no longer held by this instance.
+ */
+export async function addContinuousTargets(pool: Pool, jobId: string, instanceId: string, filter: TargetFilter, accounts: readonly string[] | null): Promise<{ added: number; ended: boolean }> {
+  const added = await insertFilterTargets(pool, jobId, filter, accounts, CONTINUOUS_ADD_LIMIT, { instanceId });
+  const { rows } = await pool.query<{ ended: boolean }>(
+    `with counted as (update jobs set target_count = coalesce(target_count, 0) + $2 where id = $1 and $2::int > 0)
+     select coalesce(end_at <= now(), false) as ended from jobs where id = $1`,
+    [jobId, added],
+  );
+  return { added, ended: rows[0]?.ended ?? false };
+}
+
 /** Ends a job that is in one of `from`; false when it was not (already ended, or not started). */
 export async function stopJob(q: Queryable, id: string, from: readonly JobState[], to: 'completed' | 'cancelled' | 'aborted', reason: string | null, by: string | null): Promise<boolean> {
   const { rowCount } = await q.query(
@@ -165,6 +219,9 @@ export async function stopJob(q: Queryable, id: string, from: readonly JobState[
 export interface LeasedJob {
   id: string;
   state: JobState;
+  /** A filter target: continuous ones grow at each pass. */
+  target: StoredTarget;
+  accounts: string[] | null;
   actuation: Record<string, unknown>;
   createdBy: JobCause;
   maxPerMinute: number | null;
@@ -186,7 +243,7 @@ export async function acquireJobLeases(pool: Pool, instanceId: string, leaseMs: 
                       where (state = 'running' or (state in ('cancelled', 'aborted') and not finalized))
                         and (lease_until is null or lease_until < now())
                       order by id limit $3 for update skip locked)
-     returning j.id, j.state, j.actuation, j.created_by as "createdBy", j.max_per_minute as "maxPerMinute",
+     returning j.id, j.state, j.target, j.accounts, j.actuation, j.created_by as "createdBy", j.max_per_minute as "maxPerMinute",
                j.abort_failed_percent as "abortFailedPercent", j.abort_min_completed as "abortMinCompleted",
                j.released_count as "releasedCount"`,
     [instanceId, leaseMs, max],

@@ -5,7 +5,7 @@ import type { ScheduledJobBody } from './schemas.js';
 
 export function newJob(
   body: ScheduledJobBody,
-  context: { accounts: readonly string[] | null; createdBy: JobCause; scheduleId: string | null; startAt: Date | null },
+  context: { accounts: readonly string[] | null; createdBy: JobCause; scheduleId: string | null; startAt: Date | null; endAt?: Date | null },
 ): NewJob {
   const { deviceIds, ...filter } = body.target;
   return {
@@ -19,6 +19,7 @@ export function newJob(
     maxPerMinute: body.rollout?.maxPerMinute ?? null,
     abort: body.abort ?? null,
     startAt: context.startAt,
+    endAt: context.endAt ?? null,
     createdBy: context.createdBy,
     scheduleId: context.scheduleId,
   };

@@ -179,8 +179,11 @@ export function startJobReleaser(options: JobReleaserOptions): JobReleaser {
     return { deviceId, actuationId: result.actuation.id, refused: null };
   }
 
-  /** Aborts or completes the job when its counts say so; returns its state afterwards and what is left to release. */
-  async function checkProgress(job: sql.LeasedJob): Promise<{ state: JobState; notReleased: number }> {
+  /**
+   * Aborts or completes the job when its counts say so; returns its state afterwards and what is left to release.
+   * `growing`: a continuous job before its end, which never completes by itself.
+   */
+  async function checkProgress(job: sql.LeasedJob, growing: boolean): Promise<{ state: JobState; notReleased: number }> {
     const counts = await sql.jobCounts(pool, job.id);
     // Refused targets (no actuation: the device's queue was full) count as completed and failed.
     const completed = sql.FINAL_STATUSES.reduce((n, s) => n + counts[s], 0) + counts.refused + counts.deleted;
@@ -191,7 +194,7 @@ export function startJobReleaser(options: JobReleaserOptions): JobReleaser {
       const percent = Math.round((failed * 1000) / completed) / 10;
       to = 'aborted';
       reason = `failed + timed_out ${failed} of ${completed} completed (${percent}%) reached abort.failedPercent ${job.abortFailedPercent}%`;
-    } else if (counts.notReleased === 0 && counts.queued === 0 && counts.sent === 0) {
+    } else if (!growing && counts.notReleased === 0 && counts.queued === 0 && counts.sent === 0) {
       to = 'completed';
     }
     const { notReleased } = counts;
@@ -211,12 +214,21 @@ export function startJobReleaser(options: JobReleaserOptions): JobReleaser {
     let releasedHere = 0;
     let lastCheck = 0;
     let allReleased = false;
+    // A continuous filter adds the devices that match by now at every check, until its end_at.
+    const filter = job.target.kind === 'filter' && job.target.continuous ? job.target : null;
+    let growing = filter !== null;
     while (!stopped && !entry.lost && entry.state === 'running') {
       const now = Date.now();
       if (now - lastCheck >= pollMs) {
         lastCheck = now;
         try {
-          const progress = await checkProgress(job);
+          if (growing && filter) {
+            const pass = await sql.addContinuousTargets(pool, job.id, instanceId, filter, job.accounts);
+            if (pass.added > 0) log.info({ jobId: job.id, added: pass.added }, 'jobs: continuous job targets devices that match now');
+            // Past end_at it grows no more and completes as a snapshot job does (a stop or a takeover: the check or renewal tells).
+            growing = !pass.ended;
+          }
+          const progress = await checkProgress(job, growing);
           entry.state = progress.state;
           if (entry.state !== 'running') break;
           // An empty page while the lease could not be renewed (the database was out) is not the end.

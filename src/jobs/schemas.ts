@@ -27,10 +27,13 @@ const target = z
     accountId: z.string().min(1).max(256).optional(),
     /** Filter: devices with (true) or without (false) an open session when the job starts. */
     online: z.boolean().optional(),
+    /** A filter that also targets devices matching later (registered, retagged, first connecting after the start). */
+    continuous: z.literal(true).optional(),
   })
   .superRefine((t, ctx) => {
     const filtered = t.tags !== undefined || t.accountId !== undefined || t.online !== undefined;
-    if (t.deviceIds !== undefined && filtered) ctx.addIssue({ code: 'custom', message: 'give either deviceIds or a filter (tags, accountId, online), not both' });
+    if (t.deviceIds !== undefined && t.continuous) ctx.addIssue({ code: 'custom', path: ['continuous'], message: 'is for a filter target; a deviceIds list does not grow' });
+    else if (t.deviceIds !== undefined && filtered) ctx.addIssue({ code: 'custom', message: 'give either deviceIds or a filter (tags, accountId, online), not both' });
     if (t.deviceIds === undefined && !filtered) ctx.addIssue({ code: 'custom', message: 'give deviceIds or a filter: at least one of tags, accountId, online' });
   });
 export type JobTarget = z.infer<typeof target>;
@@ -46,15 +49,30 @@ const jobFields = {
   abort: z.strictObject({ failedPercent: z.number().min(0).max(100), minCompleted: z.number().int().min(1).max(MAX_JOB_DEVICE_IDS) }).optional(),
 };
 
-/** The job a schedule creates at each occurrence: a job body without startAt. */
-export const scheduledJobBody = z.strictObject(jobFields);
+/**
+ * The job a schedule creates at each occurrence: a job body without startAt (nor endAt), and
+ * not continuous: every occurrence would add one more job that never ends by itself.
+ */
+export const scheduledJobBody = z.strictObject(jobFields).superRefine((j, ctx) => {
+  if (j.target.continuous) ctx.addIssue({ code: 'custom', path: ['target', 'continuous'], message: "is not available in a schedule's job: each occurrence would add a job that never ends by itself" });
+});
 export type ScheduledJobBody = z.infer<typeof scheduledJobBody>;
 
-export const jobCreateBody = z.strictObject({
-  ...jobFields,
-  /** When to start (resolve a filter, begin releasing); omitted: now. */
-  startAt: z.iso.datetime({ offset: true }).optional(),
-});
+export const jobCreateBody = z
+  .strictObject({
+    ...jobFields,
+    /** When to start (resolve a filter, begin releasing); omitted: now. */
+    startAt: z.iso.datetime({ offset: true }).optional(),
+    /** A continuous target stops growing at this time; the job then completes once what it released is final. */
+    endAt: z.iso.datetime({ offset: true }).optional(),
+  })
+  .superRefine((j, ctx) => {
+    if (j.endAt === undefined) return;
+    if (!j.target.continuous) ctx.addIssue({ code: 'custom', path: ['endAt'], message: 'is only for a continuous target (target.continuous: true); other jobs end when their targets are done' });
+    else if (Date.parse(j.endAt) <= (j.startAt === undefined ? Date.now() : Date.parse(j.startAt))) {
+      ctx.addIssue({ code: 'custom', path: ['endAt'], message: j.startAt === undefined ? 'must be in the future' : 'must be after startAt' });
+    }
+  });
 export type JobCreateBody = z.infer<typeof jobCreateBody>;
 
 export const JOB_STATES = ['scheduled', 'running', 'completed', 'cancelled', 'aborted'] as const;

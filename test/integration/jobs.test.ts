@@ -1,7 +1,7 @@
 /**
  * Jobs on one in-process server and a real PostgreSQL: a job over connected acking devices
  * completes with one actuation each; pacing; the abort threshold; cancel mid-rollout; a
- * filter target resolved as a snapshot; validation. (Several instances and SIGKILL:
+ * filter target resolved as a snapshot; a continuous filter target; validation. (Several instances and SIGKILL:
  * jobs-takeover.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -188,6 +188,85 @@ describe('jobs', () => {
     await server.api(`/v1/jobs/${job.id}/cancel`, { method: 'POST' });
   });
 
+  it('a continuous filter also targets devices that match after the start, once each; cancel stops it', async () => {
+    const ids = ['cont-1', 'cont-2', 'cont-3', 'cont-4'];
+    const devices = fleet(ids, 'ok');
+    await devices.authenticated();
+    const tag = async (id: string, tags: Record<string, string>) => {
+      const res = await server.api(`/v1/devices/${id}`, { method: 'PUT', json: { tags } });
+      expect(res.status, await res.clone().text()).toBeLessThan(300);
+    };
+    /** Actuations of the job per device (every one, whatever its status). */
+    const perDevice = async (jobId: string) => {
+      const { rows } = await db.pool.query<{ device_id: string; n: number }>(
+        `select device_id, count(*)::int as n from actuations where source->>'jobId' = $1 group by device_id order by device_id`,
+        [jobId],
+      );
+      return Object.fromEntries(rows.map((r) => [r.device_id, r.n]));
+    };
+    try {
+      await tag('cont-1', { grp: 'cont' });
+      await tag('cont-3', { grp: 'other' });
+      const job = await createJob({ target: { tags: { grp: 'cont' }, continuous: true } });
+      expect((job as unknown as { target: unknown }).target).toEqual({ kind: 'filter', tags: { grp: 'cont' }, continuous: true });
+      await eventually(() => getJob(job.id), (j) => j.state === 'running' && j.counts.acked === 1, 20_000);
+      // After the start: one connected device retagged to match, one new device registered (never connects: stays queued),
+      // one retagged to something else.
+      await tag('cont-2', { grp: 'cont' });
+      await tag('cont-5', { grp: 'cont' });
+      await tag('cont-4', { grp: 'elsewhere' });
+      const grown = await eventually(() => getJob(job.id), (j) => j.counts.acked === 2 && j.counts.queued === 1, 20_000);
+      expect(grown.targets).toBe(3);
+      // A window of several passes (200 ms) in which no device may be targeted or released twice.
+      await new Promise((r) => setTimeout(r, 1_500));
+      const still = await getJob(job.id);
+      expect(still.state).toBe('running');
+      expect(still.released).toBe(3);
+      expect(await perDevice(job.id)).toEqual({ 'cont-1': 1, 'cont-2': 1, 'cont-5': 1 });
+      expect(Object.fromEntries(devices.devices.map((d) => [d.deviceId, d.stats.actuations]))).toEqual({ 'cont-1': 1, 'cont-2': 1, 'cont-3': 0, 'cont-4': 0 });
+
+      const res = await server.api(`/v1/jobs/${job.id}/cancel`, { method: 'POST' });
+      expect(res.status).toBe(200);
+      await eventually(() => db.pool.query('select finalized from jobs where id = $1', [job.id]), (r) => r.rows[0].finalized === true);
+      // A device matching after the cancel is not targeted.
+      await tag('cont-6', { grp: 'cont' });
+      await new Promise((r) => setTimeout(r, 1_000));
+      const after = await getJob(job.id);
+      expect(after.state).toBe('cancelled');
+      expect(after.targets).toBe(3);
+      expect(after.counts).toMatchObject({ acked: 2, cancelled: 1, queued: 0 });
+      expect(await perDevice(job.id)).toEqual({ 'cont-1': 1, 'cont-2': 1, 'cont-5': 1 });
+    } finally {
+      await devices.stop();
+    }
+  });
+
+  it('a continuous job never completes by itself before its endAt; then it stops growing and completes once what it released is final', async () => {
+    const ids = ['contend-1', 'contend-2'];
+    const devices = fleet(ids, 'ok');
+    await devices.authenticated();
+    try {
+      await server.api('/v1/devices/contend-1', { method: 'PUT', json: { tags: { grp: 'contend' } } });
+      const endAt = new Date(Date.now() + 2_500).toISOString();
+      const job = await createJob({ target: { tags: { grp: 'contend' }, continuous: true }, endAt });
+      expect((job as unknown as { endAt: string }).endAt).toBe(endAt);
+      await eventually(() => getJob(job.id), (j) => j.counts.acked === 1, 20_000);
+      // Before endAt: still running although its one actuation is acked (without the `growing` guard in the releaser's
+      // checkProgress it completed at once: checked, finishedAt was before endAt).
+      expect((await getJob(job.id)).state).toBe('running');
+      const done = await eventually(() => getJob(job.id), (j) => j.state === 'completed', 20_000);
+      expect(Date.parse((done as unknown as { finishedAt: string }).finishedAt)).toBeGreaterThanOrEqual(Date.parse(endAt));
+      // Matching after endAt: not targeted.
+      await server.api('/v1/devices/contend-2', { method: 'PUT', json: { tags: { grp: 'contend' } } });
+      await new Promise((r) => setTimeout(r, 1_000));
+      const after = await getJob(job.id);
+      expect(after.targets).toBe(1);
+      expect(Object.fromEntries(devices.devices.map((d) => [d.deviceId, d.stats.actuations]))).toEqual({ 'contend-1': 1, 'contend-2': 0 });
+    } finally {
+      await devices.stop();
+    }
+  });
+
   it('refuses bad bodies with 400 naming the field, unknown jobs with 404', async () => {
     const bad = async (body: unknown, message: RegExp) => {
       const res = await server.api('/v1/jobs', { method: 'POST', json: body });
@@ -201,6 +280,16 @@ describe('jobs', () => {
     await bad({ name: 'x', actuation, target: { deviceIds: ['a'] }, abort: { failedPercent: 101, minCompleted: 1 } }, /^abort\.failedPercent: /);
     await bad({ name: 'x', actuation, target: { deviceIds: ['a'] }, startAt: 'tomorrow' }, /^startAt: /);
     await bad({ name: 'x', actuation: { command: 'x' }, target: { deviceIds: ['a'] } }, /^actuation\.componentId: /);
+    await bad({ name: 'x', actuation, target: { deviceIds: ['a'], continuous: true } }, /^target\.continuous: is for a filter target/);
+    await bad({ name: 'x', actuation, target: { tags: { a: 'b' }, continuous: false } }, /^target\.continuous: /);
+    await bad({ name: 'x', actuation, target: { tags: { a: 'b' } }, endAt: new Date(Date.now() + 60_000).toISOString() }, /^endAt: is only for a continuous target/);
+    await bad({ name: 'x', actuation, target: { tags: { a: 'b' }, continuous: true }, endAt: '2020-01-01T00:00:00Z' }, /^endAt: must be in the future/);
+    const schedule = await server.api('/v1/schedules', {
+      method: 'POST',
+      json: { name: 's', cron: '0 2 * * *', job: { name: 'x', actuation, target: { tags: { a: 'b' }, continuous: true } } },
+    });
+    expect(schedule.status).toBe(400);
+    expect(((await schedule.json()) as { error: { message: string } }).error.message).toMatch(/^job\.target\.continuous: is not available in a schedule's job/);
     const unknown = await server.api('/v1/jobs/0190e7a4-0000-7000-8000-000000000000');
     expect(unknown.status).toBe(404);
   });

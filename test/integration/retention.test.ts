@@ -9,6 +9,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { fillHistory } from '../../bench/lib/fill-history.js';
 import { RETENTION_LOCK_KEY, retentionPass, startRetention, uuidV7Floor } from '../../src/db/retention.js';
+import { lastRuns } from '../../src/jobs/schedules-sql.js';
 import { makeLogger } from '../../src/logger.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { eventually } from '../helpers/eventually.js';
@@ -153,6 +154,56 @@ describe('retention', () => {
     // Readable: the kept one's supersededBy still resolves.
     const { rows } = await db.pool.query(`select b.id::text from actuations a join actuations b on b.id = a.superseded_by where a.id = $1`, [keptReferrer]);
     expect(rows).toEqual([{ id: oldTarget }]);
+  });
+
+  it('JOBS_RETENTION_DAYS deletes finished jobs (with their targets, in bounded batches) older than the cutoff; a schedule still reads its runs', async () => {
+    const job = async (state: string, finishedDaysAgo: number | null, targets: number, extra: { finalized?: boolean; scheduleId?: string } = {}) => {
+      const id = uuidv7();
+      await db.pool.query(
+        `insert into jobs (id, name, state, target, actuation, start_at, created_by, schedule_id, finished_at, finalized)
+         values ($1, 'j', $2, '{"kind":"deviceIds","count":1}', '{}', now() - interval '40 days', '{"kind":"rest","caller":"t","requestId":"r"}',
+                 $3, $4, $5)`,
+        [id, state, extra.scheduleId ?? null, finishedDaysAgo === null ? null : new Date(Date.now() - finishedDaysAgo * DAY), extra.finalized ?? true],
+      );
+      await db.pool.query(`insert into job_targets (job_id, device_id, released_at) select $1, 'd-' || g, now() from generate_series(1, $2) g`, [id, targets]);
+      return id;
+    };
+    const scheduleId = uuidv7();
+    await db.pool.query(
+      `insert into schedules (id, name, cron, timezone, job, misfire_grace_seconds, created_by, decided_until)
+       values ($1, 's', '0 2 * * *', 'UTC', '{}', 300, '{"kind":"rest","caller":"t","requestId":"r"}', now())`,
+      [scheduleId],
+    );
+    const oldCompleted = await job('completed', 40, 25, { scheduleId });
+    await db.pool.query(`insert into schedule_runs (schedule_id, occurrence, outcome, job_id, decided_by) values ($1, now() - interval '40 days', 'fired', $2, 'i')`, [scheduleId, oldCompleted]);
+    const oldCancelled = await job('cancelled', 35, 3);
+    const oldAborted = await job('aborted', 35, 3);
+    // Kept: finished recently; cancelled but its last sweep not done; still running or scheduled (never finished).
+    const recent = await job('completed', 5, 3);
+    const unswept = await job('cancelled', 40, 3, { finalized: false });
+    const running = await job('running', null, 3);
+    const scheduled = await job('scheduled', null, 0);
+    const batches: [string, number][] = [];
+    const first = await retentionPass(db.pool, { retentionDays: 0, jobsRetentionDays: 30, batchSize: 10, pauseMs: 0, onBatch: (t, n) => batches.push([t, n]) });
+    expect(first).toMatchObject({ ran: true, jobs: 3, actuations: 0 });
+    // 31 target rows at 10 a batch: at least four batches, none deleting more than 10 target rows.
+    expect(first.batches).toBeGreaterThanOrEqual(4);
+    expect(batches.every(([t]) => t === 'jobs')).toBe(true);
+    const { rows } = await db.pool.query<{ id: string }>('select id from jobs order by id');
+    expect(rows.map((r) => r.id).sort()).toEqual([recent, unswept, running, scheduled].sort());
+    const left = await db.pool.query<{ job_id: string; n: number }>('select job_id, count(*)::int as n from job_targets group by job_id');
+    expect(left.rows.map((r) => r.job_id).sort()).toEqual([recent, unswept, running].sort());
+    expect(left.rows.every((r) => r.n === 3)).toBe(true);
+    for (const gone of [oldCompleted, oldCancelled, oldAborted]) expect(rows.map((r) => r.id)).not.toContain(gone);
+    // The schedule's run naming the deleted job stays; the job's state reads null.
+    const runs = await lastRuns(db.pool, scheduleId, 10);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]).toMatchObject({ outcome: 'fired', jobId: oldCompleted, jobState: null });
+    // JOBS_RETENTION_DAYS=0 (or unset) deletes no job.
+    await db.pool.query(`update jobs set finished_at = now() - interval '400 days', state = 'completed' where id = $1`, [recent]);
+    expect(await retentionPass(db.pool, { retentionDays: 30, jobsRetentionDays: 0, batchSize: 10, pauseMs: 0 })).toMatchObject({ jobs: 0 });
+    expect(await retentionPass(db.pool, { retentionDays: 30, batchSize: 10, pauseMs: 0 })).toMatchObject({ jobs: 0 });
+    expect((await db.pool.query('select 1 from jobs where id = $1', [recent])).rowCount).toBe(1);
   });
 
   it('startRetention deletes on its interval', async () => {

@@ -5,6 +5,7 @@
  * recorded as skipped beyond it; the REST surface. (Daylight saving: test/unit/occurrences.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { retentionPass } from '../../src/db/retention.js';
 import { nextOccurrence } from '../../src/jobs/occurrences.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { eventually } from '../helpers/eventually.js';
@@ -100,6 +101,27 @@ describe('schedules', () => {
     expect(shown.lastRuns[0]!.occurrence).toBe(runs.at(-1)!.occurrence.toISOString());
     const created = (await (await a.api(`/v1/jobs/${shown.lastRuns[0]!.jobId}`)).json()) as { createdBy: unknown; scheduleId: string };
     expect(created).toMatchObject({ scheduleId: schedule.id, createdBy: { kind: 'schedule', scheduleId: schedule.id, occurrence: shown.lastRuns[0]!.occurrence } });
+  });
+
+  it('still answers GET /v1/schedules/:id once retention (JOBS_RETENTION_DAYS) deleted the jobs its runs name', async () => {
+    const schedule = await createSchedule({ misfireGraceSeconds: 3600 });
+    await backdate(schedule.id, 3 * 60);
+    const runs = await decided(schedule.id);
+    expect(runs.filter((r) => r.outcome === 'fired').length).toBeGreaterThanOrEqual(2);
+    await eventually(
+      async () => (await (await a.api(`/v1/schedules/${schedule.id}`)).json()) as Schedule,
+      (s) => s.lastRuns.length === runs.length && s.lastRuns.every((r) => r.jobState === 'completed'),
+    );
+    // As if they had finished 40 days ago: a pass with JOBS_RETENTION_DAYS=30 deletes them.
+    await db.pool.query(`update jobs set finished_at = now() - interval '40 days' where schedule_id = $1`, [schedule.id]);
+    const pass = await retentionPass(db.pool, { retentionDays: 0, jobsRetentionDays: 30, batchSize: 1_000, pauseMs: 0 });
+    expect(pass.jobs).toBeGreaterThanOrEqual(runs.length);
+    const res = await b.api(`/v1/schedules/${schedule.id}`);
+    expect(res.status).toBe(200);
+    const shown = (await res.json()) as Schedule;
+    expect(shown.lastRuns).toHaveLength(runs.length);
+    for (const run of shown.lastRuns) expect(run).toMatchObject({ outcome: 'fired', jobId: expect.any(String), jobState: null });
+    expect((await a.api(`/v1/jobs/${shown.lastRuns[0]!.jobId}`)).status).toBe(404);
   });
 
   it('fire missed occurrences within misfireGraceSeconds once on recovery, and record older ones as skipped', async () => {

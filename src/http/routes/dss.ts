@@ -126,10 +126,18 @@ export function dssRoutes(deps: { pool: Pool; changed: { streams(): void; rules(
   router.patch('/v1/rules/:id', async (req, res) => {
     const { id } = validate(idParam, req.params, 'params');
     const body = validate(ruleUpdateBody, req.body);
-    if (body.match) {
-      // The new match must suit the rule's kind (an interval rule's `every` stays).
+    if (body.match || body.every !== undefined) {
       const current = await rulesSql.getRule(pool, id);
-      if (current) validate(z.object({}).superRefine((_, ctx) => checkInterval({ every: current.every ?? undefined, match: body.match }, ctx)), {});
+      if (!current) throw new ApiError('NOT_FOUND', `No rule "${id}"`);
+      // A rule keeps its kind: its state (remembered values, or evaluations) belongs to it.
+      if (body.every === null && current.every !== null) {
+        throw new ApiError('VALIDATION_FAILED', 'every: an interval rule cannot become an event rule; create an event rule (without every) and delete this one');
+      }
+      if (body.every !== undefined && current.every === null) {
+        throw new ApiError('VALIDATION_FAILED', 'every: an event rule cannot become an interval rule; create an interval rule and delete this one');
+      }
+      // The new match must suit the rule's kind.
+      if (body.match) validate(z.object({}).superRefine((_, ctx) => checkInterval({ every: current.every ?? undefined, match: body.match }, ctx)), {});
     }
     const rule = await rulesSql.updateRule(pool, id, body);
     if (!rule) throw new ApiError('NOT_FOUND', `No rule "${id}"`);

@@ -27,6 +27,7 @@ export function jobView(row: sql.JobRow) {
     rollout: { maxPerMinute: row.maxPerMinute },
     abort: row.abortFailedPercent === null || row.abortMinCompleted === null ? null : { failedPercent: row.abortFailedPercent, minCompleted: row.abortMinCompleted },
     startAt: row.startAt,
+    endAt: row.endAt,
     createdAt: row.createdAt,
     startedAt: row.startedAt,
     finishedAt: row.finishedAt,
@@ -47,13 +48,14 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
   }
 
   router.post('/v1/jobs', async (req, res) => {
-    const { startAt, ...body } = validate(jobCreateBody, req.body);
+    const { startAt, endAt, ...body } = validate(jobCreateBody, req.body);
     checkActuationAccount(accountScopeOf(res), body.actuation.accountId);
     const job = newJob(body, {
       accounts: accountScopeOf(res),
       createdBy: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
       scheduleId: null,
       startAt: startAt === undefined ? null : new Date(startAt),
+      endAt: endAt === undefined ? null : new Date(endAt),
     });
     const row = await withTransaction(pool, (client) => sql.insertJob(client, job));
     if (row.startAt.getTime() <= Date.now()) deps.jobStarted?.();
