@@ -619,7 +619,8 @@ async function acrossWorkers(ctx: Context, workers: number, description: string)
       const l = (x: Latency) => `${fmt(x.received)}: p50 ${fmt(x.p50, 1)} / p99 ${fmt(x.p99, 1)} / p99.9 ${fmt(x.p999, 1)} / max ${fmt(x.max, 1)} ms`;
       log(
         `round ${round} WORKERS=${w}: ${fmt(r.received)} of ${fmt(r.sent)} received at ${opts.rate}/s; all ${l(r.all)}; direct ${l(r.direct)}; ` +
-          `claimed by another worker ${l(r.claimed)}; devices per worker ${r.devicesPerWorker.map((n) => fmt(n)).join(' / ')}`,
+          `claimed by another worker ${l(r.claimed)}; devices per worker ${r.devicesPerWorker.map((n) => fmt(n)).join(' / ')}` +
+          `\n    over 50 ms, sent at (s: count, 250 ms buckets with 3 or more): ${r.all.slowAt.map((b) => `${b.atS}: ${b.count}`).join(', ') || '–'}`,
       );
     }
   }
@@ -696,6 +697,12 @@ async function runWorkers(ctx: Context, workers: number, round: number): Promise
       await client.end();
     }
     const ids = got.ids ?? [];
+    // When the slow ones were sent (arrival order is about send order at a fixed rate): 250 ms buckets holding 3 or more.
+    const perS = got.latencies.length / Math.max(1, (got.lastMs - sent.firstSendMs) / 1000);
+    const buckets = new Map<number, number>();
+    got.latencies.forEach((ms, i) => {
+      if (ms > 50) buckets.set(Math.floor((i / perS) * 4) / 4, (buckets.get(Math.floor((i / perS) * 4) / 4) ?? 0) + 1);
+    });
     const all: number[] = [];
     const directMs: number[] = [];
     const claimedMs: number[] = [];
@@ -718,12 +725,14 @@ async function runWorkers(ctx: Context, workers: number, round: number): Promise
         slow: sorted.filter((x) => x > 10).length,
       };
     };
+    const allSummary = summary(all);
+    allSummary.slowAt = [...buckets].filter(([, n]) => n >= 3).map(([atS, count]) => ({ atS, count }));
     return {
       workers,
       round,
       sent: sent.accepted + sent.rejected,
       received: got.count,
-      all: summary(all),
+      all: allSummary,
       direct: summary(directMs),
       claimed: summary(claimedMs),
       devicesPerWorker,
