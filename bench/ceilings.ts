@@ -78,8 +78,11 @@ interface Observation {
   dbUs: number;
   dbCores: number;
   serverCores: number;
-  /** Share of the machine's CPU time busy (all cores). */
+  /** The bench's own clients (devices, load generator, DSS feeders), cores. */
+  clientCores: number;
+  /** Share of the machine's CPU time busy (all cores), and cores busy with anything but the above (other work on the machine). */
   machineBusy: number;
+  otherCores: number;
   walRecords: number;
   walBytes: number;
   /** WAL fsyncs per 1,000 units, and commits per 1,000 units. */
@@ -181,8 +184,9 @@ async function runProcesses(ctx: Context, processes: number): Promise<Observatio
     if (processes > 1) await allWorkersListening(server.server, db.url, instanceId, processes);
     tree = processTree(server.server.pid);
     const s = server;
+    const clients = () => [run.deviceClient, ctx.loadClient, ...ctx.feeders].map((c) => c.pid!);
     const observeMix = (mix: Mix, body: () => Promise<{ units: number; expected: number; startMs: number; endMs: number }>) =>
-      observe(db.url, tree, mix, processes, body);
+      observe(db.url, tree, clients, mix, processes, body);
     const load = (r: Omit<LoadRun, 'origin' | 'authorization' | 'deviceIds' | 'connections'>) =>
       request<'ran', LoadReply, LoadRequest>(
         ctx.loadClient,
@@ -333,6 +337,7 @@ async function dssMix(
 async function observe(
   url: string,
   serverPids: number[],
+  clientPids: () => number[],
   mix: Mix,
   processes: number,
   body: () => Promise<{ units: number; expected: number; startMs: number; endMs: number }>,
@@ -351,6 +356,7 @@ async function observe(
     const before = await counters();
     const cpuBefore = await dbCpu.sample();
     const serverBefore = serverCpuMs(serverPids);
+    const clientsBefore = serverCpuMs(clientPids());
     const machineBefore = machineCpu();
     const sampler = sampleWaits(url);
     const wallStart = Date.now();
@@ -359,7 +365,9 @@ async function observe(
     const waits = await sampler.stop();
     const dbMs = (await dbCpu.sample()).since(cpuBefore);
     const serverMs = serverCpuMs(serverPids) - serverBefore;
+    const clientMs = serverCpuMs(clientPids()) - clientsBefore;
     const machine = machineCpu();
+    const machineBusy = (machine.busy - machineBefore.busy) / Math.max(1, machine.total - machineBefore.total);
     // Backends report their WAL and commit counters at most once a second: let them.
     await sleep(1_500);
     await client.query('select pg_stat_clear_snapshot()');
@@ -376,7 +384,9 @@ async function observe(
       dbUs: (dbMs * 1000) / units,
       dbCores: dbMs / wallMs,
       serverCores: serverMs / wallMs,
-      machineBusy: (machine.busy - machineBefore.busy) / Math.max(1, machine.total - machineBefore.total),
+      clientCores: clientMs / wallMs,
+      machineBusy,
+      otherCores: Math.max(0, machineBusy * os.cpus().length - (dbMs + serverMs + clientMs) / wallMs),
       walRecords: (Number(after.records) - Number(before.records)) / units,
       walBytes: walBytes / units,
       walSyncsPerK: ((Number(after.syncs) - Number(before.syncs)) * 1000) / units,
@@ -470,16 +480,26 @@ async function distinctHolders(url: string): Promise<number> {
   }
 }
 
-/** What ran out first, from the figures: a heuristic, printed beside them so it can be checked. */
+/**
+ * What ran out first, from the figures: a heuristic, printed beside them so it can be checked.
+ * In PostgreSQL's own terms: WAL flushing (commits waiting for an fsync or for the backend
+ * doing it), row locks (`Lock:transactionid`/`tuple`: a device's counter row, a claimed
+ * row), the NOTIFY commit lock (`Lock:object`: a committing transaction that notified holds
+ * one database-wide lock while it queues its notifications) or the NOTIFY queue filling;
+ * else the CPU: the machine's when it is full, PostgreSQL's cores otherwise.
+ */
 function firstOut(o: Observation): string {
   const share = (pred: (event: string) => boolean) => o.waits.filter((w) => pred(w.event)).reduce((n, w) => n + w.share, 0);
   const wal = share((e) => WAL_WAITS.has(e));
-  const locks = share((e) => e.startsWith('Lock:'));
+  const rows = share((e) => e === 'Lock:transactionid' || e === 'Lock:tuple');
+  const notify = share((e) => e === 'Lock:object');
+  const pct = (v: number) => `${fmt(v * 100)}% of busy backends`;
   if (o.notifyPeak >= 0.5) return `NOTIFY queue (${fmt(o.notifyPeak * 100)}% full)`;
+  if (wal >= 0.3) return `WAL flush (${pct(wal)})`;
+  if (notify >= 0.2) return `NOTIFY commit lock (${pct(notify)})`;
+  if (rows >= 0.2) return `row locks (${pct(rows)})`;
   if (o.machineBusy >= 0.9) return `machine CPU (${fmt(o.machineBusy * 100)}% busy; PostgreSQL ${fmt(o.dbCores, 2)} cores)`;
-  if (wal >= 0.3) return `WAL flush (${fmt(wal * 100)}% of busy backends)`;
-  if (locks >= 0.2) return `row locks (${fmt(locks * 100)}% of busy backends)`;
-  return `none in PostgreSQL (machine ${fmt(o.machineBusy * 100)}% busy)`;
+  return `PostgreSQL CPU (${fmt(o.dbCores, 2)} cores; machine ${fmt(o.machineBusy * 100)}% busy)`;
 }
 
 function waitsText(o: Observation): string {
@@ -492,7 +512,7 @@ function waitsText(o: Observation): string {
 function line(o: Observation): string {
   return (
     `${fmt(o.perSec)} ${UNIT[o.mix]}s/s (${fmt(o.units)} in ${fmt(o.seconds, 1)} s${o.lost > 0 ? `, ${fmt(o.lost)} LOST` : ''}); PostgreSQL ${fmt(o.dbUs)} µs/${UNIT[o.mix]}, ` +
-    `${fmt(o.dbCores, 2)} cores; servers ${fmt(o.serverCores, 2)} cores; machine ${fmt(o.machineBusy * 100)}% busy; WAL ${fmt(o.walRecords, 1)} records, ` +
+    `${fmt(o.dbCores, 2)} cores; servers ${fmt(o.serverCores, 2)} cores; bench clients ${fmt(o.clientCores, 2)}; other work ${fmt(o.otherCores, 2)}; machine ${fmt(o.machineBusy * 100)}% busy; WAL ${fmt(o.walRecords, 1)} records, ` +
     `${fmt(o.walBytes)} B, ${fmt(o.walSyncsPerK, 1)} fsyncs and ${fmt(o.commitsPerK, 1)} commits per 1,000; ${fmt(o.activeBackends, 1)} busy backends: ${waitsText(o)}; ` +
     `NOTIFY queue peak ${fmt(o.notifyPeak * 100, 2)}%; first out: ${firstOut(o)}`
   );
@@ -504,7 +524,7 @@ function printSummary(results: Observation[], description: string, devices: numb
     'processes',
     'per second',
     'PostgreSQL µs / unit (cores)',
-    'servers, cores',
+    'cores: servers / bench clients / other',
     'machine busy',
     'WAL records / bytes per unit',
     'fsyncs / commits per 1,000',
@@ -517,7 +537,7 @@ function printSummary(results: Observation[], description: string, devices: numb
     String(o.processes),
     fmt(o.perSec),
     `${fmt(o.dbUs)} (${fmt(o.dbCores, 2)})`,
-    fmt(o.serverCores, 2),
+    `${fmt(o.serverCores, 2)} / ${fmt(o.clientCores, 2)} / ${fmt(o.otherCores, 2)}`,
     `${fmt(o.machineBusy * 100)}%`,
     `${fmt(o.walRecords, 1)} / ${fmt(o.walBytes)}`,
     `${fmt(o.walSyncsPerK, 1)} / ${fmt(o.commitsPerK, 1)}`,
