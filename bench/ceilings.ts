@@ -222,7 +222,14 @@ async function runProcesses(ctx: Context, processes: number): Promise<Observatio
       const sent = await load(r);
       const got = await waitForReceipts([run.deviceClient], sent.accepted);
       await waitUntilAllAcked(db.url, 60_000);
-      return { units: got.count, expected: sent.accepted + sent.rejected, startMs: sent.firstSendMs, endMs: performance.timeOrigin + performance.now() };
+      const endMs = performance.timeOrigin + performance.now();
+      if (got.count < sent.accepted) {
+        // Short: stuck, or only late? Wait past the safety-net poll (DISPATCH_POLL_MS) and say which.
+        const queued = await countStatus(db.url, 'queued');
+        const later = await waitForReceipts([run.deviceClient], sent.accepted, { quietMs: 15_000, timeoutMs: 60_000 });
+        log(`  ${fmt(sent.accepted - got.count)} not received within 5 s of the last receipt (${fmt(queued)} still queued); ${fmt(later.count - got.count)} more arrived in the next ${fmt((later.lastMs - got.lastMs) / 1000, 1)} s`);
+      }
+      return { units: got.count, expected: sent.accepted + sent.rejected, startMs: sent.firstSendMs, endMs };
     };
     if (opts.mixes.includes('single')) {
       out.push(await observeMix('single', () => delivered({ total: opts.single, mode: { kind: 'closed', inFlight: opts.connections }, deadlineMs: 180_000 })));
@@ -243,7 +250,7 @@ async function runProcesses(ctx: Context, processes: number): Promise<Observatio
           const acks = await ackHeld([run.deviceClient]);
           await waitUntilAllAcked(db.url, 120_000);
           const endMs = performance.timeOrigin + performance.now();
-          const left = await countSent(db.url);
+          const left = await countStatus(db.url, 'sent');
           return { units: acks - left, expected: got.count, startMs, endMs };
         }),
       );
@@ -460,11 +467,11 @@ function machineCpu(): { busy: number; total: number } {
   return { busy: total - fields[3]! - fields[4]!, total };
 }
 
-async function countSent(url: string): Promise<number> {
+async function countStatus(url: string, status: 'queued' | 'sent'): Promise<number> {
   const client = new pg.Client(url);
   await client.connect();
   try {
-    return (await client.query<{ n: number }>(`select count(*)::int as n from actuations where status = 'sent'`)).rows[0]!.n;
+    return (await client.query<{ n: number }>(`select count(*)::int as n from actuations where status = $1`, [status])).rows[0]!.n;
   } finally {
     await client.end();
   }
