@@ -228,6 +228,8 @@ async function runProcesses(ctx: Context, processes: number): Promise<Observatio
         const queued = await countStatus(db.url, 'queued');
         const later = await waitForReceipts([run.deviceClient], sent.accepted, { quietMs: 15_000, timeoutMs: 60_000 });
         log(`  ${fmt(sent.accepted - got.count)} not received within 5 s of the last receipt (${fmt(queued)} still queued); ${fmt(later.count - got.count)} more arrived in the next ${fmt((later.lastMs - got.lastMs) / 1000, 1)} s`);
+        log(`  still queued, by the instance holding the device: ${await queuedByHolder(db.url)}`);
+        log(`  the server's last output:\n${s.server.output.text().slice(-3_000)}`);
       }
       return { units: got.count, expected: sent.accepted + sent.rejected, startMs: sent.firstSendMs, endMs };
     };
@@ -472,6 +474,23 @@ async function countStatus(url: string, status: 'queued' | 'sent'): Promise<numb
   await client.connect();
   try {
     return (await client.query<{ n: number }>(`select count(*)::int as n from actuations where status = $1`, [status])).rows[0]!.n;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Queued actuations and their devices, by the instance holding each device's open session. */
+async function queuedByHolder(url: string): Promise<string> {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ instance: string | null; devices: number; queued: number; sent_by: string | null }>(
+      `select s.instance_id as instance, count(distinct a.device_id)::int as devices, count(*)::int as queued,
+              string_agg(distinct coalesce(a.history -> 0 ->> 'status', '?'), ',') as sent_by
+         from actuations a left join device_sessions s on s.device_id = a.device_id and s.disconnected_at is null
+        where a.status = 'queued' group by 1 order by 1`,
+    );
+    return rows.map((r) => `${r.instance ?? 'no open session'}: ${fmt(r.queued)} on ${fmt(r.devices)} devices`).join('; ') || 'none';
   } finally {
     await client.end();
   }
