@@ -54,8 +54,8 @@ const FEEDER_SCRIPT = path.join(ROOT, 'bench', 'dss-feeder.ts');
 const MIXES = ['connect', 'single', 'bulk', 'acks', 'dss'] as const;
 type Mix = (typeof MIXES)[number];
 const UNIT: Record<Mix, string> = { connect: 'connect', single: 'actuation', bulk: 'actuation', acks: 'ack', dss: 'event' };
-/** Wait events of WAL flushing: a commit waiting for its fsync, or for the lock of whoever is doing it. */
-const WAL_WAITS = new Set(['IO:WALSync', 'IO:WALWrite', 'LWLock:WALWrite', 'IO:DataFileSync']);
+/** Wait events of WAL flushing: a commit waiting for its fsync, or for the lock of whoever is doing it (PostgreSQL 17 spells them IO:WalSync, IO:WalWrite; earlier IO:WALSync). */
+const WAL_WAITS = new Set(['io:walsync', 'io:walwrite', 'lwlock:walwrite']);
 
 const usage = `usage: npm run bench -- ceilings [options]
   --processes LIST     server process counts (WORKERS=N on one database), comma-separated (default 1,2,4)
@@ -511,20 +511,23 @@ async function distinctHolders(url: string): Promise<number> {
  * In PostgreSQL's own terms: WAL flushing (commits waiting for an fsync or for the backend
  * doing it), row locks (`Lock:transactionid`/`tuple`: a device's counter row, a claimed
  * row), the NOTIFY commit lock (`Lock:object`: a committing transaction that notified holds
- * one database-wide lock while it queues its notifications) or the NOTIFY queue filling;
- * else the CPU: the machine's when it is full, PostgreSQL's cores otherwise.
+ * one lock for the whole cluster while it queues its notifications, held across its WAL
+ * flush) or the NOTIFY queue filling; else the CPU: the machine's when it is full (backends
+ * idle in transaction then wait for a server process off the CPU), PostgreSQL's otherwise.
  */
 function firstOut(o: Observation): string {
   const share = (pred: (event: string) => boolean) => o.waits.filter((w) => pred(w.event)).reduce((n, w) => n + w.share, 0);
-  const wal = share((e) => WAL_WAITS.has(e));
+  const wal = share((e) => WAL_WAITS.has(e.toLowerCase()));
   const rows = share((e) => e === 'Lock:transactionid' || e === 'Lock:tuple');
   const notify = share((e) => e === 'Lock:object');
   const pct = (v: number) => `${fmt(v * 100)}% of busy backends`;
+  const idle = share((e) => e === 'Client:idle in transaction');
   if (o.notifyPeak >= 0.5) return `NOTIFY queue (${fmt(o.notifyPeak * 100)}% full)`;
   if (wal >= 0.3) return `WAL flush (${pct(wal)})`;
   if (notify >= 0.2) return `NOTIFY commit lock (${pct(notify)})`;
   if (rows >= 0.2) return `row locks (${pct(rows)})`;
-  if (o.machineBusy >= 0.9) return `machine CPU (${fmt(o.machineBusy * 100)}% busy; PostgreSQL ${fmt(o.dbCores, 2)} cores)`;
+  // Backends idle in a transaction wait for a server process that is not on a core.
+  if (o.machineBusy >= 0.9) return `machine CPU (${fmt(o.machineBusy * 100)}% busy; PostgreSQL ${fmt(o.dbCores, 2)} cores${idle >= 0.2 ? `; ${pct(idle)} idle in transaction` : ''})`;
   return `PostgreSQL CPU (${fmt(o.dbCores, 2)} cores; machine ${fmt(o.machineBusy * 100)}% busy)`;
 }
 
