@@ -24,6 +24,16 @@
  *    holds the devices, POSTs go to the first; latency at `--rate`/s as above.
  * Ratios ours/bare are taken within a round, then the median over rounds.
  *
+ * `--workers N`: across workers instead (ours only, no bare servers). Per round, our server
+ * with WORKERS=1 and with WORKERS=N (rotating which goes first), each on a fresh database:
+ * the devices connect through the one port (the primary hands connections to the workers
+ * round-robin, so do the load generator's keep-alive connections), then `--rate`/s for
+ * `--seconds`, open loop. Each received actuation is classed by how it reached its device:
+ * sent directly by the worker that took the POST (`sent_at = created_at`: recorded sent in
+ * the submitting transaction, so that worker holds the device) or claimed by another
+ * worker after the NOTIFY (the POST and the device on different workers, or, rarely, the
+ * device had something queued). p50/p99/p99.9 of each class and of all.
+ *
  * `--sse`: the change feed's cost instead of the bare comparison. Three variants of our
  * server per round, same runs: `nofeed` (the feed's triggers disabled on its database:
  * no outbox rows, nothing to sequence), `ours` (the feed recording, no subscriber) and
@@ -47,6 +57,7 @@ import { cpuMs, forkClient, killChild, sleep } from './lib/processes.js';
 import { fmt, median, percentile, renderTables } from './lib/stats.js';
 import { int, log, onOff } from './lib/cli.js';
 import { prepareBenchRun } from './lib/setup.js';
+import { allWorkersListening, processTree } from './lib/workers.js';
 import { startBenchSseSubscriber, type BenchSseSubscriber } from './lib/sse-subscriber.js';
 import pg from 'pg';
 
@@ -123,6 +134,8 @@ const usage = `usage: npm run bench -- actuations [options]
   --sse                the change feed's cost: feed triggers disabled vs feed without subscriber vs
                        feed with one SSE subscriber taking every event (no bare servers, no cross run)
   --no-cross           skip the across-instances run
+  --workers N          across workers instead: WORKERS=1 beside WORKERS=N, fixed-rate latency only, split
+                       by direct send (POST and device on one worker) and claim (on different workers)
   --db-stats           embedded PostgreSQL only: print our server's statements of the single and bulk runs
                        by total time (pg_stat_statements)
   --cpu-prof           V8 CPU profile of our server(s) for the whole round (figures not comparable)
@@ -151,6 +164,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       fsync: { type: 'string', default: 'on' },
       only: { type: 'string' },
       'no-cross': { type: 'boolean', default: false },
+      workers: { type: 'string' },
       sse: { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       'db-stats': { type: 'boolean', default: false },
@@ -202,6 +216,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
   const beforeMain = values.before ? await buildRefForBench(ROOT, values.before) : undefined;
 
   const ctx: Context = { database, build, beforeMain, keys, tmp, profDir, deviceClients: [deviceClient], loadClient, deviceIds, opts };
+  if (values.workers !== undefined) return acrossWorkers(ctx, int('workers', values.workers, 2, 16), database.description);
   const results: RunResult[] = [];
   for (let round = 1; round <= opts.rounds; round++) {
     // Rotated: each server goes first in turn.
@@ -576,5 +591,164 @@ async function countEvents(url: string): Promise<number> {
     return rows[0]!.n;
   } finally {
     await client.end();
+  }
+}
+
+interface WorkersResult {
+  workers: number;
+  round: number;
+  sent: number;
+  received: number;
+  all: Latency;
+  /** Sent by the worker that took the POST, in its transaction. */
+  direct: Latency;
+  /** Claimed after the NOTIFY: the POST and the device on different workers. */
+  claimed: Latency;
+  devicesPerWorker: number[];
+}
+
+/** `--workers N`: WORKERS=1 beside WORKERS=N, rounds alternating which goes first. */
+async function acrossWorkers(ctx: Context, workers: number, description: string): Promise<number> {
+  const { opts } = ctx;
+  const results: WorkersResult[] = [];
+  for (let round = 1; round <= opts.rounds; round++) {
+    const order = round % 2 === 1 ? [1, workers] : [workers, 1];
+    for (const w of order) {
+      const r = await runWorkers(ctx, w, round);
+      results.push(r);
+      const l = (x: Latency) => `${fmt(x.received)}: p50 ${fmt(x.p50, 1)} / p99 ${fmt(x.p99, 1)} / p99.9 ${fmt(x.p999, 1)} / max ${fmt(x.max, 1)} ms`;
+      log(
+        `round ${round} WORKERS=${w}: ${fmt(r.received)} of ${fmt(r.sent)} received at ${opts.rate}/s; all ${l(r.all)}; direct ${l(r.direct)}; ` +
+          `claimed by another worker ${l(r.claimed)}; devices per worker ${r.devicesPerWorker.map((n) => fmt(n)).join(' / ')}` +
+          `\n    over 50 ms, sent at (s: count, 250 ms buckets with 3 or more): ${r.all.slowAt.map((b) => `${b.atS}: ${b.count}`).join(', ') || '–'}`,
+      );
+    }
+  }
+  const m = (w: number, f: (r: WorkersResult) => number) => median(results.filter((r) => r.workers === w).map(f));
+  const lat = (w: number, f: (r: WorkersResult) => Latency) =>
+    `${fmt(m(w, (r) => f(r).p50), 1)} / ${fmt(m(w, (r) => f(r).p99), 1)} / ${fmt(m(w, (r) => f(r).p999), 1)} ms`;
+  const share = (w: number, f: (r: WorkersResult) => Latency) => `${fmt(m(w, (r) => (100 * f(r).received) / Math.max(1, r.received)))}%`;
+  const header = [`${fmt(ctx.deviceIds.length)} devices (acking), ${fmt(opts.rate)}/s for ${opts.seconds} s, median of ${opts.rounds}`, 'WORKERS=1', `WORKERS=${workers}`];
+  const rows = [
+    ['POST → device p50 / p99 / p99.9, all', lat(1, (r) => r.all), lat(workers, (r) => r.all)],
+    ['  sent by the worker that took the POST (share)', `${lat(1, (r) => r.direct)} (${share(1, (r) => r.direct)})`, `${lat(workers, (r) => r.direct)} (${share(workers, (r) => r.direct)})`],
+    ['  claimed by another worker after NOTIFY (share)', `${lat(1, (r) => r.claimed)} (${share(1, (r) => r.claimed)})`, `${lat(workers, (r) => r.claimed)} (${share(workers, (r) => r.claimed)})`],
+  ];
+  const { text, markdown } = renderTables(header, rows);
+  process.stdout.write(`\n${text}\n\nMarkdown (${description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
+  const lost = results.filter((r) => r.received < r.sent);
+  if (lost.length > 0) {
+    log(`\nINVALID: ${lost.length} run(s) lost actuations; see above.`);
+    return 1;
+  }
+  return 0;
+}
+
+async function runWorkers(ctx: Context, workers: number, round: number): Promise<WorkersResult> {
+  const { opts } = ctx;
+  const db = await ctx.database.create(`w${round}x${workers}`);
+  const instanceId = `bench-${process.pid}-r${round}-x${workers}`;
+  let server: RunningServer | undefined;
+  let tree: number[] = [];
+  try {
+    server = await startServer({
+      kind: 'ours',
+      script: ctx.build.serverMain,
+      databaseUrl: db.url,
+      keys: ctx.keys,
+      tmp: ctx.tmp,
+      instanceId,
+      env: { WORKERS: String(workers) },
+    });
+    if (workers > 1) await allWorkersListening(server.server, db.url, instanceId, workers);
+    tree = processTree(server.server.pid);
+    await connectDevices(ctx.deviceClients, server.port);
+    await sleep(1_500);
+    const target = server;
+    const load = (run: Omit<LoadRun, 'origin' | 'authorization' | 'deviceIds' | 'connections'>) =>
+      request<'ran', LoadReply, LoadRequest>(
+        ctx.loadClient,
+        { op: 'run', origin: target.origin, authorization: target.authorization, deviceIds: ctx.deviceIds, connections: opts.connections, ...run },
+        'ran',
+        run.deadlineMs + 60_000,
+      );
+    // Warm-up (JIT and pools of every worker), not measured.
+    await listen(ctx.deviceClients, true, false);
+    const warm = await load({ total: 2_000 * workers, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 60_000 });
+    await waitForReceipts(ctx.deviceClients, warm.accepted);
+    await waitUntilAllAcked(db.url, 30_000);
+
+    await listen(ctx.deviceClients, true, true);
+    const sent = await load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 });
+    const got = await waitForReceipts(ctx.deviceClients, sent.accepted, { latencies: true });
+    const client = new pg.Client(db.url);
+    await client.connect();
+    let direct: Set<string>;
+    let devicesPerWorker: number[];
+    try {
+      // A direct send is inserted as the sent row: sent_at is the submitting transaction's now().
+      const d = await client.query<{ id: string }>(`select id from actuations where id = any($1::uuid[]) and sent_at = created_at`, [got.ids ?? []]);
+      direct = new Set(d.rows.map((r) => r.id));
+      const spread = await client.query<{ n: number }>(
+        `select count(*)::int as n from device_sessions where disconnected_at is null group by instance_id order by instance_id`,
+      );
+      devicesPerWorker = spread.rows.map((r) => r.n);
+    } finally {
+      await client.end();
+    }
+    const ids = got.ids ?? [];
+    // When the slow ones were sent (arrival order is about send order at a fixed rate): 250 ms buckets holding 3 or more.
+    const perS = got.latencies.length / Math.max(1, (got.lastMs - sent.firstSendMs) / 1000);
+    const buckets = new Map<number, number>();
+    got.latencies.forEach((ms, i) => {
+      if (ms > 50) buckets.set(Math.floor((i / perS) * 4) / 4, (buckets.get(Math.floor((i / perS) * 4) / 4) ?? 0) + 1);
+    });
+    const all: number[] = [];
+    const directMs: number[] = [];
+    const claimedMs: number[] = [];
+    got.latencies.forEach((ms, i) => {
+      all.push(ms);
+      (direct.has(ids[i]!) ? directMs : claimedMs).push(ms);
+    });
+    const summary = (values: number[]): Latency => {
+      const sorted = values.sort((x, y) => x - y);
+      return {
+        sent: values.length,
+        received: values.length,
+        p50: percentile(sorted, 50),
+        p99: percentile(sorted, 99),
+        p999: percentile(sorted, 99.9),
+        max: sorted.at(-1) ?? Number.NaN,
+        answerP99: Number.NaN,
+        rejected: 0,
+        slowAt: [],
+        slow: sorted.filter((x) => x > 10).length,
+      };
+    };
+    const allSummary = summary(all);
+    allSummary.slowAt = [...buckets].filter(([, n]) => n >= 3).map(([atS, count]) => ({ atS, count }));
+    return {
+      workers,
+      round,
+      sent: sent.accepted + sent.rejected,
+      received: got.count,
+      all: allSummary,
+      direct: summary(directMs),
+      claimed: summary(claimedMs),
+      devicesPerWorker,
+    };
+  } finally {
+    await resetDevices(ctx.deviceClients);
+    if (server) await killChild(server.server.child, 'SIGKILL', 15_000);
+    // The workers exit when their primary's IPC channel closes; make sure of it.
+    for (const pid of tree.slice(1)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await db.drop().catch((err) => log(`could not drop bench database: ${(err as Error).message}`));
+    await sleep(500);
   }
 }

@@ -18,7 +18,6 @@
  */
 import crypto from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,10 +42,10 @@ import {
   sleep,
   spawnServer,
   waitForPort,
-  type ServerProcess,
 } from './lib/processes.js';
 import { fmt, median, percentile, renderTables } from './lib/stats.js';
 import { int, log, settled } from './lib/cli.js';
+import { allWorkersListening, processTree } from './lib/workers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLIENT_SCRIPT = path.join(ROOT, 'bench', 'device-client.ts');
@@ -407,29 +406,6 @@ async function settledRss(pids: number[], settleMs: number): Promise<number> {
   for (const pid of pids) process.kill(pid, 'SIGUSR2');
   await sleep(500);
   return pids.reduce((kiB, pid) => kiB + rssKiB(pid), 0);
-}
-
-/** A process and its children (a cluster primary and its workers), from /proc. */
-function processTree(pid: number): number[] {
-  const children = fsSync.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  return [pid, ...children];
-}
-
-/** Every worker registered as an instance (it does so as it starts listening) and forked: bounded by 60 s. */
-async function allWorkersListening(server: ServerProcess, databaseUrl: string, instanceId: string, workers: number): Promise<void> {
-  const client = new pg.Client(databaseUrl);
-  await client.connect();
-  try {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const { rows } = await client.query<{ n: number }>(`select count(*)::int as n from instances where id like $1`, [`${instanceId}-w%`]);
-      if (rows[0]!.n === workers && processTree(server.pid).length === workers + 1) return;
-      if (Date.now() > deadline) throw new Error(`only ${rows[0]!.n} of ${workers} workers registered within 60 s`);
-      await sleep(100);
-    }
-  } finally {
-    await client.end();
-  }
 }
 
 function printSummary(results: RunResult[], info: { devices: number; clients: number; rounds: number; description: string }): void {

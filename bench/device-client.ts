@@ -14,12 +14,14 @@
  *                                                -> {op:'connected', ...ConnectResult}
  *   {op:'status'}                                -> {op:'status', open, dropped}
  *   {op:'reset'}                                 -> {op:'reset', closed}
- *   {op:'listen', ack, keepLatencies}            -> {op:'listening'}   (counters reset)
- *   {op:'received', latencies}                   -> {op:'received', ...Receipts}  (latencies: [] unless asked)
+ *   {op:'listen', ack, keepLatencies, holdAcks?} -> {op:'listening'}   (counters reset)
+ *   {op:'received', latencies}                   -> {op:'received', ...Receipts}  (latencies and ids: [] unless asked)
+ *   {op:'ackHeld'}                               -> {op:'ackedHeld', acks}  (acks every actuation held since listen)
  * Once authenticated, a device parses the server's frames: every actuation
  * (`code` 1024) is counted, its latency taken from a `t` param (a send time stamped
  * by whoever created it: performance.timeOrigin + performance.now() in ms) and,
- * with `ack`, answered with `{"type":"ack","id","statusCode":200}`.
+ * with `ack`, answered with `{"type":"ack","id","statusCode":200}`; with `holdAcks` instead,
+ * kept unanswered until `ackHeld` answers them all at once (the ceilings bench's ack mix).
  * The process exits when the parent goes away (IPC disconnect or a changed ppid).
  */
 import crypto from 'node:crypto';
@@ -50,6 +52,8 @@ export interface Receipts {
   lastMs: number;
   /** now - t per actuation, ms, in arrival order (only with keepLatencies; at most MAX_LATENCIES). */
   latencies: number[];
+  /** The actuation id of each latency, same order (asked for with `latencies`). */
+  ids?: string[];
 }
 
 export type ClientRequest =
@@ -68,8 +72,9 @@ export type ClientRequest =
     }
   | { op: 'status' }
   | { op: 'reset' }
-  | { op: 'listen'; ack: boolean; keepLatencies: boolean }
-  | { op: 'received'; latencies: boolean };
+  | { op: 'listen'; ack: boolean; keepLatencies: boolean; holdAcks?: boolean }
+  | { op: 'received'; latencies: boolean }
+  | { op: 'ackHeld' };
 
 export type ClientReply =
   | { op: 'minted'; ms: number }
@@ -77,6 +82,7 @@ export type ClientReply =
   | { op: 'status'; open: number; dropped: number }
   | { op: 'reset'; closed: number }
   | { op: 'listening' }
+  | { op: 'ackedHeld'; acks: number }
   | ({ op: 'received' } & Receipts)
   | { op: 'error'; message: string };
 
@@ -89,8 +95,10 @@ const open = new Set<net.Socket>();
 let dropped = 0;
 
 const MAX_LATENCIES = 1_000_000;
-const listening = { ack: false, keepLatencies: false };
+const listening = { ack: false, keepLatencies: false, holdAcks: false };
 let receipts: Receipts = { count: 0, other: 0, firstMs: Number.NaN, lastMs: Number.NaN, latencies: [] };
+let ids: string[] = [];
+let held: { socket: net.Socket; id: unknown }[] = [];
 
 /** An authenticated device's server frames: actuations counted (and acked when asked); pings answered. */
 function onDeviceFrame(socket: net.Socket, opcode: number, payload: Buffer): void {
@@ -113,8 +121,28 @@ function onDeviceFrame(socket: net.Socket, opcode: number, payload: Buffer): voi
   receipts.count++;
   if (Number.isNaN(receipts.firstMs)) receipts.firstMs = at;
   receipts.lastMs = at;
-  if (listening.keepLatencies && Number.isFinite(t) && receipts.latencies.length < MAX_LATENCIES) receipts.latencies.push(at - t);
-  if (listening.ack) socket.write(textFrame(Buffer.from(JSON.stringify({ type: 'ack', id: message.id, statusCode: 200 }))));
+  if (listening.keepLatencies && Number.isFinite(t) && receipts.latencies.length < MAX_LATENCIES) {
+    receipts.latencies.push(at - t);
+    ids.push(String(message.id));
+  }
+  if (listening.ack) socket.write(ackFrame(message.id));
+  else if (listening.holdAcks) held.push({ socket, id: message.id });
+}
+
+function ackFrame(id: unknown): Buffer {
+  return textFrame(Buffer.from(JSON.stringify({ type: 'ack', id, statusCode: 200 })));
+}
+
+/** Answers every held actuation (on sockets still open); returns how many acks went out. */
+function ackHeld(): number {
+  let acks = 0;
+  for (const { socket, id } of held) {
+    if (socket.destroyed) continue;
+    socket.write(ackFrame(id));
+    acks++;
+  }
+  held = [];
+  return acks;
 }
 
 /** A masked control frame (pong) with a payload under 126 bytes. */
@@ -373,10 +401,15 @@ process.on('message', (request: ClientRequest) => {
         case 'listen':
           listening.ack = request.ack;
           listening.keepLatencies = request.keepLatencies;
+          listening.holdAcks = request.holdAcks ?? false;
           receipts = { count: 0, other: 0, firstMs: Number.NaN, lastMs: Number.NaN, latencies: [] };
+          ids = [];
+          held = [];
           return send({ op: 'listening' });
         case 'received':
-          return send({ op: 'received', ...receipts, latencies: request.latencies ? receipts.latencies : [] });
+          return send({ op: 'received', ...receipts, latencies: request.latencies ? receipts.latencies : [], ids: request.latencies ? ids : [] });
+        case 'ackHeld':
+          return send({ op: 'ackedHeld', acks: ackHeld() });
       }
     } catch (err) {
       send({ op: 'error', message: (err as Error).stack ?? String(err) });

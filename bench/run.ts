@@ -15,6 +15,9 @@
  *
  *   jobs      a job over N acking devices (no rate limit) against the bulk endpoint
  *             in the same run; a paced job's release rate per 10 s window.
+ *   ceilings  what one PostgreSQL sustains (connects, single, bulk, acks, DSS events) with 1, 2
+ *             and 4 server processes on it, and which resource runs out first.
+ *
  *   webhooks  events -> one webhook endpoint: latency at a fixed rate, deliveries/s
  *             of one endpoint, server and PostgreSQL CPU per delivery.
  *
@@ -22,6 +25,7 @@
  * children are killed and temp dirs removed before the process exits.
  */
 import { actuationsBench } from './actuations.js';
+import { ceilingsBench } from './ceilings.js';
 import { connectBench } from './connect.js';
 import { dssBench } from './dss.js';
 import { growthBench } from './growth.js';
@@ -35,6 +39,7 @@ const SUBCOMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; ab
   dss: { run: dssBench, about: 'DSS event -> rule -> device: latency at a fixed rate, sustained events/s over many and few devices' },
   jobs: { run: jobsBench, about: 'a job over N acking devices vs the bulk endpoint; a paced job\'s rate per 10 s window; RSS while a job runs' },
   webhooks: { run: webhooksBench, about: 'events -> one webhook endpoint: latency at a fixed rate, deliveries/s of one endpoint, CPU per delivery' },
+  ceilings: { run: ceilingsBench, about: 'one PostgreSQL with 1, 2, 4 server processes: connects, single, bulk, acks, DSS events/s; CPU, WAL, lock waits, NOTIFY' },
   growth: { run: growthBench, about: 'POST -> device p99 with 2M finished actuations and 1M closed sessions vs an empty database, alternated' },
 };
 

@@ -66,7 +66,7 @@ export function makeMetrics(sources: MetricsSources): Metrics {
 
   new client.Gauge({
     name: 'iotws_connected_devices',
-    help: 'Authenticated devices connected to this instance',
+    help: 'Authenticated devices connected to this instance (with WORKERS > 1: to all its workers, summed)',
     registers,
     collect() {
       this.set(sources.connectedDevices());

@@ -25,8 +25,14 @@ export async function resetDevices(children: ChildProcess[]): Promise<void> {
 }
 
 /** Resets the receipt counters; from now on actuations are counted (and acked when `ack`). */
-export async function listen(children: ChildProcess[], ack: boolean, keepLatencies: boolean): Promise<void> {
-  await Promise.all(children.map((child) => request(child, { op: 'listen', ack, keepLatencies }, 'listening', 30_000)));
+export async function listen(children: ChildProcess[], ack: boolean, keepLatencies: boolean, holdAcks = false): Promise<void> {
+  await Promise.all(children.map((child) => request(child, { op: 'listen', ack, keepLatencies, holdAcks }, 'listening', 30_000)));
+}
+
+/** Acks, at once, every actuation the devices held back since `listen(…, holdAcks)`; returns how many. */
+export async function ackHeld(children: ChildProcess[]): Promise<number> {
+  const replies = await Promise.all(children.map((child) => request(child, { op: 'ackHeld' }, 'ackedHeld', 60_000)));
+  return replies.reduce((n, r) => n + r.acks, 0);
 }
 
 export async function receipts(children: ChildProcess[], latencies = false): Promise<Receipts> {
@@ -37,6 +43,7 @@ export async function receipts(children: ChildProcess[], latencies = false): Pro
     firstMs: Math.min(...all.map((r) => r.firstMs).filter(Number.isFinite)),
     lastMs: Math.max(...all.map((r) => r.lastMs).filter(Number.isFinite)),
     latencies: all.flatMap((r) => r.latencies),
+    ids: all.flatMap((r) => r.ids ?? []),
   };
 }
 

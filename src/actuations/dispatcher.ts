@@ -92,6 +92,13 @@ export interface Dispatcher extends LocalDelivery {
 /** Most actuations claimed for one device in one live claim; more are claimed right after. */
 const LIVE_PER_DEVICE = 200;
 const LIVE_MAX_DEVICES_PER_CLAIM = 2_000;
+/**
+ * Most rows one live claim marks sent; when it is full, its devices are claimed for again at
+ * once. Without it, a bulk for ~900 devices held on another instance (13-25 queued each) was
+ * one claim of ~20,000 rows that ran past DATABASE_TIMEOUT_MS on a busy machine, and every
+ * poll retried the same claim, which timed out again (bench ceilings, WORKERS=2, bulk).
+ */
+export const LIVE_MAX_ROWS_PER_CLAIM = 2_000;
 const MAX_CONCURRENT_LIVE_CLAIMS = 2;
 const BACKLOG_TICK_MS = 100;
 const BACKLOG_MAX_DEVICES_PER_CLAIM = 5_000;
@@ -239,10 +246,14 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       if (targets.length === 0) return;
       for (const t of targets) claiming.add(t.deviceId);
       liveClaims++;
-      track(deliver(targets, LIVE_PER_DEVICE, LIVE_PER_DEVICE * targets.length, 'live'))
+      const limit = Math.min(LIVE_PER_DEVICE * targets.length, LIVE_MAX_ROWS_PER_CLAIM);
+      track(deliver(targets, LIVE_PER_DEVICE, limit, 'live'))
         .then(
           ({ counts }) => {
-            for (const [deviceId, n] of counts) if (n >= LIVE_PER_DEVICE) dirty.add(deviceId);
+            // A full claim may have left any of its devices with more queued (oldest device first).
+            const full = [...counts.values()].reduce((a, b) => a + b, 0) >= limit;
+            if (full) for (const t of targets) dirty.add(t.deviceId);
+            else for (const [deviceId, n] of counts) if (n >= LIVE_PER_DEVICE) dirty.add(deviceId);
           },
           // Not re-marked dirty: the next poll retries, rather than spinning against a sick database.
           (err) => log.error({ err, devices: targets.length }, 'dispatcher: live claim failed; the next poll retries'),

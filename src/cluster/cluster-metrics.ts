@@ -11,6 +11,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import { isMessage } from './ipc-message.js';
 
 const REQUEST = 'iotws:metrics-request';
 const RESPONSE = 'iotws:metrics-response';
@@ -73,8 +74,4 @@ export function clusterMetricsSource(registry: Registry): MetricsSource {
         process.send?.({ type: REQUEST, requestId } satisfies MetricsRequest);
       }),
   };
-}
-
-function isMessage<T extends { type: string }>(message: unknown, type: T['type']): message is T {
-  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === type;
 }

@@ -26,6 +26,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import { serveClusterMetrics } from './cluster-metrics.js';
+import { isMessage } from './ipc-message.js';
 
 export const RESTART_BACKOFF_MIN_MS = 250;
 export const RESTART_BACKOFF_MAX_MS = 30_000;
@@ -41,7 +42,7 @@ export interface WorkerListening {
 }
 
 export function isWorkerListening(message: unknown): message is WorkerListening {
-  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'iotws:listening';
+  return isMessage<WorkerListening>(message, 'iotws:listening');
 }
 
 export interface Prepared {

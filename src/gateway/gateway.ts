@@ -131,7 +131,7 @@ export function makeGateway(options: GatewayOptions): Gateway {
     if (connection.state === CLOSED) {
       // The device went away while its session was being written: close the row at once.
       const { code, reason } = connection.closeIntent ?? { code: 1005, reason: '' };
-      await sessions.closeSession(pool, opened.sessionId, code, reason, connection.lastSeenAt);
+      await sessions.closeSession(pool, { deviceId: verified.deviceId, sessionId: opened.sessionId }, code, reason, connection.lastSeenAt);
       return true;
     }
     connection.markAuthenticated(verified.deviceId, verified.accountId, opened.sessionId, logger);
@@ -183,7 +183,7 @@ export function makeGateway(options: GatewayOptions): Gateway {
     keepBudget(deviceId, connection.messageBudget());
     const { code, reason } = connection.closeIntent ?? { code: 1005, reason: '' };
     connection.log.info({ code, reason }, 'device: disconnected');
-    const done = closeSessionRow(connection, sessionId, code, reason).finally(() => pendingCloses.delete(done));
+    const done = closeSessionRow(connection, { deviceId, sessionId }, code, reason).finally(() => pendingCloses.delete(done));
     pendingCloses.add(done);
     events.disconnected?.(connection);
   }
@@ -203,11 +203,11 @@ export function makeGateway(options: GatewayOptions): Gateway {
    * socket closed. Once the gateway is closing, one last try: the shutdown deadline is bounded,
    * and rows this instance leaves open are closed as `instance lost` by the others.
    */
-  async function closeSessionRow(connection: DeviceConnection, sessionId: number, code: number, reason: string): Promise<void> {
+  async function closeSessionRow(connection: DeviceConnection, session: { deviceId: string; sessionId: number }, code: number, reason: string): Promise<void> {
     const disconnectedAt = new Date();
     for (let attempt = 0; ; attempt++) {
       try {
-        await sessions.closeSession(pool, sessionId, code, reason, connection.lastSeenAt, disconnectedAt);
+        await sessions.closeSession(pool, session, code, reason, connection.lastSeenAt, disconnectedAt);
         if (attempt > 0) connection.log.info({ attempts: attempt + 1 }, 'device: session row closed after the database came back');
         return;
       } catch (err) {
@@ -252,6 +252,7 @@ export function makeGateway(options: GatewayOptions): Gateway {
   // Heartbeat: ping every interval; a socket that has not answered (or sent anything)
   // since the previous ping is terminated. The same tick flushes last_seen_at in one statement.
   const heartbeat = setInterval(() => {
+    const devices: string[] = [];
     const ids: number[] = [];
     const seen: Date[] = [];
     for (const connection of all) {
@@ -262,12 +263,13 @@ export function makeGateway(options: GatewayOptions): Gateway {
       }
       connection.isAlive = false;
       connection.socket.ping();
-      if (connection.sessionId !== null) {
+      if (connection.sessionId !== null && connection.deviceId !== null) {
+        devices.push(connection.deviceId);
         ids.push(connection.sessionId);
         seen.push(connection.lastSeenAt);
       }
     }
-    sessions.touchSessions(pool, ids, seen).catch((err) => log.warn({ err }, 'gateway: could not refresh last_seen_at'));
+    sessions.touchSessions(pool, devices, ids, seen).catch((err) => log.warn({ err }, 'gateway: could not refresh last_seen_at'));
   }, config.heartbeatIntervalMs);
   heartbeat.unref();
 

@@ -71,11 +71,11 @@ export function makeSessionOpener(options: { pool: Pool; instanceId: string; flu
     maxConcurrent: 1,
     flushTimeoutMs: options.flushTimeoutMs,
     // Rows committed after their devices were answered 500 and closed: close them, or they stay open.
-    onLateResult(_items, results) {
-      for (const r of results) {
-        if (r instanceof Error) continue;
-        sessions.closeSession(pool, r.sessionId, 1011, 'session opening timed out', new Date()).catch(() => undefined);
-      }
+    onLateResult(items, results) {
+      results.forEach((r, i) => {
+        if (r instanceof Error) return;
+        sessions.closeSession(pool, { deviceId: items[i]!.deviceId, sessionId: r.sessionId }, 1011, 'session opening timed out', new Date()).catch(() => undefined);
+      });
     },
   });
 }

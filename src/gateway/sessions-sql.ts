@@ -134,28 +134,42 @@ export async function notifySessionReplaced(db: Queryable, replaced: { deviceId:
   await db.query('select pg_notify($1, $2)', [SESSION_REPLACED_CHANNEL, JSON.stringify(replaced)]);
 }
 
-/** Idempotent: a row already closed (by a retry, a takeover or another instance) is left as it is. */
-export async function closeSession(db: Queryable, sessionId: number, code: number, reason: string, lastSeenAt: Date, disconnectedAt?: Date): Promise<void> {
+/**
+ * Idempotent: a row already closed (by a retry, a takeover or another instance) is left as it is.
+ * The device is in the WHERE beside the session id (the primary key finds the row either way) so
+ * that the statement names its shard once `device_sessions` is distributed by device (docs/scaling.md).
+ */
+export async function closeSession(
+  db: Queryable,
+  session: { deviceId: string; sessionId: number },
+  code: number,
+  reason: string,
+  lastSeenAt: Date,
+  disconnectedAt?: Date,
+): Promise<void> {
   await db.query(
     `with closed as (
        update device_sessions
           set disconnected_at = coalesce($5, now()), close_code = $2, close_reason = $3, last_seen_at = greatest(last_seen_at, $4)
-        where id = $1 and disconnected_at is null
+        where id = $1 and device_id = $6 and disconnected_at is null
        returning device_id, last_seen_at
      )
      ${SEEN_AT_CLOSE}`,
-    [sessionId, code, reason, lastSeenAt, disconnectedAt ?? null],
+    [session.sessionId, code, reason, lastSeenAt, disconnectedAt ?? null, session.deviceId],
   );
 }
 
-/** One statement for all sockets: keeps `last_seen_at` fresh without a write per message. */
-export async function touchSessions(db: Queryable, sessionIds: number[], lastSeen: Date[]): Promise<void> {
+/**
+ * One statement for all sockets: keeps `last_seen_at` fresh without a write per message.
+ * Keyed by device and session (see closeSession): each row names its shard.
+ */
+export async function touchSessions(db: Queryable, deviceIds: string[], sessionIds: number[], lastSeen: Date[]): Promise<void> {
   if (sessionIds.length === 0) return;
   await db.query(
     `update device_sessions s set last_seen_at = greatest(s.last_seen_at, v.seen)
-       from unnest($1::bigint[], $2::timestamptz[]) as v(id, seen)
-      where s.id = v.id and s.disconnected_at is null`,
-    [sessionIds, lastSeen],
+       from unnest($1::text[], $2::bigint[], $3::timestamptz[]) as v(device_id, id, seen)
+      where s.id = v.id and s.device_id = v.device_id and s.disconnected_at is null`,
+    [deviceIds, sessionIds, lastSeen],
   );
 }
 

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { makePool } from '../../src/db/pool.js';
-import { SESSION_REPLACED_CHANNEL } from '../../src/gateway/sessions-sql.js';
+import { closeSession, openSessions, SESSION_REPLACED_CHANNEL, touchSessions } from '../../src/gateway/sessions-sql.js';
 import { makeLogger } from '../../src/logger.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { connectAuthenticated, connectDevice } from '../helpers/device-client.js';
@@ -353,5 +353,26 @@ describe('recovery after an instance dies', () => {
     await stopping.close();
     const { rowCount: after } = await db.pool.query('select 1 from instances where id = $1', [stopping.config.instanceId]);
     expect(after).toBe(0);
+  });
+});
+
+describe('statements keyed by device (shard-ready, docs/scaling.md)', () => {
+  it('closeSession and touchSessions move a row only when the device matches its session id', async () => {
+    // Under the live test server's instance id, so that its liveness sweep leaves the row alone.
+    const [opened] = await openSessions(db.pool, server.config.instanceId, [{ deviceId: 'keyed-1', accountId: null, remoteAddress: null }]);
+    const sessionId = opened!.sessionId;
+    const row = async () =>
+      (await db.pool.query<{ disconnected_at: Date | null; last_seen_at: Date }>('select disconnected_at, last_seen_at from device_sessions where id = $1', [sessionId])).rows[0]!;
+    const before = await row();
+    const later = new Date(before.last_seen_at.getTime() + 60_000);
+
+    await touchSessions(db.pool, ['keyed-other'], [sessionId], [later]);
+    await closeSession(db.pool, { deviceId: 'keyed-other', sessionId }, 1000, 'wrong device', later);
+    expect(await row()).toEqual(before);
+
+    await touchSessions(db.pool, ['keyed-1'], [sessionId], [later]);
+    expect((await row()).last_seen_at).toEqual(later);
+    await closeSession(db.pool, { deviceId: 'keyed-1', sessionId }, 1000, 'closed', later);
+    expect((await row()).disconnected_at).not.toBeNull();
   });
 });

@@ -1,0 +1,31 @@
+/**
+ * Our server run with WORKERS=N (a cluster primary and N workers on one port), as the
+ * connect, actuations and ceilings benches start it: its process tree, from /proc, and
+ * a bounded wait until every worker is up (the port answers once the first one listens).
+ */
+import fs from 'node:fs';
+import pg from 'pg';
+import { sleep, type ServerProcess } from './processes.js';
+
+/** A process and its children (a cluster primary and its workers), from /proc. */
+export function processTree(pid: number): number[] {
+  const children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  return [pid, ...children];
+}
+
+/** Every worker registered as an instance (`<instanceId>-w<i>`, as it starts listening) and forked: bounded by 60 s. */
+export async function allWorkersListening(server: ServerProcess, databaseUrl: string, instanceId: string, workers: number): Promise<void> {
+  const client = new pg.Client(databaseUrl);
+  await client.connect();
+  try {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const { rows } = await client.query<{ n: number }>(`select count(*)::int as n from instances where id like $1`, [`${instanceId}-w%`]);
+      if (rows[0]!.n === workers && processTree(server.pid).length === workers + 1) return;
+      if (Date.now() > deadline) throw new Error(`only ${rows[0]!.n} of ${workers} workers registered within 60 s`);
+      await sleep(100);
+    }
+  } finally {
+    await client.end();
+  }
+}
