@@ -1,11 +1,11 @@
 /**
  * The change feed (GET /v1/events): events recorded in the transaction of each
- * transition (triggers into the outbox), numbered once committed (the sequencer), read
+ * transition (triggers into event_rows), numbered once committed (the sequencer), read
  * by every instance, resumed exactly once, dropped when a subscriber stops reading.
  */
 import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readEvents } from '../../src/events/events-sql.js';
+import { readEvents as readPage } from '../../src/events/events-sql.js';
 import { matchesFilter, type EventFilter } from '../../src/events/filter.js';
 import { eventRetentionPass } from '../../src/events/retention.js';
 import { OLDEST_EVENT_ID_HEADER } from '../../src/http/routes/events.js';
@@ -45,6 +45,11 @@ async function post(server: TestServer, deviceId: string, accountId?: string): P
   const res = await server.api(`/v1/devices/${deviceId}/actuations`, { method: 'POST', json: { ...command, ...(accountId ? { accountId } : {}) } });
   expect(res.status).toBe(202);
   return ((await res.json()) as { id: string }).id;
+}
+
+/** The events of the ids after `after` (a window of `limit` ids) that pass `filter`. */
+async function readEvents(pool: TestDatabase['pool'], after: number, upTo: number | null, filter: EventFilter, limit: number) {
+  return (await readPage(pool, after, upTo, filter, limit)).events;
 }
 
 async function allEventIds(): Promise<number[]> {
@@ -145,13 +150,13 @@ describe('change feed', () => {
       expect(events.some((e) => e.json.data.id === doomedId)).toBe(false);
       const [lateEvent, earlyEvent] = events;
       // Numbered at write time, `early` (which wrote first) would have the smaller id, and
-      // readers past `late` would skip it. Checked: with sequence_events numbering by
-      // event_outbox.pos (the write order) this test fails (the feed never shows `early`).
+      // readers past `late` would skip it. Checked against 0012's sequencer: numbering by
+      // the write order, this test fails (the feed never shows `early`).
       expect(Number(earlyEvent!.id)).toBeGreaterThan(Number(lateEvent!.id));
       const resumed = await subscribe(b, '/v1/events?deviceId=order-dev', { 'last-event-id': lateEvent!.id! });
       const again = await resumed.waitFor((e) => e.some((x) => x.json.data.id === markerId));
       expect(again.map((e) => e.json.data.id)).toEqual([earlyId, markerId]);
-      const { rows } = await db.pool.query(`select 1 from events where data->>'id' = $1 union all select 1 from event_outbox where data->>'id' = $1`, [doomedId]);
+      const { rows } = await db.pool.query(`select 1 from event_rows where data->>'id' = $1`, [doomedId]);
       expect(rows).toEqual([]);
     } finally {
       early.release();
@@ -233,7 +238,7 @@ describe('change feed', () => {
     const ids = await allEventIds();
     expect(ids.length).toBeGreaterThan(10);
     const cut = ids[5]!;
-    await db.pool.query(`update events set at = now() - interval '25 hours' where id <= $1`, [cut]);
+    await db.pool.query(`update event_rows set at = now() - interval '25 hours' where pos in (select pos from events where id <= $1)`, [cut]);
     const deleted = await eventRetentionPass({ pool: db.pool, retentionHours: 24, batchSize: 2, pauseMs: 1 });
     expect(deleted).toBe(6);
     expect((await allEventIds())[0]).toBe(cut + 1);
@@ -302,7 +307,7 @@ describe('change feed limits', () => {
     slow.pause();
     // ~24 MB of events, far beyond the loopback socket buffers and the 64 KiB bound.
     await db.pool.query(
-      `insert into event_outbox (type, data) select 'dss.stream.error', jsonb_build_object('streamId', 'slow', 'lastError', repeat('x', 8000), 'n', n) from generate_series(1, 3000) n`,
+      `insert into event_rows (type, data) select 'dss.stream.error', jsonb_build_object('streamId', 'slow', 'lastError', repeat('x', 8000), 'n', n) from generate_series(1, 3000) n`,
     );
     const closed = async () => {
       const text = await (await small.api('/metrics')).text();
