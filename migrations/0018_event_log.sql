@@ -184,7 +184,11 @@ create function sequence_events(p_limit integer)
 returns table (sequenced integer, last_id bigint, max_lag_seconds double precision)
 language plpgsql
 -- Always by primary key: a seq scan of event_rows would read the whole retention period.
+-- And no JIT: disabling seq scans prices the one-row sequencer read at 1e10, past
+-- jit_above_cost, so 0012's pass JIT-compiled every time (~40 ms of CPU per pass, more
+-- than the rest of it; bench/experiments/event-write-once.sh, variant outbox_nojit).
 set enable_seqscan = off
+set jit = off
 as $$
 declare
   s event_sequencer;
@@ -256,7 +260,7 @@ $$;
 -- at a time (an advisory lock: another instance's pass meanwhile returns 0 and stops).
 create function delete_events_before(p_cutoff timestamptz, p_limit integer)
 returns integer
-language plpgsql as $$
+language plpgsql set jit = off as $$
 declare
   v_oldest bigint;
   v_keep bigint;
