@@ -165,6 +165,57 @@ describe('change feed', () => {
     }
   });
 
+  it('passes over positions still in progress: a rolled-back one is dropped, an open writer is numbered once it commits, ids stay gap-free', async () => {
+    const start = (await allEventIds()).at(-1) ?? 0;
+    const writer = await db.pool.connect();
+    const doomed = await db.pool.connect();
+    const pending = async () => (await db.pool.query<{ pending: string[] }>('select pending from event_sequencer')).rows[0]!.pending.map(Number);
+    const posOf = async (client: { query: typeof db.pool.query }, actuationId: string) =>
+      Number((await client.query<{ pos: string }>(`select pos from event_rows where data->>'id' = $1`, [actuationId])).rows[0]!.pos);
+    const idOf = async (actuationId: string) =>
+      (await db.pool.query<{ id: string }>(`select id from events where data->>'id' = $1 and id > $2`, [actuationId, start])).rows.map((r) => Number(r.id));
+    try {
+      // Two transactions draw positions and stay open; a later one commits.
+      await writer.query('begin');
+      const writerId = await insertActuation(writer, 'pending-dev', 1);
+      const writerPos = await posOf(writer, writerId);
+      await doomed.query('begin');
+      const doomedId = await insertActuation(doomed, 'pending-dev', 2);
+      const doomedPos = await posOf(doomed, doomedId);
+      const lateId = await insertActuation(db.pool, 'pending-dev', 3);
+      expect(writerPos).toBeLessThan(doomedPos);
+      expect(doomedPos).toBeLessThan(await posOf(db.pool, lateId));
+      // The feed does not wait for them: `late` is numbered, their positions are pending.
+      // Checked: with sequence_events dropping every invisible pending position at once
+      // (no fence), this test fails here, and the writer's event would be lost.
+      const [lateEventId] = await eventually(() => idOf(lateId), (ids) => ids.length === 1);
+      expect(await pending()).toEqual(expect.arrayContaining([writerPos, doomedPos]));
+      await doomed.query('rollback');
+      const markerId = await insertActuation(db.pool, 'pending-dev', 4);
+      const [markerEventId] = await eventually(() => idOf(markerId), (ids) => ids.length === 1);
+      expect(markerEventId).toBeGreaterThan(lateEventId!);
+      // The open writer's position is kept while it runs (it may still commit)…
+      expect(await pending()).toContain(writerPos);
+      await writer.query('commit');
+      // …and once it commits its event is numbered, after everything numbered before.
+      const [writerEventId] = await eventually(() => idOf(writerId), (ids) => ids.length === 1);
+      expect(writerEventId).toBeGreaterThan(markerEventId!);
+      // The rolled-back position is dropped (every transaction that could hold it has ended), never numbered.
+      await eventually(pending, (p) => !p.includes(doomedPos) && !p.includes(writerPos));
+      expect(await idOf(doomedId)).toEqual([]);
+      const ids = (await allEventIds()).filter((id) => id > start);
+      expect(ids).toEqual(ids.map((_, i) => start + 1 + i));
+      // A subscriber resuming from before `late` gets the device's events in id order, the doomed one never.
+      const feed = await subscribe(b, `/v1/events?deviceId=pending-dev&after=${start}`);
+      const events = await feed.waitFor((e) => e.some((x) => x.json.data.id === writerId));
+      expect(events.map((e) => e.json.data.id)).toEqual([lateId, markerId, writerId]);
+      feed.close();
+    } finally {
+      writer.release();
+      doomed.release();
+    }
+  });
+
   it('filters by type, device, actuation and source, the same way live and when catching up', async () => {
     const start = (await allEventIds()).at(-1) ?? 0;
     const device = await connectAuthenticated(a.wsUrl, 'filter-dev', mint('filter-dev', { accountId: 'acct-f' }));
