@@ -227,10 +227,11 @@ begin
          (select array_agg(p.pos order by p.pos) from pend p, snap where not p.visible and p.fence >= snap.xmin),
          (select array_agg(p.fence order by p.pos) from pend p, snap where not p.visible and p.fence >= snap.xmin)
     into v_fresh, v_fresh_oldest, v_seen, v_seen_oldest, v_kept, v_kept_fences;
-  v_fence := pg_current_xact_id();
   v_new_high := coalesce(v_fresh[cardinality(v_fresh)], s.high_pos);
   if v_new_high - s.high_pos > coalesce(cardinality(v_fresh), 0) then
-    -- Positions passed over (in progress, rolled back, or never used): pending from now.
+    -- Positions passed over (in progress, rolled back, or never used): pending from now,
+    -- fenced by an xid taken now (after looking; only then: an xid makes the commit flush WAL).
+    v_fence := pg_current_xact_id();
     select array_agg(g.g order by g.g) into v_gaps
       from generate_series(s.high_pos + 1, v_new_high) g left join unnest(v_fresh) f(pos) on f.pos = g.g
      where f.pos is null;
