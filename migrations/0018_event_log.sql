@@ -3,9 +3,9 @@
 -- 0012 wrote every event three times: a trigger inserted an outbox row, the sequencer
 -- deleted it and inserted it again into `events` (two indexes) with its id. Here a
 -- trigger inserts the event once, into `event_rows`, under a write-order position `pos`;
--- the sequencer numbers the rows it can see with ONE row per pass in `event_batches`
--- (ids first_id … first_id + n − 1 are `positions[1..n]`, in pos order) and never
--- rewrites an event. Readers unnest the batches after their cursor and join the rows by
+-- the sequencer numbers the rows it can see with one row per pass in `event_batches`
+-- (ids first_id … first_id + n − 1 are, in pos order, a run of consecutive positions or
+-- the listed ones; a few runs when the pass skipped positions) and never rewrites an event. Readers unnest the batches after their cursor and join the rows by
 -- pos; the view `events` (id, pos, type, at, data, device_id, account_id) shows that join.
 --
 -- Guarantees as before: ids only grow and have no gaps (each pass numbers after the last
@@ -43,9 +43,18 @@ create table event_rows (
   account_id  text
 );
 
+-- A batch is ids first_id … first_id + n − 1. Most are a run of consecutive positions
+-- (`first_pos` … first_pos + n − 1, `positions` null: read with one range scan of the
+-- primary key); the others list them (`positions`, ascending; `first_pos` null: read by
+-- one probe per event). A pass writes a run per stretch of consecutive positions it
+-- numbers, up to 4, else one list.
 create table event_batches (
   first_id    bigint primary key,
-  positions   bigint[] not null
+  n           integer not null check (n > 0),
+  first_pos   bigint,
+  positions   bigint[],
+  check ((first_pos is null) <> (positions is null)),
+  check (positions is null or cardinality(positions) = n)
 );
 
 -- The sequencer's state (0012's one row) gains: every position up to `high_pos` is
@@ -57,15 +66,15 @@ alter table event_sequencer
   add column pending bigint[] not null default '{}',
   add column pending_fences xid8[] not null default '{}';
 
--- Existing events keep their ids (pos = id, one batch per 1,000 consecutive ids); the
+-- Existing events keep their ids (pos = id: one run per stretch of consecutive ids); the
 -- outbox's rows follow, unnumbered, in their order: the first pass numbers them.
 insert into event_rows (pos, type, at, data, device_id, account_id)
 select id, type, at, data, device_id, account_id from events;
 
-insert into event_batches (first_id, positions)
-select min(id), array_agg(id order by id)
-  from (select id, id - row_number() over (order by id) as run, (row_number() over (order by id) - 1) / 1000 as chunk from events) e
- group by run, chunk;
+insert into event_batches (first_id, n, first_pos)
+select min(id), count(*), min(id)
+  from (select id, id - row_number() over (order by id) as run from events) e
+ group by run;
 
 select setval('event_pos_seq', greatest((select last_id from event_sequencer), (select coalesce(max(id), 0) from events), 1));
 update event_sequencer set high_pos = (select last_value from event_pos_seq);
@@ -79,26 +88,54 @@ drop table events;
 -- The numbered events: what GET /v1/events and webhooks show. Readers that page use
 -- `events_after` (bounded by the batches' primary key); this view is for everything else.
 create view events as
-select b.first_id + o.n - 1 as id, r.pos, r.type, r.at, r.data, r.device_id, r.account_id
+select b.first_id + (r.pos - b.first_pos) as id, r.pos, r.type, r.at, r.data, r.device_id, r.account_id
   from event_batches b
- cross join lateral unnest(b.positions) with ordinality o(pos, n)
-  join event_rows r on r.pos = o.pos;
+  join event_rows r on r.pos between b.first_pos and b.first_pos + b.n - 1
+ where b.positions is null
+union all
+select b.first_id + o.k - 1, r.pos, r.type, r.at, r.data, r.device_id, r.account_id
+  from event_batches b
+ cross join lateral unnest(b.positions) with ordinality o(pos, k)
+  join event_rows r on r.pos = o.pos
+ where b.positions is not null;
 
--- The events with ids in (p_after, least(p_after + p_window, p_up_to)], in id order. Inlined
--- into the caller's statement (filters apply to its rows). Only batches that can hold such
--- ids are read: the one holding p_after + 1 and those starting up to the window's end.
+-- The events with ids in (p_after, least(p_after + p_window, p_up_to)], unordered: the
+-- caller filters and orders. Only batches that can hold such ids are read (the one
+-- holding p_after + 1 and those starting up to the window's end), a run by one range
+-- scan, a list by a probe per event. A function of its own (its plan cached per
+-- connection): the window is read whole (at most p_window rows) and the caller's filters
+-- apply to it. And no JIT: the range
+-- joins' estimates (bounds unknown at planning) price a 1,000-row window past
+-- jit_above_cost, and compiling costs 200-500 ms a query where JIT is available.
 create function events_after(p_after bigint, p_up_to bigint, p_window integer)
 returns table (id bigint, pos bigint, type text, at timestamptz, data jsonb, device_id text, account_id text)
-language sql stable as $$
-  select b.first_id + o.n - 1, r.pos, r.type, r.at, r.data, r.device_id, r.account_id
-    from event_batches b
-   cross join lateral unnest(b.positions) with ordinality o(pos, n)
+language plpgsql stable set jit = off as $f$
+begin
+  return query with batches as materialized (
+    select b.first_id, b.n, b.first_pos, b.positions
+      from event_batches b
+     where b.first_id >= coalesce((select max(x.first_id) from event_batches x where x.first_id <= p_after + 1), 0)
+       and b.first_id <= least(p_after + p_window, p_up_to)
+  )
+  select b.first_id + (r.pos - b.first_pos), r.pos, r.type, r.at, r.data, r.device_id, r.account_id
+    from batches b
+   cross join lateral (
+     select * from event_rows r
+      where r.pos >= b.first_pos + greatest(p_after + 1 - b.first_id, 0)
+        and r.pos <= b.first_pos + least(least(p_after + p_window, p_up_to) - b.first_id, b.n - 1)
+      order by r.pos limit p_window
+   ) r
+   where b.positions is null
+  union all
+  select b.first_id + o.k - 1, r.pos, r.type, r.at, r.data, r.device_id, r.account_id
+    from batches b
+   cross join lateral unnest(b.positions) with ordinality o(pos, k)
     join event_rows r on r.pos = o.pos
-   where b.first_id >= coalesce((select max(x.first_id) from event_batches x where x.first_id <= p_after + 1), 0)
-     and b.first_id <= least(p_after + p_window, p_up_to)
-     and b.first_id + o.n - 1 > p_after
-     and b.first_id + o.n - 1 <= least(p_after + p_window, p_up_to)
-$$;
+   where b.positions is not null
+     and b.first_id + o.k - 1 > p_after
+     and b.first_id + o.k - 1 <= least(p_after + p_window, p_up_to);
+end;
+$f$;
 
 -- The triggers of 0012/0017, writing the row once.
 create or replace function actuations_inserted_events() returns trigger
@@ -240,7 +277,15 @@ begin
                      else (select array_agg(x order by x) from unnest(coalesce(v_fresh, '{}') || v_seen) x) end;
   v_count := coalesce(cardinality(v_numbered), 0);
   if v_count > 0 then
-    insert into event_batches (first_id, positions) values (s.last_id + 1, v_numbered);
+    -- Runs of consecutive positions (ids last_id + k for the k-th position), or one list.
+    insert into event_batches (first_id, n, first_pos)
+    select s.last_id + min(u.k), count(*), min(u.p)
+      from unnest(v_numbered) with ordinality u(p, k)
+     group by u.p - u.k
+    having (select count(distinct v.p - v.k) from unnest(v_numbered) with ordinality v(p, k)) <= 4;
+    if not found then
+      insert into event_batches (first_id, n, positions) values (s.last_id + 1, v_count, v_numbered);
+    end if;
     perform pg_notify('iotws_events', (s.last_id + v_count)::text);
   end if;
   if v_count > 0 or v_gaps is not null or coalesce(cardinality(v_kept), 0) <> cardinality(s.pending) then
@@ -283,8 +328,13 @@ begin
   end if;
   delete from event_rows r using events_after(v_oldest - 1, v_keep - 1, p_limit) e where r.pos = e.pos;
   get diagnostics v_count = row_count;
-  delete from event_batches b where b.first_id < v_keep and b.first_id + cardinality(b.positions) <= v_keep;
-  update event_batches b set first_id = v_keep, positions = b.positions[v_keep - b.first_id + 1 :] where b.first_id < v_keep;
+  delete from event_batches b where b.first_id < v_keep and b.first_id + b.n <= v_keep;
+  update event_batches b set
+      first_id = v_keep,
+      n = b.n - (v_keep - b.first_id),
+      first_pos = b.first_pos + (v_keep - b.first_id),
+      positions = b.positions[v_keep - b.first_id + 1 :]
+   where b.first_id < v_keep;
   return v_count;
 end;
 $$;

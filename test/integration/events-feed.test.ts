@@ -216,6 +216,34 @@ describe('change feed', () => {
     }
   });
 
+  it('reads a pass that skipped many positions (a listed batch) like one of consecutive positions (runs)', async () => {
+    const start = (await allEventIds()).at(-1) ?? 0;
+    const lock = await db.pool.connect();
+    try {
+      // Holding the sequencer's lock: the servers' passes skip, so one pass (ours) sees everything.
+      await lock.query('begin');
+      await lock.query('select pg_advisory_xact_lock(7340032012)');
+      const written: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        await db.pool.query(`begin; insert into event_rows (type, data) values ('dss.stream.error', '{"n": -1}'); rollback`);
+        const { rows } = await db.pool.query<{ pos: string }>(`insert into event_rows (type, data) values ('dss.stream.error', $1) returning pos`, [{ streamId: 'listed', n: i }]);
+        written.push(rows[0]!.pos);
+      }
+      // Six committed runs of one: more than a pass writes as runs, so one listed batch.
+      await lock.query('commit');
+      await eventually(() => allEventIds(), (ids) => ids.filter((id) => id > start).length >= 6);
+      const { rows: batches } = await db.pool.query<{ positions: string[] | null }>('select positions from event_batches where first_id > $1 order by first_id', [start]);
+      expect(batches.map((b) => b.positions?.map(Number) ?? null)).toContainEqual(written.map(Number));
+      const read = await readEvents(db.pool, start, null, { types: ['dss.stream.error'] }, 1_000);
+      expect(read.map((e) => e.data.n)).toEqual([0, 1, 2, 3, 4, 5]);
+      expect(read.map((e) => e.id)).toEqual(read.map((_, i) => start + 1 + i));
+      // Paging through it from the middle (a window that starts inside the batch) gives the rest, once each.
+      expect((await readEvents(db.pool, start + 2, null, {}, 2)).map((e) => e.data.n)).toEqual([2, 3]);
+    } finally {
+      lock.release();
+    }
+  });
+
   it('filters by type, device, actuation and source, the same way live and when catching up', async () => {
     const start = (await allEventIds()).at(-1) ?? 0;
     const device = await connectAuthenticated(a.wsUrl, 'filter-dev', mint('filter-dev', { accountId: 'acct-f' }));
