@@ -64,7 +64,7 @@ const LABEL: Record<Kind, string> = {
   nofeed: 'feed triggers disabled',
   sse: 'feed + 1 SSE subscriber',
 };
-/** The feed's triggers (migrations/0012, 0018): disabled for the `nofeed` variant. */
+/** The feed's triggers (migrations/0012, 0019): disabled for the `nofeed` variant. */
 const FEED_TRIGGERS = ['actuations events_insert', 'actuations events_update', 'device_sessions events_insert', 'device_sessions events_update'];
 
 interface Throughput {
@@ -571,7 +571,7 @@ async function countEvents(url: string): Promise<number> {
   const client = new pg.Client(url);
   await client.connect();
   try {
-    // Every event recorded (migration 0018: numbered or not yet): the subscriber must get them all.
+    // Every event recorded (migration 0019: numbered or not yet): the subscriber must get them all.
     const { rows } = await client.query<{ n: number }>('select count(*)::int as n from event_rows');
     return rows[0]!.n;
   } finally {

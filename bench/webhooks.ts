@@ -102,7 +102,7 @@ export async function webhooksBench(argv: string[]): Promise<number> {
       if (created.status !== 201) throw new Error(`POST /v1/webhooks: ${created.status} ${JSON.stringify(created.json)}`);
       let nextId = 1;
       const committedAt = new Map<number, number>();
-      /** `n` events committed, then a sequencer pass (migration 0018) numbers them and NOTIFYs (or the server's own pass does). */
+      /** `n` events committed, then a sequencer pass (migration 0019) numbers them and NOTIFYs (or the server's own pass does). */
       const pass = async (n: number) => {
         const first = nextId;
         nextId += n;

@@ -1,4 +1,4 @@
-/** Statements on the change feed's tables (`event_rows`, `event_batches`, `event_sequencer`: migration 0018), one function each. */
+/** Statements on the change feed's tables (`event_rows`, `event_batches`, `event_sequencer`: migration 0019), one function each. */
 import type pg from 'pg';
 import { filterSql, type EventFilter } from './filter.js';
 import type { FeedEvent } from './types.js';
@@ -15,7 +15,7 @@ export interface SequencingPass {
   maxLagSeconds: number | null;
 }
 
-/** One pass of `sequence_events` (migration 0018): committed rows get the next ids. Runs in its own transaction (a pool query). */
+/** One pass of `sequence_events` (migration 0019): committed rows get the next ids. Runs in its own transaction (a pool query). */
 export async function sequenceEvents(db: Queryable, limit: number): Promise<SequencingPass> {
   const { rows } = await db.query<{ sequenced: number; last_id: string; max_lag_seconds: number | null }>('select * from sequence_events($1)', [limit]);
   const row = rows[0];
@@ -42,7 +42,7 @@ export interface EventPage {
  * The events with ids in (after, after + window], up to `upTo` when given and up to the
  * newest, that pass `filter`. A window of ids, not of matches: a filtered page can be
  * empty, and the reader goes on from `scannedTo`. (Ids have no index but the batches'
- * primary key: the rows of a window are read and filtered, see migration 0018.)
+ * primary key: the rows of a window are read and filtered, see migration 0019.)
  */
 export async function readEvents(db: Queryable, after: number, upTo: number | null, filter: EventFilter, window: number): Promise<EventPage> {
   const conditions = filterSql(filter, 4);
@@ -65,7 +65,7 @@ export async function readEvents(db: Queryable, after: number, upTo: number | nu
 
 /**
  * Retention: deletes up to `batchSize` of the oldest events whose time is before
- * `cutoff` (`delete_events_before`, migration 0018). The oldest ids go first, so what is
+ * `cutoff` (`delete_events_before`, migration 0019). The oldest ids go first, so what is
  * kept is always a contiguous range of ids (the 410 of GET /v1/events relies on it); an
  * event with an older `at` behind a newer one waits for the next pass. 0 also when
  * another instance's pass holds the lock.

@@ -1,5 +1,5 @@
 /**
- * The sequencer: numbers committed event rows (migration 0018's `sequence_events`: one
+ * The sequencer: numbers committed event rows (migration 0019's `sequence_events`: one
  * batch row per pass, the events themselves are not rewritten). Every instance runs this loop; each pass takes a transaction-scoped
  * advisory lock, so one pass at a time runs deployment-wide and ids are handed out in
  * one order, and an instance that dies mid-pass leaves nothing half-done (its

@@ -71,7 +71,7 @@ export async function releaseLease(db: Queryable, id: string, instanceId: string
 
 /**
  * The next `limit` matching events after the cursor, in order, within the next SCAN_WINDOW
- * ids (`events_after`, migration 0018) (the first is the head; only it can have attempts: nothing after the head is ever
+ * ids (`events_after`, migration 0019) (the first is the head; only it can have attempts: nothing after the head is ever
  * sent before it is settled). When none matches there, `scannedTo` is the last event looked
  * at (the cursor may move there: event ids only grow, so nothing can appear below it later).
  */

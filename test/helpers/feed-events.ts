@@ -1,5 +1,5 @@
 /**
- * Appends events the way the change feed records them (migration 0018): rows inserted
+ * Appends events the way the change feed records them (migration 0019): rows inserted
  * into `event_rows`, committed, then numbered by `sequence_events` (the real sequencer's
  * pass, or the running server's, whichever takes the lock), which NOTIFYs
  * `iotws_events`. Webhooks only read numbered events, so this is the interface they consume.
