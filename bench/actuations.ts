@@ -75,7 +75,7 @@ const LABEL: Record<Kind, string> = {
   nofeed: 'feed triggers disabled',
   sse: 'feed + 1 SSE subscriber',
 };
-/** The feed's triggers (migrations/0012): disabled for the `nofeed` variant. */
+/** The feed's triggers (migrations/0012, 0019): disabled for the `nofeed` variant. */
 const FEED_TRIGGERS = ['actuations events_insert', 'actuations events_update', 'device_sessions events_insert', 'device_sessions events_update'];
 
 interface Throughput {
@@ -586,8 +586,8 @@ async function countEvents(url: string): Promise<number> {
   const client = new pg.Client(url);
   await client.connect();
   try {
-    // Sequenced, or still in the outbox: the subscriber must get both.
-    const { rows } = await client.query<{ n: number }>('select ((select count(*) from events) + (select count(*) from event_outbox))::int as n');
+    // Every event recorded (migration 0019: numbered or not yet): the subscriber must get them all.
+    const { rows } = await client.query<{ n: number }>('select count(*)::int as n from event_rows');
     return rows[0]!.n;
   } finally {
     await client.end();

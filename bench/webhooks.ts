@@ -102,19 +102,19 @@ export async function webhooksBench(argv: string[]): Promise<number> {
       if (created.status !== 201) throw new Error(`POST /v1/webhooks: ${created.status} ${JSON.stringify(created.json)}`);
       let nextId = 1;
       const committedAt = new Map<number, number>();
-      /** One sequencer pass: `n` events, committed, then the NOTIFY. */
+      /** `n` events committed, then a sequencer pass (migration 0019) numbers them and NOTIFYs (or the server's own pass does). */
       const pass = async (n: number) => {
         const first = nextId;
         nextId += n;
         await pool.query(
-          `insert into events (id, type, at, data, device_id)
-           select i, 'actuation.acked', now(), jsonb_build_object('id', gen_random_uuid(), 'deviceId', 'bench-' || (i % 100), 'status', 'acked'), 'bench-' || (i % 100)
-           from generate_series($1::bigint, $2::bigint) i`,
+          `insert into event_rows (type, at, data, device_id)
+           select 'actuation.acked', now(), jsonb_build_object('id', gen_random_uuid(), 'deviceId', 'bench-' || (i % 100), 'status', 'acked'), 'bench-' || (i % 100)
+           from generate_series($1::bigint, $2::bigint) i order by i`,
           [first, nextId - 1],
         );
+        await pool.query('select * from sequence_events(100000)');
         const t = performance.now();
         for (let id = first; id < nextId; id++) committedAt.set(id, t);
-        await pool.query(`select pg_notify('iotws_events', $1)`, [String(nextId - 1)]);
       };
       const waitFor = async (count: number, timeoutMs: number) => {
         const deadline = Date.now() + timeoutMs;

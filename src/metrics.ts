@@ -127,7 +127,7 @@ export function makeMetrics(sources: MetricsSources): Metrics {
     dssFrames: new client.Counter({ name: 'iotws_dss_frames_total', help: 'DSS stream frames by stream and kind (event, heartbeat, error)', labelNames: ['stream', 'kind'], registers }),
     databaseErrors,
     acks: new client.Counter({ name: 'iotws_device_acks_total', help: 'Device acks by outcome (retried/dropped: the database was unavailable)', labelNames: ['outcome'], registers }),
-    eventsSequenced: new client.Counter({ name: 'iotws_events_sequenced_total', help: 'Change-feed events numbered (moved from the outbox to events) by this instance', registers }),
+    eventsSequenced: new client.Counter({ name: 'iotws_events_sequenced_total', help: 'Change-feed events numbered by the sequencer passes of this instance', registers }),
     eventsSequencerLagSeconds: new client.Histogram({
       name: 'iotws_events_sequencer_lag_seconds',
       help: "Per sequencing pass of this instance, the oldest event's age when numbered: from its transaction's start to readable by subscribers",

@@ -24,7 +24,7 @@ begin
   create or replace function actuations_inserted_events() returns trigger
   language plpgsql set enable_hashjoin = on set enable_seqscan = on as $$
   begin
-    insert into event_outbox (type, data, device_id, account_id)
+    insert into event_rows (type, data, device_id, account_id)
     select 'actuation.' || e.status, e.data, n.device_id, n.account_id
       from new_rows n
      cross join lateral (
@@ -40,7 +40,7 @@ begin
   create or replace function actuations_updated_events() returns trigger
   language plpgsql set enable_hashjoin = on set enable_seqscan = on as $$
   begin
-    insert into event_outbox (type, data, device_id, account_id)
+    insert into event_rows (type, data, device_id, account_id)
     select 'actuation.' || n.status, actuation_event_data(n, o.status), n.device_id, n.account_id
       from new_rows n join old_rows o on o.id = n.id
      where n.status is distinct from o.status
@@ -56,7 +56,7 @@ begin
   create or replace function actuations_inserted_events() returns trigger
   language plpgsql set enable_hashjoin = on set enable_seqscan = on as $$
   begin
-    insert into event_outbox (type, data, device_id, account_id)
+    insert into event_rows (type, data, device_id, account_id)
     select 'actuation.' || e.status, e.data, n.device_id, d.account_id
       from new_rows n
       left join devices d on d.device_id = n.device_id
@@ -73,7 +73,7 @@ begin
   create or replace function actuations_updated_events() returns trigger
   language plpgsql set enable_hashjoin = on set enable_seqscan = on as $$
   begin
-    insert into event_outbox (type, data, device_id, account_id)
+    insert into event_rows (type, data, device_id, account_id)
     select 'actuation.' || n.status, actuation_event_data(n, o.status), n.device_id, d.account_id
       from new_rows n join old_rows o on o.id = n.id
       left join devices d on d.device_id = n.device_id
@@ -100,7 +100,7 @@ begin
         from unnest(ids) d;
       update actuations set status = 'sent', attempts = 1 where device_id = any(ids) and status = 'queued';
       insert into timings values (v, extract(epoch from clock_timestamp() - t0) * 1000);
-      delete from event_outbox;
+      delete from event_rows;
       delete from actuations where device_id = any(ids);
       commit;
     end loop;

@@ -1,4 +1,4 @@
-/** Statements on `events`, `event_outbox` and `event_sequencer` (migrations 0011, 0012), one function each. */
+/** Statements on the change feed's tables (`event_rows`, `event_batches`, `event_sequencer`: migration 0019), one function each. */
 import type pg from 'pg';
 import { filterSql, type EventFilter } from './filter.js';
 import type { FeedEvent } from './types.js';
@@ -15,7 +15,7 @@ export interface SequencingPass {
   maxLagSeconds: number | null;
 }
 
-/** One pass of `sequence_events` (migration 0012): committed outbox rows become events. */
+/** One pass of `sequence_events` (migration 0019): committed rows get the next ids. Runs in its own transaction (a pool query). */
 export async function sequenceEvents(db: Queryable, limit: number): Promise<SequencingPass> {
   const { rows } = await db.query<{ sequenced: number; last_id: string; max_lag_seconds: number | null }>('select * from sequence_events($1)', [limit]);
   const row = rows[0];
@@ -26,35 +26,51 @@ export async function sequenceEvents(db: Queryable, limit: number): Promise<Sequ
 /** The newest id and the oldest one still kept (`oldest` = newest + 1 when none is kept). */
 export async function eventBounds(db: Queryable): Promise<{ newest: number; oldest: number }> {
   const { rows } = await db.query<{ newest: string; oldest: string }>(
-    `select s.last_id as newest, coalesce((select min(id) from events), s.last_id + 1) as oldest from event_sequencer s`,
+    `select s.last_id as newest, coalesce((select min(first_id) from event_batches), s.last_id + 1) as oldest from event_sequencer s`,
   );
   return { newest: Number(rows[0]!.newest), oldest: Number(rows[0]!.oldest) };
 }
 
-/** Events after `after` (up to `upTo` when given) that pass `filter`, in id order. */
-export async function readEvents(db: Queryable, after: number, upTo: number | null, filter: EventFilter, limit: number): Promise<FeedEvent[]> {
+export interface EventPage {
+  /** The events of the ids read that pass the filter, in id order. */
+  events: FeedEvent[];
+  /** The last id read (`after` when there was none): the next page starts after it. */
+  scannedTo: number;
+}
+
+/**
+ * The events with ids in (after, after + window], up to `upTo` when given and up to the
+ * newest, that pass `filter`. A window of ids, not of matches: a filtered page can be
+ * empty, and the reader goes on from `scannedTo`. (Ids have no index but the batches'
+ * primary key: the rows of a window are read and filtered, see migration 0019.)
+ */
+export async function readEvents(db: Queryable, after: number, upTo: number | null, filter: EventFilter, window: number): Promise<EventPage> {
   const conditions = filterSql(filter, 4);
-  const { rows } = await db.query<FeedEvent & { id: string }>(
-    `select id, type, at, data, device_id as "deviceId", account_id as "accountId" from events
-      where id > $1 and ($2::bigint is null or id <= $2) ${conditions.where.map((c) => `and ${c}`).join(' ')}
-      order by id limit $3`,
-    [after, upTo, limit, ...conditions.params],
+  const { rows } = await db.query<FeedEvent & { id: string | null; newest: string }>(
+    `select s.last_id as newest, e.id, e.type, e.at, e.data, e.device_id as "deviceId", e.account_id as "accountId"
+       from event_sequencer s
+       left join lateral (
+         select * from events_after($1, $2, $3) e where true ${conditions.where.map((c) => `and ${c}`).join(' ')}
+       ) e on true
+      order by e.id`,
+    [after, upTo, window, ...conditions.params],
   );
-  return rows.map((r) => ({ ...r, id: Number(r.id) }));
+  const newest = Number(rows[0]!.newest);
+  const scannedTo = Math.max(after, Math.min(after + window, upTo ?? newest, newest));
+  const events = rows
+    .filter((r) => r.id !== null)
+    .map((r) => ({ id: Number(r.id), type: r.type, at: r.at, data: r.data, deviceId: r.deviceId, accountId: r.accountId }));
+  return { events, scannedTo };
 }
 
 /**
  * Retention: deletes up to `batchSize` of the oldest events whose time is before
- * `cutoff`. The oldest ids go first, so what is kept is always a contiguous range of
- * ids (the 410 of GET /v1/events relies on it); an event with an older `at` behind a
- * newer one waits for the next pass.
+ * `cutoff` (`delete_events_before`, migration 0019). The oldest ids go first, so what is
+ * kept is always a contiguous range of ids (the 410 of GET /v1/events relies on it); an
+ * event with an older `at` behind a newer one waits for the next pass. 0 also when
+ * another instance's pass holds the lock.
  */
 export async function deleteEventsBefore(db: Queryable, cutoff: Date, batchSize: number): Promise<number> {
-  const { rowCount } = await db.query(
-    `with head as (select id, at from events order by id limit $2),
-          kept as (select min(id) as id from head where at >= $1)
-     delete from events where id in (select id from head where id < coalesce((select id from kept), 9223372036854775807))`,
-    [cutoff, batchSize],
-  );
-  return rowCount ?? 0;
+  const { rows } = await db.query<{ deleted: number }>('select delete_events_before($1, $2) as deleted', [cutoff, batchSize]);
+  return rows[0]!.deleted;
 }

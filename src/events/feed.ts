@@ -2,7 +2,7 @@
  * The change feed of one instance: reads new events once for all its subscribers and
  * offers each batch to those that are live (see `subscriber.ts` for one subscriber).
  *
- * It reads `events where id > position order by id` when the sequencer (on any
+ * It reads the ids after its position (a window at a time) when the sequencer (on any
  * instance) NOTIFYs `iotws_events`, and every `pollMs` in case a notification was
  * missed (the LISTEN connection was being replaced). Ids are gap-free and each
  * sequencing pass commits as a whole, after the previous one, so what is visible is
@@ -73,11 +73,12 @@ export function makeEventFeed(options: EventFeedOptions): EventFeed {
           break;
         }
         for (;;) {
-          const batch = await readEvents(pool, position, null, {}, READ_BATCH);
-          if (batch.length === 0) break;
-          position = batch.at(-1)!.id;
-          for (const s of subscribers) s.offerLive(batch);
-          if (batch.length < READ_BATCH) break;
+          const from = position;
+          const page = await readEvents(pool, from, null, {}, READ_BATCH);
+          if (page.scannedTo <= from) break;
+          position = page.scannedTo;
+          for (const s of subscribers) s.offerLive(page.events);
+          if (page.scannedTo - from < READ_BATCH) break;
         }
       } while (again && !closed);
     } catch (err) {
@@ -109,7 +110,6 @@ export function makeEventFeed(options: EventFeedOptions): EventFeed {
         heartbeatMs: options.heartbeatMs,
         livePosition: () => position,
         readBacklog: (from, upTo, f) => readEvents(pool, from, upTo, f, BACKLOG_PAGE),
-        backlogPageSize: BACKLOG_PAGE,
         onClosed(s, reason) {
           subscribers.delete(s);
           options.onSubscriberClosed?.(reason);

@@ -1,13 +1,13 @@
 /**
- * The sequencer: numbers committed outbox rows into `events` (migration 0012's
- * `sequence_events`). Every instance runs this loop; each pass takes a transaction-scoped
+ * The sequencer: numbers committed event rows (migration 0019's `sequence_events`: one
+ * batch row per pass, the events themselves are not rewritten). Every instance runs this loop; each pass takes a transaction-scoped
  * advisory lock, so one pass at a time runs deployment-wide and ids are handed out in
  * one order, and an instance that dies mid-pass leaves nothing half-done (its
- * transaction rolls back, the rows stay in the outbox for the next pass).
+ * transaction rolls back, the rows stay unnumbered for the next pass).
  *
  * Paced by polling, not by a NOTIFY from the writers: a NOTIFY in every transaction
  * that makes a transition would serialise their commits (PostgreSQL takes one global
- * lock to queue notifications at commit). A pass on an empty outbox is one index probe.
+ * lock to queue notifications at commit). A pass with nothing new is one index probe.
  * A full pass (`batchSize` events) is followed by the next at once, so a backlog drains
  * at the database's pace. A pass that fails (e.g. past `DATABASE_TIMEOUT_MS` on an
  * overloaded database) is retried with half the batch, down to `MIN_BATCH`, and the
@@ -62,7 +62,7 @@ export function startEventSequencer(options: EventSequencerOptions): EventSequen
       if (full) batch = Math.min(batchSize, batch * 2);
       schedule(full ? 0 : intervalMs);
     } catch (err) {
-      // The rows stay in the outbox; the next pass takes them. One line per failure streak.
+      // The rows stay unnumbered; the next pass takes them. One line per failure streak.
       if (failures === 0) log.warn({ err }, 'events: sequencing pass failed; retrying with backoff');
       failures++;
       batch = Math.max(MIN_BATCH, Math.floor(batch / 2));

@@ -21,6 +21,7 @@
 import type { ServerResponse } from 'node:http';
 import type { EventFilter } from './filter.js';
 import { matchesFilter } from './filter.js';
+import type { EventPage } from './events-sql.js';
 import type { FeedEvent } from './types.js';
 
 export type DropReason = 'slow_subscriber' | 'shutting_down' | 'read_failed';
@@ -35,8 +36,8 @@ export interface SubscriberOptions {
   heartbeatMs: number;
   /** The feed's live position: every event up to it has been offered to live subscribers. */
   livePosition(): number;
-  readBacklog(after: number, upTo: number, filter: EventFilter): Promise<FeedEvent[]>;
-  backlogPageSize: number;
+  /** The next page of ids after `after` (up to `upTo`), filtered; the cursor moves to its `scannedTo`. */
+  readBacklog(after: number, upTo: number, filter: EventFilter): Promise<EventPage>;
   onClosed(subscriber: Subscriber, reason: DropReason | 'client_left'): void;
 }
 
@@ -117,8 +118,8 @@ export function startSubscriber(options: SubscriberOptions): Subscriber {
           if (isClosed()) return;
           const page = await options.readBacklog(cursor, target, filter);
           if (isClosed()) return;
-          for (const event of page) write(event);
-          cursor = page.length < options.backlogPageSize ? target : page.at(-1)!.id;
+          for (const event of page.events) write(event);
+          cursor = Math.max(cursor, page.scannedTo);
         }
         // No await from reading the position to joining: no batch can slip between.
         if (options.livePosition() === target) {

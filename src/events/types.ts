@@ -1,6 +1,6 @@
 /**
  * The change feed's vocabulary. An event is `{id, type, at, data}`: `id` its position
- * (only grows, assigned after its transaction committed; see migration 0012), `at` the
+ * (only grows, assigned after its transaction committed; see migration 0019), `at` the
  * time of its transaction, `data` the payload of its kind (README, "Change feed").
  */
 export const ACTUATION_EVENT_TYPES = [

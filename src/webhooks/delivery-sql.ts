@@ -41,7 +41,7 @@ export async function claimWebhooks(db: Queryable, instanceId: string, limit: nu
        where w.enabled
          and (w.not_before is null or w.not_before <= now())
          and (w.lease_until is null or w.lease_until < now())
-         and exists (select 1 from events e where e.id > w.cursor)
+         and w.cursor < (select s.last_id from event_sequencer s)
        order by w.not_before nulls first, w.id
        limit $2
        for update of w skip locked
@@ -71,14 +71,14 @@ export async function releaseLease(db: Queryable, id: string, instanceId: string
 
 /**
  * The next `limit` matching events after the cursor, in order, within the next SCAN_WINDOW
- * events (the first is the head; only it can have attempts: nothing after the head is ever
+ * ids (`events_after`, migration 0019) (the first is the head; only it can have attempts: nothing after the head is ever
  * sent before it is settled). When none matches there, `scannedTo` is the last event looked
  * at (the cursor may move there: event ids only grow, so nothing can appear below it later).
  */
 export async function findNextEvents(db: Queryable, webhook: HeldWebhook, limit: number): Promise<{ events: HeadEvent[]; scannedTo: number | null }> {
   const { rows } = await db.query<{ scannedTo: number | null; id: number | null; type: string; at: Date; data: unknown; attempts: number | null }>(
     `with scan as (
-       select id, type, at, data, account_id from events where id > $1 order by id limit ${SCAN_WINDOW}
+       select id, type, at, data, account_id from events_after($1, null, ${SCAN_WINDOW})
      ), next as (
        select id, type, at, data from scan
        where type = any($2::text[]) and ($3::text[] is null or account_id = any($3::text[]))
@@ -151,14 +151,13 @@ export async function recordAttempt(db: Queryable, instanceId: string, o: Attemp
   return (rowCount ?? 0) > 0;
 }
 
-/** Matching events past the cursor of each endpoint (capped: a gauge, not an audit), for the backlog metric. */
+/** Matching events among the `cap` ids past the cursor of each endpoint (capped: a gauge, not an audit), for the backlog metric. */
 export async function backlogs(db: Queryable, cap: number): Promise<{ id: string; enabled: boolean; backlog: number }[]> {
   const { rows } = await db.query<{ id: string; enabled: boolean; backlog: number }>(
     `select w.id, w.enabled, (
        select count(*)::int from (
-         select 1 from events e
-         where e.id > w.cursor and e.type = any(w.event_types) and (w.accounts is null or e.account_id = any(w.accounts))
-         limit $1
+         select 1 from events_after(w.cursor, null, $1) e
+         where e.type = any(w.event_types) and (w.accounts is null or e.account_id = any(w.accounts))
        ) s
      ) as backlog
      from webhooks w order by w.id`,

@@ -9,7 +9,7 @@ import { backlogs } from './delivery-sql.js';
 import type { DeliveryResult } from './sender.js';
 
 /** The backlog gauge counts at most this many events per endpoint (a scrape must stay cheap). */
-export const BACKLOG_CAP = 100_000;
+export const BACKLOG_CAP = 10_000;
 
 export interface WebhookMetrics {
   countResult(result: DeliveryResult): void;

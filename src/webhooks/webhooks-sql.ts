@@ -33,7 +33,7 @@ const inScope = (n: number) => `($${n}::text[] is null or (accounts is not null 
 export async function insertWebhook(db: Queryable, id: string, body: WebhookCreateBody, accounts: readonly string[] | null): Promise<WebhookRow> {
   const { rows } = await db.query<WebhookRow>(
     `insert into webhooks (id, url, event_types, secret, enabled, accounts, cursor)
-     values ($1, $2, $3, $4, $5, $6, coalesce((select max(id) from events), 0))
+     values ($1, $2, $3, $4, $5, $6, (select last_id from event_sequencer))
      returning ${COLUMNS}`,
     [id, body.url, body.events, body.secret, body.enabled, accounts],
   );

@@ -1,9 +1,11 @@
 /**
- * Appends rows to `events` (migration 0011) the way the change feed's sequencer does:
- * the next id, committed, then `pg_notify('iotws_events', <last id>)`. Webhooks only read
- * that table, so this is the interface they consume, not a stand-in for their code.
+ * Appends events the way the change feed records them (migration 0019): rows inserted
+ * into `event_rows`, committed, then numbered by `sequence_events` (the real sequencer's
+ * pass, or the running server's, whichever takes the lock), which NOTIFYs
+ * `iotws_events`. Webhooks only read numbered events, so this is the interface they consume.
  */
 import type { Pool } from '../../src/db/pool.js';
+import { eventually } from './eventually.js';
 
 export interface FeedEvent {
   type: string;
@@ -14,17 +16,24 @@ export interface FeedEvent {
   at?: Date;
 }
 
-/** Appends the events in order (one statement each, ids increasing), then one NOTIFY; returns their ids. */
+/** Appends the events in order (one statement each, ids increasing) and waits until they are numbered; returns their ids. */
 export async function appendEvents(pool: Pool, events: FeedEvent[]): Promise<number[]> {
-  const ids: number[] = [];
+  const positions: string[] = [];
   for (const e of events) {
-    const { rows } = await pool.query<{ id: number }>(
-      `insert into events (id, type, at, data, device_id, account_id)
-       select coalesce(max(id), 0) + 1, $1, $2, $3, $4, $5 from events returning id`,
+    const { rows } = await pool.query<{ pos: string }>(
+      `insert into event_rows (type, at, data, device_id, account_id) values ($1, $2, $3, $4, $5) returning pos`,
       [e.type, e.at ?? new Date(), e.data ?? { deviceId: e.deviceId ?? null }, e.deviceId ?? null, e.accountId ?? null],
     );
-    ids.push(rows[0]!.id);
+    positions.push(rows[0]!.pos);
   }
-  if (ids.length > 0) await pool.query(`select pg_notify('iotws_events', $1)`, [String(ids.at(-1))]);
-  return ids;
+  if (positions.length === 0) return [];
+  const numbered = await eventually(
+    async () => {
+      await pool.query('select * from sequence_events(1000)');
+      const { rows } = await pool.query<{ id: string }>('select id from events where pos = any($1::bigint[]) order by id', [positions]);
+      return rows.map((r) => Number(r.id));
+    },
+    (ids) => ids.length === positions.length,
+  );
+  return numbered;
 }

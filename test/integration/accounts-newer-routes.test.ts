@@ -112,7 +112,7 @@ beforeAll(async () => {
   // The body's `accountId` is what the device is sent, not whose the device is: this is B's.
   misnamed = await postActuation('all', DEVICES.B, { ...command, accountId: 'acme' });
   // A DSS stream event, as the stream trigger (migration 0012) records it: no device, no account.
-  await t.db.pool.query(`insert into event_outbox (type, data) values ('dss.stream.connected', '{"streamId": "s-1", "name": "acctn", "instanceId": null, "lastSeq": 0}')`);
+  await t.db.pool.query(`insert into event_rows (type, data) values ('dss.stream.connected', '{"streamId": "s-1", "name": "acctn", "instanceId": null, "lastSeq": 0}')`);
   last.B = await postActuation('B', DEVICES.B);
   last.A = await postActuation('A', DEVICES.A);
 });

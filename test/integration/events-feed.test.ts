@@ -1,11 +1,11 @@
 /**
  * The change feed (GET /v1/events): events recorded in the transaction of each
- * transition (triggers into the outbox), numbered once committed (the sequencer), read
+ * transition (triggers into event_rows), numbered once committed (the sequencer), read
  * by every instance, resumed exactly once, dropped when a subscriber stops reading.
  */
 import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readEvents } from '../../src/events/events-sql.js';
+import { readEvents as readPage } from '../../src/events/events-sql.js';
 import { matchesFilter, type EventFilter } from '../../src/events/filter.js';
 import { eventRetentionPass } from '../../src/events/retention.js';
 import { OLDEST_EVENT_ID_HEADER } from '../../src/http/routes/events.js';
@@ -45,6 +45,11 @@ async function post(server: TestServer, deviceId: string, accountId?: string): P
   const res = await server.api(`/v1/devices/${deviceId}/actuations`, { method: 'POST', json: { ...command, ...(accountId ? { accountId } : {}) } });
   expect(res.status).toBe(202);
   return ((await res.json()) as { id: string }).id;
+}
+
+/** The events of the ids after `after` (a window of `limit` ids) that pass `filter`. */
+async function readEvents(pool: TestDatabase['pool'], after: number, upTo: number | null, filter: EventFilter, limit: number) {
+  return (await readPage(pool, after, upTo, filter, limit)).events;
 }
 
 async function allEventIds(): Promise<number[]> {
@@ -145,18 +150,97 @@ describe('change feed', () => {
       expect(events.some((e) => e.json.data.id === doomedId)).toBe(false);
       const [lateEvent, earlyEvent] = events;
       // Numbered at write time, `early` (which wrote first) would have the smaller id, and
-      // readers past `late` would skip it. Checked: with sequence_events numbering by
-      // event_outbox.pos (the write order) this test fails (the feed never shows `early`).
+      // readers past `late` would skip it. Checked against 0012's sequencer: numbering by
+      // the write order, this test fails (the feed never shows `early`).
       expect(Number(earlyEvent!.id)).toBeGreaterThan(Number(lateEvent!.id));
       const resumed = await subscribe(b, '/v1/events?deviceId=order-dev', { 'last-event-id': lateEvent!.id! });
       const again = await resumed.waitFor((e) => e.some((x) => x.json.data.id === markerId));
       expect(again.map((e) => e.json.data.id)).toEqual([earlyId, markerId]);
-      const { rows } = await db.pool.query(`select 1 from events where data->>'id' = $1 union all select 1 from event_outbox where data->>'id' = $1`, [doomedId]);
+      const { rows } = await db.pool.query(`select 1 from event_rows where data->>'id' = $1`, [doomedId]);
       expect(rows).toEqual([]);
     } finally {
       early.release();
       late.release();
       doomed.release();
+    }
+  });
+
+  it('passes over positions still in progress: a rolled-back one is dropped, an open writer is numbered once it commits, ids stay gap-free', async () => {
+    const start = (await allEventIds()).at(-1) ?? 0;
+    const writer = await db.pool.connect();
+    const doomed = await db.pool.connect();
+    const pending = async () => (await db.pool.query<{ pending: string[] }>('select pending from event_sequencer')).rows[0]!.pending.map(Number);
+    const posOf = async (client: { query: typeof db.pool.query }, actuationId: string) =>
+      Number((await client.query<{ pos: string }>(`select pos from event_rows where data->>'id' = $1`, [actuationId])).rows[0]!.pos);
+    const idOf = async (actuationId: string) =>
+      (await db.pool.query<{ id: string }>(`select id from events where data->>'id' = $1 and id > $2`, [actuationId, start])).rows.map((r) => Number(r.id));
+    try {
+      // Two transactions draw positions and stay open; a later one commits.
+      await writer.query('begin');
+      const writerId = await insertActuation(writer, 'pending-dev', 1);
+      const writerPos = await posOf(writer, writerId);
+      await doomed.query('begin');
+      const doomedId = await insertActuation(doomed, 'pending-dev', 2);
+      const doomedPos = await posOf(doomed, doomedId);
+      const lateId = await insertActuation(db.pool, 'pending-dev', 3);
+      expect(writerPos).toBeLessThan(doomedPos);
+      expect(doomedPos).toBeLessThan(await posOf(db.pool, lateId));
+      // The feed does not wait for them: `late` is numbered, their positions are pending.
+      // Checked: with sequence_events dropping every invisible pending position at once
+      // (no fence), this test fails here, and the writer's event would be lost.
+      const [lateEventId] = await eventually(() => idOf(lateId), (ids) => ids.length === 1);
+      expect(await pending()).toEqual(expect.arrayContaining([writerPos, doomedPos]));
+      await doomed.query('rollback');
+      const markerId = await insertActuation(db.pool, 'pending-dev', 4);
+      const [markerEventId] = await eventually(() => idOf(markerId), (ids) => ids.length === 1);
+      expect(markerEventId).toBeGreaterThan(lateEventId!);
+      // The open writer's position is kept while it runs (it may still commit)…
+      expect(await pending()).toContain(writerPos);
+      await writer.query('commit');
+      // …and once it commits its event is numbered, after everything numbered before.
+      const [writerEventId] = await eventually(() => idOf(writerId), (ids) => ids.length === 1);
+      expect(writerEventId).toBeGreaterThan(markerEventId!);
+      // The rolled-back position is dropped (every transaction that could hold it has ended), never numbered.
+      await eventually(pending, (p) => !p.includes(doomedPos) && !p.includes(writerPos));
+      expect(await idOf(doomedId)).toEqual([]);
+      const ids = (await allEventIds()).filter((id) => id > start);
+      expect(ids).toEqual(ids.map((_, i) => start + 1 + i));
+      // A subscriber resuming from before `late` gets the device's events in id order, the doomed one never.
+      const feed = await subscribe(b, `/v1/events?deviceId=pending-dev&after=${start}`);
+      const events = await feed.waitFor((e) => e.some((x) => x.json.data.id === writerId));
+      expect(events.map((e) => e.json.data.id)).toEqual([lateId, markerId, writerId]);
+      feed.close();
+    } finally {
+      writer.release();
+      doomed.release();
+    }
+  });
+
+  it('reads a pass that skipped many positions (a listed batch) like one of consecutive positions (runs)', async () => {
+    const start = (await allEventIds()).at(-1) ?? 0;
+    const lock = await db.pool.connect();
+    try {
+      // Holding the sequencer's lock: the servers' passes skip, so one pass (ours) sees everything.
+      await lock.query('begin');
+      await lock.query('select pg_advisory_xact_lock(7340032012)');
+      const written: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        await db.pool.query(`begin; insert into event_rows (type, data) values ('dss.stream.error', '{"n": -1}'); rollback`);
+        const { rows } = await db.pool.query<{ pos: string }>(`insert into event_rows (type, data) values ('dss.stream.error', $1) returning pos`, [{ streamId: 'listed', n: i }]);
+        written.push(rows[0]!.pos);
+      }
+      // Six committed runs of one: more than a pass writes as runs, so one listed batch.
+      await lock.query('commit');
+      await eventually(() => allEventIds(), (ids) => ids.filter((id) => id > start).length >= 6);
+      const { rows: batches } = await db.pool.query<{ positions: string[] | null }>('select positions from event_batches where first_id > $1 order by first_id', [start]);
+      expect(batches.map((b) => b.positions?.map(Number) ?? null)).toContainEqual(written.map(Number));
+      const read = await readEvents(db.pool, start, null, { types: ['dss.stream.error'] }, 1_000);
+      expect(read.map((e) => e.data.n)).toEqual([0, 1, 2, 3, 4, 5]);
+      expect(read.map((e) => e.id)).toEqual(read.map((_, i) => start + 1 + i));
+      // Paging through it from the middle (a window that starts inside the batch) gives the rest, once each.
+      expect((await readEvents(db.pool, start + 2, null, {}, 2)).map((e) => e.data.n)).toEqual([2, 3]);
+    } finally {
+      lock.release();
     }
   });
 
@@ -233,7 +317,7 @@ describe('change feed', () => {
     const ids = await allEventIds();
     expect(ids.length).toBeGreaterThan(10);
     const cut = ids[5]!;
-    await db.pool.query(`update events set at = now() - interval '25 hours' where id <= $1`, [cut]);
+    await db.pool.query(`update event_rows set at = now() - interval '25 hours' where pos in (select pos from events where id <= $1)`, [cut]);
     const deleted = await eventRetentionPass({ pool: db.pool, retentionHours: 24, batchSize: 2, pauseMs: 1 });
     expect(deleted).toBe(6);
     expect((await allEventIds())[0]).toBe(cut + 1);
@@ -302,7 +386,7 @@ describe('change feed limits', () => {
     slow.pause();
     // ~24 MB of events, far beyond the loopback socket buffers and the 64 KiB bound.
     await db.pool.query(
-      `insert into event_outbox (type, data) select 'dss.stream.error', jsonb_build_object('streamId', 'slow', 'lastError', repeat('x', 8000), 'n', n) from generate_series(1, 3000) n`,
+      `insert into event_rows (type, data) select 'dss.stream.error', jsonb_build_object('streamId', 'slow', 'lastError', repeat('x', 8000), 'n', n) from generate_series(1, 3000) n`,
     );
     const closed = async () => {
       const text = await (await small.api('/metrics')).text();
