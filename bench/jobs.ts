@@ -44,7 +44,8 @@ const usage = `usage: npm run bench -- jobs [options]
                        released by the round's server: the RSS of each (default 0: skip)
   --rss-trace FILE     write the releasing server's process.memoryUsage() every 500 ms to FILE (JSON lines)
   --server-node-arg A  a node option for both servers, e.g. --server-node-arg=--max-semi-space-size=64 (repeatable)
-  --before REF         also run every round with the server as built from git REF (e.g. main), in alternating order`;
+  --before REF         also run every round with the server as built from git REF (e.g. main), in alternating order
+  --now-node-arg A     a node option for the servers built from src/ only (with --before HEAD: a flag against none, one run)`;
 
 interface RoundResult {
   bulkPerSec: number;
@@ -81,6 +82,8 @@ interface Context {
   rssTrace: string | undefined;
   /** Node options for both servers (--server-node-arg), e.g. a V8 young-generation size. */
   serverNodeArgs: string[];
+  /** Node options for the servers built from src/ only (--now-node-arg). */
+  nowNodeArgs: string[];
 }
 
 /** Which server a round runs: the one built from src/ (`now`), or from git --before REF. */
@@ -98,6 +101,7 @@ export async function jobsBench(argv: string[]): Promise<number> {
       'rss-trace': { type: 'string' },
       'server-node-arg': { type: 'string', multiple: true },
       before: { type: 'string' },
+      'now-node-arg': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -112,7 +116,7 @@ export async function jobsBench(argv: string[]): Promise<number> {
   const rssTargets = int('rss-targets', values['rss-targets'], 0, 100_000);
   log(`jobs bench: ${fmt(devices)} acking devices; bulk endpoint vs a job without rate limit, then a job at ${fmt(rate)}/min for ${pacedSeconds} s; ${rounds} round(s)`);
   const run = await prepareBenchRun({ root: ROOT, deviceScript: DEVICE_SCRIPT, devices, fsync: true, cpuProf: false, log });
-  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds, rssTargets, rssTrace: values['rss-trace'], serverNodeArgs: values['server-node-arg'] ?? [] };
+  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds, rssTargets, rssTrace: values['rss-trace'], serverNodeArgs: values['server-node-arg'] ?? [], nowNodeArgs: values['now-node-arg'] ?? [] };
   const beforeMain = values.before ? await buildRefForBench(ROOT, values.before) : undefined;
   const scripts: Record<Build, string | undefined> = { now: ctx.build.serverMain, before: beforeMain };
   const all: Record<Build, RoundResult[]> = { now: [], before: [] };
@@ -186,7 +190,7 @@ async function runRound(ctx: Context, round: number, build: Build, script: strin
   const client = new pg.Client(db.url);
   const samplers: NodeJS.Timeout[] = [];
   try {
-    const nodeArgs = [...ctx.serverNodeArgs, ...(ctx.rssTrace ? ['--import', memoryTraceImport(`${ctx.rssTrace}.${round}${build === 'now' ? '' : '.before'}`)] : [])];
+    const nodeArgs = [...ctx.serverNodeArgs, ...(build === 'now' ? ctx.nowNodeArgs : []), ...(ctx.rssTrace ? ['--import', memoryTraceImport(`${ctx.rssTrace}.${round}${build === 'now' ? '' : '.before'}`)] : [])];
     server = await startServer({ kind: 'ours', script, databaseUrl: db.url, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-${tag}`, nodeArgs });
     await client.connect();
     await connectDevices(ctx.deviceClients, server.port);
@@ -251,7 +255,7 @@ async function runRound(ctx: Context, round: number, build: Build, script: strin
     );
     const fullWindows = Math.floor(pacedCount / ((ctx.rate / 60) * 10));
 
-    const big = ctx.rssTargets > 0 ? await rssJob(ctx, db.url, server, tag, script) : undefined;
+    const big = ctx.rssTargets > 0 ? await rssJob(ctx, db.url, server, tag, script, build === 'now' ? [...ctx.serverNodeArgs, ...ctx.nowNodeArgs] : ctx.serverNodeArgs) : undefined;
     return {
       big,
       bulkPerSec: (bulk.count / (bulk.lastMs - bulkStart)) * 1000,
@@ -279,8 +283,8 @@ async function runRound(ctx: Context, round: number, build: Build, script: strin
  * releases it. "Before" and "after" follow a full GC in each (SIGUSR2, see SERVER_HOOK), so they
  * hold no garbage of the earlier phases; the peaks are sampled every 250 ms.
  */
-async function rssJob(ctx: Context, databaseUrl: string, releaser: RunningServer, tag: string, script: string): Promise<BigJob> {
-  const poster = await startServer({ kind: 'ours', script, databaseUrl, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-${tag}-post`, nodeArgs: ctx.serverNodeArgs, env: { JOBS_ENABLED: 'false' } });
+async function rssJob(ctx: Context, databaseUrl: string, releaser: RunningServer, tag: string, script: string, nodeArgs: string[]): Promise<BigJob> {
+  const poster = await startServer({ kind: 'ours', script, databaseUrl, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-${tag}-post`, nodeArgs, env: { JOBS_ENABLED: 'false' } });
   const timers: NodeJS.Timeout[] = [];
   try {
     const targets = Array.from({ length: ctx.rssTargets }, (_, i) => `rss-target-${i}`);
@@ -332,15 +336,24 @@ async function fullGc(servers: RunningServer[]): Promise<void> {
 /**
  * An `--import` for the server that appends process.memoryUsage() to `file` every 500 ms (--rss-trace),
  * with each V8 heap space's committed size (`<space>Size`) and used bytes (`<space>Used`): the young
- * generation (new_space) apart from the old one (old_space, large_object_space, ...).
+ * generation (new_space) apart from the old one (old_space, large_object_space, ...); and the
+ * scavenges (`gcMinor`) and mark-compacts (`gcMajor`) so far.
  */
 function memoryTraceImport(file: string): string {
   const code = `
 import fs from 'node:fs';
 import v8 from 'node:v8';
 const file = ${JSON.stringify(file)};
+import { PerformanceObserver, constants } from 'node:perf_hooks';
 const spaces = () => Object.fromEntries(v8.getHeapSpaceStatistics().flatMap((s) => [[s.space_name + 'Size', s.space_size], [s.space_name + 'Used', s.space_used_size]]));
-setInterval(() => fs.appendFileSync(file, JSON.stringify({ t: Date.now(), ...process.memoryUsage(), ...spaces() }) + '\\n'), 500).unref();
+let gcMinor = 0, gcMajor = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) gcMinor++;
+    else if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) gcMajor++;
+  }
+}).observe({ entryTypes: ['gc'] });
+setInterval(() => fs.appendFileSync(file, JSON.stringify({ t: Date.now(), ...process.memoryUsage(), ...spaces(), gcMinor, gcMajor }) + '\\n'), 500).unref();
 `;
   return `data:text/javascript;base64,${Buffer.from(code).toString('base64')}`;
 }
