@@ -45,6 +45,8 @@ const usage = `usage: npm run bench -- jobs [options]
   --rss-trace FILE     write the releasing server's process.memoryUsage() every 500 ms to FILE (JSON lines)
   --server-node-arg A  a node option for both servers, e.g. --server-node-arg=--max-semi-space-size=64 (repeatable)
   --before REF         also run every round with the server as built from git REF (e.g. main), in alternating order
+  --heap-sample FILE   sampling heap profile of the releasing server, allocations by function, written at each full GC
+                       of the --rss-targets job (FILE.<round>: JSON lines, the first covers the rounds' start)
   --now-node-arg A     a node option for the servers built from src/ only (with --before HEAD: a flag against none, one run)`;
 
 interface RoundResult {
@@ -84,6 +86,8 @@ interface Context {
   serverNodeArgs: string[];
   /** Node options for the servers built from src/ only (--now-node-arg). */
   nowNodeArgs: string[];
+  /** Where to write the releasing instance's allocations by function (--heap-sample), if anywhere. */
+  heapSample: string | undefined;
 }
 
 /** Which server a round runs: the one built from src/ (`now`), or from git --before REF. */
@@ -102,6 +106,7 @@ export async function jobsBench(argv: string[]): Promise<number> {
       'server-node-arg': { type: 'string', multiple: true },
       before: { type: 'string' },
       'now-node-arg': { type: 'string', multiple: true },
+      'heap-sample': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -116,7 +121,7 @@ export async function jobsBench(argv: string[]): Promise<number> {
   const rssTargets = int('rss-targets', values['rss-targets'], 0, 100_000);
   log(`jobs bench: ${fmt(devices)} acking devices; bulk endpoint vs a job without rate limit, then a job at ${fmt(rate)}/min for ${pacedSeconds} s; ${rounds} round(s)`);
   const run = await prepareBenchRun({ root: ROOT, deviceScript: DEVICE_SCRIPT, devices, fsync: true, cpuProf: false, log });
-  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds, rssTargets, rssTrace: values['rss-trace'], serverNodeArgs: values['server-node-arg'] ?? [], nowNodeArgs: values['now-node-arg'] ?? [] };
+  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds, rssTargets, rssTrace: values['rss-trace'], serverNodeArgs: values['server-node-arg'] ?? [], nowNodeArgs: values['now-node-arg'] ?? [], heapSample: values['heap-sample'] };
   const beforeMain = values.before ? await buildRefForBench(ROOT, values.before) : undefined;
   const scripts: Record<Build, string | undefined> = { now: ctx.build.serverMain, before: beforeMain };
   const all: Record<Build, RoundResult[]> = { now: [], before: [] };
@@ -190,7 +195,7 @@ async function runRound(ctx: Context, round: number, build: Build, script: strin
   const client = new pg.Client(db.url);
   const samplers: NodeJS.Timeout[] = [];
   try {
-    const nodeArgs = [...ctx.serverNodeArgs, ...(build === 'now' ? ctx.nowNodeArgs : []), ...(ctx.rssTrace ? ['--import', memoryTraceImport(`${ctx.rssTrace}.${round}${build === 'now' ? '' : '.before'}`)] : [])];
+    const nodeArgs = [...ctx.serverNodeArgs, ...(build === 'now' ? ctx.nowNodeArgs : []), ...(ctx.rssTrace ? ['--import', memoryTraceImport(`${ctx.rssTrace}.${round}${build === 'now' ? '' : '.before'}`)] : []), ...(ctx.heapSample ? ['--import', heapSampleImport(`${ctx.heapSample}.${round}${build === 'now' ? '' : '.before'}`)] : [])];
     server = await startServer({ kind: 'ours', script, databaseUrl: db.url, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-${tag}`, nodeArgs });
     await client.connect();
     await connectDevices(ctx.deviceClients, server.port);
@@ -354,6 +359,44 @@ new PerformanceObserver((list) => {
   }
 }).observe({ entryTypes: ['gc'] });
 setInterval(() => fs.appendFileSync(file, JSON.stringify({ t: Date.now(), ...process.memoryUsage(), ...spaces(), gcMinor, gcMajor }) + '\\n'), 500).unref();
+`;
+  return `data:text/javascript;base64,${Buffer.from(code).toString('base64')}`;
+}
+
+/**
+ * An `--import` for the server that samples allocations (the inspector's sampling heap profiler, objects
+ * collected by either GC included) and, at each SIGUSR2 (the bench's full GC), appends the bytes allocated
+ * since the previous one by function (top 40) to `file`, then starts afresh (--heap-sample).
+ */
+function heapSampleImport(file: string): string {
+  const code = `
+import fs from 'node:fs';
+import inspector from 'node:inspector';
+const file = ${JSON.stringify(file)};
+const session = new inspector.Session();
+session.connect();
+const start = () => session.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+start();
+let since = Date.now();
+process.on('SIGUSR2', () => {
+  session.post('HeapProfiler.getSamplingProfile', (err, res) => {
+    if (err) return;
+    const byFn = new Map();
+    let total = 0;
+    const walk = (n) => {
+      const f = n.callFrame;
+      const key = (f.functionName || '(anonymous)') + ' ' + f.url.replace(/^.*\\/(node_modules|dist)\\//, '$1/') + ':' + (f.lineNumber + 1);
+      byFn.set(key, (byFn.get(key) || 0) + n.selfSize);
+      total += n.selfSize;
+      n.children.forEach(walk);
+    };
+    walk(res.profile.head);
+    const top = [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([fn, bytes]) => ({ fn, kib: Math.round(bytes / 1024) }));
+    fs.appendFileSync(file, JSON.stringify({ from: since, to: Date.now(), totalKiB: Math.round(total / 1024), top }) + '\\n');
+    since = Date.now();
+    session.post('HeapProfiler.stopSampling', () => start());
+  });
+});
 `;
   return `data:text/javascript;base64,${Buffer.from(code).toString('base64')}`;
 }
