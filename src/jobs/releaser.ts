@@ -7,7 +7,8 @@
  * - releasing: a page of pending targets, in device order, every time the pace allows one
  *   (at least RELEASE_GAP_MS apart: at 6,000/min that is a few targets per page, so releases
  *   are even, never a burst at a minute boundary); no `maxPerMinute`: pages of
- *   PAGE_SIZE back to back, as fast as the submitter commits them;
+ *   PAGE_SIZE back to back, two in flight (the next is read and submitted while the
+ *   previous one commits), as fast as the submitter commits them;
  * - watching: every target released; waiting for the actuations to end (progress checked
  *   every poll) to complete the job;
  * - finalizing: the job was cancelled or aborted (here, or on another instance): after
@@ -21,8 +22,8 @@
  * `job:<jobId>:<deviceId>` makes a repeated release return the existing actuation, so no
  * device gets two actuations of one job.
  *
- * Memory: at most PAGE_SIZE targets per held job are in memory at a time; targets are read
- * from the database page by page.
+ * Memory: at most two pages (2 × PAGE_SIZE targets) per held job are in memory at a time;
+ * targets are read from the database page by page.
  */
 import type { ActuationSource, ActuationSubmitter, NewActuation, SubmitResult } from '../actuations/types.js';
 import { cancelQueuedOfJob } from '../actuations/transitions-sql.js';
