@@ -11,6 +11,8 @@
  *  - --rss-targets N: a job over N ids that are not connected, POSTed to a second instance
  *    (JOBS_ENABLED=false) on the same database and released by the round's server: the
  *    releasing instance's RSS (what issue 15 bounds) apart from the POSTing one's body parse.
+ * --before REF: every round also runs the server as built from git REF (its own database),
+ * the two in alternating order, so a change is measured against what it replaces in one run.
  * Devices: bench/device-client.ts (raw sockets, real RS256 tokens), acking every actuation.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -19,7 +21,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import type { BenchBuild } from './lib/build.js';
+import { buildRefForBench, type BenchBuild } from './lib/build.js';
 import { int, log } from './lib/cli.js';
 import type { BenchDatabaseServer } from './lib/database.js';
 import { connectDevices, listen, resetDevices, waitForReceipts } from './lib/devices.js';
@@ -41,7 +43,11 @@ const usage = `usage: npm run bench -- jobs [options]
                        no rate limit, POSTed to a second instance (JOBS_ENABLED=false) on the same database and
                        released by the round's server: the RSS of each (default 0: skip)
   --rss-trace FILE     write the releasing server's process.memoryUsage() every 500 ms to FILE (JSON lines)
-  --server-node-arg A  a node option for both servers, e.g. --server-node-arg=--max-semi-space-size=64 (repeatable)`;
+  --server-node-arg A  a node option for both servers, e.g. --server-node-arg=--max-semi-space-size=64 (repeatable)
+  --before REF         also run every round with the server as built from git REF (e.g. main), in alternating order
+  --heap-sample FILE   sampling heap profile of the releasing server, allocations by function, written at each full GC
+                       of the --rss-targets job (FILE.<round>: JSON lines, the first covers the rounds' start)
+  --now-node-arg A     a node option for the servers built from src/ only (with --before HEAD: a flag against none, one run)`;
 
 interface RoundResult {
   bulkPerSec: number;
@@ -78,7 +84,14 @@ interface Context {
   rssTrace: string | undefined;
   /** Node options for both servers (--server-node-arg), e.g. a V8 young-generation size. */
   serverNodeArgs: string[];
+  /** Node options for the servers built from src/ only (--now-node-arg). */
+  nowNodeArgs: string[];
+  /** Where to write the releasing instance's allocations by function (--heap-sample), if anywhere. */
+  heapSample: string | undefined;
 }
+
+/** Which server a round runs: the one built from src/ (`now`), or from git --before REF. */
+type Build = 'now' | 'before';
 
 export async function jobsBench(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -91,6 +104,9 @@ export async function jobsBench(argv: string[]): Promise<number> {
       'rss-targets': { type: 'string', default: '0' },
       'rss-trace': { type: 'string' },
       'server-node-arg': { type: 'string', multiple: true },
+      before: { type: 'string' },
+      'now-node-arg': { type: 'string', multiple: true },
+      'heap-sample': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -105,25 +121,47 @@ export async function jobsBench(argv: string[]): Promise<number> {
   const rssTargets = int('rss-targets', values['rss-targets'], 0, 100_000);
   log(`jobs bench: ${fmt(devices)} acking devices; bulk endpoint vs a job without rate limit, then a job at ${fmt(rate)}/min for ${pacedSeconds} s; ${rounds} round(s)`);
   const run = await prepareBenchRun({ root: ROOT, deviceScript: DEVICE_SCRIPT, devices, fsync: true, cpuProf: false, log });
-  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds, rssTargets, rssTrace: values['rss-trace'], serverNodeArgs: values['server-node-arg'] ?? [] };
-  const results: RoundResult[] = [];
+  const ctx: Context = { database: run.database, build: run.build, keys: run.keys, tmp: run.tmp, deviceClients: [run.deviceClient], deviceIds: run.deviceIds, rate, pacedSeconds, rssTargets, rssTrace: values['rss-trace'], serverNodeArgs: values['server-node-arg'] ?? [], nowNodeArgs: values['now-node-arg'] ?? [], heapSample: values['heap-sample'] };
+  const beforeMain = values.before ? await buildRefForBench(ROOT, values.before) : undefined;
+  const scripts: Record<Build, string | undefined> = { now: ctx.build.serverMain, before: beforeMain };
+  const all: Record<Build, RoundResult[]> = { now: [], before: [] };
   for (let round = 1; round <= rounds; round++) {
-    const r = await runRound(ctx, round);
-    results.push(r);
-    log(
-      `round ${round}: bulk ${fmt(r.bulkPerSec)}/s, job ${fmt(r.jobPerSec)}/s (${fmt(r.jobPerSec / r.bulkPerSec, 2)}×; completed after ${fmt(r.jobCompletedSec, 1)} s), ` +
-        `RSS ${fmt(r.rssBeforeMiB, 1)} → peak ${fmt(r.rssPeakMiB, 1)} MiB; paced windows ${r.windows.map((w) => fmt(w, 1)).join(', ')} /s` +
-        (r.big
-          ? `; ${fmt(rssTargets)}-target job ${fmt(r.big.perSec)} released/s, releasing RSS ${fmt(r.big.release.before, 1)} → peak ${fmt(r.big.release.peak, 1)} → ${fmt(r.big.release.atEnd, 1)} at the end → ${fmt(r.big.release.after, 1)} MiB after a GC, ` +
-            `POSTing RSS ${fmt(r.big.post.before, 1)} → peak ${fmt(r.big.post.peak, 1)} MiB`
-          : ''),
-    );
+    // Alternating order: neither build always runs first in a round (the machine's load drifts).
+    const order: Build[] = !beforeMain ? ['now'] : round % 2 === 1 ? ['before', 'now'] : ['now', 'before'];
+    for (const build of order) {
+      const r = await runRound(ctx, round, build, scripts[build]!);
+      all[build].push(r);
+      log(
+        `round ${round}${beforeMain ? ` (${build === 'now' ? 'now' : `before: ${values.before}`})` : ''}: bulk ${fmt(r.bulkPerSec)}/s, job ${fmt(r.jobPerSec)}/s (${fmt(r.jobPerSec / r.bulkPerSec, 2)}×; completed after ${fmt(r.jobCompletedSec, 1)} s), ` +
+          `RSS ${fmt(r.rssBeforeMiB, 1)} → peak ${fmt(r.rssPeakMiB, 1)} MiB; paced windows ${r.windows.map((w) => fmt(w, 1)).join(', ')} /s` +
+          (r.big
+            ? `; ${fmt(rssTargets)}-target job ${fmt(r.big.perSec)} released/s, releasing RSS ${fmt(r.big.release.before, 1)} → peak ${fmt(r.big.release.peak, 1)} → ${fmt(r.big.release.atEnd, 1)} at the end → ${fmt(r.big.release.after, 1)} MiB after a GC, ` +
+              `POSTing RSS ${fmt(r.big.post.before, 1)} → peak ${fmt(r.big.post.peak, 1)} MiB`
+            : ''),
+      );
+    }
   }
+  const tables = (beforeMain ? (['before', 'now'] as const) : (['now'] as const)).map((build) =>
+    summary(all[build], { devices, rounds, rate, rssTargets, title: beforeMain ? (build === 'now' ? 'now (src/)' : `before (${values.before})`) : undefined }),
+  );
+  process.stdout.write(`\n${tables.map((t) => t.text).join('\n\n')}\n\nMarkdown (${ctx.database.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${tables.map((t) => t.markdown).join('\n\n')}\n`);
+  const expected = rate / 60;
+  const lost = [...all.now, ...all.before].filter((r) => r.received.bulk < devices || r.received.job < devices || r.received.paced < Math.min(devices, Math.round(expected * pacedSeconds)));
+  if (lost.length > 0) {
+    log(`\nINVALID: ${lost.length} round(s) did not deliver every actuation; see above.`);
+    return 1;
+  }
+  return 0;
+}
+
+/** The table of one build's rounds (medians). */
+function summary(results: RoundResult[], o: { devices: number; rounds: number; rate: number; rssTargets: number; title: string | undefined }): { text: string; markdown: string } {
+  const { devices, rounds, rate, rssTargets } = o;
   const m = (f: (r: RoundResult) => number) => median(results.map(f));
   const expected = rate / 60;
   const worst = m((r) => Math.max(...r.windows.map((w) => Math.abs(w - expected) / expected)));
   const ratio = m((r) => r.jobPerSec / r.bulkPerSec);
-  const header = [`${fmt(devices)} acking devices, median of ${rounds}`, 'figure', 'target'];
+  const header = [`${fmt(devices)} acking devices, median of ${rounds}${o.title ? `: ${o.title}` : ''}`, 'figure', 'target'];
   const rows = [
     ['bulk POST (1,000 items, 4 in flight) → device, actuations/s', fmt(m((r) => r.bulkPerSec)), ''],
     ['job, no rate limit → device, actuations/s', fmt(m((r) => r.jobPerSec)), ''],
@@ -147,24 +185,18 @@ export async function jobsBench(argv: string[]): Promise<number> {
       ],
     );
   }
-  const { text, markdown } = renderTables(header, rows);
-  process.stdout.write(`\n${text}\n\nMarkdown (${ctx.database.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
-  const lost = results.filter((r) => r.received.bulk < devices || r.received.job < devices || r.received.paced < Math.min(devices, Math.round(expected * pacedSeconds)));
-  if (lost.length > 0) {
-    log(`\nINVALID: ${lost.length} round(s) did not deliver every actuation; see above.`);
-    return 1;
-  }
-  return 0;
+  return renderTables(header, rows);
 }
 
-async function runRound(ctx: Context, round: number): Promise<RoundResult> {
-  const db = await ctx.database.create(`j${round}`);
+async function runRound(ctx: Context, round: number, build: Build, script: string): Promise<RoundResult> {
+  const tag = `j${round}${build === 'now' ? '' : 'b'}`;
+  const db = await ctx.database.create(tag);
   let server: RunningServer | undefined;
   const client = new pg.Client(db.url);
   const samplers: NodeJS.Timeout[] = [];
   try {
-    const nodeArgs = [...ctx.serverNodeArgs, ...(ctx.rssTrace ? ['--import', memoryTraceImport(`${ctx.rssTrace}.${round}`)] : [])];
-    server = await startServer({ kind: 'ours', script: ctx.build.serverMain, databaseUrl: db.url, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-j${round}`, nodeArgs });
+    const nodeArgs = [...ctx.serverNodeArgs, ...(build === 'now' ? ctx.nowNodeArgs : []), ...(ctx.rssTrace ? ['--import', memoryTraceImport(`${ctx.rssTrace}.${round}${build === 'now' ? '' : '.before'}`)] : []), ...(ctx.heapSample ? ['--import', heapSampleImport(`${ctx.heapSample}.${round}${build === 'now' ? '' : '.before'}`)] : [])];
+    server = await startServer({ kind: 'ours', script, databaseUrl: db.url, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-${tag}`, nodeArgs });
     await client.connect();
     await connectDevices(ctx.deviceClients, server.port);
     await sleep(1_000);
@@ -228,7 +260,7 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
     );
     const fullWindows = Math.floor(pacedCount / ((ctx.rate / 60) * 10));
 
-    const big = ctx.rssTargets > 0 ? await rssJob(ctx, db.url, server, round) : undefined;
+    const big = ctx.rssTargets > 0 ? await rssJob(ctx, db.url, server, tag, script, build === 'now' ? [...ctx.serverNodeArgs, ...ctx.nowNodeArgs] : ctx.serverNodeArgs) : undefined;
     return {
       big,
       bulkPerSec: (bulk.count / (bulk.lastMs - bulkStart)) * 1000,
@@ -256,8 +288,8 @@ async function runRound(ctx: Context, round: number): Promise<RoundResult> {
  * releases it. "Before" and "after" follow a full GC in each (SIGUSR2, see SERVER_HOOK), so they
  * hold no garbage of the earlier phases; the peaks are sampled every 250 ms.
  */
-async function rssJob(ctx: Context, databaseUrl: string, releaser: RunningServer, round: number): Promise<BigJob> {
-  const poster = await startServer({ kind: 'ours', script: ctx.build.serverMain, databaseUrl, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-j${round}-post`, nodeArgs: ctx.serverNodeArgs, env: { JOBS_ENABLED: 'false' } });
+async function rssJob(ctx: Context, databaseUrl: string, releaser: RunningServer, tag: string, script: string, nodeArgs: string[]): Promise<BigJob> {
+  const poster = await startServer({ kind: 'ours', script, databaseUrl, keys: ctx.keys, tmp: ctx.tmp, instanceId: `bench-${process.pid}-${tag}-post`, nodeArgs, env: { JOBS_ENABLED: 'false' } });
   const timers: NodeJS.Timeout[] = [];
   try {
     const targets = Array.from({ length: ctx.rssTargets }, (_, i) => `rss-target-${i}`);
@@ -306,12 +338,65 @@ async function fullGc(servers: RunningServer[]): Promise<void> {
   await sleep(1_000);
 }
 
-/** An `--import` for the server that appends process.memoryUsage() to `file` every 500 ms (--rss-trace). */
+/**
+ * An `--import` for the server that appends process.memoryUsage() to `file` every 500 ms (--rss-trace),
+ * with each V8 heap space's committed size (`<space>Size`) and used bytes (`<space>Used`): the young
+ * generation (new_space) apart from the old one (old_space, large_object_space, ...); and the
+ * scavenges (`gcMinor`) and mark-compacts (`gcMajor`) so far.
+ */
 function memoryTraceImport(file: string): string {
   const code = `
 import fs from 'node:fs';
+import v8 from 'node:v8';
 const file = ${JSON.stringify(file)};
-setInterval(() => fs.appendFileSync(file, JSON.stringify({ t: Date.now(), ...process.memoryUsage() }) + '\\n'), 500).unref();
+import { PerformanceObserver, constants } from 'node:perf_hooks';
+const spaces = () => Object.fromEntries(v8.getHeapSpaceStatistics().flatMap((s) => [[s.space_name + 'Size', s.space_size], [s.space_name + 'Used', s.space_used_size]]));
+let gcMinor = 0, gcMajor = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) gcMinor++;
+    else if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) gcMajor++;
+  }
+}).observe({ entryTypes: ['gc'] });
+setInterval(() => fs.appendFileSync(file, JSON.stringify({ t: Date.now(), ...process.memoryUsage(), ...spaces(), gcMinor, gcMajor }) + '\\n'), 500).unref();
+`;
+  return `data:text/javascript;base64,${Buffer.from(code).toString('base64')}`;
+}
+
+/**
+ * An `--import` for the server that samples allocations (the inspector's sampling heap profiler, objects
+ * collected by either GC included) and, at each SIGUSR2 (the bench's full GC), appends the bytes allocated
+ * since the previous one by function (top 40) to `file`, then starts afresh (--heap-sample).
+ */
+function heapSampleImport(file: string): string {
+  const code = `
+import fs from 'node:fs';
+import inspector from 'node:inspector';
+const file = ${JSON.stringify(file)};
+const session = new inspector.Session();
+session.connect();
+const start = () => session.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+start();
+let since = Date.now();
+process.on('SIGUSR2', () => {
+  session.post('HeapProfiler.getSamplingProfile', (err, res) => {
+    if (err) return;
+    const byFn = new Map();
+    let total = 0;
+    const walk = (n) => {
+      const f = n.callFrame;
+      const key = (f.functionName || '(anonymous)') + ' ' + f.url.replace(/^.*\\/(node_modules|dist)\\//, '$1/') + ':' + (f.lineNumber + 1);
+      byFn.set(key, (byFn.get(key) || 0) + n.selfSize);
+      total += n.selfSize;
+      n.children.forEach(walk);
+    };
+    walk(res.profile.head);
+    const top = [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 40).map(([fn, bytes]) => ({ fn, kib: Math.round(bytes / 1024) }));
+    fs.appendFileSync(file, JSON.stringify({ from: since, to: Date.now(), totalKiB: Math.round(total / 1024), top }) + '\\n');
+    since = Date.now();
+    session.post('HeapProfiler.stopSampling', () => start());
+  });
+});
 `;
   return `data:text/javascript;base64,${Buffer.from(code).toString('base64')}`;
 }

@@ -37,8 +37,9 @@ interface Row {
   device_id: string | null;
   seq: number | null;
   status: ActuationStatus | null;
-  created_at: Date | null;
-  expires_at: Date | null;
+  /** Epoch milliseconds (floored, as pg's own timestamptz parser gives them), not timestamptz text: see below. */
+  created_ms: number | null;
+  expires_ms: number | null;
   /** First row only: the older actuations this batch superseded. */
   superseded: { id: string; deviceId: string; seq: number; sourceKind: string; createdAt: string; supersededBy: string }[] | null;
 }
@@ -49,12 +50,15 @@ export async function insertActuations(
   options: { maxQueuedPerDevice: number; notifyDevices: string[]; instanceId: string },
   lifecycle?: Lifecycle,
 ): Promise<SubmitResult[]> {
-  const { rows } = await pool.query<Row>('select idx, outcome, id, device_id, seq, status, created_at, expires_at, superseded from submit_actuations($1::jsonb, $2, $3::text[], $4)', [
-    JSON.stringify(items),
-    options.maxQueuedPerDevice,
-    options.notifyDevices,
-    options.instanceId,
-  ]);
+  // Per row, the times as epoch ms and the notified devices as one JSON text: parsing timestamptz text
+  // (a regex per value) and building a text[] literal (element by element) were a sixth of what a
+  // batch allocated in a sampling heap profile (README "Jobs against the bulk endpoint").
+  const { rows } = await pool.query<Row>(
+    `select idx, outcome, id, device_id, seq, status,
+            floor(extract(epoch from created_at) * 1000)::float8 as created_ms, floor(extract(epoch from expires_at) * 1000)::float8 as expires_ms, superseded
+       from submit_actuations($1::jsonb, $2, array(select json_array_elements_text($3::json)), $4)`,
+    [JSON.stringify(items), options.maxQueuedPerDevice, JSON.stringify(options.notifyDevices), options.instanceId],
+  );
   const results = rows.map((row): SubmitResult => {
     if (row.outcome === 'queue_full') return { outcome: 'queue_full', limit: options.maxQueuedPerDevice };
     const actuation: ActuationSummary = {
@@ -62,8 +66,8 @@ export async function insertActuations(
       deviceId: row.device_id!,
       seq: row.seq!,
       status: row.status!,
-      createdAt: row.created_at!,
-      expiresAt: row.expires_at,
+      createdAt: new Date(row.created_ms!),
+      expiresAt: row.expires_ms === null ? null : new Date(row.expires_ms),
     };
     return { outcome: row.outcome, actuation };
   });

@@ -271,13 +271,18 @@ export async function releaseJobLeases(pool: Pool, instanceId: string, ids: stri
  * The next targets to release, in device order, only while the job is running and this
  * instance's lease holds (so a cancel, an abort or a takeover stops releasing at the next page).
  */
-export async function pendingTargets(pool: Pool, jobId: string, instanceId: string, limit: number): Promise<string[]> {
+/**
+ * Up to `limit` targets not yet released, in device order; with `after`, only devices after it
+ * (a cursor: an unpaced job reads its next page while the previous one commits, and the
+ * cursor keeps the targets in flight out of it). Nothing once the job is not running here.
+ */
+export async function pendingTargets(pool: Pool, jobId: string, instanceId: string, limit: number, after: string | null = null): Promise<string[]> {
   const { rows } = await pool.query<{ device_id: string }>(
     `select t.device_id from job_targets t
-      where t.job_id = $1 and t.released_at is null
+      where t.job_id = $1 and t.released_at is null${after === null ? '' : ' and t.device_id > $4'}
         and exists (select 1 from jobs j where j.id = $1 and j.state = 'running' and j.lease_owner = $2 and j.lease_until >= now())
       order by t.device_id limit $3`,
-    [jobId, instanceId, limit],
+    after === null ? [jobId, instanceId, limit] : [jobId, instanceId, limit, after],
   );
   return rows.map((r) => r.device_id);
 }
