@@ -57,7 +57,7 @@ import { cpuMs, forkClient, killChild, sleep } from './lib/processes.js';
 import { fmt, median, percentile, renderTables } from './lib/stats.js';
 import { int, log, onOff } from './lib/cli.js';
 import { prepareBenchRun } from './lib/setup.js';
-import { allWorkersListening, processTree } from './lib/workers.js';
+import { startWorkersServer, stopWorkersServer, type WorkersServer } from './lib/workers.js';
 import { startBenchSseSubscriber, type BenchSseSubscriber } from './lib/sse-subscriber.js';
 import pg from 'pg';
 
@@ -648,20 +648,10 @@ async function runWorkers(ctx: Context, workers: number, round: number): Promise
   const { opts } = ctx;
   const db = await ctx.database.create(`w${round}x${workers}`);
   const instanceId = `bench-${process.pid}-r${round}-x${workers}`;
-  let server: RunningServer | undefined;
-  let tree: number[] = [];
+  let started: WorkersServer | undefined;
   try {
-    server = await startServer({
-      kind: 'ours',
-      script: ctx.build.serverMain,
-      databaseUrl: db.url,
-      keys: ctx.keys,
-      tmp: ctx.tmp,
-      instanceId,
-      env: { WORKERS: String(workers) },
-    });
-    if (workers > 1) await allWorkersListening(server.server, db.url, instanceId, workers);
-    tree = processTree(server.server.pid);
+    started = await startWorkersServer({ script: ctx.build.serverMain, databaseUrl: db.url, keys: ctx.keys, tmp: ctx.tmp, instanceId, workers: workers });
+    const { running: server } = started;
     await connectDevices(ctx.deviceClients, server.port);
     await sleep(1_500);
     const target = server;
@@ -739,15 +729,7 @@ async function runWorkers(ctx: Context, workers: number, round: number): Promise
     };
   } finally {
     await resetDevices(ctx.deviceClients);
-    if (server) await killChild(server.server.child, 'SIGKILL', 15_000);
-    // The workers exit when their primary's IPC channel closes; make sure of it.
-    for (const pid of tree.slice(1)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    if (started) await stopWorkersServer(started);
     await db.drop().catch((err) => log(`could not drop bench database: ${(err as Error).message}`));
     await sleep(500);
   }

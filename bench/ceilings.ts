@@ -40,11 +40,11 @@ import { int, log } from './lib/cli.js';
 import { databaseCpu, waitUntilAllAcked } from './lib/database.js';
 import { ackHeld, listen, resetDevices, waitForReceipts } from './lib/devices.js';
 import { request } from './lib/ipc.js';
-import { startServer, type RunningServer } from './lib/our-server.js';
-import { cpuMs, forkClient, killChild, sleep } from './lib/processes.js';
+import type { RunningServer } from './lib/our-server.js';
+import { cpuMs, forkClient, sleep } from './lib/processes.js';
 import { prepareBenchRun, type BenchRun } from './lib/setup.js';
 import { fmt, renderTables } from './lib/stats.js';
-import { allWorkersListening, processTree } from './lib/workers.js';
+import { startWorkersServer, stopWorkersServer, type WorkersServer } from './lib/workers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DEVICE_SCRIPT = path.join(ROOT, 'bench', 'device-client.ts');
@@ -168,21 +168,11 @@ async function runProcesses(ctx: Context, processes: number): Promise<Observatio
   const { run, opts } = ctx;
   const db = await run.database.create(`c${processes}`);
   const instanceId = `bench-${process.pid}-c${processes}`;
-  let server: RunningServer | undefined;
-  let tree: number[] = [];
+  let started: WorkersServer | undefined;
   const out: Observation[] = [];
   try {
-    server = await startServer({
-      kind: 'ours',
-      script: run.build.serverMain,
-      databaseUrl: db.url,
-      keys: run.keys,
-      tmp: run.tmp,
-      instanceId,
-      env: { WORKERS: String(processes) },
-    });
-    if (processes > 1) await allWorkersListening(server.server, db.url, instanceId, processes);
-    tree = processTree(server.server.pid);
+    started = await startWorkersServer({ script: run.build.serverMain, databaseUrl: db.url, keys: run.keys, tmp: run.tmp, instanceId, workers: processes });
+    const { running: server, tree } = started;
     const s = server;
     const clients = () => [run.deviceClient, ctx.loadClient, ...ctx.feeders].map((c) => c.pid!);
     const observeMix = (mix: Mix, body: () => Promise<{ units: number; expected: number; startMs: number; endMs: number }>) =>
@@ -261,15 +251,7 @@ async function runProcesses(ctx: Context, processes: number): Promise<Observatio
     return out;
   } finally {
     await resetDevices([run.deviceClient]);
-    if (server) await killChild(server.server.child, 'SIGKILL', 15_000);
-    // The workers exit when their primary's IPC channel closes; make sure of it.
-    for (const pid of tree.slice(1)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    if (started) await stopWorkersServer(started);
     await db.drop().catch((err) => log(`could not drop bench database: ${(err as Error).message}`));
     await sleep(500);
   }

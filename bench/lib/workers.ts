@@ -5,7 +5,8 @@
  */
 import fs from 'node:fs';
 import pg from 'pg';
-import { sleep, type ServerProcess } from './processes.js';
+import { killChild, sleep, type ServerProcess } from './processes.js';
+import { startServer, type RunningServer } from './our-server.js';
 
 /** A process and its children (a cluster primary and its workers), from /proc. */
 export function processTree(pid: number): number[] {
@@ -27,5 +28,36 @@ export async function allWorkersListening(server: ServerProcess, databaseUrl: st
     }
   } finally {
     await client.end();
+  }
+}
+
+/** Our server with WORKERS=N and its process tree (primary first), as the actuations and ceilings benches run it. */
+export interface WorkersServer {
+  running: RunningServer;
+  tree: number[];
+}
+
+/** Starts our server with WORKERS=`workers` and returns once every worker is up; a server whose workers never came up is stopped. */
+export async function startWorkersServer(options: Omit<Parameters<typeof startServer>[0], 'kind' | 'env'> & { databaseUrl: string; workers: number }): Promise<WorkersServer> {
+  const { workers, ...start } = options;
+  const running = await startServer({ ...start, kind: 'ours', env: { WORKERS: String(workers) } });
+  try {
+    if (workers > 1) await allWorkersListening(running.server, options.databaseUrl, options.instanceId, workers);
+    return { running, tree: processTree(running.server.pid) };
+  } catch (err) {
+    await stopWorkersServer({ running, tree: processTree(running.server.pid) });
+    throw err;
+  }
+}
+
+/** SIGKILL to the primary, then to every worker (they exit when the primary's IPC channel closes; this makes sure of it). */
+export async function stopWorkersServer({ running, tree }: WorkersServer): Promise<void> {
+  await killChild(running.server.child, 'SIGKILL', 15_000);
+  for (const pid of tree.slice(1)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
   }
 }
