@@ -18,7 +18,6 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import express from 'express';
 import { makeAckHandler } from './actuations/acks.js';
 import { makeDispatcher } from './actuations/dispatcher.js';
 import { ACTUATION_READY_CHANNEL } from './actuations/submit-sql.js';
@@ -46,7 +45,7 @@ import { makeAuditLog } from './audit/audit-log.js';
 import { TOKENS_REVOKED_CHANNEL } from './gateway/revocations-sql.js';
 import { makeTokenRevocations } from './gateway/token-revocations.js';
 import { makeRateLimiter } from './http/rate-limit.js';
-import { metricsRoutes } from './http/routes/metrics.js';
+import { metricsOnlyServer, metricsRoutes } from './http/routes/metrics.js';
 import { clusterMetricsSource } from './cluster/cluster-metrics.js';
 import { makeKeyVerifier } from './keys/key-verifier.js';
 import { requestMetrics } from './http/request-metrics.js';
@@ -71,6 +70,8 @@ export interface AppOptions {
 
 export interface App {
   server: http.Server;
+  /** The REST routes served (`method path`, as in ROUTES), for the OpenAPI test. */
+  httpRoutes: readonly string[];
   gateway: Gateway;
   metrics: Metrics;
   /** One typed event per committed actuation transition: `app.lifecycle.subscribe(listener)`. */
@@ -211,9 +212,9 @@ export function buildApp(options: AppOptions): App {
     maxBulkBodyBytes: MAX_BULK_BODY_BYTES,
     isShuttingDown: () => shuttingDown,
     maxJobBodyBytes: MAX_JOB_BODY_BYTES,
-    routers: [dss.router, ...jobs.routers, webhooks.router],
+    routes: [dss.routes, ...jobs.routes, webhooks.routes],
     // /metrics checks its own credentials: the API's, or the read-only METRICS_USERNAME/METRICS_PASSWORD.
-    ownAuthRouters: config.metricsPort === undefined ? [metricsRoutes(metricsSource, [credentials, ...(config.metricsCredentials ? [config.metricsCredentials] : [])], keys)] : [],
+    ownAuthRoutes: config.metricsPort === undefined ? [metricsRoutes(metricsSource, [credentials, ...(config.metricsCredentials ? [config.metricsCredentials] : [])], keys)] : [],
     observe: requestMetrics(metrics),
     lifecycle,
     onDatabaseUnavailable: () => metrics.databaseErrors.inc({ operation: 'http' }),
@@ -224,9 +225,10 @@ export function buildApp(options: AppOptions): App {
     onDeviceTokensRevoked: (revocation) => revocations.add(revocation),
   });
   // With METRICS_PORT, /metrics is served there only, unauthenticated (for a scraper on a private network).
-  const metricsServer = config.metricsPort === undefined ? undefined : http.createServer(express().use(metricsRoutes(metricsSource)));
+  const metricsApp = config.metricsPort === undefined ? undefined : metricsOnlyServer(metricsSource);
+  const metricsServer = metricsApp?.server;
 
-  const server = http.createServer(api);
+  const server = api.fastify.server;
   server.on('upgrade', (req, socket, head) => gateway.handleUpgrade(req, socket, head));
   // Slow or idle HTTP clients must not hold sockets forever.
   server.headersTimeout = 10_000;
@@ -261,6 +263,7 @@ export function buildApp(options: AppOptions): App {
 
   return {
     server,
+    httpRoutes: api.routes,
     gateway,
     metrics,
     lifecycle,
@@ -333,6 +336,9 @@ export function buildApp(options: AppOptions): App {
         ...RETENTION_PACE,
         onDeleted: (table, rows) => metrics.retentionDeleted.inc({ table }, rows),
       });
+      // fastify adds the routes while it boots: both answer only after `ready()`.
+      await api.fastify.ready();
+      await metricsApp?.ready();
       if (metricsServer) await new Promise<void>((resolve) => metricsServer.listen(config.metricsPort, host, resolve));
       dss.start();
       jobs.start();

@@ -4,7 +4,7 @@
  * instance's share of the enabled streams. Actuations go through the submitter
  * it is given, the same durable path as the REST API.
  */
-import type { Router } from 'express';
+import type { RouteRegistrar } from '../http/request-context.js';
 import type { ActuationSubmitter } from '../actuations/types.js';
 import type { Config } from '../config/config.js';
 import type { Pool } from '../db/pool.js';
@@ -20,7 +20,8 @@ export type DssConfig = DssClientConfig &
   Pick<Config, 'instanceId' | 'dssEnabled' | 'dssSupervisorIntervalMs' | 'dssRulesRefreshMs' | 'dssStateEnabled' | 'dssEventLogHours' | 'dssIntervalPollMs' | 'databaseTimeoutMs'>;
 
 export interface Dss {
-  router: Router;
+  /** Its REST routes, added to the API by `app.ts`. */
+  routes: RouteRegistrar;
   /** Starts holding streams (no-op when `dssEnabled` is false). */
   start(): void;
   /** Closes this instance's stream clients (position flushed) and lets go of their locks. */
@@ -50,7 +51,7 @@ export function makeDss(options: DssOptions): Dss {
   let supervisor: StreamSupervisor | undefined;
   let intervalTasks: IntervalTasks | undefined;
 
-  const router = dssRoutes({
+  const routes = dssRoutes({
     pool,
     changed: {
       rules: () => engine.invalidate(),
@@ -59,7 +60,7 @@ export function makeDss(options: DssOptions): Dss {
   });
 
   return {
-    router,
+    routes,
     start() {
       if (!config.dssEnabled || supervisor) return;
       supervisor = startStreamSupervisor({

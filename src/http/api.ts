@@ -1,9 +1,21 @@
 /**
- * The REST API as an express app: the audit trail of mutating calls, unauthenticated
- * probes, then authentication (an API key or HTTP Basic), the key's rate limit and the
- * route's scope, then the versioned routes, then the one error handler.
+ * The REST API as a fastify instance on its own `node:http` server: request metrics and
+ * the request id first, shutdown's 503, the audit trail of mutating calls, then
+ * authentication (an API key or HTTP Basic), the key's rate limit and the route's scope
+ * (all `onRequest` hooks, in this order), then the body (`json-body.ts`: `preParsing` and
+ * the JSON parser, with the route's `bodyLimit`), the routes, the not-found handler and
+ * the one error handler.
+ *
+ * Routing, as the express API had it (README, "HTTP edges"): paths are case-insensitive,
+ * one trailing slash is ignored, duplicate slashes are not (`//v1/devices` is 404), and a
+ * path that does not percent-decode is 400 MALFORMED_PATH before anything else runs but
+ * the request id, metrics, shutdown check and audit trail (fastify's router refuses it
+ * before any route is chosen, so before authentication). OPTIONS on a served path answers
+ * 200 with `Allow` (express's automatic answer), after authentication.
  */
-import express, { type Router } from 'express';
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type HookHandlerDoneFunction } from 'fastify';
 import type { Lifecycle } from '../actuations/lifecycle.js';
 import type { ActuationSubmitter } from '../actuations/types.js';
 import type { Pool } from '../db/pool.js';
@@ -13,8 +25,8 @@ import type { KeyVerifier } from '../keys/key-verifier.js';
 import { authenticate, authorize } from './auth.js';
 import { ApiError } from './errors.js';
 import { jsonBody } from './json-body.js';
-import { requestLog } from './request-log.js';
-import { makeErrorHandler, notFoundHandler } from './error-handler.js';
+import { requestId, requestLog } from './request-log.js';
+import { makeErrorHandler, pathOf } from './error-handler.js';
 import { actuationRoutes } from './routes/actuations.js';
 import { deviceRoutes } from './routes/devices.js';
 import { eventRoutes } from './routes/events.js';
@@ -28,6 +40,8 @@ import type { Revocation } from '../gateway/revocations-sql.js';
 import type { RateLimit } from '../keys/keys-sql.js';
 import { auditTrail } from './audit.js';
 import { rateLimit, type RateLimiter } from './rate-limit.js';
+import type { RequestObserver } from './request-metrics.js';
+import type { RouteRegistrar } from './request-context.js';
 import { makeRouteMatcher } from './route-match.js';
 import { auditRoutes } from './routes/audit.js';
 import { deviceTokenRoutes } from './routes/device-tokens.js';
@@ -48,17 +62,17 @@ export interface HttpApiOptions {
   /** Jobs and schedules (up to 100,000 device ids) get the largest body limit. */
   maxJobBodyBytes: number;
   isShuttingDown: () => boolean;
-  /** More authenticated routes (the DSS streams and rules API, /metrics). */
-  routers?: Router[];
+  /** More authenticated routes (the DSS streams and rules API, jobs, webhooks). */
+  routes?: RouteRegistrar[];
   /** Told the transitions the API makes (cancel), once committed. */
   lifecycle?: Lifecycle;
   onDatabaseUnavailable?: () => void;
   /** Readiness: resolves when this instance can commit (a write through the pool); `/readyz` fails otherwise. */
   canCommit?: () => Promise<void>;
-  /** Routes that authenticate on their own (`/metrics` with its read-only credential), before the API's Basic auth. */
-  ownAuthRouters?: Router[];
+  /** Routes that authenticate on their own (`/metrics` with its read-only credential: `config.ownAuth`). */
+  ownAuthRoutes?: RouteRegistrar[];
   /** Runs first on every request (HTTP request metrics). */
-  observe?: express.RequestHandler;
+  observe?: RequestObserver;
   /** Where every mutating call is recorded (`audit.ts`); without it, nothing is. */
   auditLog?: AuditLog;
   /** API key rate limits (`rate-limit.ts`); without it, none. */
@@ -69,49 +83,120 @@ export interface HttpApiOptions {
   onDeviceTokensRevoked?: (revocation: Revocation) => void;
 }
 
-export function makeHttpApi(options: HttpApiOptions): express.Express {
+export interface HttpApi {
+  /** The fastify instance; its `server` is the HTTP server, which answers once `ready()` resolved. */
+  fastify: FastifyInstance;
+  /** `method path` of every route added (without the HEAD routes fastify adds for GET ones): what the OpenAPI test compares with ROUTES. */
+  routes: readonly string[];
+}
+
+type Hook = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void;
+
+/** Path parameters are checked by the schemas (with a message naming the field), not cut off by the router. */
+const MAX_PARAM_LENGTH = 64 * 1024;
+
+export function makeHttpApi(options: HttpApiOptions): HttpApi {
   const { logger, pool, gateway, submitter, credentials, isShuttingDown } = options;
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
-
-  if (options.observe) app.use(options.observe);
-  app.use(requestLog(logger.child({ component: 'http' })));
-  app.use((_req, res, next) => {
-    if (!isShuttingDown()) return next();
-    res.setHeader('Connection', 'close');
-    next(new ApiError('SHUTTING_DOWN'));
-  });
-  if (options.auditLog) app.use(auditTrail({ auditLog: options.auditLog, match: makeRouteMatcher(ROUTES) }));
-
-  app.use(healthRoutes(pool, isShuttingDown, options.canCommit));
-  // Deliberately public: it describes the API's shape (routes, schemas, error codes), holds no data
-  // and nothing that is not in the source, and client generators fetch it without credentials.
-  const openApi = openApiDocument();
-  app.get('/v1/openapi.json', (_req, res) => {
-    res.json(openApi);
-  });
-  app.get('/v1/docs', docsPage);
-  for (const router of options.ownAuthRouters ?? []) app.use(router);
-  // A key or the bootstrap administrator, then the scope the route table gives the route.
-  app.use(authenticate({ keys: options.keys, credentials }));
-  if (options.rateLimiter) app.use(rateLimit({ limiter: options.rateLimiter, defaultLimit: options.defaultRateLimit }));
-  app.use(authorize(ROUTES));
   const { maxBodyBytes, maxBulkBodyBytes, maxJobBodyBytes } = options;
-  const limitFor = (req: express.Request): number => {
-    if (req.method === 'POST' && req.path === '/v1/actuations') return maxBulkBodyBytes;
-    if ((req.method === 'POST' || req.method === 'PATCH') && /^\/v1\/(jobs|schedules)(\/[^/]+)?\/?$/i.test(req.path)) return maxJobBodyBytes;
+  const routes: string[] = [];
+
+  // Runs before the router's refusal of a path that does not decode, too (see `frameworkErrors`).
+  const firstHooks: Hook[] = [];
+  if (options.observe) firstHooks.push(options.observe.onRequest);
+  firstHooks.push(requestLog(logger.child({ component: 'http' })));
+  firstHooks.push((_request, reply, done) => {
+    if (!isShuttingDown()) return done();
+    reply.raw.setHeader('Connection', 'close');
+    done(new ApiError('SHUTTING_DOWN'));
+  });
+  const audit = options.auditLog && auditTrail({ auditLog: options.auditLog, match: makeRouteMatcher(ROUTES) });
+  if (audit) firstHooks.push(audit.onRequest);
+
+  const app = Fastify({
+    logger: false,
+    serverFactory: (handler) => http.createServer(handler),
+    genReqId: requestId,
+    bodyLimit: maxBodyBytes,
+    routerOptions: { caseSensitive: false, ignoreTrailingSlash: true, ignoreDuplicateSlashes: false, maxParamLength: MAX_PARAM_LENGTH },
+    // Node's own plain-text answers to what is not HTTP (400, 408, 431), not fastify's JSON.
+    clientErrorHandler: nodeClientError,
+    frameworkErrors: (error, request, reply) => runHooks(firstHooks, request, reply, (err) => void reply.send((err ?? error) as never)),
+  });
+
+  const docs = new Map(ROUTES.map((route) => [`${route.method.toUpperCase()} ${route.path}`, route]));
+  const limitFor = (method: string, url: string): number => {
+    if (method === 'POST' && url === '/v1/actuations') return maxBulkBodyBytes;
+    if ((method === 'POST' || method === 'PATCH') && /^\/v1\/(jobs|schedules)(\/:\w+)?$/.test(url)) return maxJobBodyBytes;
     return maxBodyBytes;
   };
-  app.use(jsonBody({ limits: [maxBodyBytes, maxBulkBodyBytes, maxJobBodyBytes], limitFor }));
-  app.use(deviceRoutes({ pool, gateway }));
-  app.use(actuationRoutes({ pool, submitter, caller: credentials.username, lifecycle: options.lifecycle }));
-  app.use(apiKeyRoutes({ pool }));
-  app.use(eventRoutes({ pool, feed: options.feed }));
-  app.use(deviceTokenRoutes({ pool, onRevoked: options.onDeviceTokensRevoked }));
-  app.use(auditRoutes({ pool }));
-  for (const router of options.routers ?? []) app.use(router);
-  app.use(notFoundHandler);
-  app.use(makeErrorHandler(options.onDatabaseUnavailable));
-  return app;
+  app.addHook('onRoute', (route) => {
+    const method = [route.method].flat()[0]!.toUpperCase();
+    if (method !== 'HEAD') routes.push(`${method.toLowerCase()} ${route.url}`);
+    route.config = { ...route.config, doc: docs.get(`${method === 'HEAD' ? 'GET' : method} ${route.url}`) };
+    route.bodyLimit ??= limitFor(method, route.url);
+  });
+
+  for (const hook of firstHooks) app.addHook('onRequest', hook);
+  // A key or the bootstrap administrator, then the scope the route table gives the route.
+  app.addHook('onRequest', authenticate({ keys: options.keys, credentials }));
+  if (options.rateLimiter) app.addHook('onRequest', rateLimit({ limiter: options.rateLimiter, defaultLimit: options.defaultRateLimit }));
+  app.addHook('onRequest', authorize(ROUTES));
+  if (options.observe) app.addHook('preValidation', options.observe.preValidation);
+  if (audit) app.addHook('preSerialization', audit.preSerialization);
+  app.decorateRequest('principal', null);
+  jsonBody(app);
+  app.setErrorHandler(makeErrorHandler(options.onDatabaseUnavailable));
+  app.setNotFoundHandler(notFound());
+
+  healthRoutes(pool, isShuttingDown, options.canCommit)(app);
+  // Deliberately public: it describes the API's shape (routes, schemas, error codes), holds no data
+  // and nothing that is not in the source, and client generators fetch it without credentials.
+  const openApiText = JSON.stringify(openApiDocument());
+  app.get('/v1/openapi.json', (_request, reply) => {
+    void reply.type('application/json; charset=utf-8').send(openApiText);
+  });
+  app.get('/v1/docs', docsPage);
+  for (const register of options.ownAuthRoutes ?? []) register(app);
+  deviceRoutes({ pool, gateway })(app);
+  actuationRoutes({ pool, submitter, caller: credentials.username, lifecycle: options.lifecycle })(app);
+  apiKeyRoutes({ pool })(app);
+  eventRoutes({ pool, feed: options.feed })(app);
+  deviceTokenRoutes({ pool, onRevoked: options.onDeviceTokensRevoked })(app);
+  auditRoutes({ pool })(app);
+  for (const register of options.routes ?? []) register(app);
+  return { fastify: app, routes };
+}
+
+/** 404 NOT_FOUND; OPTIONS on a path some route serves is 200 with `Allow` (what express answered). */
+function notFound() {
+  const match = makeRouteMatcher(ROUTES);
+  const methods = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT'];
+  return (request: FastifyRequest, reply: FastifyReply): void => {
+    const path = pathOf(request);
+    if (request.method === 'OPTIONS') {
+      const allow = methods.filter((method) => match(method, path) !== undefined).join(', ');
+      if (allow !== '') {
+        void reply.code(200).header('Allow', allow).header('X-Content-Type-Options', 'nosniff').type('text/plain').send(allow);
+        return;
+      }
+    }
+    throw new ApiError('NOT_FOUND', `No route for ${request.method} ${path}`);
+  };
+}
+
+/** Runs `onRequest`-style hooks in order, then `then` (with the first error, if one refused). */
+function runHooks(hooks: Hook[], request: FastifyRequest, reply: FastifyReply, then: (err?: Error) => void): void {
+  let i = 0;
+  const next = (err?: Error): void => {
+    if (err || i === hooks.length) return then(err);
+    hooks[i++]!(request, reply, next as HookHandlerDoneFunction);
+  };
+  next();
+}
+
+/** What Node's HTTP server answers itself when no `clientError` listener is set. */
+function nodeClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
 }

@@ -10,49 +10,64 @@
  * it created (from the answer; a created key's secret, `key`, is never looked at), and a
  * bulk submission's device ids (at most 100, with their count).
  */
-import type { RequestHandler } from 'express';
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { v7 as uuidv7 } from 'uuid';
 import type { AuditLog } from '../audit/audit-log.js';
 import { principalOf } from './auth.js';
+import { pathOf } from './error-handler.js';
 import type { RouteMatcher } from './route-match.js';
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const MAX_TARGET_LENGTH = 256;
 const MAX_BULK_DEVICE_IDS = 100;
 
-export function auditTrail(deps: { auditLog: AuditLog; match: RouteMatcher }): RequestHandler {
-  return (req, res, next) => {
-    if (!MUTATING.has(req.method)) return next();
-    const at = new Date();
-    let createdId: string | undefined;
-    const json = res.json.bind(res);
-    res.json = (body: unknown) => {
-      const id = (body as { id?: unknown } | null)?.id;
-      if (res.statusCode < 300 && typeof id === 'string') createdId = id.slice(0, MAX_TARGET_LENGTH);
-      return json(body);
-    };
-    res.once('close', () => {
-      const principal = principalOf(res);
-      const matched = deps.match(req.method, req.path);
-      const targets: Record<string, unknown> = {};
-      for (const [name, value] of Object.entries(matched?.params ?? {})) targets[name] = value.slice(0, MAX_TARGET_LENGTH);
-      if (createdId !== undefined && createdId !== targets.id) targets.createdId = createdId;
-      if (Array.isArray(req.body) && matched?.route.operationId === 'submitActuations') Object.assign(targets, bulkDevices(req.body as unknown[]));
-      deps.auditLog.record({
-        id: uuidv7({ msecs: at.getTime() }),
-        at,
-        actorKind: principal?.kind ?? 'anonymous',
-        keyId: principal?.kind === 'key' ? principal.id : null,
-        actor: principal?.name ?? null,
-        method: req.method,
-        route: matched?.route.path ?? 'unmatched',
-        targets,
-        status: res.statusCode,
-        requestId: req.id,
-        remoteAddress: req.socket.remoteAddress ?? null,
+const CREATED_ID = Symbol('auditCreatedId');
+type AuditedRequest = FastifyRequest & { [CREATED_ID]?: string };
+
+/**
+ * Two hooks: `onRequest` records the entry once the response is closed; `preSerialization`
+ * notes the `id` of a created thing from the answer before it is serialized. The route and
+ * its parameters come from the route table (`match`), as for a request refused before its
+ * route (401, 429) or one whose path did not decode.
+ */
+export function auditTrail(deps: { auditLog: AuditLog; match: RouteMatcher }) {
+  return {
+    onRequest(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+      if (!MUTATING.has(request.method)) return done();
+      const at = new Date();
+      const res = reply.raw;
+      res.once('close', () => {
+        const principal = principalOf(request);
+        const matched = deps.match(request.method, pathOf(request));
+        const targets: Record<string, unknown> = {};
+        for (const [name, value] of Object.entries(matched?.params ?? {})) targets[name] = value.slice(0, MAX_TARGET_LENGTH);
+        const createdId = (request as AuditedRequest)[CREATED_ID];
+        if (createdId !== undefined && createdId !== targets.id) targets.createdId = createdId;
+        const body = request.body;
+        if (Array.isArray(body) && matched?.route.operationId === 'submitActuations') Object.assign(targets, bulkDevices(body as unknown[]));
+        deps.auditLog.record({
+          id: uuidv7({ msecs: at.getTime() }),
+          at,
+          actorKind: principal?.kind ?? 'anonymous',
+          keyId: principal?.kind === 'key' ? principal.id : null,
+          actor: principal?.name ?? null,
+          method: request.method,
+          route: matched?.route.path ?? 'unmatched',
+          targets,
+          status: res.statusCode,
+          requestId: request.id,
+          remoteAddress: request.raw.socket.remoteAddress ?? null,
+        });
       });
-    });
-    next();
+      done();
+    },
+    preSerialization(request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
+      if (MUTATING.has(request.method) && reply.statusCode < 300) {
+        const id = (payload as { id?: unknown } | null)?.id;
+        if (typeof id === 'string') (request as AuditedRequest)[CREATED_ID] = id.slice(0, MAX_TARGET_LENGTH);
+      }
+      done(null, payload);
+    },
   };
 }
 

@@ -4,18 +4,22 @@
  * secret leaks through timing.
  */
 import crypto from 'node:crypto';
-import type { RequestHandler } from 'express';
+import type { IncomingHttpHeaders } from 'node:http';
 import { ApiError } from './errors.js';
 
-export function basicAuth(credentials: { username: string; password: string }): RequestHandler {
+export const BASIC_CHALLENGE = 'Basic realm="iot-websocket-server", charset="UTF-8"';
+
+/** A check of the `Authorization` header: `undefined` when it holds the credentials, else the 401 to answer (with BASIC_CHALLENGE). */
+export type BasicCheck = (headers: IncomingHttpHeaders) => ApiError | undefined;
+
+export function basicAuth(credentials: { username: string; password: string }): BasicCheck {
   const expected = digest(`${credentials.username}:${credentials.password}`);
-  return (req, res, next) => {
-    const header = req.headers.authorization ?? '';
+  return (headers) => {
+    const header = headers.authorization ?? '';
     const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
     const given = match ? Buffer.from(match[1]!, 'base64').toString('utf8') : '';
-    if (match && crypto.timingSafeEqual(digest(given), expected)) return next();
-    res.setHeader('WWW-Authenticate', 'Basic realm="iot-websocket-server", charset="UTF-8"');
-    next(new ApiError('UNAUTHORIZED', match ? 'Wrong username or password' : 'HTTP Basic credentials required'));
+    if (match && crypto.timingSafeEqual(digest(given), expected)) return undefined;
+    return new ApiError('UNAUTHORIZED', match ? 'Wrong username or password' : 'HTTP Basic credentials required');
   };
 }
 

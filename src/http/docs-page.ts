@@ -4,7 +4,7 @@
  * `/v1/openapi.json` and lists each operation with its parameters, body and answers.
  * Everything from the document is inserted as text, never as HTML.
  */
-import type { RequestHandler } from 'express';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 
 const SCRIPT = `
 const el = (tag, text, cls) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; if (cls) e.className = cls; return e; };
@@ -69,6 +69,6 @@ summary { cursor: pointer; color: #444; }
 </html>
 `;
 
-export const docsPage: RequestHandler = (_req, res) => {
-  res.type('html').send(PAGE);
-};
+export function docsPage(_request: FastifyRequest, reply: FastifyReply): void {
+  void reply.type('text/html; charset=utf-8').send(PAGE);
+}

@@ -2,8 +2,8 @@
  * The one place errors become HTTP responses. 4xx are logged at info, 5xx at error.
  * PostgreSQL connection failures become 503 so that callers know to retry.
  */
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { isDatabaseUnavailable } from '../db/errors.js';
-import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ApiError } from './errors.js';
 import { fromFrameworkError } from './framework-errors.js';
 
@@ -15,19 +15,22 @@ export function toApiError(err: unknown): ApiError {
   return new ApiError('INTERNAL', undefined, { cause: err });
 }
 
-/** Renders every error; `onDatabaseUnavailable` is told of each request the database failed (metrics). */
-export function makeErrorHandler(onDatabaseUnavailable?: () => void): ErrorRequestHandler {
-  return (err, req, res, _next) => {
+/** Renders every error (fastify's `setErrorHandler`); `onDatabaseUnavailable` is told of each request the database failed (metrics). */
+export function makeErrorHandler(onDatabaseUnavailable?: () => void) {
+  return (err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void => {
     const apiError = toApiError(err);
     if (apiError.code === 'DATABASE_UNAVAILABLE') onDatabaseUnavailable?.();
-    const log = req.log;
+    const log = request.raw.log;
     if (apiError.status >= 500) log?.error({ err }, `request failed: ${apiError.code}`);
     else log?.info({ code: apiError.code, message: apiError.message }, 'request rejected');
-    if (res.headersSent) return;
-    res.status(apiError.status).json({ error: { code: apiError.code, message: apiError.message } });
+    if (reply.sent || reply.raw.headersSent) return;
+    void reply.code(apiError.status).send({ error: { code: apiError.code, message: apiError.message } });
   };
 }
 
-export const notFoundHandler: RequestHandler = (req, _res, next) => {
-  next(new ApiError('NOT_FOUND', `No route for ${req.method} ${req.path}`));
-};
+/** The path of a request, without its query (as sent: not decoded). */
+export function pathOf(request: FastifyRequest): string {
+  const url = request.url;
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}

@@ -16,9 +16,9 @@
  * existed keep working as they did. Requests refused before authentication (401) are
  * not counted either.
  */
-import type { RequestHandler } from 'express';
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import type { RateLimit } from '../keys/keys-sql.js';
-import { principalOf } from './auth.js';
+import { checksOwnAccess, principalOf } from './auth.js';
 import { ApiError } from './errors.js';
 
 /** Buckets kept; beyond it the full (idle) ones go, and if none is full, all of them (a new bucket is full). */
@@ -64,17 +64,17 @@ export function makeRateLimiter(deps: { liveInstances: () => number; now?: () =>
   };
 }
 
-/** 429 RATE_LIMITED with Retry-After for an API key over its limit; `defaultLimit` undefined: keys without their own are not limited. */
-export function rateLimit(deps: { limiter: RateLimiter; defaultLimit: RateLimit | undefined }): RequestHandler {
-  return (_req, res, next) => {
-    const principal = principalOf(res);
-    if (principal?.kind !== 'key') return next();
+/** 429 RATE_LIMITED with Retry-After for an API key over its limit (an `onRequest` hook); `defaultLimit` undefined: keys without their own are not limited. */
+export function rateLimit(deps: { limiter: RateLimiter; defaultLimit: RateLimit | undefined }) {
+  return (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
+    const principal = principalOf(request);
+    if (principal?.kind !== 'key' || checksOwnAccess(request)) return done();
     const limit = principal.rateLimit ?? deps.defaultLimit;
-    if (!limit) return next();
+    if (!limit) return done();
     const waitSeconds = deps.limiter.take(principal.id, limit);
-    if (waitSeconds === 0) return next();
+    if (waitSeconds === 0) return done();
     const retryAfter = Math.max(1, Math.ceil(waitSeconds));
-    res.setHeader('Retry-After', String(retryAfter));
-    next(new ApiError('RATE_LIMITED', `This API key is over its rate limit (${limit.perSecond} requests/s, burst ${limit.burst}); retry after ${retryAfter} s`));
+    reply.raw.setHeader('Retry-After', String(retryAfter));
+    done(new ApiError('RATE_LIMITED', `This API key is over its rate limit (${limit.perSecond} requests/s, burst ${limit.burst}); retry after ${retryAfter} s`));
   };
 }

@@ -12,14 +12,17 @@
  * logger is made only when something asks for `req.log`, and the line only when its level
  * is enabled.
  *
- * `req.log` is one getter on `http.IncomingMessage.prototype` (which express's request
- * objects inherit from), defined once, reading the logger each request carries under a
- * symbol: an `Object.defineProperty` on every request object cost ~12 µs per request here
- * (it turns the object into a slow dictionary-mode one), against ~1 µs for a plain field.
+ * `req.log` is one getter on `http.IncomingMessage.prototype` (fastify's `request.raw`),
+ * defined once, reading the logger each request carries under a symbol: an
+ * `Object.defineProperty` on every request object cost ~12 µs per request here (it turns
+ * the object into a slow dictionary-mode one), against ~1 µs for a plain field. fastify's
+ * own logger is off (`logger: false`): with one, it would make a child logger per request
+ * and log every request twice; so `request.log` is fastify's no-op, and handlers log
+ * through `request.raw.log`.
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
-import type { RequestHandler } from 'express';
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import type { Logger } from '../logger.js';
 
 declare module 'http' {
@@ -51,10 +54,19 @@ Object.defineProperty(http.IncomingMessage.prototype, 'log', {
   },
 });
 
-export function requestLog(logger: Logger): RequestHandler {
-  return (req, res, next) => {
-    const given = req.headers['x-request-id'];
-    const id = typeof given === 'string' && WELL_FORMED_ID.test(given) ? given : crypto.randomUUID();
+/** The request's id: a well-formed `X-Request-Id` from the caller, or a new UUID (fastify's `genReqId`). */
+export function requestId(req: http.IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && WELL_FORMED_ID.test(given) ? given : crypto.randomUUID();
+}
+
+/** An `onRequest` hook: returns the id (fastify made it with `requestId`), binds `raw.log`, logs the line when done. */
+export function requestLog(logger: Logger) {
+  return (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
+    const req = request.raw;
+    const res = reply.raw;
+    const id = request.id;
+    // On the raw response, so that a hijacked one (the change feed's) carries it too.
     res.setHeader('X-Request-Id', id);
     req.id = id;
     (req as unknown as LoggedRequest)[BASE_LOGGER] = logger;
@@ -64,10 +76,10 @@ export function requestLog(logger: Logger): RequestHandler {
       const level = res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug';
       if (!logger.isLevelEnabled(level)) return;
       req.log[level](
-        { req: { method: req.method, url: req.originalUrl }, res: { statusCode: res.statusCode }, responseTimeMs: Math.round(performance.now() - started) },
+        { req: { method: req.method, url: req.url }, res: { statusCode: res.statusCode }, responseTimeMs: Math.round(performance.now() - started) },
         'request completed',
       );
     });
-    next();
+    done();
   };
 }

@@ -4,7 +4,7 @@
  * of the jobs and the scheduler that turns schedule occurrences into jobs. Actuations go
  * through the submitter it is given, the same durable path as the REST API.
  */
-import type { Router } from 'express';
+import type { RouteRegistrar } from '../http/request-context.js';
 import type { Lifecycle } from '../actuations/lifecycle.js';
 import type { ActuationSubmitter } from '../actuations/types.js';
 import type { Config } from '../config/config.js';
@@ -26,7 +26,8 @@ export interface JobsOptions {
 }
 
 export interface Jobs {
-  routers: Router[];
+  /** Its REST routes (jobs, schedules), added to the API by `app.ts`. */
+  routes: RouteRegistrar[];
   start(): void;
   /** Stops releasing (each loop after its page) and firing, and lets go of the leases. */
   stop(): Promise<void>;
@@ -38,12 +39,12 @@ export function makeJobs(options: JobsOptions): Jobs {
   const { config, logger, pool, submitter } = options;
   let releaser: JobReleaser | undefined;
   let scheduler: Scheduler | undefined;
-  const routers = [
+  const routes = [
     jobRoutes({ pool, caller: options.caller, jobStarted: () => releaser?.poke(), lifecycle: options.lifecycle }),
     scheduleRoutes({ pool, caller: options.caller }),
   ];
   return {
-    routers,
+    routes,
     start() {
       if (!config.jobsEnabled || releaser) return;
       releaser = startJobReleaser({

@@ -2,7 +2,7 @@
  * The webhooks part, built once by `buildApp`: the REST routes and (after `start()`)
  * this instance's sender. `nudge()` is for `iotws_events` notifications.
  */
-import type { Router } from 'express';
+import type { RouteRegistrar } from '../http/request-context.js';
 import type client from 'prom-client';
 import type { Pool } from '../db/pool.js';
 import { webhookRoutes } from '../http/routes/webhooks.js';
@@ -12,7 +12,8 @@ import { makeSecretBox } from './secret-box.js';
 import { startWebhookSender, type WebhookSender, type WebhookSettings } from './sender.js';
 
 export interface Webhooks {
-  router: Router;
+  /** Its REST routes, added to the API by `app.ts`. */
+  routes: RouteRegistrar;
   start(): void;
   /** New events (a NOTIFY on `iotws_events`): look for endpoints to send to. */
   nudge(): void;
@@ -34,9 +35,9 @@ export function makeWebhooks(options: WebhooksOptions): Webhooks {
   const metrics = makeWebhookMetrics(options.registry, pool);
   const secrets = makeSecretBox(options.secretKey);
   let sender: WebhookSender | undefined;
-  const router = webhookRoutes({ pool, settings, secrets, changed: () => sender?.nudge() });
+  const routes = webhookRoutes({ pool, settings, secrets, changed: () => sender?.nudge() });
   return {
-    router,
+    routes,
     start() {
       sender ??= startWebhookSender({ pool, logger, instanceId, settings, secrets, onResult: metrics.countResult });
     },

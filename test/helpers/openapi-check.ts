@@ -42,7 +42,7 @@ function validatorFor(schema: Record<string, unknown>) {
 
 /** The operation a request lands on, if the document describes one. */
 export function operationOf(method: string, url: string): { path: string; op: Operation } | undefined {
-  // The raw path as express routes it (no WHATWG normalisation of `.`, `..`, `%2e`), one trailing slash allowed.
+  // The raw path as the router sees it (no WHATWG normalisation of `.`, `..`, `%2e`), one trailing slash allowed.
   const pathname = url.split('?')[0]!.replace(/(.)\/$/, '$1');
   return operations.find((o) => o.method === method.toUpperCase() && o.pattern.test(pathname));
 }

@@ -1,8 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import express from 'express';
+import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { requestLog } from '../../src/http/request-log.js';
+import { requestId, requestLog } from '../../src/http/request-log.js';
 import { makeLogger } from '../../src/logger.js';
 import { captureLog } from '../helpers/log-capture.js';
 
@@ -12,13 +12,14 @@ afterEach(() => servers.splice(0).forEach((s) => s.close()));
 /** Two apps with their own loggers in one process: `req.log` is one prototype getter, each request's logger its own. */
 async function serve(name: string) {
   const capture = captureLog();
-  const app = express();
-  app.use(requestLog(makeLogger({ level: 'info' }, capture.sink)));
-  app.get('/hello', (req, res) => {
-    req.log.info({ app: name }, 'handler says hello');
-    res.status(404).json({ ok: false }); // 4xx: the request line is logged at info
+  const app = Fastify({ logger: false, genReqId: requestId, serverFactory: (handler) => http.createServer(handler) });
+  app.addHook('onRequest', requestLog(makeLogger({ level: 'info' }, capture.sink)));
+  app.get('/hello', async (request, reply) => {
+    request.raw.log.info({ app: name }, 'handler says hello');
+    return reply.code(404).send({ ok: false }); // 4xx: the request line is logged at info
   });
-  const server = http.createServer(app);
+  await app.ready();
+  const server = app.server;
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, capture };
@@ -27,7 +28,8 @@ async function serve(name: string) {
 describe('requestLog', () => {
   it("binds each request's id to req.log and to its request line, per app", async () => {
     const [a, b] = await Promise.all([serve('a'), serve('b')]);
-    await fetch(`${a.url}/hello`, { headers: { 'x-request-id': 'req-a-1' } });
+    const first = await fetch(`${a.url}/hello`, { headers: { 'x-request-id': 'req-a-1' } });
+    expect(first.headers.get('x-request-id')).toBe('req-a-1');
     await fetch(`${b.url}/hello`, { headers: { 'x-request-id': 'req-b-1' } });
     await fetch(`${a.url}/hello`, { headers: { 'x-request-id': 'req-a-2' } });
     const lines = (c: typeof a.capture) => c.json().map((l) => [l.msg, l.reqId, l.app]);
@@ -42,6 +44,12 @@ describe('requestLog', () => {
       ['handler says hello', 'req-b-1', 'b'],
       ['request completed', 'req-b-1', undefined],
     ]);
+  });
+
+  it('gives a new id for a missing or malformed X-Request-Id', async () => {
+    const a = await serve('a');
+    const ids = await Promise.all(['', 'has space', 'x'.repeat(129)].map(async (given) => (await fetch(`${a.url}/hello`, { headers: given ? { 'x-request-id': given } : {} })).headers.get('x-request-id')));
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-/);
   });
 
   it('leaves req.log undefined on requests that did not pass through it, and assignable', () => {

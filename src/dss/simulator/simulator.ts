@@ -13,7 +13,7 @@
  *   as-is as one message, for malformed frames), `GET /streams/:key/events`,
  *   `POST /streams/:key/disconnect`, `GET /stats`.
  */
-import express from 'express';
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -150,39 +150,40 @@ export async function startDssSimulator(options: DssSimulatorOptions): Promise<D
   }, heartbeatMs);
   heartbeat.unref();
 
-  const app = express();
-  app.use(express.json({ limit: '10mb' }));
-  app.use(express.text({ type: 'text/*', limit: '10mb' }));
-  const known = (req: express.Request, res: express.Response): string | undefined => {
-    const key = String(req.params.key);
+  const app = Fastify({ logger: false, bodyLimit: 10 * 1024 * 1024, serverFactory: (handler) => http.createServer(handler) });
+  // JSON (fastify's own parser) and any text/* as a string, for raw frames.
+  app.addContentTypeParser(/^text\//, { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  const known = (req: FastifyRequest, reply: FastifyReply): string | undefined => {
+    const key = String((req.params as { key: string }).key);
     if (logs.has(key)) return key;
-    res.status(404).json({ error: 'unknown stream key' });
+    void reply.code(404).send({ error: 'unknown stream key' });
     return undefined;
   };
-  app.post('/streams/:key/events', (req, res) => {
-    const key = known(req, res);
+  app.post('/streams/:key/events', (req, reply) => {
+    const key = known(req, reply);
     if (!key) return;
     try {
-      res.json({ seqs: emit(key, req.body as EventInput | EventInput[]).map((e) => Number(e.seq)) });
+      void reply.send({ seqs: emit(key, req.body as EventInput | EventInput[]).map((e) => Number(e.seq)) });
     } catch (err) {
-      res.status(400).json({ error: (err as Error).message });
+      void reply.code(400).send({ error: (err as Error).message });
     }
   });
-  app.post('/streams/:key/frames', (req, res) => {
-    const key = known(req, res);
-    if (key) res.json({ sockets: sendRaw(key, String(req.body)) });
+  app.post('/streams/:key/frames', (req, reply) => {
+    const key = known(req, reply);
+    if (key) void reply.send({ sockets: sendRaw(key, String(req.body)) });
   });
-  app.get('/streams/:key/events', (req, res) => {
-    const key = known(req, res);
-    if (key) res.json({ events: logs.get(key) });
+  app.get('/streams/:key/events', (req, reply) => {
+    const key = known(req, reply);
+    if (key) void reply.send({ events: logs.get(key) });
   });
-  app.post('/streams/:key/disconnect', (req, res) => {
-    const key = known(req, res);
-    if (key) res.json({ sockets: disconnect(key) });
+  app.post('/streams/:key/disconnect', (req, reply) => {
+    const key = known(req, reply);
+    if (key) void reply.send({ sockets: disconnect(key) });
   });
-  app.get('/stats', (_req, res) => res.json(stats));
+  app.get('/stats', (_req, reply) => void reply.send(stats));
+  await app.ready();
+  const server = app.server;
 
-  const server = http.createServer(app);
   server.on('upgrade', (req, socket, head) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const key = url.searchParams.get('stream_key');

@@ -3,7 +3,8 @@
  * Every accepted actuation is committed before the answer (202 created, 200 for a
  * repeated Idempotency-Key).
  */
-import { Router, type Request } from 'express';
+import type { FastifyRequest } from 'fastify';
+import type { RouteRegistrar } from '../request-context.js';
 import type { Pool } from '../../db/pool.js';
 import * as queries from '../../actuations/query-sql.js';
 import type { Lifecycle } from '../../actuations/lifecycle.js';
@@ -27,111 +28,109 @@ import {
 import { issueMessage, unstorableMessage, validate } from '../validate.js';
 import { deviceNotFound } from './devices.js';
 
-export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitter; caller: string; lifecycle?: Lifecycle }): Router {
+export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitter; caller: string; lifecycle?: Lifecycle }): RouteRegistrar {
   const { pool, submitter } = deps;
-  const router = Router();
-
-  const toNew = (req: Request, deviceId: string, body: ActuationBody, idempotencyKey: string | undefined): NewActuation => ({
-    ...body,
-    deviceId,
-    idempotencyKey,
-    source: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
-  });
-
-  /**
-   * For a caller limited to accounts, the devices of `deviceIds` it may command (one query
-   * for a whole bulk request); a device of another account, of none, or unknown, is answered
-   * `deviceNotFound` alike. Callers without a limit: no query (`undefined`: every device).
-   */
-  const commandable = async (scope: AccountScope, deviceIds: string[]): Promise<Set<string> | undefined> =>
-    scope === null ? undefined : visibleDeviceIds(pool, deviceIds, scope);
-
-  router.post('/v1/devices/:deviceId/actuations', async (req, res) => {
-    const { deviceId } = validate(deviceIdParam, req.params, 'params');
-    const rawKey = req.get('idempotency-key');
-    const idempotencyKey = rawKey === undefined ? undefined : validate(idempotencyKeyHeader, rawKey, 'Idempotency-Key');
-    const body = validate(actuationBody, req.body);
-    const scope = accountScopeOf(res);
-    checkActuationAccount(scope, body.accountId);
-    const visible = await commandable(scope, [deviceId]);
-    if (visible && !visible.has(deviceId)) throw deviceNotFound(deviceId);
-    const result = await submitter.submit(toNew(req, deviceId, body, idempotencyKey));
-    if (result.outcome === 'queue_full') {
-      throw new ApiError('QUEUE_FULL', `Device "${deviceId}" already has ${result.limit} queued actuations (MAX_QUEUED_PER_DEVICE); nothing was added`);
-    }
-    res.status(result.outcome === 'created' ? 202 : 200).json(result.actuation);
-  });
-
-  router.post('/v1/actuations', async (req, res) => {
-    // Only the array's shape is checked as a whole: what is wrong inside one item is that item's 400.
-    const array = bulkActuationsBody.safeParse(req.body);
-    if (!array.success) throw new ApiError('VALIDATION_FAILED', issueMessage(array.error));
-    const scope = accountScopeOf(res);
-    // Each item is validated and answered on its own; valid ones go through the same durable path.
-    const parsedItems = array.data.map((raw) => {
-      const unstorable = unstorableMessage(raw, 'item');
-      if (unstorable !== undefined) return { error: unstorable };
-      const parsed = bulkActuationItem.safeParse(raw);
-      if (!parsed.success) return { error: issueMessage(parsed.error, 'item') };
-      if (scope !== null && parsed.data.accountId !== undefined && !scopeIncludes(scope, parsed.data.accountId)) return { error: accountMessage(scope) };
-      return { item: parsed.data };
+  return (app) => {
+    const toNew = (req: FastifyRequest, deviceId: string, body: ActuationBody, idempotencyKey: string | undefined): NewActuation => ({
+      ...body,
+      deviceId,
+      idempotencyKey,
+      source: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
     });
-    const visible = await commandable(scope, parsedItems.flatMap((p) => (p.item ? [p.item.deviceId] : [])));
-    const results = await Promise.all(
-      parsedItems.map(async (parsed, index) => {
-        if (!parsed.item) return { index, status: 400, error: { code: 'VALIDATION_FAILED', message: parsed.error } };
-        const { deviceId, idempotencyKey, ...body } = parsed.item;
-        if (visible && !visible.has(deviceId)) {
-          const notFound = deviceNotFound(deviceId);
-          return { index, status: notFound.status, error: { code: notFound.code, message: notFound.message } };
-        }
-        let result: SubmitResult;
-        try {
-          result = await submitter.submit(toNew(req, deviceId, body, idempotencyKey));
-        } catch (err) {
-          // One item's failure is that item's answer: the others may be committed already, and a
-          // 500 for the whole array would make the caller resubmit them. Only a database that is
-          // down fails the request as a whole (every item would fail the same way).
-          const apiError = toApiError(err);
-          if (apiError.code === 'DATABASE_UNAVAILABLE' || apiError.code === 'SHUTTING_DOWN') throw err;
-          if (apiError.status >= 500) req.log.error({ err, index }, `bulk item failed: ${apiError.code}`);
-          return { index, status: apiError.status, error: { code: apiError.code, message: apiError.message } };
-        }
-        if (result.outcome === 'queue_full') {
-          return { index, status: 429, error: { code: 'QUEUE_FULL', message: `Device "${deviceId}" already has ${result.limit} queued actuations` } };
-        }
-        return { index, status: result.outcome === 'created' ? 202 : 200, actuation: result.actuation };
-      }),
-    );
-    res.status(200).json({ results });
-  });
 
-  router.get('/v1/actuations/:id', async (req, res) => {
-    const { id } = validate(actuationIdParam, req.params, 'params');
-    const actuation = await queries.getActuation(pool, id, accountScopeOf(res));
-    if (!actuation) throw new ApiError('NOT_FOUND', `No actuation ${id}`);
-    res.json(actuation);
-  });
+    /**
+     * For a caller limited to accounts, the devices of `deviceIds` it may command (one query
+     * for a whole bulk request); a device of another account, of none, or unknown, is answered
+     * `deviceNotFound` alike. Callers without a limit: no query (`undefined`: every device).
+     */
+    const commandable = async (scope: AccountScope, deviceIds: string[]): Promise<Set<string> | undefined> =>
+      scope === null ? undefined : visibleDeviceIds(pool, deviceIds, scope);
 
-  router.delete('/v1/actuations/:id', async (req, res) => {
-    const { id } = validate(actuationIdParam, req.params, 'params');
-    const result = await cancelQueued(pool, id, accountScopeOf(res), deps.lifecycle);
-    if (!result) throw new ApiError('NOT_FOUND', `No actuation ${id}`);
-    if (!result.cancelled) throw new ApiError('CONFLICT', `Actuation ${id} is ${result.status}; only queued actuations can be cancelled`);
-    res.json({ id, status: result.status });
-  });
+    app.post('/v1/devices/:deviceId/actuations', async (req, reply) => {
+      const { deviceId } = validate(deviceIdParam, req.params, 'params');
+      const rawKey = req.headers['idempotency-key'];
+      const idempotencyKey = rawKey === undefined ? undefined : validate(idempotencyKeyHeader, rawKey, 'Idempotency-Key');
+      const body = validate(actuationBody, req.body);
+      const scope = accountScopeOf(req);
+      checkActuationAccount(scope, body.accountId);
+      const visible = await commandable(scope, [deviceId]);
+      if (visible && !visible.has(deviceId)) throw deviceNotFound(deviceId);
+      const result = await submitter.submit(toNew(req, deviceId, body, idempotencyKey));
+      if (result.outcome === 'queue_full') {
+        throw new ApiError('QUEUE_FULL', `Device "${deviceId}" already has ${result.limit} queued actuations (MAX_QUEUED_PER_DEVICE); nothing was added`);
+      }
+      return reply.code(result.outcome === 'created' ? 202 : 200).send(result.actuation);
+    });
 
-  router.get('/v1/devices/:deviceId/actuations', async (req, res) => {
-    const { deviceId } = validate(deviceIdParam, req.params, 'params');
-    const query = validate(deviceActuationsQuery, req.query, 'query');
-    const beforeSeq = query.cursor === undefined ? null : Number(query.cursor);
-    if (beforeSeq !== null && !Number.isSafeInteger(beforeSeq)) throw new ApiError('VALIDATION_FAILED', 'cursor: not a cursor from a previous page');
-    const items = await queries.listDeviceActuations(pool, deviceId, { status: query.status ?? null, limit: query.limit, beforeSeq }, accountScopeOf(res));
-    const last = items.at(-1);
-    res.json({ items, nextCursor: items.length === query.limit && last ? String(last.seq) : null });
-  });
+    app.post('/v1/actuations', async (req, reply) => {
+      // Only the array's shape is checked as a whole: what is wrong inside one item is that item's 400.
+      const array = bulkActuationsBody.safeParse(req.body);
+      if (!array.success) throw new ApiError('VALIDATION_FAILED', issueMessage(array.error));
+      const scope = accountScopeOf(req);
+      // Each item is validated and answered on its own; valid ones go through the same durable path.
+      const parsedItems = array.data.map((raw) => {
+        const unstorable = unstorableMessage(raw, 'item');
+        if (unstorable !== undefined) return { error: unstorable };
+        const parsed = bulkActuationItem.safeParse(raw);
+        if (!parsed.success) return { error: issueMessage(parsed.error, 'item') };
+        if (scope !== null && parsed.data.accountId !== undefined && !scopeIncludes(scope, parsed.data.accountId)) return { error: accountMessage(scope) };
+        return { item: parsed.data };
+      });
+      const visible = await commandable(scope, parsedItems.flatMap((p) => (p.item ? [p.item.deviceId] : [])));
+      const results = await Promise.all(
+        parsedItems.map(async (parsed, index) => {
+          if (!parsed.item) return { index, status: 400, error: { code: 'VALIDATION_FAILED', message: parsed.error } };
+          const { deviceId, idempotencyKey, ...body } = parsed.item;
+          if (visible && !visible.has(deviceId)) {
+            const notFound = deviceNotFound(deviceId);
+            return { index, status: notFound.status, error: { code: notFound.code, message: notFound.message } };
+          }
+          let result: SubmitResult;
+          try {
+            result = await submitter.submit(toNew(req, deviceId, body, idempotencyKey));
+          } catch (err) {
+            // One item's failure is that item's answer: the others may be committed already, and a
+            // 500 for the whole array would make the caller resubmit them. Only a database that is
+            // down fails the request as a whole (every item would fail the same way).
+            const apiError = toApiError(err);
+            if (apiError.code === 'DATABASE_UNAVAILABLE' || apiError.code === 'SHUTTING_DOWN') throw err;
+            if (apiError.status >= 500) req.raw.log.error({ err, index }, `bulk item failed: ${apiError.code}`);
+            return { index, status: apiError.status, error: { code: apiError.code, message: apiError.message } };
+          }
+          if (result.outcome === 'queue_full') {
+            return { index, status: 429, error: { code: 'QUEUE_FULL', message: `Device "${deviceId}" already has ${result.limit} queued actuations` } };
+          }
+          return { index, status: result.outcome === 'created' ? 202 : 200, actuation: result.actuation };
+        }),
+      );
+      return reply.code(200).send({ results });
+    });
 
-  return router;
+    app.get('/v1/actuations/:id', async (req, reply) => {
+      const { id } = validate(actuationIdParam, req.params, 'params');
+      const actuation = await queries.getActuation(pool, id, accountScopeOf(req));
+      if (!actuation) throw new ApiError('NOT_FOUND', `No actuation ${id}`);
+      return actuation;
+    });
+
+    app.delete('/v1/actuations/:id', async (req, reply) => {
+      const { id } = validate(actuationIdParam, req.params, 'params');
+      const result = await cancelQueued(pool, id, accountScopeOf(req), deps.lifecycle);
+      if (!result) throw new ApiError('NOT_FOUND', `No actuation ${id}`);
+      if (!result.cancelled) throw new ApiError('CONFLICT', `Actuation ${id} is ${result.status}; only queued actuations can be cancelled`);
+      return { id, status: result.status };
+    });
+
+    app.get('/v1/devices/:deviceId/actuations', async (req, reply) => {
+      const { deviceId } = validate(deviceIdParam, req.params, 'params');
+      const query = validate(deviceActuationsQuery, req.query, 'query');
+      const beforeSeq = query.cursor === undefined ? null : Number(query.cursor);
+      if (beforeSeq !== null && !Number.isSafeInteger(beforeSeq)) throw new ApiError('VALIDATION_FAILED', 'cursor: not a cursor from a previous page');
+      const items = await queries.listDeviceActuations(pool, deviceId, { status: query.status ?? null, limit: query.limit, beforeSeq }, accountScopeOf(req));
+      const last = items.at(-1);
+      return { items, nextCursor: items.length === query.limit && last ? String(last.seq) : null };
+    });
+  };
 }
 
 function accountMessage(scope: readonly string[]): string {
@@ -144,8 +143,8 @@ export function checkActuationAccount(scope: AccountScope, accountId: string | u
 }
 
 /** Who submitted, for the actuation's `source.caller`: `apikey:<id>` for a key, the username for the bootstrap administrator. */
-export function callerOf(req: Request, fallback: string): string {
-  const principal = req.res && principalOf(req.res);
+export function callerOf(req: FastifyRequest, fallback: string): string {
+  const principal = principalOf(req);
   if (!principal) return fallback;
   return principal.kind === 'key' ? `apikey:${principal.id}` : principal.name;
 }

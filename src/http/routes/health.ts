@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import type { RouteRegistrar } from '../request-context.js';
 import type { Pool } from '../../db/pool.js';
 import { ApiError } from '../errors.js';
 
@@ -13,21 +13,19 @@ import { ApiError } from '../errors.js';
  *   checkout and query timeouts (`DATABASE_TIMEOUT_MS`). Concurrent probes share the one in
  *   flight, so probes cannot pile up on a dead pool.
  */
-export function healthRoutes(pool: Pool, isShuttingDown: () => boolean, canCommit?: () => Promise<void>): Router {
-  const router = Router();
-  const probe = canCommit ?? (async () => void (await pool.query('select 1')));
-  let inFlight: Promise<void> | undefined;
-  router.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-  router.get('/readyz', async (_req, res) => {
-    if (isShuttingDown()) throw new ApiError('SHUTTING_DOWN');
-    try {
-      await (inFlight ??= probe().finally(() => (inFlight = undefined)));
-    } catch (err) {
-      throw new ApiError('DATABASE_UNAVAILABLE', undefined, { cause: err });
-    }
-    res.json({ status: 'ready' });
-  });
-  return router;
+export function healthRoutes(pool: Pool, isShuttingDown: () => boolean, canCommit?: () => Promise<void>): RouteRegistrar {
+  return (app) => {
+    const probe = canCommit ?? (async () => void (await pool.query('select 1')));
+    let inFlight: Promise<void> | undefined;
+    app.get('/healthz', async () => ({ status: 'ok' }));
+    app.get('/readyz', async () => {
+      if (isShuttingDown()) throw new ApiError('SHUTTING_DOWN');
+      try {
+        await (inFlight ??= probe().finally(() => (inFlight = undefined)));
+      } catch (err) {
+        throw new ApiError('DATABASE_UNAVAILABLE', undefined, { cause: err });
+      }
+      return { status: 'ready' };
+    });
+  };
 }

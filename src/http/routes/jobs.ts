@@ -2,7 +2,7 @@
  * Jobs over REST: create (one actuation per target device, released by the job releaser),
  * list, read with counts and timeline, list a job's actuations, cancel.
  */
-import { Router } from 'express';
+import type { RouteRegistrar } from '../request-context.js';
 import type { Lifecycle } from '../../actuations/lifecycle.js';
 import { cancelQueuedOfJob } from '../../actuations/transitions-sql.js';
 import { withTransaction, type Pool } from '../../db/pool.js';
@@ -39,71 +39,69 @@ export function jobView(row: sql.JobRow) {
   };
 }
 
-export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () => void; lifecycle?: Lifecycle }): Router {
+export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () => void; lifecycle?: Lifecycle }): RouteRegistrar {
   const { pool } = deps;
-  const router = Router();
+  return (app) => {
+    async function detailed(row: sql.JobRow) {
+      return { ...jobView(row), counts: await sql.jobCounts(pool, row.id), timeline: row.timeline };
+    }
 
-  async function detailed(row: sql.JobRow) {
-    return { ...jobView(row), counts: await sql.jobCounts(pool, row.id), timeline: row.timeline };
-  }
-
-  router.post('/v1/jobs', async (req, res) => {
-    const { startAt, endAt, ...body } = validate(jobCreateBody, req.body);
-    checkActuationAccount(accountScopeOf(res), body.actuation.accountId);
-    const job = newJob(body, {
-      accounts: accountScopeOf(res),
-      createdBy: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
-      scheduleId: null,
-      startAt: startAt === undefined ? null : new Date(startAt),
-      endAt: endAt === undefined ? null : new Date(endAt),
+    app.post('/v1/jobs', async (req, reply) => {
+      const { startAt, endAt, ...body } = validate(jobCreateBody, req.body);
+      checkActuationAccount(accountScopeOf(req), body.actuation.accountId);
+      const job = newJob(body, {
+        accounts: accountScopeOf(req),
+        createdBy: { kind: 'rest', caller: callerOf(req, deps.caller), requestId: String(req.id) },
+        scheduleId: null,
+        startAt: startAt === undefined ? null : new Date(startAt),
+        endAt: endAt === undefined ? null : new Date(endAt),
+      });
+      const row = await withTransaction(pool, (client) => sql.insertJob(client, job));
+      if (row.startAt.getTime() <= Date.now()) deps.jobStarted?.();
+      return reply.code(201).send(await detailed(row));
     });
-    const row = await withTransaction(pool, (client) => sql.insertJob(client, job));
-    if (row.startAt.getTime() <= Date.now()) deps.jobStarted?.();
-    res.status(201).json(await detailed(row));
-  });
 
-  router.get('/v1/jobs', async (req, res) => {
-    const query = validate(jobsQuery, req.query, 'query');
-    const beforeId = query.cursor ?? null;
-    if (beforeId !== null && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(beforeId)) {
-      throw new ApiError('VALIDATION_FAILED', 'cursor: not a cursor from a previous page');
-    }
-    const rows = await sql.listJobs(pool, { state: query.state ?? null, limit: query.limit, beforeId, accounts: accountScopeOf(res) });
-    const last = rows.at(-1);
-    res.json({ items: rows.map(jobView), nextCursor: rows.length === query.limit && last ? last.id : null });
-  });
+    app.get('/v1/jobs', async (req, reply) => {
+      const query = validate(jobsQuery, req.query, 'query');
+      const beforeId = query.cursor ?? null;
+      if (beforeId !== null && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(beforeId)) {
+        throw new ApiError('VALIDATION_FAILED', 'cursor: not a cursor from a previous page');
+      }
+      const rows = await sql.listJobs(pool, { state: query.state ?? null, limit: query.limit, beforeId, accounts: accountScopeOf(req) });
+      const last = rows.at(-1);
+      return { items: rows.map(jobView), nextCursor: rows.length === query.limit && last ? last.id : null };
+    });
 
-  router.get('/v1/jobs/:id', async (req, res) => {
-    const { id } = validate(jobIdParam, req.params, 'params');
-    const row = await sql.getJob(pool, id, accountScopeOf(res));
-    if (!row) throw new ApiError('NOT_FOUND', `No job ${id}`);
-    res.json(await detailed(row));
-  });
+    app.get('/v1/jobs/:id', async (req, reply) => {
+      const { id } = validate(jobIdParam, req.params, 'params');
+      const row = await sql.getJob(pool, id, accountScopeOf(req));
+      if (!row) throw new ApiError('NOT_FOUND', `No job ${id}`);
+      return await detailed(row);
+    });
 
-  router.get('/v1/jobs/:id/actuations', async (req, res) => {
-    const { id } = validate(jobIdParam, req.params, 'params');
-    const query = validate(jobActuationsQuery, req.query, 'query');
-    const accounts = accountScopeOf(res);
-    if (!(await sql.getJob(pool, id, accounts))) throw new ApiError('NOT_FOUND', `No job ${id}`);
-    const items = await sql.listJobActuations(pool, id, { status: query.status ?? null, limit: query.limit, afterDeviceId: query.cursor ?? null }, accounts);
-    const last = items.at(-1);
-    res.json({ items, nextCursor: items.length === query.limit && last ? last.deviceId : null });
-  });
+    app.get('/v1/jobs/:id/actuations', async (req, reply) => {
+      const { id } = validate(jobIdParam, req.params, 'params');
+      const query = validate(jobActuationsQuery, req.query, 'query');
+      const accounts = accountScopeOf(req);
+      if (!(await sql.getJob(pool, id, accounts))) throw new ApiError('NOT_FOUND', `No job ${id}`);
+      const items = await sql.listJobActuations(pool, id, { status: query.status ?? null, limit: query.limit, afterDeviceId: query.cursor ?? null }, accounts);
+      const last = items.at(-1);
+      return { items, nextCursor: items.length === query.limit && last ? last.deviceId : null };
+    });
 
-  router.post('/v1/jobs/:id/cancel', async (req, res) => {
-    const { id } = validate(jobIdParam, req.params, 'params');
-    const accounts = accountScopeOf(res);
-    const before = await sql.getJob(pool, id, accounts);
-    if (!before) throw new ApiError('NOT_FOUND', `No job ${id}`);
-    const by = callerOf(req, deps.caller);
-    if (!(await sql.stopJob(pool, id, ['scheduled', 'running'], 'cancelled', `cancelled by ${by}`, by))) {
-      const now = await sql.getJob(pool, id, accounts);
-      throw new ApiError('CONFLICT', `Job ${id} is ${now?.state ?? before.state}; only scheduled or running jobs can be cancelled`);
-    }
-    // At once, so the answer's counts show it; the releasing instance sweeps again after its last page.
-    await cancelQueuedOfJob(pool, id, deps.lifecycle);
-    res.json(await detailed((await sql.getJob(pool, id, accounts))!));
-  });
-
-  return router;
+    app.post('/v1/jobs/:id/cancel', async (req, reply) => {
+      const { id } = validate(jobIdParam, req.params, 'params');
+      const accounts = accountScopeOf(req);
+      const before = await sql.getJob(pool, id, accounts);
+      if (!before) throw new ApiError('NOT_FOUND', `No job ${id}`);
+      const by = callerOf(req, deps.caller);
+      if (!(await sql.stopJob(pool, id, ['scheduled', 'running'], 'cancelled', `cancelled by ${by}`, by))) {
+        const now = await sql.getJob(pool, id, accounts);
+        throw new ApiError('CONFLICT', `Job ${id} is ${now?.state ?? before.state}; only scheduled or running jobs can be cancelled`);
+      }
+      // At once, so the answer's counts show it; the releasing instance sweeps again after its last page.
+      await cancelQueuedOfJob(pool, id, deps.lifecycle);
+      return await detailed((await sql.getJob(pool, id, accounts))!);
+    });
+  };
 }

@@ -1,45 +1,45 @@
-import { Router, type RequestHandler } from 'express';
+import http from 'node:http';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type HookHandlerDoneFunction } from 'fastify';
 import type { MetricsSource } from '../../cluster/cluster-metrics.js';
 import type { KeyVerifier } from '../../keys/key-verifier.js';
-import { authenticate, requireScope } from '../auth.js';
-import { basicAuth } from '../basic-auth.js';
+import { authenticate, scopeRefusal } from '../auth.js';
+import { BASIC_CHALLENGE, basicAuth } from '../basic-auth.js';
+import type { RouteRegistrar } from '../request-context.js';
 
 /**
  * `GET /metrics` in Prometheus text format. With `credentials`, the route checks them
- * itself (any one of them: the API's, and the read-only metrics credential), so it is
- * mounted before the API's own authentication and the metrics credential opens
- * nothing else.
+ * itself (any one of them: the API's, and the read-only metrics credential), so the
+ * API's own authentication skips it (`config.ownAuth`) and the metrics credential opens
+ * nothing else. An API key with `metrics:read` (or `admin`) too; a Bearer header is
+ * answered by the key check alone.
  */
-export function metricsRoutes(registry: MetricsSource, credentials: { username: string; password: string }[] = [], keys?: KeyVerifier): Router {
-  const router = Router();
-  const basic: RequestHandler[] = credentials.length > 0 ? [anyOf(credentials.map((c) => basicAuth(c)))] : [];
-  // An API key with `metrics:read` (or `admin`) too; a Bearer header is answered by the key check alone.
-  const handlers: RequestHandler[] = keys && basic.length > 0 ? [bearerOr(authenticate({ keys }), requireScope('metrics:read'), basic[0]!)] : basic;
-  router.get('/metrics', ...handlers, async (_req, res) => {
-    const body = await registry.metrics();
-    res.type(registry.contentType).send(body);
-  });
-  return router;
-}
-
-/** Passes when one of `checks` passes; otherwise fails as the last one did. */
-function anyOf(checks: RequestHandler[]): RequestHandler {
-  return (req, res, next) => {
-    const attempt = (i: number): void => {
-      void checks[i]!(req, res, (err?: unknown) => {
-        if (err === undefined || err === null) return next();
-        if (i + 1 < checks.length) return attempt(i + 1);
-        next(err);
-      });
-    };
-    attempt(0);
+export function metricsRoutes(registry: MetricsSource, credentials: { username: string; password: string }[] = [], keys?: KeyVerifier): RouteRegistrar {
+  const basics = credentials.map((c) => basicAuth(c));
+  const key = keys && authenticate({ keys, all: true });
+  const check = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
+    if (key && /^Bearer\s/i.test(request.headers.authorization ?? '')) {
+      return key(request, reply, (err?: Error) => done(err ?? scopeRefusal(request, 'metrics:read')));
+    }
+    // Passes when one of the credentials matches; otherwise fails as the last one did.
+    let refused;
+    for (const basic of basics) {
+      refused = basic(request.headers);
+      if (!refused) return done();
+    }
+    reply.raw.setHeader('WWW-Authenticate', BASIC_CHALLENGE);
+    done(refused);
+  };
+  return (app) => {
+    app.get('/metrics', { config: { ownAuth: true }, onRequest: basics.length > 0 ? [check] : [] }, async (_request, reply) => {
+      const body = await registry.metrics();
+      return reply.type(registry.contentType).send(body);
+    });
   };
 }
 
-/** `key` then `scope` for a request with a Bearer token, `otherwise` for the rest. */
-function bearerOr(key: RequestHandler, scope: RequestHandler, otherwise: RequestHandler): RequestHandler {
-  return (req, res, next) => {
-    if (!/^Bearer\s/i.test(req.headers.authorization ?? '')) return void otherwise(req, res, next);
-    void key(req, res, (err?: unknown) => (err === undefined || err === null ? void scope(req, res, next) : next(err)));
-  };
+/** `/metrics` alone, unauthenticated, on a server of its own (METRICS_PORT: for a scraper on a private network); `ready()` before it answers. */
+export function metricsOnlyServer(registry: MetricsSource): FastifyInstance {
+  const app = Fastify({ logger: false, serverFactory: (handler) => http.createServer(handler) });
+  metricsRoutes(registry)(app);
+  return app;
 }

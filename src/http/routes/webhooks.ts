@@ -3,7 +3,7 @@
  * secret is write-only: no answer and no log line holds it.
  */
 import crypto from 'node:crypto';
-import { Router } from 'express';
+import type { RouteRegistrar } from '../request-context.js';
 import type { Pool } from '../../db/pool.js';
 import { deliveriesQuery, webhookCreateBody, webhookIdParam, webhookUpdateBody } from '../../webhooks/schemas.js';
 import { eventBody, postEvent, type WebhookSettings } from '../../webhooks/sender.js';
@@ -41,60 +41,60 @@ function checkDestination(url: string | undefined, settings: WebhookSettings): v
   }
 }
 
-export function webhookRoutes(deps: { pool: Pool; settings: WebhookSettings; secrets: SecretBox; changed(): void }): Router {
+export function webhookRoutes(deps: { pool: Pool; settings: WebhookSettings; secrets: SecretBox; changed(): void }): RouteRegistrar {
   const { pool, settings, secrets, changed } = deps;
-  const router = Router();
-  const notFound = (id: string) => new ApiError('NOT_FOUND', `No webhook "${id}"`);
+  return (app) => {
+    const notFound = (id: string) => new ApiError('NOT_FOUND', `No webhook "${id}"`);
 
-  router.post('/v1/webhooks', async (req, res) => {
-    const body = validate(webhookCreateBody, req.body);
-    checkDestination(body.url, settings);
-    const id = crypto.randomUUID();
-    const row = await webhooksSql.insertWebhook(pool, id, { ...body, secret: secrets.seal(body.secret, id) }, accountScopeOf(res));
-    changed();
-    res.status(201).json(webhookView(row));
-  });
-  router.get('/v1/webhooks', async (_req, res) => {
-    res.json({ items: (await webhooksSql.listWebhooks(pool, accountScopeOf(res))).map(webhookView) });
-  });
-  router.get('/v1/webhooks/:id', async (req, res) => {
-    const { id } = validate(webhookIdParam, req.params, 'params');
-    const row = await webhooksSql.getWebhook(pool, id, accountScopeOf(res));
-    if (!row) throw notFound(id);
-    res.json(webhookView(row));
-  });
-  router.patch('/v1/webhooks/:id', async (req, res) => {
-    const { id } = validate(webhookIdParam, req.params, 'params');
-    const body = validate(webhookUpdateBody, req.body);
-    checkDestination(body.url, settings);
-    const sealed = body.secret === undefined ? body : { ...body, secret: secrets.seal(body.secret, id) };
-    const row = await webhooksSql.updateWebhook(pool, id, sealed, accountScopeOf(res));
-    if (!row) throw notFound(id);
-    changed();
-    res.json(webhookView(row));
-  });
-  router.delete('/v1/webhooks/:id', async (req, res) => {
-    const { id } = validate(webhookIdParam, req.params, 'params');
-    if (!(await webhooksSql.deleteWebhook(pool, id, accountScopeOf(res)))) throw notFound(id);
-    res.status(204).end();
-  });
-  router.get('/v1/webhooks/:id/deliveries', async (req, res) => {
-    const { id } = validate(webhookIdParam, req.params, 'params');
-    const query = validate(deliveriesQuery, req.query, 'query');
-    if (!(await webhooksSql.getWebhook(pool, id, accountScopeOf(res)))) throw notFound(id);
-    const rows = await webhooksSql.listDeliveries(pool, id, { status: query.status, limit: query.limit, before: query.cursor });
-    res.json({ items: rows.map(deliveryView), nextCursor: rows.length === query.limit ? String(rows.at(-1)!.eventId) : null });
-  });
-  // A signed `webhook.test` event (id 0: never a real event) sent now, outside the endpoint's
-  // event order and not recorded; the answer says what the receiver did. Bounded like any delivery.
-  router.post('/v1/webhooks/:id/test', async (req, res) => {
-    const { id } = validate(webhookIdParam, req.params, 'params');
-    const row = await webhooksSql.getWebhook(pool, id, accountScopeOf(res));
-    const stored = row && (await webhooksSql.getWebhookSecret(pool, id));
-    if (!row || stored === undefined) throw notFound(id);
-    const body = eventBody({ id: 0, type: 'webhook.test', at: new Date(), data: { webhookId: id } });
-    const result = await postEvent(settings, { url: row.url, secret: secrets.open(stored, id) }, 0, body, 1);
-    res.json({ delivered: result.ok, statusCode: result.statusCode ?? null, error: result.ok ? null : result.error });
-  });
-  return router;
+    app.post('/v1/webhooks', async (req, reply) => {
+      const body = validate(webhookCreateBody, req.body);
+      checkDestination(body.url, settings);
+      const id = crypto.randomUUID();
+      const row = await webhooksSql.insertWebhook(pool, id, { ...body, secret: secrets.seal(body.secret, id) }, accountScopeOf(req));
+      changed();
+      return reply.code(201).send(webhookView(row));
+    });
+    app.get('/v1/webhooks', async (req) => {
+      return { items: (await webhooksSql.listWebhooks(pool, accountScopeOf(req))).map(webhookView) };
+    });
+    app.get('/v1/webhooks/:id', async (req, reply) => {
+      const { id } = validate(webhookIdParam, req.params, 'params');
+      const row = await webhooksSql.getWebhook(pool, id, accountScopeOf(req));
+      if (!row) throw notFound(id);
+      return webhookView(row);
+    });
+    app.patch('/v1/webhooks/:id', async (req, reply) => {
+      const { id } = validate(webhookIdParam, req.params, 'params');
+      const body = validate(webhookUpdateBody, req.body);
+      checkDestination(body.url, settings);
+      const sealed = body.secret === undefined ? body : { ...body, secret: secrets.seal(body.secret, id) };
+      const row = await webhooksSql.updateWebhook(pool, id, sealed, accountScopeOf(req));
+      if (!row) throw notFound(id);
+      changed();
+      return webhookView(row);
+    });
+    app.delete('/v1/webhooks/:id', async (req, reply) => {
+      const { id } = validate(webhookIdParam, req.params, 'params');
+      if (!(await webhooksSql.deleteWebhook(pool, id, accountScopeOf(req)))) throw notFound(id);
+      return reply.code(204).send();
+    });
+    app.get('/v1/webhooks/:id/deliveries', async (req, reply) => {
+      const { id } = validate(webhookIdParam, req.params, 'params');
+      const query = validate(deliveriesQuery, req.query, 'query');
+      if (!(await webhooksSql.getWebhook(pool, id, accountScopeOf(req)))) throw notFound(id);
+      const rows = await webhooksSql.listDeliveries(pool, id, { status: query.status, limit: query.limit, before: query.cursor });
+      return { items: rows.map(deliveryView), nextCursor: rows.length === query.limit ? String(rows.at(-1)!.eventId) : null };
+    });
+    // A signed `webhook.test` event (id 0: never a real event) sent now, outside the endpoint's
+    // event order and not recorded; the answer says what the receiver did. Bounded like any delivery.
+    app.post('/v1/webhooks/:id/test', async (req, reply) => {
+      const { id } = validate(webhookIdParam, req.params, 'params');
+      const row = await webhooksSql.getWebhook(pool, id, accountScopeOf(req));
+      const stored = row && (await webhooksSql.getWebhookSecret(pool, id));
+      if (!row || stored === undefined) throw notFound(id);
+      const body = eventBody({ id: 0, type: 'webhook.test', at: new Date(), data: { webhookId: id } });
+      const result = await postEvent(settings, { url: row.url, secret: secrets.open(stored, id) }, 0, body, 1);
+      return { delivered: result.ok, statusCode: result.statusCode ?? null, error: result.ok ? null : result.error };
+    });
+  };
 }
