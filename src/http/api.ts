@@ -112,6 +112,7 @@ export function makeHttpApi(options: HttpApiOptions): HttpApi {
   const audit = options.auditLog && auditTrail({ auditLog: options.auditLog, match: makeRouteMatcher(ROUTES) });
   if (audit) firstHooks.push(audit.onRequest);
 
+  const errorHandler = makeErrorHandler(options.onDatabaseUnavailable);
   const app = Fastify({
     logger: false,
     serverFactory: (handler) => http.createServer(handler),
@@ -120,7 +121,8 @@ export function makeHttpApi(options: HttpApiOptions): HttpApi {
     routerOptions: { caseSensitive: false, ignoreTrailingSlash: true, ignoreDuplicateSlashes: false, maxParamLength: MAX_PARAM_LENGTH },
     // Node's own plain-text answers to what is not HTTP (400, 408, 431), not fastify's JSON.
     clientErrorHandler: nodeClientError,
-    frameworkErrors: (error, request, reply) => runHooks(firstHooks, request, reply, (err) => void reply.send((err ?? error) as never)),
+    // Rendered here by the error handler itself: these requests have no route, and fastify's own context for them would render its own error shape.
+    frameworkErrors: (error, request, reply) => runHooks(firstHooks, request, reply, (err) => errorHandler(err ?? error, request, reply)),
   });
 
   const docs = new Map(ROUTES.map((route) => [`${route.method.toUpperCase()} ${route.path}`, route]));
@@ -145,7 +147,7 @@ export function makeHttpApi(options: HttpApiOptions): HttpApi {
   if (audit) app.addHook('preSerialization', audit.preSerialization);
   app.decorateRequest('principal', null);
   jsonBody(app);
-  app.setErrorHandler(makeErrorHandler(options.onDatabaseUnavailable));
+  app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFound());
 
   healthRoutes(pool, isShuttingDown, options.canCommit)(app);
