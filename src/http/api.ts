@@ -196,9 +196,12 @@ function runHooks(hooks: Hook[], request: FastifyRequest, reply: FastifyReply, t
   next();
 }
 
-/** What Node's HTTP server answers itself when no `clientError` listener is set. */
+/** What Node's HTTP server does itself when no `clientError` listener is set (its `socketOnError`). */
 function nodeClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
-  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
+  const raw = socket as Duplex & { bytesWritten?: number };
+  if (raw.writable && raw.bytesWritten === 0) {
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    raw.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
+  }
+  raw.destroy(err);
 }

@@ -15,6 +15,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { AuditLog } from '../audit/audit-log.js';
 import { principalOf } from './auth.js';
 import { pathOf } from './error-handler.js';
+import type { RouteDoc } from './openapi.js';
 import type { RouteMatcher } from './route-match.js';
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -27,8 +28,8 @@ type AuditedRequest = FastifyRequest & { [CREATED_ID]?: string };
 /**
  * Two hooks: `onRequest` records the entry once the response is closed; `preSerialization`
  * notes the `id` of a created thing from the answer before it is serialized. The route and
- * its parameters come from the route table (`match`), as for a request refused before its
- * route (401, 429) or one whose path did not decode.
+ * its parameters are the ones fastify chose (also for a request refused before its handler:
+ * 401, 429); for a path that did not decode, the route table's match of the raw path (`match`).
  */
 export function auditTrail(deps: { auditLog: AuditLog; match: RouteMatcher }) {
   return {
@@ -38,7 +39,7 @@ export function auditTrail(deps: { auditLog: AuditLog; match: RouteMatcher }) {
       const res = reply.raw;
       res.once('close', () => {
         const principal = principalOf(request);
-        const matched = deps.match(request.method, pathOf(request));
+        const matched = routeOf(request) ?? deps.match(request.method, pathOf(request));
         const targets: Record<string, unknown> = {};
         for (const [name, value] of Object.entries(matched?.params ?? {})) targets[name] = value.slice(0, MAX_TARGET_LENGTH);
         const createdId = (request as AuditedRequest)[CREATED_ID];
@@ -69,6 +70,13 @@ export function auditTrail(deps: { auditLog: AuditLog; match: RouteMatcher }) {
       done(null, payload);
     },
   };
+}
+
+/** The route fastify chose and its decoded parameters; `undefined` when none was (404, or a path that did not decode). */
+function routeOf(request: FastifyRequest): { route: RouteDoc; params: Record<string, string> } | undefined {
+  const route = request.routeOptions.config.doc;
+  if (!route || request.is404) return undefined;
+  return { route, params: (request.params ?? {}) as Record<string, string> };
 }
 
 /** The distinct device ids of a bulk submission (at most 100) and how many items it had. */

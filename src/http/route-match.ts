@@ -1,9 +1,8 @@
 /**
- * Finds the entry of the route table (ROUTES in `openapi.ts`) a request is for, with the
- * path parameters it names, as express would match it: case-insensitive, with an optional
- * trailing slash. Used to pick the route's scope (`auth.ts`) and to name the route
- * template and target ids in the audit log, before or without express's own routing
- * (a request refused with 401 or 429 never reaches a route).
+ * Finds the entry of the route table (ROUTES in `openapi.ts`) a raw path is for, with the
+ * path parameters it names: case-insensitive, with an optional trailing slash, as the
+ * router matches. Used where fastify chose no route: the audit log's entry for a path that
+ * did not percent-decode, and the methods an OPTIONS answer lists (`api.ts`).
  */
 import type { RouteDoc } from './openapi.js';
 

@@ -119,6 +119,44 @@ describe('bad percent-encoding in a path is 400 MALFORMED_PATH', () => {
   });
 });
 
+describe('routing edges (README, "HTTP edges")', () => {
+  it('OPTIONS on a served path is 200 with Allow, after authentication; on an unknown path 404', async () => {
+    const res = await send('OPTIONS', '/v1/devices/edge-dev');
+    expect(res.status, res.text).toBe(200);
+    expect(res.headers.allow).toBe('GET, HEAD, PATCH, PUT');
+    expect(res.text).toBe('GET, HEAD, PATCH, PUT');
+    expectError(await httpRequest(t.server.port, 'OPTIONS', '/v1/devices/edge-dev'), 401, 'UNAUTHORIZED');
+    expectError(await send('OPTIONS', '/v1/no-such-thing'), 404, 'NOT_FOUND');
+  });
+
+  it('a path that does not percent-decode is 400 MALFORMED_PATH before authentication, with a request id', async () => {
+    const res = await httpRequest(t.server.port, 'GET', '/%zz');
+    expectError(res, 400, 'MALFORMED_PATH');
+    expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('a GET body is not read: neither its Content-Type nor its JSON is refused', async () => {
+    // node:http sends a GET body without Content-Length (so as the next request) unless told its length.
+    const plain = await send('GET', '/v1/devices', 'not json at all', { 'content-type': 'text/plain', 'content-length': '15' });
+    expect(plain.status, plain.text).toBe(200);
+    expect((await send('GET', '/v1/devices', '{"broken":', { 'content-length': '10' })).status).toBe(200);
+  });
+
+  it('without a body, the Content-Type is not refused (415 needs a body)', async () => {
+    const res = await httpRequest(t.server.port, 'POST', '/v1/devices/edge-dev/actuations', { headers: { authorization, 'content-type': 'text/plain', 'content-length': '0' } });
+    expectError(res, 400, 'VALIDATION_FAILED');
+  });
+
+  it('paths are case-insensitive (parameters keep their case), ignore one trailing slash, decode %-escapes, and refuse duplicate slashes', async () => {
+    expect((await send('GET', '/V1/DEVICES')).status).toBe(200);
+    expect((await send('GET', '/v1/devices/')).status).toBe(200);
+    expect((await send('GET', '/v1/%64evices')).status).toBe(200);
+    expect(expectError(await send('GET', '/V1/Devices/Edge-Case-Dev'), 404, 'NOT_FOUND')).toBe('Device "Edge-Case-Dev" is not known');
+    expectError(await send('GET', '//v1/devices'), 404, 'NOT_FOUND');
+    expectError(await send('GET', '/v1//devices'), 404, 'NOT_FOUND');
+  });
+});
+
 describe('stream URLs', () => {
   it.each(['wss://[', 'ws://', 'wss://a b/stream', 'not a url', 'wss://%zz/'])('a url that does not parse (%s) is 400 naming url', async (url) => {
     const res = await send('POST', '/v1/dss/streams', JSON.stringify({ name: 'bad-url', url, streamKey: 'abcdef0123456789' }));
