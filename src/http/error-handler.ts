@@ -18,7 +18,9 @@ export function toApiError(err: unknown): ApiError {
 /** Renders every error (fastify's `setErrorHandler`); `onDatabaseUnavailable` is told of each request the database failed (metrics). */
 export function makeErrorHandler(onDatabaseUnavailable?: () => void) {
   return (err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void => {
-    const apiError = toApiError(err);
+    // The client went away before its body arrived (it never sees this answer): not a server error.
+    const aborted = request.raw.readableAborted && (err as { code?: unknown }).code === 'ECONNRESET';
+    const apiError = aborted ? new ApiError('REQUEST_ABORTED', undefined, { cause: err }) : toApiError(err);
     if (apiError.code === 'DATABASE_UNAVAILABLE') onDatabaseUnavailable?.();
     const log = request.raw.log;
     if (apiError.status >= 500) log?.error({ err }, `request failed: ${apiError.code}`);

@@ -25,14 +25,16 @@ const MESSAGES: Partial<Record<ApiErrorCode, string>> = {
   MALFORMED_BODY: 'Request body could not be read: its length differs from Content-Length',
 };
 
-/** The catalogue error for a fastify or body-decoding error, or `undefined` when `err` is not one. */
+/**
+ * The catalogue error for a fastify or body-decoding error, or `undefined` when `err` is not
+ * one. (A client that went away mid-body is told apart by its request, in `error-handler.ts`:
+ * its ECONNRESET is the same code as a database connection's.)
+ */
 export function fromFrameworkError(err: unknown): ApiError | undefined {
   const e = err as { code?: unknown; statusCode?: unknown };
   if (typeof e !== 'object' || e === null || typeof e.code !== 'string') return undefined;
   const code = FASTIFY_CODES[e.code];
   if (code) return new ApiError(code, MESSAGES[code], { cause: err });
-  // The client went away mid-body (it never sees this answer).
-  if (e.code === 'ECONNRESET' || e.code === 'ERR_STREAM_PREMATURE_CLOSE') return new ApiError('REQUEST_ABORTED', undefined, { cause: err });
   // A gzip/deflate/br body that does not decode: zlib's error, given status 400 by fastify's body reader.
   if (e.statusCode === 400 && (e.code.startsWith('Z_') || e.code.startsWith('ERR_'))) {
     return new ApiError('MALFORMED_BODY', 'Request body does not decode with its Content-Encoding', { cause: err });
