@@ -26,6 +26,7 @@ import {
   type ActuationBody,
 } from '../schemas.js';
 import { issueMessage, unstorableMessage, validate } from '../validate.js';
+import { submittedActuationResponse } from '../serializers.js';
 import { deviceNotFound } from './devices.js';
 
 export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitter; caller: string; lifecycle?: Lifecycle }): RouteRegistrar {
@@ -46,7 +47,7 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
     const commandable = async (scope: AccountScope, deviceIds: string[]): Promise<Set<string> | undefined> =>
       scope === null ? undefined : visibleDeviceIds(pool, deviceIds, scope);
 
-    app.post('/v1/devices/:deviceId/actuations', async (req, reply) => {
+    app.post('/v1/devices/:deviceId/actuations', { schema: { response: submittedActuationResponse } }, async (req, reply) => {
       const { deviceId } = validate(deviceIdParam, req.params, 'params');
       const rawKey = req.headers['idempotency-key'];
       const idempotencyKey = rawKey === undefined ? undefined : validate(idempotencyKeyHeader, rawKey, 'Idempotency-Key');
