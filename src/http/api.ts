@@ -6,12 +6,13 @@
  * the JSON parser, with the route's `bodyLimit`), the routes, the not-found handler and
  * the one error handler.
  *
- * Routing, as the express API had it (README, "HTTP edges"): paths are case-insensitive,
- * one trailing slash is ignored, duplicate slashes are not (`//v1/devices` is 404), and a
- * path that does not percent-decode is 400 MALFORMED_PATH before anything else runs but
- * the request id, metrics, shutdown check and audit trail (fastify's router refuses it
- * before any route is chosen, so before authentication). OPTIONS on a served path answers
- * 200 with `Allow` (express's automatic answer), after authentication.
+ * Routing (README, "HTTP edges", for each edge and what changed from express): paths are
+ * case-insensitive, one trailing slash is ignored, duplicate slashes are not
+ * (`//v1/devices` is 404), and a path that does not percent-decode is 400 MALFORMED_PATH
+ * before anything else runs but the request id, metrics, shutdown check and audit trail
+ * (fastify's router refuses it before any route is chosen, so before authentication).
+ * OPTIONS on a served path answers 200 with `Allow` (express's automatic answer, kept),
+ * after authentication.
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';

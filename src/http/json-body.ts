@@ -11,7 +11,7 @@
  * stream. fastify's body reader then counts the decoded bytes against the limit and the
  * encoded ones against Content-Length, and the JSON parser below parses.
  *
- * Edges, as the express API had them: a request without a body (no Transfer-Encoding,
+ * Edges (README, "HTTP edges"): a request without a body (no Transfer-Encoding,
  * Content-Length absent or 0) is never refused for its Content-Type; a body of GET or
  * HEAD is not read at all (nothing is parsed, nothing refused); JSON must be an object
  * or an array at the top (body-parser's `strict`), an empty chunked body is `{}`, and a

@@ -1,7 +1,7 @@
 /**
  * The OpenAPI 3.1 description of the REST API, generated from the same zod schemas
  * that validate requests (zod's JSON Schema output is draft 2020-12, which 3.1 uses).
- * `test/integration/openapi.test.ts` checks that every express route is described,
+ * `test/integration/openapi.test.ts` checks that every route served is described,
  * that every described body is validated, and that each example is accepted.
  */
 import { z } from 'zod';
@@ -20,7 +20,7 @@ type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
 export interface RouteDoc {
   method: Method;
-  /** Express-style path (`:param`). */
+  /** The router's path (`:param`), as fastify and the audit log name the route. */
   path: string;
   /** Unique; what a generated client names the call. */
   operationId: string;
