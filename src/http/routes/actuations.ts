@@ -107,14 +107,14 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
       return reply.code(200).send({ results });
     });
 
-    app.get('/v1/actuations/:id', async (req, reply) => {
+    app.get('/v1/actuations/:id', async (req) => {
       const { id } = validate(actuationIdParam, req.params, 'params');
       const actuation = await queries.getActuation(pool, id, accountScopeOf(req));
       if (!actuation) throw new ApiError('NOT_FOUND', `No actuation ${id}`);
       return actuation;
     });
 
-    app.delete('/v1/actuations/:id', async (req, reply) => {
+    app.delete('/v1/actuations/:id', async (req) => {
       const { id } = validate(actuationIdParam, req.params, 'params');
       const result = await cancelQueued(pool, id, accountScopeOf(req), deps.lifecycle);
       if (!result) throw new ApiError('NOT_FOUND', `No actuation ${id}`);
@@ -122,7 +122,7 @@ export function actuationRoutes(deps: { pool: Pool; submitter: ActuationSubmitte
       return { id, status: result.status };
     });
 
-    app.get('/v1/devices/:deviceId/actuations', async (req, reply) => {
+    app.get('/v1/devices/:deviceId/actuations', async (req) => {
       const { deviceId } = validate(deviceIdParam, req.params, 'params');
       const query = validate(deviceActuationsQuery, req.query, 'query');
       const beforeSeq = query.cursor === undefined ? null : Number(query.cursor);

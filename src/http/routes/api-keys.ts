@@ -32,18 +32,18 @@ export function apiKeyRoutes(deps: { pool: Pool }): RouteRegistrar {
       return reply.code(201).send(created);
     });
 
-    app.get('/v1/api-keys', async (req) => {
+    app.get('/v1/api-keys', async () => {
       return { items: await keys.listKeys(pool, MAX_LISTED_KEYS) };
     });
 
-    app.get('/v1/api-keys/:id', async (req, reply) => {
+    app.get('/v1/api-keys/:id', async (req) => {
       const { id } = validate(apiKeyIdParam, req.params, 'params');
       const key = await keys.getKey(pool, id);
       if (!key) throw new ApiError('NOT_FOUND', `API key "${id}" does not exist`);
       return key;
     });
 
-    app.delete('/v1/api-keys/:id', async (req, reply) => {
+    app.delete('/v1/api-keys/:id', async (req) => {
       const { id } = validate(apiKeyIdParam, req.params, 'params');
       const key = await keys.revokeKey(pool, id);
       if (!key) throw new ApiError('NOT_FOUND', `API key "${id}" does not exist`);

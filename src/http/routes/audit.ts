@@ -8,7 +8,7 @@ import { validate } from '../validate.js';
 
 export function auditRoutes(deps: { pool: Pool }): RouteRegistrar {
   return (app) => {
-    app.get('/v1/audit', async (req, reply) => {
+    app.get('/v1/audit', async (req) => {
       const query = validate(auditQuery, req.query, 'query');
       const items = await listAuditEntries(deps.pool, {
         keyId: query.keyId ?? null,

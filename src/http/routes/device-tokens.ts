@@ -17,7 +17,7 @@ import { validate } from '../validate.js';
 
 export function deviceTokenRoutes(deps: { pool: Pool; onRevoked?: (revocation: Revocation) => void }): RouteRegistrar {
   return (app) => {
-    app.post('/v1/devices/:deviceId/revoke-tokens', async (req, reply) => {
+    app.post('/v1/devices/:deviceId/revoke-tokens', async (req) => {
       const { deviceId } = validate(deviceIdParam, req.params, 'params');
       const params: unknown[] = [deviceId, TOKENS_REVOKED_CHANNEL];
       const revocation = await revokeDeviceTokens(deps.pool, params, deviceVisibleSql('$1', accountScopeOf(req), params));

@@ -48,7 +48,7 @@ export function deviceRoutes(deps: { pool: Pool; gateway: Gateway }): RouteRegis
       return { ...device, session: device.online ? device.lastSession : null, accountChanges: await registry.accountChanges(pool, deviceId) };
     };
 
-    app.get('/v1/devices', async (req, reply) => {
+    app.get('/v1/devices', async (req) => {
       const query = validate(deviceListQuery, req.query, 'query');
       const devices = await registry.listDevices(
         pool,
@@ -59,9 +59,9 @@ export function deviceRoutes(deps: { pool: Pool; gateway: Gateway }): RouteRegis
       return { items: devices, nextCursor: devices.length === query.limit && last ? last.deviceId : null };
     });
 
-    app.get('/v1/devices/:deviceId', async (req, reply) => {
+    app.get('/v1/devices/:deviceId', async (req) => {
       const { deviceId } = validate(deviceIdParam, req.params, 'params');
-      return await answer(deviceId, accountScopeOf(req));
+      return answer(deviceId, accountScopeOf(req));
     });
 
     app.put('/v1/devices/:deviceId', async (req, reply) => {
@@ -77,7 +77,7 @@ export function deviceRoutes(deps: { pool: Pool; gateway: Gateway }): RouteRegis
       return reply.code(outcome === 'created' ? 201 : 200).send(await answer(deviceId, scope));
     });
 
-    app.patch('/v1/devices/:deviceId', async (req, reply) => {
+    app.patch('/v1/devices/:deviceId', async (req) => {
       const { deviceId } = validate(deviceIdParam, req.params, 'params');
       if (req.body !== undefined && !PATCH_TYPES.includes(mediaTypeOf(req.headers['content-type']))) throw new ApiError('UNSUPPORTED_MEDIA_TYPE', 'A PATCH body is a JSON merge patch: Content-Type application/merge-patch+json or application/json');
       const scope = accountScopeOf(req);
@@ -89,7 +89,7 @@ export function deviceRoutes(deps: { pool: Pool; gateway: Gateway }): RouteRegis
       return await answer(deviceId, scope);
     });
 
-    app.get('/v1/devices/:deviceId/sessions', async (req, reply) => {
+    app.get('/v1/devices/:deviceId/sessions', async (req) => {
       const { deviceId } = validate(deviceIdParam, req.params, 'params');
       const query = validate(paginationQuery, req.query, 'query');
       const before = query.cursor === undefined ? null : Number(query.cursor);

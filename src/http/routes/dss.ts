@@ -65,16 +65,16 @@ export function dssRoutes(deps: { pool: Pool; changed: { streams(): void; rules(
       changed.streams();
       return reply.code(201).send(streamView(row));
     });
-    app.get('/v1/dss/streams', async (req) => {
+    app.get('/v1/dss/streams', async () => {
       return { items: (await streamsSql.listStreams(pool)).map(streamView) };
     });
-    app.get('/v1/dss/streams/:id', async (req, reply) => {
+    app.get('/v1/dss/streams/:id', async (req) => {
       const { id } = validate(idParam, req.params, 'params');
       const row = await streamsSql.getStream(pool, id);
       if (!row) throw new ApiError('NOT_FOUND', `No DSS stream "${id}"`);
       return streamView(row);
     });
-    app.patch('/v1/dss/streams/:id', async (req, reply) => {
+    app.patch('/v1/dss/streams/:id', async (req) => {
       const { id } = validate(idParam, req.params, 'params');
       const body = validate(streamUpdateBody, req.body);
       const row = await streamsSql.updateStream(pool, id, body);
@@ -82,7 +82,7 @@ export function dssRoutes(deps: { pool: Pool; changed: { streams(): void; rules(
       changed.streams();
       return streamView(row);
     });
-    app.get('/v1/dss/streams/:id/events', async (req, reply) => {
+    app.get('/v1/dss/streams/:id/events', async (req) => {
       const { id } = validate(idParam, req.params, 'params');
       const query = validate(eventLogQuery, req.query, 'query');
       if (!(await streamsSql.getStream(pool, id))) throw new ApiError('NOT_FOUND', `No DSS stream "${id}"`);
@@ -94,7 +94,7 @@ export function dssRoutes(deps: { pool: Pool; changed: { streams(): void; rules(
       });
       return { items, nextCursor: items.length === query.limit ? String(items[items.length - 1]!.seq) : null };
     });
-    app.get('/v1/dss/devices/:dsn', async (req, reply) => {
+    app.get('/v1/dss/devices/:dsn', async (req) => {
       const { dsn } = validate(dsnParam, req.params, 'params');
       const state = await stateSql.getDeviceState(pool, dsn);
       if (!state) throw new ApiError('NOT_FOUND', `No DSS state for device "${dsn}"`);
@@ -113,16 +113,16 @@ export function dssRoutes(deps: { pool: Pool; changed: { streams(): void; rules(
       changed.rules();
       return reply.code(201).send(ruleView(rule));
     });
-    app.get('/v1/rules', async (req) => {
+    app.get('/v1/rules', async () => {
       return { items: (await rulesSql.listRules(pool)).map(ruleView) };
     });
-    app.get('/v1/rules/:id', async (req, reply) => {
+    app.get('/v1/rules/:id', async (req) => {
       const { id } = validate(idParam, req.params, 'params');
       const rule = await rulesSql.getRule(pool, id);
       if (!rule) throw new ApiError('NOT_FOUND', `No rule "${id}"`);
       return rule.every === null ? ruleView(rule) : { ...ruleView(rule), interval: await intervalSql.recentEvaluations(pool, rule.id) };
     });
-    app.patch('/v1/rules/:id', async (req, reply) => {
+    app.patch('/v1/rules/:id', async (req) => {
       const { id } = validate(idParam, req.params, 'params');
       const body = validate(ruleUpdateBody, req.body);
       if (body.match || body.every !== undefined) {

@@ -61,7 +61,7 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
       return reply.code(201).send(await detailed(row));
     });
 
-    app.get('/v1/jobs', async (req, reply) => {
+    app.get('/v1/jobs', async (req) => {
       const query = validate(jobsQuery, req.query, 'query');
       const beforeId = query.cursor ?? null;
       if (beforeId !== null && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(beforeId)) {
@@ -72,14 +72,14 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
       return { items: rows.map(jobView), nextCursor: rows.length === query.limit && last ? last.id : null };
     });
 
-    app.get('/v1/jobs/:id', async (req, reply) => {
+    app.get('/v1/jobs/:id', async (req) => {
       const { id } = validate(jobIdParam, req.params, 'params');
       const row = await sql.getJob(pool, id, accountScopeOf(req));
       if (!row) throw new ApiError('NOT_FOUND', `No job ${id}`);
       return await detailed(row);
     });
 
-    app.get('/v1/jobs/:id/actuations', async (req, reply) => {
+    app.get('/v1/jobs/:id/actuations', async (req) => {
       const { id } = validate(jobIdParam, req.params, 'params');
       const query = validate(jobActuationsQuery, req.query, 'query');
       const accounts = accountScopeOf(req);
@@ -89,7 +89,7 @@ export function jobRoutes(deps: { pool: Pool; caller: string; jobStarted?: () =>
       return { items, nextCursor: items.length === query.limit && last ? last.deviceId : null };
     });
 
-    app.post('/v1/jobs/:id/cancel', async (req, reply) => {
+    app.post('/v1/jobs/:id/cancel', async (req) => {
       const { id } = validate(jobIdParam, req.params, 'params');
       const accounts = accountScopeOf(req);
       const before = await sql.getJob(pool, id, accounts);

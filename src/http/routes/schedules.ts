@@ -59,14 +59,14 @@ export function scheduleRoutes(deps: { pool: Pool; caller: string }): RouteRegis
       return { items: await Promise.all(rows.map(view)) };
     });
 
-    app.get('/v1/schedules/:id', async (req, reply) => {
+    app.get('/v1/schedules/:id', async (req) => {
       const { id } = validate(jobIdParam, req.params, 'params');
       const row = await sql.getSchedule(pool, id, accountScopeOf(req));
       if (!row) throw new ApiError('NOT_FOUND', `No schedule ${id}`);
       return await view(row);
     });
 
-    app.patch('/v1/schedules/:id', async (req, reply) => {
+    app.patch('/v1/schedules/:id', async (req) => {
       const { id } = validate(jobIdParam, req.params, 'params');
       const patch = validate(scheduleUpdateBody, req.body);
       const accounts = accountScopeOf(req);

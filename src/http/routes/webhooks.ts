@@ -57,13 +57,13 @@ export function webhookRoutes(deps: { pool: Pool; settings: WebhookSettings; sec
     app.get('/v1/webhooks', async (req) => {
       return { items: (await webhooksSql.listWebhooks(pool, accountScopeOf(req))).map(webhookView) };
     });
-    app.get('/v1/webhooks/:id', async (req, reply) => {
+    app.get('/v1/webhooks/:id', async (req) => {
       const { id } = validate(webhookIdParam, req.params, 'params');
       const row = await webhooksSql.getWebhook(pool, id, accountScopeOf(req));
       if (!row) throw notFound(id);
       return webhookView(row);
     });
-    app.patch('/v1/webhooks/:id', async (req, reply) => {
+    app.patch('/v1/webhooks/:id', async (req) => {
       const { id } = validate(webhookIdParam, req.params, 'params');
       const body = validate(webhookUpdateBody, req.body);
       checkDestination(body.url, settings);
@@ -78,7 +78,7 @@ export function webhookRoutes(deps: { pool: Pool; settings: WebhookSettings; sec
       if (!(await webhooksSql.deleteWebhook(pool, id, accountScopeOf(req)))) throw notFound(id);
       return reply.code(204).send();
     });
-    app.get('/v1/webhooks/:id/deliveries', async (req, reply) => {
+    app.get('/v1/webhooks/:id/deliveries', async (req) => {
       const { id } = validate(webhookIdParam, req.params, 'params');
       const query = validate(deliveriesQuery, req.query, 'query');
       if (!(await webhooksSql.getWebhook(pool, id, accountScopeOf(req)))) throw notFound(id);
@@ -87,7 +87,7 @@ export function webhookRoutes(deps: { pool: Pool; settings: WebhookSettings; sec
     });
     // A signed `webhook.test` event (id 0: never a real event) sent now, outside the endpoint's
     // event order and not recorded; the answer says what the receiver did. Bounded like any delivery.
-    app.post('/v1/webhooks/:id/test', async (req, reply) => {
+    app.post('/v1/webhooks/:id/test', async (req) => {
       const { id } = validate(webhookIdParam, req.params, 'params');
       const row = await webhooksSql.getWebhook(pool, id, accountScopeOf(req));
       const stored = row && (await webhooksSql.getWebhookSecret(pool, id));
