@@ -268,6 +268,10 @@ export function buildApp(options: AppOptions): App {
     metrics,
     lifecycle,
     async listen(port = config.port, host = config.host) {
+      // fastify adds the routes while it boots, and answers only after `ready()`: first, so that
+      // nothing of it stands between this instance registering (liveness) and listening.
+      await api.fastify.ready();
+      await metricsApp?.ready();
       // Before the first device can connect: revocations made before this start hold.
       await revocations.load();
       liveness = await startInstanceLiveness({
@@ -336,9 +340,6 @@ export function buildApp(options: AppOptions): App {
         ...RETENTION_PACE,
         onDeleted: (table, rows) => metrics.retentionDeleted.inc({ table }, rows),
       });
-      // fastify adds the routes while it boots: both answer only after `ready()`.
-      await api.fastify.ready();
-      await metricsApp?.ready();
       if (metricsServer) await new Promise<void>((resolve) => metricsServer.listen(config.metricsPort, host, resolve));
       dss.start();
       jobs.start();
