@@ -149,6 +149,26 @@ describe('routing edges (README, "HTTP edges")', () => {
     expectError(res, 400, 'VALIDATION_FAILED');
   });
 
+  it('HEAD of a GET route answers its status and headers without a body', async () => {
+    const res = await send('HEAD', '/v1/devices');
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.text).toBe('');
+  });
+
+  it('JSON must be an object or an array at the top; a body that fails to parse closes the connection', async () => {
+    const keepAlive = { connection: 'keep-alive' };
+    for (const body of ['"a string"', '5', 'null']) {
+      const res = await send('POST', '/v1/devices/edge-dev/actuations', body, keepAlive);
+      expectError(res, 400, 'MALFORMED_JSON');
+      expect(res.headers.connection).toBe('close');
+    }
+    // A leading BOM is dropped, as body-parser did; a body that parses keeps the connection.
+    const ok = await send('POST', '/v1/devices/edge-dev/actuations', '\ufeff' + JSON.stringify(actuation), keepAlive);
+    expect(ok.status, ok.text).toBe(202);
+    expect(ok.headers.connection).toBe('keep-alive');
+  });
+
   it('paths are case-insensitive (parameters keep their case), ignore one trailing slash, decode %-escapes, and refuse duplicate slashes', async () => {
     expect((await send('GET', '/V1/DEVICES')).status).toBe(200);
     expect((await send('GET', '/v1/devices/')).status).toBe(200);
