@@ -227,9 +227,10 @@ export async function actuationsBench(argv: string[]): Promise<number> {
   if (values.workers !== undefined) return acrossWorkers(ctx, int('workers', values.workers, 2, 16), database.description);
   const results: RunResult[] = [];
   if (opts.warmup) {
-    // The bench's first run met a cold cluster (pg_wal with no segments to recycle, so every
-    // 16 MB of WAL was a new zero-filled, fsynced file; cold caches) and cold device and load
-    // clients: the server going first in round 1 (ours, with --before) came out slower every time.
+    // Without it the bench's first run meets a cold cluster (pg_wal has no segments to recycle:
+    // each 16 MiB of WAL is a new file, zero-filled and fsynced; 8 of them in that run, 0-1 in
+    // any later one) and cold device and load clients, and the server going first in round 1
+    // (always ours with --before) came out slower: the bias of the ours-vs-before comparison.
     const kind = kinds.find(isOurs) ?? kinds[0]!;
     const r = await runOne(ctx, kind, 0);
     log(`warm-up run (${LABEL[kind]}, not counted): single ${fmt(r.single.perSec)}/s, bulk ${fmt(r.bulk.perSec)}/s, p99 at ${opts.rate}/s ${fmt(r.latency.p99, 1)} ms; ${clusterLine(r.cluster)}`);

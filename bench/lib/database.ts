@@ -24,10 +24,11 @@ export interface BenchDatabaseServer {
   create(label: string): Promise<{ url: string; drop(): Promise<void> }>;
   /**
    * A CHECKPOINT of the whole cluster, so that every run of a comparison starts from the same
-   * state: no earlier run's dirty pages left for the checkpointer to write during this one, and
-   * WAL counted from zero towards `max_wal_size` and `checkpoint_timeout`, so no checkpoint
-   * (and its wave of full-page images) falls inside a run at a point set by how much the runs
-   * before it wrote. Without it one fell, run after run, into the same place of the sequence.
+   * state: no dirty pages of earlier runs left for the checkpointer to write during this one,
+   * WAL counted from zero towards `max_wal_size` and `checkpoint_timeout` (so no checkpoint, with
+   * its wave of full-page images, falls inside a run at a point set by what ran before), and the
+   * used WAL segments recycled for the run. `drop` already makes PostgreSQL checkpoint, but a
+   * run without a database drops nothing and the first run follows initdb.
    */
   checkpoint(): Promise<void>;
   /** What the cluster did from now until `since()`: WAL written, WAL files made, checkpoints. */
