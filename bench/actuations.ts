@@ -48,7 +48,7 @@ import { parseArgs } from 'node:util';
 import type { LoadReply, LoadRequest, LoadResult, LoadRun } from './load-client.js';
 import { buildRefForBench, type BenchBuild } from './lib/build.js';
 import { summariseCpuProfiles } from './lib/cpu-profile.js';
-import { databaseCpu, statementStats, waitUntilAllAcked, type BenchDatabaseServer } from './lib/database.js';
+import { databaseCpu, statementStats, waitUntilAllAcked, type BenchDatabaseServer, type ClusterActivity } from './lib/database.js';
 import { connectDevices, listen, resetDevices, waitForReceipts } from './lib/devices.js';
 import { request } from './lib/ipc.js';
 import { startServer, type BenchKeys, type RunningServer } from './lib/our-server.js';
@@ -67,6 +67,8 @@ const LOAD_SCRIPT = path.join(ROOT, 'bench', 'load-client.ts');
 
 type Kind = 'ours' | 'before' | 'node' | 'bare' | 'nofeed' | 'sse';
 const KINDS: Kind[] = ['node', 'bare', 'ours'];
+/** Our server in some form: its own database, the cross-instance run. */
+const isOurs = (kind: Kind) => kind === 'ours' || kind === 'before' || kind === 'nofeed' || kind === 'sse';
 const LABEL: Record<Kind, string> = {
   ours: 'iot-websocket-server',
   before: 'ours at --before',
@@ -114,6 +116,8 @@ interface RunResult {
   cross?: Latency;
   /** `sse` only: transaction start → subscriber at `--rate`/s, and events the subscriber got vs expected. */
   feed?: { p50: number; p99: number; received: number; expected: number; reconnects: number };
+  /** What the PostgreSQL cluster did during the run (after the CHECKPOINT it starts with). */
+  cluster: ClusterActivity;
 }
 
 const usage = `usage: npm run bench -- actuations [options]
@@ -134,6 +138,8 @@ const usage = `usage: npm run bench -- actuations [options]
   --sse                the change feed's cost: feed triggers disabled vs feed without subscriber vs
                        feed with one SSE subscriber taking every event (no bare servers, no cross run)
   --no-cross           skip the across-instances run
+  --no-warmup          skip the warm-up run before round 1 (one run of our server, not counted, so that
+                       the first counted run does not meet a cold PostgreSQL cluster and cold clients)
   --workers N          across workers instead: WORKERS=1 beside WORKERS=N, fixed-rate latency only, split
                        by direct send (POST and device on one worker) and claim (on different workers)
   --db-stats           embedded PostgreSQL only: print our server's statements of the single and bulk runs
@@ -164,6 +170,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       fsync: { type: 'string', default: 'on' },
       only: { type: 'string' },
       'no-cross': { type: 'boolean', default: false },
+      'no-warmup': { type: 'boolean', default: false },
       workers: { type: 'string' },
       sse: { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
@@ -191,6 +198,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
     burst: int('burst', values.burst, 0, 1_000_000),
     probe: values.probe,
     cross: !values['no-cross'] && !values.sse,
+    warmup: !values['no-warmup'],
     dbStats: values['db-stats'],
   };
   const fsync = onOff('fsync', values.fsync);
@@ -218,6 +226,15 @@ export async function actuationsBench(argv: string[]): Promise<number> {
   const ctx: Context = { database, build, beforeMain, keys, tmp, profDir, deviceClients: [deviceClient], loadClient, deviceIds, opts };
   if (values.workers !== undefined) return acrossWorkers(ctx, int('workers', values.workers, 2, 16), database.description);
   const results: RunResult[] = [];
+  if (opts.warmup) {
+    // Without it the bench's first run meets a cold cluster (pg_wal has no segments to recycle:
+    // each 16 MiB of WAL is a new file, zero-filled and fsynced; 8 of them in that run, 0-1 in
+    // any later one) and cold device and load clients, and the server going first in round 1
+    // (always ours with --before) came out slower: the bias of the ours-vs-before comparison.
+    const kind = kinds.find(isOurs) ?? kinds[0]!;
+    const r = await runOne(ctx, kind, 0);
+    log(`warm-up run (${LABEL[kind]}, not counted): single ${fmt(r.single.perSec)}/s, bulk ${fmt(r.bulk.perSec)}/s, p99 at ${opts.rate}/s ${fmt(r.latency.p99, 1)} ms; ${clusterLine(r.cluster)}`);
+  }
   for (let round = 1; round <= opts.rounds; round++) {
     // Rotated: each server goes first in turn.
     const order = kinds.map((_, i) => kinds[(i + round - 1) % kinds.length]!);
@@ -237,6 +254,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       log(`round ${round} ${LABEL[kind]}: at ${opts.rate}/s ${l(r.latency)}`);
       if (r.afterBurst) log(`round ${round} ${LABEL[kind]}: at ${opts.rate}/s right after a ${fmt(opts.burst)} burst, not acking: ${l(r.afterBurst)}`);
       if (r.cross) log(`round ${round} ${LABEL[kind]}: across instances ${l(r.cross)}`);
+      log(`round ${round} ${LABEL[kind]}: ${clusterLine(r.cluster)}`);
       if (r.feed) log(`round ${round} ${LABEL[kind]}: subscriber got ${fmt(r.feed.received)} of ${fmt(r.feed.expected)} events (dropped by the server and reconnected ${r.feed.reconnects}×); transaction start → subscriber p50 ${fmt(r.feed.p50, 1)} / p99 ${fmt(r.feed.p99, 1)} ms`);
     }
   }
@@ -268,6 +286,8 @@ interface Options {
   burst: number;
   probe: boolean;
   cross: boolean;
+  /** One run of our server before round 1, not counted. */
+  warmup: boolean;
   dbStats: boolean;
 }
 interface Context {
@@ -286,21 +306,24 @@ interface Context {
 
 async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResult> {
   const { opts } = ctx;
-  const isOurs = kind === 'ours' || kind === 'before' || kind === 'nofeed' || kind === 'sse';
-  const db = isOurs ? await ctx.database.create(`${kind === 'before' ? 'b' : 'a'}${round}${kind}`) : undefined;
+  const ours = isOurs(kind);
+  const db = ours ? await ctx.database.create(`${kind === 'before' ? 'b' : 'a'}${round}${kind}`) : undefined;
+  // Every run, ours or bare, starts from the same cluster state (database.ts, `checkpoint`).
+  await ctx.database.checkpoint();
+  const cluster = await ctx.database.activity();
   const servers: RunningServer[] = [];
   let subscriber: BenchSseSubscriber | undefined;
   const probeFile = (name: string) => path.join(ctx.tmp, `probe-${kind}-r${round}-${name}.jsonl`);
   const start = async (name: string) => {
     const s = await startServer({
-      kind: isOurs ? 'ours' : 'bare',
-      script: kind === 'before' ? ctx.beforeMain! : isOurs ? ctx.build.serverMain : kind === 'node' ? ctx.build.bareNodeServer : ctx.build.bareActuationServer,
+      kind: ours ? 'ours' : 'bare',
+      script: kind === 'before' ? ctx.beforeMain! : ours ? ctx.build.serverMain : kind === 'node' ? ctx.build.bareNodeServer : ctx.build.bareActuationServer,
       databaseUrl: db?.url,
       keys: ctx.keys,
       tmp: ctx.tmp,
       instanceId: `bench-${process.pid}-r${round}-${name}`,
       nodeArgs: [
-        ...(ctx.profDir && isOurs ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profDir}`, `--cpu-prof-name=${kind}-r${round}-${name}.cpuprofile`] : []),
+        ...(ctx.profDir && ours && round > 0 ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profDir}`, `--cpu-prof-name=${kind}-r${round}-${name}.cpuprofile`] : []),
         ...(opts.probe ? ['--import', PROBE_HOOK_IMPORT] : []),
       ],
       env: opts.probe ? { BENCH_PROBE_FILE: probeFile(name) } : undefined,
@@ -349,7 +372,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
     );
 
     let cross: Latency | undefined;
-    if (isOurs && opts.cross) {
+    if (ours && opts.cross) {
       // Devices move to a second instance on the same database; POSTs still go to the first.
       // They move once their acks are all in: actuations still unacked would be re-sent on
       // reconnect (REDELIVER_UNACKED) as a paced backlog, and that is not what this run measures.
@@ -391,7 +414,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       );
     }
 
-    return { kind, round, single, latency, bulk, afterBurst, cross, feed };
+    return { kind, round, single, latency, bulk, afterBurst, cross, feed, cluster: await cluster.since() };
   } finally {
     subscriber?.close();
     await resetDevices(ctx.deviceClients);
@@ -461,6 +484,11 @@ async function measureLatency(ctx: Context, run: () => Promise<LoadResult>, ack 
     rejected: sent.rejected,
     probe: probeFile ? readProbe(probeFile, sent.firstSendMs, got.lastMs) : undefined,
   };
+}
+
+function clusterLine(c: ClusterActivity): string {
+  const files = Number.isNaN(c.newWalFiles) ? '' : `, ${fmt(c.newWalFiles)} new WAL files`;
+  return `PostgreSQL wrote ${fmt(c.walMiB)} MiB of WAL${files}, ${fmt(c.checkpoints)} checkpoint(s) during the run`;
 }
 
 function probeLine(p: ProbeWindow): string {
@@ -611,6 +639,8 @@ interface WorkersResult {
 async function acrossWorkers(ctx: Context, workers: number, description: string): Promise<number> {
   const { opts } = ctx;
   const results: WorkersResult[] = [];
+  // Not counted, as in the main bench: the first run would meet a cold cluster and cold clients.
+  if (opts.warmup) await runWorkers(ctx, 1, 0);
   for (let round = 1; round <= opts.rounds; round++) {
     const order = round % 2 === 1 ? [1, workers] : [workers, 1];
     for (const w of order) {
@@ -647,6 +677,7 @@ async function acrossWorkers(ctx: Context, workers: number, description: string)
 async function runWorkers(ctx: Context, workers: number, round: number): Promise<WorkersResult> {
   const { opts } = ctx;
   const db = await ctx.database.create(`w${round}x${workers}`);
+  await ctx.database.checkpoint();
   const instanceId = `bench-${process.pid}-r${round}-x${workers}`;
   let started: WorkersServer | undefined;
   try {

@@ -22,6 +22,25 @@ export interface BenchDatabaseServer {
   description: string;
   /** Creates an empty database and returns its URL; dropped again by `drop` or at cleanup. */
   create(label: string): Promise<{ url: string; drop(): Promise<void> }>;
+  /**
+   * A CHECKPOINT of the whole cluster, so that every run of a comparison starts from the same
+   * state: no dirty pages of earlier runs left for the checkpointer to write during this one,
+   * WAL counted from zero towards `max_wal_size` and `checkpoint_timeout` (so no checkpoint, with
+   * its wave of full-page images, falls inside a run at a point set by what ran before), and the
+   * used WAL segments recycled for the run. `drop` already makes PostgreSQL checkpoint, but a
+   * run without a database drops nothing and the first run follows initdb.
+   */
+  checkpoint(): Promise<void>;
+  /** What the cluster did from now until `since()`: WAL written, WAL files made, checkpoints. */
+  activity(): Promise<{ since(): Promise<ClusterActivity> }>;
+}
+
+export interface ClusterActivity {
+  walMiB: number;
+  /** Files in pg_wal more than at the start: segments made (zero-filled and fsynced), not recycled. */
+  newWalFiles: number;
+  /** Checkpoints started by the checkpointer (timed or requested), ours not counted. */
+  checkpoints: number;
 }
 
 export async function startBenchDatabase(options: { fsync: boolean; statementStats?: boolean }): Promise<BenchDatabaseServer> {
@@ -69,9 +88,43 @@ export async function startBenchDatabase(options: { fsync: boolean; statementSta
     for (const name of created) await admin.query(`drop database if exists ${name} with (force)`);
   });
 
+  const walState = async () => {
+    const { rows } = await admin.query<{ lsn: string; checkpoints: string }>(
+      `select pg_current_wal_lsn()::text as lsn, ${checkpointsSql(Number(version.split('.')[0]))} as checkpoints`,
+    );
+    // pg_ls_waldir needs superuser or pg_monitor: a DATABASE_URL without them shows no file count.
+    const files = await admin.query<{ n: number }>('select count(*)::int as n from pg_ls_waldir()').then((r) => r.rows[0]!.n, () => Number.NaN);
+    return { lsn: rows[0]!.lsn, checkpoints: Number(rows[0]!.checkpoints), files };
+  };
+  let checkpointRefused = false;
+
   return {
     adminUrl,
     description,
+    async checkpoint() {
+      if (checkpointRefused) return;
+      const before = (await walState()).checkpoints;
+      // CHECKPOINT needs superuser or pg_checkpoint: without it, say so once and run on.
+      const done = await admin.query('checkpoint').then(() => true, (err: Error) => {
+        checkpointRefused = true;
+        process.stdout.write(`warning: CHECKPOINT refused (${err.message}); runs do not start from the same cluster state\n`);
+        return false;
+      });
+      // The checkpointer reports its count a moment after CHECKPOINT returns: wait for it (bounded),
+      // so that `activity()` taken next does not count this checkpoint as one inside the run.
+      const deadline = Date.now() + 5_000;
+      while (done && (await walState()).checkpoints <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    },
+    async activity() {
+      const start = await walState();
+      return {
+        async since() {
+          const end = await walState();
+          const bytes = await admin.query<{ n: string }>('select pg_wal_lsn_diff($1, $2)::text as n', [end.lsn, start.lsn]);
+          return { walMiB: Number(bytes.rows[0]!.n) / 2 ** 20, newWalFiles: end.files - start.files, checkpoints: end.checkpoints - start.checkpoints };
+        },
+      };
+    },
     async create(label) {
       const name = `iotws_bench_${process.pid}_${label}_${crypto.randomBytes(3).toString('hex')}`;
       await admin.query(`create database ${name}`);
@@ -87,6 +140,13 @@ export async function startBenchDatabase(options: { fsync: boolean; statementSta
       };
     },
   };
+}
+
+/** Checkpoints started so far: pg_stat_checkpointer from PostgreSQL 17, pg_stat_bgwriter before. */
+function checkpointsSql(major: number): string {
+  return major >= 17
+    ? '(select num_timed + num_requested from pg_stat_checkpointer)'
+    : '(select checkpoints_timed + checkpoints_req from pg_stat_bgwriter)';
 }
 
 /**
