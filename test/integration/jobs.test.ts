@@ -169,6 +169,8 @@ describe('jobs', () => {
       ['flt-5', null, { model: 'f2' }, true],
       ['flt-6', 'acme', { model: 'f2', site: 'paris' }, true],
     ];
+    // The sessions' instance is alive (a heartbeat an hour long), so the dead-instance sweep leaves them open.
+    await db.pool.query(`insert into instances (id, heartbeat_interval_ms) values ('elsewhere', 3600000) on conflict (id) do update set last_heartbeat_at = now()`);
     for (const [id, account, tags, online] of rows) {
       await db.pool.query('insert into devices (device_id, account_id, tags) values ($1, $2, $3)', [id, account, JSON.stringify(tags)]);
       if (online) await db.pool.query(`insert into device_sessions (device_id, account_id, instance_id) values ($1, $2, 'elsewhere')`, [id, account]);
