@@ -38,7 +38,12 @@
  * server per round, same runs: `nofeed` (the feed's triggers disabled on its database:
  * no outbox rows, nothing to sequence), `ours` (the feed recording, no subscriber) and
  * `sse` (the feed with one subscriber, bench/lib/sse-subscriber.ts, taking every event;
- * its transaction-start → received latency is measured in the fixed-rate run).
+ * its transaction-start → received latency is measured in the fixed-rate run). With
+ * `--webhook`, the `sse` variant also has one webhook endpoint (bench/lib/webhook-receiver.ts)
+ * for every event type: before the fixed-rate run the bench waits for it to catch up, and
+ * after it for it to have every event of that run, so its latency includes its own queue
+ * (one endpoint is sent one event at a time); what it has not received by the end of the
+ * round is reported, not waited for.
  */
 import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
@@ -59,6 +64,7 @@ import { int, log, onOff } from './lib/cli.js';
 import { prepareBenchRun } from './lib/setup.js';
 import { startWorkersServer, stopWorkersServer, type WorkersServer } from './lib/workers.js';
 import { startBenchSseSubscriber, type BenchSseSubscriber } from './lib/sse-subscriber.js';
+import { startBenchWebhookReceiver, type BenchWebhookReceiver } from './lib/webhook-receiver.js';
 import pg from 'pg';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -114,6 +120,8 @@ interface RunResult {
   cross?: Latency;
   /** `sse` only: transaction start → subscriber at `--rate`/s, and events the subscriber got vs expected. */
   feed?: { p50: number; p99: number; received: number; expected: number; reconnects: number };
+  /** `sse` with `--webhook`: transaction start → webhook receiver at `--rate`/s, and events it got by the end vs recorded. */
+  webhook?: { p50: number; p99: number; received: number; expected: number; caughtUp: boolean };
 }
 
 const usage = `usage: npm run bench -- actuations [options]
@@ -133,6 +141,7 @@ const usage = `usage: npm run bench -- actuations [options]
   --only LIST          servers to run, comma-separated: ours, node (bare node:http), bare (bare express)
   --sse                the change feed's cost: feed triggers disabled vs feed without subscriber vs
                        feed with one SSE subscriber taking every event (no bare servers, no cross run)
+  --webhook            with --sse: the subscriber's variant also has one webhook endpoint for every event type
   --no-cross           skip the across-instances run
   --workers N          across workers instead: WORKERS=1 beside WORKERS=N, fixed-rate latency only, split
                        by direct send (POST and device on one worker) and claim (on different workers)
@@ -166,6 +175,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       'no-cross': { type: 'boolean', default: false },
       workers: { type: 'string' },
       sse: { type: 'boolean', default: false },
+      webhook: { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       'db-stats': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
@@ -192,7 +202,10 @@ export async function actuationsBench(argv: string[]): Promise<number> {
     probe: values.probe,
     cross: !values['no-cross'] && !values.sse,
     dbStats: values['db-stats'],
+    webhook: values.webhook,
   };
+  if (opts.webhook && !values.sse) throw new Error('--webhook goes with --sse');
+  if (opts.webhook) LABEL.sse = 'feed + 1 SSE subscriber + 1 webhook';
   const fsync = onOff('fsync', values.fsync);
   const only = values.only?.split(',') ?? KINDS;
   if (only.length === 0 || only.some((k) => !(KINDS as string[]).includes(k))) throw new Error('--only takes ours, node, bare (comma-separated)');
@@ -237,6 +250,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       log(`round ${round} ${LABEL[kind]}: at ${opts.rate}/s ${l(r.latency)}`);
       if (r.afterBurst) log(`round ${round} ${LABEL[kind]}: at ${opts.rate}/s right after a ${fmt(opts.burst)} burst, not acking: ${l(r.afterBurst)}`);
       if (r.cross) log(`round ${round} ${LABEL[kind]}: across instances ${l(r.cross)}`);
+      if (r.webhook) log(`round ${round} ${LABEL[kind]}: webhook got ${fmt(r.webhook.received)} of ${fmt(r.webhook.expected)} events by the end${r.webhook.caughtUp ? '' : ' (did NOT catch up before the fixed-rate run)'}; transaction start → webhook p50 ${fmt(r.webhook.p50, 1)} / p99 ${fmt(r.webhook.p99, 1)} ms`);
       if (r.feed) log(`round ${round} ${LABEL[kind]}: subscriber got ${fmt(r.feed.received)} of ${fmt(r.feed.expected)} events (dropped by the server and reconnected ${r.feed.reconnects}×); transaction start → subscriber p50 ${fmt(r.feed.p50, 1)} / p99 ${fmt(r.feed.p99, 1)} ms`);
     }
   }
@@ -269,6 +283,7 @@ interface Options {
   probe: boolean;
   cross: boolean;
   dbStats: boolean;
+  webhook: boolean;
 }
 interface Context {
   database: BenchDatabaseServer;
@@ -290,6 +305,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
   const db = isOurs ? await ctx.database.create(`${kind === 'before' ? 'b' : 'a'}${round}${kind}`) : undefined;
   const servers: RunningServer[] = [];
   let subscriber: BenchSseSubscriber | undefined;
+  let webhook: BenchWebhookReceiver | undefined;
   const probeFile = (name: string) => path.join(ctx.tmp, `probe-${kind}-r${round}-${name}.jsonl`);
   const start = async (name: string) => {
     const s = await startServer({
@@ -303,7 +319,11 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
         ...(ctx.profDir && isOurs ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profDir}`, `--cpu-prof-name=${kind}-r${round}-${name}.cpuprofile`] : []),
         ...(opts.probe ? ['--import', PROBE_HOOK_IMPORT] : []),
       ],
-      env: opts.probe ? { BENCH_PROBE_FILE: probeFile(name) } : undefined,
+      env: {
+        ...(opts.probe ? { BENCH_PROBE_FILE: probeFile(name) } : {}),
+        // Every variant alike (the receiver is on 127.0.0.1); only the subscriber's has an endpoint.
+        ...(opts.webhook ? { WEBHOOK_ALLOW_PRIVATE: 'true' } : {}),
+      },
     });
     servers.push(s);
     return s;
@@ -321,6 +341,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       await client.end();
     }
     if (kind === 'sse') subscriber = await startBenchSseSubscriber(a.origin, a.authorization);
+    if (kind === 'sse' && opts.webhook) webhook = await startBenchWebhookReceiver(a);
     await connectDevices(ctx.deviceClients, a.port);
     // Just-connected devices drain their (empty) backlog first, then take live deliveries.
     await sleep(1_500);
@@ -335,12 +356,28 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
     // Warm-up (JIT, pools), not measured.
     await measureThroughput(ctx, a, db?.url, () => load({ total: 2_000, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 60_000 }));
     const single = await measureThroughput(ctx, a, db?.url, () => load({ total: opts.single, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 180_000 }), 'the single-POST run');
+    // The endpoint starts the fixed-rate run with no queue of its own (one endpoint takes one event at a time).
+    let webhookCaughtUp = true;
+    if (webhook) {
+      await waitUntilAllAcked(db!.url, 30_000);
+      webhookCaughtUp = await webhook.waitForCount(await countEvents(db!.url), 180_000);
+      if (!webhookCaughtUp) log(`round ${round} ${LABEL[kind]}: the webhook did not catch up within 180 s before the fixed-rate run (${fmt(webhook.events)} events)`);
+    }
     subscriber?.takeLatencies();
     subscriber?.record(true);
+    webhook?.takeLatencies();
+    webhook?.record(true);
     const latency = await measureLatency(ctx, () => load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 }), undefined, opts.probe ? probeFile('a') : undefined);
     if (subscriber) await waitUntilAllAcked(db!.url, 30_000);
     subscriber?.record(false);
     const feedLatencies = (subscriber?.takeLatencies() ?? []).sort((x, y) => x - y);
+    let webhookLatencies: number[] = [];
+    if (webhook) {
+      // Every event of the fixed-rate run, however long the endpoint's queue takes (bounded).
+      if (!(await webhook.waitForCount(await countEvents(db!.url), 180_000))) log(`round ${round} ${LABEL[kind]}: the webhook did not get the fixed-rate run's events within 180 s`);
+      webhook.record(false);
+      webhookLatencies = webhook.takeLatencies().sort((x, y) => x - y);
+    }
     await measureThroughput(ctx, a, db?.url, () =>
       load({ total: Math.min(opts.bulkTotal, 10 * opts.bulkSize), bulk: opts.bulkSize, mode: { kind: 'closed', inFlight: opts.bulkInFlight }, deadlineMs: 60_000 }),
     );
@@ -362,6 +399,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       cross = await measureLatency(ctx, () => load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 }));
     }
     let feed: RunResult['feed'];
+    let webhookResult: RunResult['webhook'];
     if (subscriber) {
       // Every actuation makes three events (queued, sent, acked; a direct send's first two in one
       // transaction), every session one on connecting; the subscriber must have them all.
@@ -369,6 +407,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       const expected = await countEvents(db!.url);
       await subscriber.waitForCount(expected, 60_000);
       feed = { p50: percentile(feedLatencies, 50), p99: percentile(feedLatencies, 99), received: subscriber.events, expected, reconnects: subscriber.reconnects };
+      if (webhook) webhookResult = { p50: percentile(webhookLatencies, 50), p99: percentile(webhookLatencies, 99), received: webhook.events, expected, caughtUp: webhookCaughtUp };
     }
     // The issue's tail condition: non-acking devices right after a burst (ours: that many unacked `sent` rows).
     // After the across-instances run the devices are on b: the burst and the latency go to b then.
@@ -391,9 +430,10 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       );
     }
 
-    return { kind, round, single, latency, bulk, afterBurst, cross, feed };
+    return { kind, round, single, latency, bulk, afterBurst, cross, feed, webhook: webhookResult };
   } finally {
     subscriber?.close();
+    webhook?.close();
     await resetDevices(ctx.deviceClients);
     // SIGTERM first when profiling: node writes the --cpu-prof file on a clean exit only.
     for (const s of servers) await killChild(s.server.child, ctx.profDir ? 'SIGTERM' : 'SIGKILL', 15_000);
@@ -577,6 +617,12 @@ function printFeedSummary(results: RunResult[], info: { devices: number; opts: O
     [`POST → device p50 / p99 at ${fmt(opts.rate)}/s`, ...kinds.map((k) => `${fmt(m(k, (r) => r.latency.p50), 1)} / ${fmt(m(k, (r) => r.latency.p99), 1)} ms`)],
     [`transaction start → SSE subscriber p50 / p99 at ${fmt(opts.rate)}/s`, '–', '–', `${fmt(m('sse', (r) => r.feed?.p50), 1)} / ${fmt(m('sse', (r) => r.feed?.p99), 1)} ms`],
     ['events the subscriber received / recorded (reconnects after a drop)', '–', '–', `${fmt(m('sse', (r) => r.feed?.received))} / ${fmt(m('sse', (r) => r.feed?.expected))} (${fmt(m('sse', (r) => r.feed?.reconnects))})`],
+    ...(opts.webhook
+      ? [
+          [`transaction start → webhook p50 / p99 at ${fmt(opts.rate)}/s (its queue included)`, '–', '–', `${fmt(m('sse', (r) => r.webhook?.p50), 1)} / ${fmt(m('sse', (r) => r.webhook?.p99), 1)} ms`],
+          ['events the webhook received by the end / recorded', '–', '–', `${fmt(m('sse', (r) => r.webhook?.received))} / ${fmt(m('sse', (r) => r.webhook?.expected))}`],
+        ]
+      : []),
   ];
   const { text, markdown } = renderTables(header, rows);
   process.stdout.write(`\n${text}\n\nMarkdown (${info.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
