@@ -35,8 +35,8 @@
  * device had something queued). p50/p99/p99.9 of each class and of all.
  *
  * `--sse`: the change feed's cost instead of the bare comparison. Three variants of our
- * server per round, same runs: `nofeed` (the feed's triggers disabled on its database:
- * no outbox rows, nothing to sequence), `ours` (the feed recording, no subscriber) and
+ * server per round, same runs: `nofeed` (on its database the feed's session triggers
+ * disabled and `actuation_event()` returning nothing: no events, nothing to sequence), `ours` (the feed recording, no subscriber) and
  * `sse` (the feed with one subscriber, bench/lib/sse-subscriber.ts, taking every event;
  * its transaction-start → received latency is measured in the fixed-rate run). With
  * `--webhook`, the `sse` variant also has one webhook endpoint (bench/lib/webhook-receiver.ts)
@@ -78,11 +78,22 @@ const LABEL: Record<Kind, string> = {
   before: 'ours at --before',
   node: 'bare node:http + `ws`',
   bare: 'bare express + `ws`',
-  nofeed: 'feed triggers disabled',
+  nofeed: 'feed off (no events written)',
   sse: 'feed + 1 SSE subscriber',
 };
-/** The feed's triggers (migrations/0012, 0019): disabled for the `nofeed` variant. */
-const FEED_TRIGGERS = ['actuations events_insert', 'actuations events_update', 'device_sessions events_insert', 'device_sessions events_update'];
+/** The feed's session triggers (migrations/0012, 0019): disabled for the `nofeed` variant. */
+const FEED_TRIGGERS = ['device_sessions events_insert', 'device_sessions events_update'];
+/**
+ * And its actuation events (written by the lifecycle statements since migration 0020, each
+ * inserting what `actuation_event()` returns): for `nofeed`, none. The statements' inserts
+ * stay in their plans and insert nothing (their fixed cost stays in the baseline).
+ */
+const NO_ACTUATION_EVENTS = `create or replace function actuation_event(a actuations, p_status text, p_previous text)
+returns table (type text, device_id text, account_id text, actuation_id uuid, seq bigint, actuation_account_id text,
+               previous_status text, attempts integer, status_code integer, reason_phrase text, source jsonb,
+               session_id bigint, instance_id text, superseded_by uuid)
+language sql stable rows 1 as $$ select null::text, null::text, null::text, null::uuid, null::bigint, null::text, null::text,
+  null::integer, null::integer, null::text, null::jsonb, null::bigint, null::text, null::uuid where false $$`;
 
 interface Throughput {
   accepted: number;
@@ -338,6 +349,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
         const [table, trigger] = t.split(' ');
         await client.query(`alter table ${table} disable trigger ${table}_${trigger}`);
       }
+      await client.query(NO_ACTUATION_EVENTS);
       await client.end();
     }
     if (kind === 'sse') subscriber = await startBenchSseSubscriber(a.origin, a.authorization);

@@ -1,6 +1,6 @@
 /**
  * The change feed (GET /v1/events): events recorded in the transaction of each
- * transition (triggers into event_rows), numbered once committed (the sequencer), read
+ * transition (by its statement, into event_rows), numbered once committed (the sequencer), read
  * by every instance, resumed exactly once, dropped when a subscriber stops reading.
  */
 import crypto from 'node:crypto';
@@ -57,11 +57,18 @@ async function allEventIds(): Promise<number[]> {
   return rows.map((r) => Number(r.id));
 }
 
-/** A transition written by hand in its own transaction: an actuation row inserted (its trigger records `actuation.queued`). */
+/**
+ * A transition written by hand in its own transaction: an actuation row inserted and its
+ * `actuation.queued` recorded in the same statement, as submit_actuations does (migration 0020).
+ */
 async function insertActuation(client: { query: (sql: string, params: unknown[]) => Promise<unknown> }, deviceId: string, seq: number): Promise<string> {
   const id = crypto.randomUUID();
   await client.query(
-    `insert into actuations (id, device_id, seq, gateway_id, component_id, command, source) values ($1, $2, $3, 'g', 'c', 'x', '{"kind":"rest","caller":"t","requestId":"r"}')`,
+    `with created as (
+       insert into actuations as a (id, device_id, seq, gateway_id, component_id, command, source)
+       values ($1, $2, $3, 'g', 'c', 'x', '{"kind":"rest","caller":"t","requestId":"r"}') returning a
+     )
+     insert into actuation_event_rows select e.* from created c cross join lateral actuation_event(c.a, 'queued', null) e`,
     [id, deviceId, seq],
   );
   return id;
