@@ -35,10 +35,15 @@
  * device had something queued). p50/p99/p99.9 of each class and of all.
  *
  * `--sse`: the change feed's cost instead of the bare comparison. Three variants of our
- * server per round, same runs: `nofeed` (the feed's triggers disabled on its database:
- * no outbox rows, nothing to sequence), `ours` (the feed recording, no subscriber) and
+ * server per round, same runs: `nofeed` (on its database the feed's session triggers
+ * disabled and `actuation_event()` returning nothing: no events, nothing to sequence), `ours` (the feed recording, no subscriber) and
  * `sse` (the feed with one subscriber, bench/lib/sse-subscriber.ts, taking every event;
- * its transaction-start → received latency is measured in the fixed-rate run).
+ * its transaction-start → received latency is measured in the fixed-rate run). With
+ * `--webhook`, the `sse` variant also has one webhook endpoint (bench/lib/webhook-receiver.ts)
+ * for every event type: before the fixed-rate run the bench waits for it to catch up, and
+ * after it for it to have every event of that run, so its latency includes its own queue
+ * (one endpoint is sent one event at a time); what it has not received by the end of the
+ * round is reported, not waited for.
  */
 import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
@@ -59,6 +64,7 @@ import { int, log, onOff } from './lib/cli.js';
 import { prepareBenchRun } from './lib/setup.js';
 import { startWorkersServer, stopWorkersServer, type WorkersServer } from './lib/workers.js';
 import { startBenchSseSubscriber, type BenchSseSubscriber } from './lib/sse-subscriber.js';
+import { startBenchWebhookReceiver, type BenchWebhookReceiver } from './lib/webhook-receiver.js';
 import pg from 'pg';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -74,11 +80,22 @@ const LABEL: Record<Kind, string> = {
   before: 'ours at --before',
   node: 'bare node:http + `ws`',
   bare: 'bare express + `ws`',
-  nofeed: 'feed triggers disabled',
+  nofeed: 'feed off (no events written)',
   sse: 'feed + 1 SSE subscriber',
 };
-/** The feed's triggers (migrations/0012, 0019): disabled for the `nofeed` variant. */
-const FEED_TRIGGERS = ['actuations events_insert', 'actuations events_update', 'device_sessions events_insert', 'device_sessions events_update'];
+/** The feed's session triggers (migrations/0012, 0019): disabled for the `nofeed` variant. */
+const FEED_TRIGGERS = ['device_sessions events_insert', 'device_sessions events_update'];
+/**
+ * And its actuation events (written by the lifecycle statements since migration 0020, each
+ * inserting what `actuation_event()` returns): for `nofeed`, none. The statements' inserts
+ * stay in their plans and insert nothing (their fixed cost stays in the baseline).
+ */
+const NO_ACTUATION_EVENTS = `create or replace function actuation_event(a actuations, p_status text, p_previous text)
+returns table (type text, device_id text, account_id text, actuation_id uuid, seq bigint, actuation_account_id text,
+               previous_status text, attempts integer, status_code integer, reason_phrase text, source jsonb,
+               session_id bigint, instance_id text, superseded_by uuid)
+language sql stable rows 1 as $$ select null::text, null::text, null::text, null::uuid, null::bigint, null::text, null::text,
+  null::integer, null::integer, null::text, null::jsonb, null::bigint, null::text, null::uuid where false $$`;
 
 interface Throughput {
   accepted: number;
@@ -118,6 +135,8 @@ interface RunResult {
   feed?: { p50: number; p99: number; received: number; expected: number; reconnects: number };
   /** What the PostgreSQL cluster did during the run (after the CHECKPOINT it starts with). */
   cluster: ClusterActivity;
+  /** `sse` with `--webhook`: transaction start → webhook receiver at `--rate`/s, and events it got by the end vs recorded. */
+  webhook?: { p50: number; p99: number; received: number; expected: number; caughtUp: boolean };
 }
 
 const usage = `usage: npm run bench -- actuations [options]
@@ -137,6 +156,7 @@ const usage = `usage: npm run bench -- actuations [options]
   --only LIST          servers to run, comma-separated: ours, node (bare node:http), bare (bare express)
   --sse                the change feed's cost: feed triggers disabled vs feed without subscriber vs
                        feed with one SSE subscriber taking every event (no bare servers, no cross run)
+  --webhook            with --sse: the subscriber's variant also has one webhook endpoint for every event type
   --no-cross           skip the across-instances run
   --no-warmup          skip the warm-up run before round 1 (one run of our server, not counted, so that
                        the first counted run does not meet a cold PostgreSQL cluster and cold clients)
@@ -173,6 +193,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       'no-warmup': { type: 'boolean', default: false },
       workers: { type: 'string' },
       sse: { type: 'boolean', default: false },
+      webhook: { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       'db-stats': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
@@ -200,7 +221,10 @@ export async function actuationsBench(argv: string[]): Promise<number> {
     cross: !values['no-cross'] && !values.sse,
     warmup: !values['no-warmup'],
     dbStats: values['db-stats'],
+    webhook: values.webhook,
   };
+  if (opts.webhook && !values.sse) throw new Error('--webhook goes with --sse');
+  if (opts.webhook) LABEL.sse = 'feed + 1 SSE subscriber + 1 webhook';
   const fsync = onOff('fsync', values.fsync);
   const only = values.only?.split(',') ?? KINDS;
   if (only.length === 0 || only.some((k) => !(KINDS as string[]).includes(k))) throw new Error('--only takes ours, node, bare (comma-separated)');
@@ -255,6 +279,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       if (r.afterBurst) log(`round ${round} ${LABEL[kind]}: at ${opts.rate}/s right after a ${fmt(opts.burst)} burst, not acking: ${l(r.afterBurst)}`);
       if (r.cross) log(`round ${round} ${LABEL[kind]}: across instances ${l(r.cross)}`);
       log(`round ${round} ${LABEL[kind]}: ${clusterLine(r.cluster)}`);
+      if (r.webhook) log(`round ${round} ${LABEL[kind]}: webhook got ${fmt(r.webhook.received)} of ${fmt(r.webhook.expected)} events by the end${r.webhook.caughtUp ? '' : ' (did NOT catch up before the fixed-rate run)'}; transaction start → webhook p50 ${fmt(r.webhook.p50, 1)} / p99 ${fmt(r.webhook.p99, 1)} ms`);
       if (r.feed) log(`round ${round} ${LABEL[kind]}: subscriber got ${fmt(r.feed.received)} of ${fmt(r.feed.expected)} events (dropped by the server and reconnected ${r.feed.reconnects}×); transaction start → subscriber p50 ${fmt(r.feed.p50, 1)} / p99 ${fmt(r.feed.p99, 1)} ms`);
     }
   }
@@ -289,6 +314,7 @@ interface Options {
   /** One run of our server before round 1, not counted. */
   warmup: boolean;
   dbStats: boolean;
+  webhook: boolean;
 }
 interface Context {
   database: BenchDatabaseServer;
@@ -313,6 +339,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
   const cluster = await ctx.database.activity();
   const servers: RunningServer[] = [];
   let subscriber: BenchSseSubscriber | undefined;
+  let webhook: BenchWebhookReceiver | undefined;
   const probeFile = (name: string) => path.join(ctx.tmp, `probe-${kind}-r${round}-${name}.jsonl`);
   const start = async (name: string) => {
     const s = await startServer({
@@ -326,7 +353,11 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
         ...(ctx.profDir && ours && round > 0 ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profDir}`, `--cpu-prof-name=${kind}-r${round}-${name}.cpuprofile`] : []),
         ...(opts.probe ? ['--import', PROBE_HOOK_IMPORT] : []),
       ],
-      env: opts.probe ? { BENCH_PROBE_FILE: probeFile(name) } : undefined,
+      env: {
+        ...(opts.probe ? { BENCH_PROBE_FILE: probeFile(name) } : {}),
+        // Every variant alike (the receiver is on 127.0.0.1); only the subscriber's has an endpoint.
+        ...(opts.webhook ? { WEBHOOK_ALLOW_PRIVATE: 'true' } : {}),
+      },
     });
     servers.push(s);
     return s;
@@ -341,9 +372,11 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
         const [table, trigger] = t.split(' ');
         await client.query(`alter table ${table} disable trigger ${table}_${trigger}`);
       }
+      await client.query(NO_ACTUATION_EVENTS);
       await client.end();
     }
     if (kind === 'sse') subscriber = await startBenchSseSubscriber(a.origin, a.authorization);
+    if (kind === 'sse' && opts.webhook) webhook = await startBenchWebhookReceiver(a);
     await connectDevices(ctx.deviceClients, a.port);
     // Just-connected devices drain their (empty) backlog first, then take live deliveries.
     await sleep(1_500);
@@ -358,12 +391,28 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
     // Warm-up (JIT, pools), not measured.
     await measureThroughput(ctx, a, db?.url, () => load({ total: 2_000, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 60_000 }));
     const single = await measureThroughput(ctx, a, db?.url, () => load({ total: opts.single, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 180_000 }), 'the single-POST run');
+    // The endpoint starts the fixed-rate run with no queue of its own (one endpoint takes one event at a time).
+    let webhookCaughtUp = true;
+    if (webhook) {
+      await waitUntilAllAcked(db!.url, 30_000);
+      webhookCaughtUp = await webhook.waitForCount(await countEvents(db!.url), 180_000);
+      if (!webhookCaughtUp) log(`round ${round} ${LABEL[kind]}: the webhook did not catch up within 180 s before the fixed-rate run (${fmt(webhook.events)} events)`);
+    }
     subscriber?.takeLatencies();
     subscriber?.record(true);
+    webhook?.takeLatencies();
+    webhook?.record(true);
     const latency = await measureLatency(ctx, () => load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 }), undefined, opts.probe ? probeFile('a') : undefined);
     if (subscriber) await waitUntilAllAcked(db!.url, 30_000);
     subscriber?.record(false);
     const feedLatencies = (subscriber?.takeLatencies() ?? []).sort((x, y) => x - y);
+    let webhookLatencies: number[] = [];
+    if (webhook) {
+      // Every event of the fixed-rate run, however long the endpoint's queue takes (bounded).
+      if (!(await webhook.waitForCount(await countEvents(db!.url), 180_000))) log(`round ${round} ${LABEL[kind]}: the webhook did not get the fixed-rate run's events within 180 s`);
+      webhook.record(false);
+      webhookLatencies = webhook.takeLatencies().sort((x, y) => x - y);
+    }
     await measureThroughput(ctx, a, db?.url, () =>
       load({ total: Math.min(opts.bulkTotal, 10 * opts.bulkSize), bulk: opts.bulkSize, mode: { kind: 'closed', inFlight: opts.bulkInFlight }, deadlineMs: 60_000 }),
     );
@@ -385,6 +434,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       cross = await measureLatency(ctx, () => load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 }));
     }
     let feed: RunResult['feed'];
+    let webhookResult: RunResult['webhook'];
     if (subscriber) {
       // Every actuation makes three events (queued, sent, acked; a direct send's first two in one
       // transaction), every session one on connecting; the subscriber must have them all.
@@ -392,6 +442,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       const expected = await countEvents(db!.url);
       await subscriber.waitForCount(expected, 60_000);
       feed = { p50: percentile(feedLatencies, 50), p99: percentile(feedLatencies, 99), received: subscriber.events, expected, reconnects: subscriber.reconnects };
+      if (webhook) webhookResult = { p50: percentile(webhookLatencies, 50), p99: percentile(webhookLatencies, 99), received: webhook.events, expected, caughtUp: webhookCaughtUp };
     }
     // The issue's tail condition: non-acking devices right after a burst (ours: that many unacked `sent` rows).
     // After the across-instances run the devices are on b: the burst and the latency go to b then.
@@ -414,9 +465,10 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       );
     }
 
-    return { kind, round, single, latency, bulk, afterBurst, cross, feed, cluster: await cluster.since() };
+    return { kind, round, single, latency, bulk, afterBurst, cross, feed, webhook: webhookResult, cluster: await cluster.since() };
   } finally {
     subscriber?.close();
+    webhook?.close();
     await resetDevices(ctx.deviceClients);
     // SIGTERM first when profiling: node writes the --cpu-prof file on a clean exit only.
     for (const s of servers) await killChild(s.server.child, ctx.profDir ? 'SIGTERM' : 'SIGKILL', 15_000);
@@ -605,6 +657,12 @@ function printFeedSummary(results: RunResult[], info: { devices: number; opts: O
     [`POST → device p50 / p99 at ${fmt(opts.rate)}/s`, ...kinds.map((k) => `${fmt(m(k, (r) => r.latency.p50), 1)} / ${fmt(m(k, (r) => r.latency.p99), 1)} ms`)],
     [`transaction start → SSE subscriber p50 / p99 at ${fmt(opts.rate)}/s`, '–', '–', `${fmt(m('sse', (r) => r.feed?.p50), 1)} / ${fmt(m('sse', (r) => r.feed?.p99), 1)} ms`],
     ['events the subscriber received / recorded (reconnects after a drop)', '–', '–', `${fmt(m('sse', (r) => r.feed?.received))} / ${fmt(m('sse', (r) => r.feed?.expected))} (${fmt(m('sse', (r) => r.feed?.reconnects))})`],
+    ...(opts.webhook
+      ? [
+          [`transaction start → webhook p50 / p99 at ${fmt(opts.rate)}/s (its queue included)`, '–', '–', `${fmt(m('sse', (r) => r.webhook?.p50), 1)} / ${fmt(m('sse', (r) => r.webhook?.p99), 1)} ms`],
+          ['events the webhook received by the end / recorded', '–', '–', `${fmt(m('sse', (r) => r.webhook?.received))} / ${fmt(m('sse', (r) => r.webhook?.expected))}`],
+        ]
+      : []),
   ];
   const { text, markdown } = renderTables(header, rows);
   process.stdout.write(`\n${text}\n\nMarkdown (${info.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);

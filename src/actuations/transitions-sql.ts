@@ -7,6 +7,10 @@
  * unit: `actuation_acked` for an ack by id and an `upTo`, `actuation_sent` for a claim
  * and a direct send.
  *
+ * Every statement here also records the change feed's event of each row it moved, in the
+ * same statement (`recorded` below: `actuation_event`, migration 0020), as the SQL
+ * functions do for theirs.
+ *
  * A function that runs its statement on the pool (its own transaction) reports the rows
  * to `lifecycle` when the statement has returned, i.e. committed; the sweep's statements
  * run in the sweeper's transaction and return their events for it to report after its
@@ -31,6 +35,23 @@ export interface AckOutcome {
 /** The columns a transition's event needs, as the statements below return them. */
 const EVENT_COLUMNS = `a.id, a.device_id as "deviceId", a.seq, a.source->>'kind' as source, a.created_at as "createdAt",
   a.last_session_id as "sessionId", a.last_instance_id as "instanceId"`;
+
+/** EVENT_COLUMNS as the `moved` rows of `recorded` name them. */
+const MOVED_COLUMNS = `m.id, m."deviceId", m.seq, m.source, m."createdAt", m."sessionId", m."instanceId"`;
+
+/**
+ * `moved` (an UPDATE … RETURNING EVENT_COLUMNS, `a as actuation`, and whatever `previous`
+ * reads) with the change-feed event of each row it moved, entering `status` from
+ * `previous` (an SQL expression over `m`), in one statement. Other CTEs (`more`) may
+ * follow; the statement returns the moved rows' EVENT_COLUMNS.
+ */
+function recorded(moved: string, status: ActuationStatus, previous: string, more = ''): string {
+  return `with moved as (${moved}), recorded as (
+       insert into actuation_event_rows
+       select e.* from moved m cross join lateral actuation_event(m.actuation, '${status}', ${previous}) e order by m."deviceId", m.seq
+     )${more}
+     select ${MOVED_COLUMNS} from moved m`;
+}
 
 interface EventRow {
   id: string;
@@ -97,17 +118,19 @@ export async function applyAcks(pool: Pool, acks: AckById[], lifecycle?: Lifecyc
 /** `{"type":"ack","upTo":seq}`: every sent actuation of the device up to seq is acked (`actuation_acked`, code 200). Returns how many. */
 export async function ackUpTo(pool: Pool, deviceId: string, upTo: number, lifecycle?: Lifecycle): Promise<number> {
   const { rows } = await pool.query<EventRow>(
-    `with applied as (
-       update actuations a
+    recorded(
+      `update actuations a
           set (status, completed_at, status_code, reason_phrase, history)
             = (r.status, r.completed_at, r.status_code, r.reason_phrase, a.history || r.entry)
          from actuation_acked(200, null, now(), jsonb_build_object('upTo', $2::bigint)) r
         where a.device_id = $1 and a.seq <= $2 and a.status = 'sent'
-       returning ${EVENT_COLUMNS}
-     ), counters as (
+       returning ${EVENT_COLUMNS}, a as actuation`,
+      'acked',
+      `'sent'`,
+      `, counters as (
        update device_counters set has_acked = true where device_id = $1 and not has_acked
-     )
-     select * from applied`,
+     )`,
+    ),
     [deviceId, upTo],
   );
   lifecycle?.committed(events('acked', 'ack_up_to', rows).map((e) => ({ ...e, statusCode: 200 })));
@@ -118,11 +141,15 @@ export async function ackUpTo(pool: Pool, deviceId: string, upTo: number, lifecy
 export async function requeueUnwritten(pool: Pool, ids: string[], lifecycle?: Lifecycle, reason = 'socket closed before the write'): Promise<void> {
   if (ids.length === 0) return;
   const { rows } = await pool.query<EventRow>(
-    `update actuations a
-        set status = 'queued', sent_at = null, ack_deadline_at = null,
-            history = a.history || actuation_history_entry('queued', now(), jsonb_build_object('reason', $2::text))
-      where a.id = any($1::uuid[]) and a.status = 'sent'
-     returning ${EVENT_COLUMNS}`,
+    recorded(
+      `update actuations a
+          set status = 'queued', sent_at = null, ack_deadline_at = null,
+              history = a.history || actuation_history_entry('queued', now(), jsonb_build_object('reason', $2::text))
+        where a.id = any($1::uuid[]) and a.status = 'sent'
+       returning ${EVENT_COLUMNS}, a as actuation`,
+      'queued',
+      `'sent'`,
+    ),
     [ids, reason],
   );
   // Queued again: no session holds it.
@@ -141,9 +168,12 @@ export async function cancelQueued(pool: Pool, id: string, scope: AccountScope, 
        update actuations a
           set ${CANCEL_SET}
         where a.id = $1 and a.status = 'queued' and ${visible}
-       returning a.status, ${EVENT_COLUMNS}
+       returning a.status, ${EVENT_COLUMNS}, a as actuation
+     ), recorded as (
+       insert into actuation_event_rows
+       select e.* from cancelled m cross join lateral actuation_event(m.actuation, 'cancelled', 'queued') e
      )
-     select true as cancelled, * from cancelled
+     select true as cancelled, m.status, ${MOVED_COLUMNS} from cancelled m
      union all
      select false, a.status, ${EVENT_COLUMNS} from actuations a where a.id = $1 and ${visible} and not exists (select 1 from cancelled)`,
     params,
@@ -161,12 +191,16 @@ export async function cancelQueued(pool: Pool, id: string, scope: AccountScope, 
  */
 export async function cancelQueuedOfJob(pool: Pool, jobId: string, lifecycle?: Lifecycle): Promise<number> {
   const { rows } = await pool.query<EventRow>(
-    `update actuations a
-        set ${CANCEL_SET}
-       from job_targets t
-      where t.job_id = $1 and a.device_id = t.device_id and a.idempotency_key = 'job:' || $1::text || ':' || t.device_id
-        and a.status = 'queued'
-     returning ${EVENT_COLUMNS}`,
+    recorded(
+      `update actuations a
+          set ${CANCEL_SET}
+         from job_targets t
+        where t.job_id = $1 and a.device_id = t.device_id and a.idempotency_key = 'job:' || $1::text || ':' || t.device_id
+          and a.status = 'queued'
+       returning ${EVENT_COLUMNS}, a as actuation`,
+      'cancelled',
+      `'queued'`,
+    ),
     [jobId],
   );
   lifecycle?.committed(events('cancelled', 'job_stop', rows));
@@ -176,12 +210,16 @@ export async function cancelQueuedOfJob(pool: Pool, jobId: string, lifecycle?: L
 /** Sent actuations past their ack deadline become `timed_out` (at most `limit`); in the caller's transaction. */
 export async function timeOutOverdue(client: PoolClient, limit: number): Promise<ActuationEvent[]> {
   const { rows } = await client.query<EventRow>(
-    `update actuations a
-        set status = 'timed_out', completed_at = now(), history = a.history || actuation_history_entry('timed_out', now())
-      where a.id in (select id from actuations
-                      where status = 'sent' and ack_deadline_at is not null and ack_deadline_at <= now()
-                      order by ack_deadline_at limit $1 for update skip locked)
-     returning ${EVENT_COLUMNS}`,
+    recorded(
+      `update actuations a
+          set status = 'timed_out', completed_at = now(), history = a.history || actuation_history_entry('timed_out', now())
+        where a.id in (select id from actuations
+                        where status = 'sent' and ack_deadline_at is not null and ack_deadline_at <= now()
+                        order by ack_deadline_at limit $1 for update skip locked)
+       returning ${EVENT_COLUMNS}, a as actuation`,
+      'timed_out',
+      `'sent'`,
+    ),
     [limit],
   );
   return events('timed_out', 'sweep', rows);
@@ -190,12 +228,18 @@ export async function timeOutOverdue(client: PoolClient, limit: number): Promise
 /** Queued or sent actuations past `expires_at` become `expired` (at most `limit`); in the caller's transaction. */
 export async function expireOverdue(client: PoolClient, limit: number): Promise<ActuationEvent[]> {
   const { rows } = await client.query<EventRow>(
-    `update actuations a
-        set status = 'expired', completed_at = now(), history = a.history || actuation_history_entry('expired', now())
-      where a.id in (select id from actuations
-                      where status in ('queued', 'sent') and expires_at is not null and expires_at <= now()
-                      order by expires_at limit $1 for update skip locked)
-     returning ${EVENT_COLUMNS}`,
+    recorded(
+      // The status each row left (queued or sent), as locked.
+      `update actuations a
+          set status = 'expired', completed_at = now(), history = a.history || actuation_history_entry('expired', now())
+         from (select id, status from actuations
+                where status in ('queued', 'sent') and expires_at is not null and expires_at <= now()
+                order by expires_at limit $1 for update skip locked) o
+        where a.id = o.id
+       returning ${EVENT_COLUMNS}, a as actuation, o.status as previous`,
+      'expired',
+      'm.previous',
+    ),
     [limit],
   );
   return events('expired', 'sweep', rows);

@@ -1,6 +1,7 @@
 /** Statements on the change feed's tables (`event_rows`, `event_batches`, `event_sequencer`: migration 0019), one function each. */
 import type pg from 'pg';
 import { filterSql, type EventFilter } from './filter.js';
+import { STORED_ACTUATION_COLUMNS, storedEventData, type StoredEventColumns } from './stored-event.js';
 import type { FeedEvent } from './types.js';
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
@@ -46,8 +47,8 @@ export interface EventPage {
  */
 export async function readEvents(db: Queryable, after: number, upTo: number | null, filter: EventFilter, window: number): Promise<EventPage> {
   const conditions = filterSql(filter, 4);
-  const { rows } = await db.query<FeedEvent & { id: string | null; newest: string }>(
-    `select s.last_id as newest, e.id, e.type, e.at, e.data, e.device_id as "deviceId", e.account_id as "accountId"
+  const { rows } = await db.query<StoredEventColumns & { id: string | null; newest: string; at: Date; accountId: string | null }>(
+    `select s.last_id as newest, e.id, e.type, e.at, e.data, e.device_id as "deviceId", e.account_id as "accountId", ${STORED_ACTUATION_COLUMNS}
        from event_sequencer s
        left join lateral (
          select * from events_after($1, $2, $3) e where true ${conditions.where.map((c) => `and ${c}`).join(' ')}
@@ -59,7 +60,7 @@ export async function readEvents(db: Queryable, after: number, upTo: number | nu
   const scannedTo = Math.max(after, Math.min(after + window, upTo ?? newest, newest));
   const events = rows
     .filter((r) => r.id !== null)
-    .map((r) => ({ id: Number(r.id), type: r.type, at: r.at, data: r.data, deviceId: r.deviceId, accountId: r.accountId }));
+    .map((r) => ({ id: Number(r.id), type: r.type, at: r.at, data: storedEventData(r), deviceId: r.deviceId, accountId: r.accountId }));
   return { events, scannedTo };
 }
 

@@ -41,8 +41,9 @@ export function filterSql(filter: EventFilter, firstParam: number): { where: str
   };
   if (filter.types) where.push(`type = any (${param(filter.types)}::text[])`);
   if (filter.deviceId !== undefined) where.push(`device_id = ${param(filter.deviceId)}`);
-  if (filter.actuationId !== undefined) where.push(`type like 'actuation.%' and data->>'id' = ${param(filter.actuationId)}`);
-  if (filter.source !== undefined) where.push(`data->'source'->>'kind' = ${param(filter.source)}`);
+  // Actuation events since migration 0020 hold these in columns, older ones in `data`.
+  if (filter.actuationId !== undefined) where.push(`type like 'actuation.%' and coalesce(actuation_id::text, data->>'id') = ${param(filter.actuationId)}`);
+  if (filter.source !== undefined) where.push(`coalesce(source, data->'source')->>'kind' = ${param(filter.source)}`);
   if (filter.accounts) where.push(`account_id = any (${param(filter.accounts)}::text[])`);
   return { where, params };
 }

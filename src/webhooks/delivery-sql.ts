@@ -5,6 +5,7 @@
  * out (and was taken over) changes nothing.
  */
 import type pg from 'pg';
+import { STORED_ACTUATION_COLUMNS, storedEventData, type StoredEventColumns } from '../events/stored-event.js';
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
@@ -76,22 +77,22 @@ export async function releaseLease(db: Queryable, id: string, instanceId: string
  * at (the cursor may move there: event ids only grow, so nothing can appear below it later).
  */
 export async function findNextEvents(db: Queryable, webhook: HeldWebhook, limit: number): Promise<{ events: HeadEvent[]; scannedTo: number | null }> {
-  const { rows } = await db.query<{ scannedTo: number | null; id: number | null; type: string; at: Date; data: unknown; attempts: number | null }>(
+  const { rows } = await db.query<StoredEventColumns & { scannedTo: number | null; id: number | null; at: Date; deliveryAttempts: number | null }>(
     `with scan as (
-       select id, type, at, data, account_id from events_after($1, null, ${SCAN_WINDOW})
+       select id, type, at, data, account_id, device_id as "deviceId", ${STORED_ACTUATION_COLUMNS} from events_after($1, null, ${SCAN_WINDOW})
      ), next as (
-       select id, type, at, data from scan
+       select * from scan
        where type = any($2::text[]) and ($3::text[] is null or account_id = any($3::text[]))
        order by id limit $5
      )
-     select (select max(id) from scan) as "scannedTo", next.id, next.type, next.at, next.data, d.attempts
+     select (select max(id) from scan) as "scannedTo", next.*, d.attempts as "deliveryAttempts"
      from (select 1) one
      left join next on true
      left join webhook_deliveries d on d.webhook_id = $4 and d.event_id = next.id
      order by next.id`,
     [webhook.cursor, webhook.eventTypes, webhook.accounts, webhook.id, limit],
   );
-  const events = rows.filter((r) => r.id !== null).map((r) => ({ id: r.id!, type: r.type, at: r.at, data: r.data, attempts: r.attempts ?? 0 }));
+  const events = rows.filter((r) => r.id !== null).map((r) => ({ id: r.id!, type: r.type, at: r.at, data: storedEventData(r), attempts: r.deliveryAttempts ?? 0 }));
   return { events, scannedTo: rows[0]?.scannedTo ?? null };
 }
 

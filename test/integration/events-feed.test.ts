@@ -1,6 +1,6 @@
 /**
  * The change feed (GET /v1/events): events recorded in the transaction of each
- * transition (triggers into event_rows), numbered once committed (the sequencer), read
+ * transition (by its statement, into event_rows), numbered once committed (the sequencer), read
  * by every instance, resumed exactly once, dropped when a subscriber stops reading.
  */
 import crypto from 'node:crypto';
@@ -57,11 +57,18 @@ async function allEventIds(): Promise<number[]> {
   return rows.map((r) => Number(r.id));
 }
 
-/** A transition written by hand in its own transaction: an actuation row inserted (its trigger records `actuation.queued`). */
+/**
+ * A transition written by hand in its own transaction: an actuation row inserted and its
+ * `actuation.queued` recorded in the same statement, as submit_actuations does (migration 0020).
+ */
 async function insertActuation(client: { query: (sql: string, params: unknown[]) => Promise<unknown> }, deviceId: string, seq: number): Promise<string> {
   const id = crypto.randomUUID();
   await client.query(
-    `insert into actuations (id, device_id, seq, gateway_id, component_id, command, source) values ($1, $2, $3, 'g', 'c', 'x', '{"kind":"rest","caller":"t","requestId":"r"}')`,
+    `with created as (
+       insert into actuations as a (id, device_id, seq, gateway_id, component_id, command, source)
+       values ($1, $2, $3, 'g', 'c', 'x', '{"kind":"rest","caller":"t","requestId":"r"}') returning a
+     )
+     insert into actuation_event_rows select e.* from created c cross join lateral actuation_event(c.a, 'queued', null) e`,
     [id, deviceId, seq],
   );
   return id;
@@ -89,6 +96,34 @@ describe('change feed', () => {
     device.close();
     await feed.waitFor((e) => e.some((x) => x.event === 'device.disconnected'));
     feed.close();
+  });
+
+  it("builds an actuation event's data from its columns as SQL does, key for key and in jsonb's key order", async () => {
+    // Stored as columns since migration 0020: the server builds `data` (src/events/stored-event.ts), the view
+    // `events` builds it in SQL (event_data). (Checked to fail with the server's keys reordered, and with a column dropped.)
+    const start = (await allEventIds()).at(-1) ?? 0;
+    const collapsed = { ...command, collapseKey: 'k' };
+    for (let i = 0; i < 2; i++) {
+      const res = await a.api('/v1/devices/feed-cols/actuations', { method: 'POST', json: { ...collapsed, accountId: 'acme' } });
+      expect(res.status).toBe(202);
+    }
+    const device = await connectAuthenticated(a.wsUrl, 'feed-cols', mint('feed-cols'));
+    const message = await device.next(5_000);
+    device.send({ type: 'ack', id: message.id, statusCode: 503, reasonPhrase: 'Busy "now"' });
+    await eventually(async () => (await readEvents(db.pool, start, null, { deviceId: 'feed-cols', types: ['actuation.failed'] }, 1_000)).length, (n) => n === 1);
+    const served = (await readEvents(db.pool, start, null, { deviceId: 'feed-cols' }, 1_000)).filter((e) => e.type.startsWith('actuation.'));
+    expect(served.map((e) => e.type)).toEqual(['actuation.queued', 'actuation.queued', 'actuation.superseded', 'actuation.sent', 'actuation.failed']);
+    const { rows } = await db.pool.query<{ id: string; data: unknown; stored: boolean }>(
+      `select e.id, e.data, r.data is null as stored from events e join event_rows r on r.pos = e.pos where e.id = any($1::bigint[]) order by e.id`,
+      [served.map((e) => e.id)],
+    );
+    expect(rows.every((r) => r.stored)).toBe(true);
+    expect(served.map((e) => JSON.stringify(e.data))).toEqual(rows.map((r) => JSON.stringify(r.data)));
+    expect(served.at(-1)!.data).toMatchObject({ status: 'failed', previousStatus: 'sent', statusCode: 503, reasonPhrase: 'Busy "now"', accountId: 'acme', seq: 2, attempts: 1 });
+    expect(served[2]!.data).toMatchObject({ status: 'superseded', previousStatus: 'queued', seq: 1, supersededBy: served[1]!.data.id, sessionId: null });
+    device.close();
+    // Its device.disconnected belongs to this test, not the next one's window of ids.
+    await eventually(async () => (await readEvents(db.pool, start, null, { deviceId: 'feed-cols', types: ['device.disconnected'] }, 1_000)).length, (n) => n === 1);
   });
 
   it('resumes exactly once across reconnects, on the same and on another instance', async () => {
@@ -156,7 +191,7 @@ describe('change feed', () => {
       const resumed = await subscribe(b, '/v1/events?deviceId=order-dev', { 'last-event-id': lateEvent!.id! });
       const again = await resumed.waitFor((e) => e.some((x) => x.json.data.id === markerId));
       expect(again.map((e) => e.json.data.id)).toEqual([earlyId, markerId]);
-      const { rows } = await db.pool.query(`select 1 from event_rows where data->>'id' = $1`, [doomedId]);
+      const { rows } = await db.pool.query(`select 1 from event_rows where actuation_id = $1`, [doomedId]);
       expect(rows).toEqual([]);
     } finally {
       early.release();
@@ -171,7 +206,7 @@ describe('change feed', () => {
     const doomed = await db.pool.connect();
     const pending = async () => (await db.pool.query<{ pending: string[] }>('select pending from event_sequencer')).rows[0]!.pending.map(Number);
     const posOf = async (client: { query: typeof db.pool.query }, actuationId: string) =>
-      Number((await client.query<{ pos: string }>(`select pos from event_rows where data->>'id' = $1`, [actuationId])).rows[0]!.pos);
+      Number((await client.query<{ pos: string }>(`select pos from event_rows where actuation_id = $1`, [actuationId])).rows[0]!.pos);
     const idOf = async (actuationId: string) =>
       (await db.pool.query<{ id: string }>(`select id from events where data->>'id' = $1 and id > $2`, [actuationId, start])).rows.map((r) => Number(r.id));
     try {
