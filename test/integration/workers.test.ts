@@ -191,7 +191,15 @@ describe('WORKER_MAX_RESTARTS_PER_MINUTE', () => {
     await eventually(() => workerPids(cluster, 0).length, (n) => n === 2, 60_000);
     const second = workerPids(cluster, 0).at(-1)!;
     const other = workerPids(cluster, 1).at(-1)!;
-    await eventually(() => cluster.process.logs.filter((l) => l.msg === 'server: listening' && l.instanceId === 'cap-w0').length, (n) => n === 2, 60_000);
+    // The value carries the warnings and errors, so a restart that never listens says why.
+    await eventually(
+      () => ({
+        listening: cluster.process.logs.filter((l) => l.msg === 'server: listening' && l.instanceId === 'cap-w0').length,
+        problems: cluster.process.logs.filter((l) => typeof l.level === 'number' && l.level >= 40).map((l) => `${String(l.instanceId ?? 'primary')}: ${String(l.msg)}`),
+      }),
+      (v) => v.listening === 2,
+      60_000,
+    );
     process.kill(second, 'SIGKILL');
     expect(await cluster.process.exited).toEqual({ code: 1, signal: null });
     const fatal = cluster.process.logs.find((l) => typeof l.msg === 'string' && l.msg.includes('restart limit is reached'));
