@@ -32,7 +32,10 @@ describe('a device connecting with nothing pending (no backlog claim)', () => {
       const device = await connectDevice(t.server.wsUrl);
       device.send({ type: 'device', deviceId, deviceToken: mint(deviceId) });
       await eventually(
-        () => t.db.pool.query(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like '%insert into device_sessions%'`),
+        () =>
+          t.db.pool.query(
+            `select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%insert into device_sessions%'`,
+          ),
         (r) => r.rowCount === 1,
       );
       const res = await t.server.api(`/v1/devices/${deviceId}/actuations`, { method: 'POST', json: command });
