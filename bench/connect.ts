@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { freePort } from '../src/db/embedded-postgres.js';
 import type { ConnectResult } from './device-client.js';
-import { buildForBench } from './lib/build.js';
+import { buildForBench, buildRefForBench } from './lib/build.js';
 import { summariseCpuProfiles } from './lib/cpu-profile.js';
 import { databaseCpu, startBenchDatabase, statementStats, type BenchDatabaseServer } from './lib/database.js';
 import { attachProfiler, type PhaseProfiler } from './lib/inspector.js';
@@ -59,8 +59,8 @@ const LOCAL_PORTS = { from: 10_000, to: 32_768 };
 /** File descriptors a process needs besides device sockets (stdio, epoll, pipes, database pool, listen socket). */
 const FD_HEADROOM = 100;
 
-type Kind = 'ours' | 'bare';
-const LABEL: Record<Kind, string> = { ours: 'iot-websocket-server', bare: 'bare `ws`' };
+type Kind = 'ours' | 'bare' | 'before';
+const LABEL: Record<Kind, string> = { ours: 'iot-websocket-server', bare: 'bare `ws`', before: 'ours at --before' };
 
 interface RunResult {
   kind: Kind;
@@ -94,6 +94,8 @@ const usage = `usage: npm run bench -- connect --devices <N|max> [options]
   --settle-ms MS    quiet time before each RSS reading (default 2000)
   --fsync on|off    embedded PostgreSQL durability (default on; ignored with DATABASE_URL)
   --only ours|bare  run one server only (profiling)
+  --before REF      also our server as built from git REF, in the same rounds (rotating which
+                    goes first), for a before/after measured on the same machine state
   --workers N       our server with WORKERS=N (a cluster primary and N workers on one port;
                     RSS, CPU and open files summed over all its processes; default 1)
   --kernel-ports    let the kernel pick the clients' local ports (default: bind ports 10000-32767;
@@ -119,6 +121,7 @@ export async function connectBench(argv: string[]): Promise<number> {
       'cpu-prof': { type: 'boolean', default: false },
       'db-stats': { type: 'boolean', default: false },
       'kernel-ports': { type: 'boolean', default: false },
+      before: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -147,6 +150,7 @@ export async function connectBench(argv: string[]): Promise<number> {
     throw new Error(`${fmt(devices)} devices: more than one process holds here (${fmt(perProcessMax)}), so the bare server cannot run; add --only ours`);
   }
   const kinds: Kind[] = values.only ? [values.only as Kind] : ['bare', 'ours'];
+  if (values.before !== undefined) kinds.push('before');
   const cpuProf = values['cpu-prof'];
 
   log(
@@ -162,6 +166,8 @@ export async function connectBench(argv: string[]): Promise<number> {
   const [database, build, keys] = settled(
     await Promise.allSettled([startBenchDatabase({ fsync: values.fsync === 'on', statementStats: values['db-stats'] }), buildForBench(ROOT), makeKeys(tmp)] as const),
   );
+  const beforeMain = values.before !== undefined ? await buildRefForBench(ROOT, values.before) : undefined;
+  if (beforeMain) log(`--before ${values.before}: built from git archive of that ref`);
   log(`database: ${database.description}; server built from src/ (tsc -p tsconfig.build.json)`);
 
   // Device clients: each mints its own share of tokens (in parallel) before any timing starts.
@@ -177,10 +183,11 @@ export async function connectBench(argv: string[]): Promise<number> {
   log(`minted ${fmt(devices + warmup)} RS256 device tokens in ${fmt((Date.now() - t0) / 1000, 1)} s`);
 
   const portPlan = values['kernel-ports'] ? undefined : planLocalPorts(children.length, devices, warmup);
-  const ctx: RunContext = { database, build, keys, children, devices, concurrency, warmup, settleMs, tmp, profDir, dbStats: values['db-stats'], portPlan, workers };
+  const ctx: RunContext = { database, build, beforeMain, keys, children, devices, concurrency, warmup, settleMs, tmp, profDir, dbStats: values['db-stats'], portPlan, workers };
   const results: RunResult[] = [];
   for (let round = 1; round <= rounds; round++) {
-    const order = round % 2 === 1 ? kinds : [...kinds].reverse();
+    // Each server goes first in turn (two: alternating).
+    const order = kinds.map((_, i) => kinds[(i + round - 1) % kinds.length]!);
     for (const kind of order) {
       const result = await runOne(ctx, kind, round);
       results.push(result);
@@ -198,8 +205,9 @@ export async function connectBench(argv: string[]): Promise<number> {
     }
   }
 
-  const invalid = results.filter((r) => r.failed > 0 || (r.kind === 'ours' && r.sessionsOpen !== r.ok));
+  const invalid = results.filter((r) => r.failed > 0 || (r.kind !== 'bare' && r.sessionsOpen !== r.ok));
   printSummary(results, { devices, clients, rounds, description: database.description });
+  if (beforeMain) printBeforeAfter(results, values.before!);
   if (profDir) await summariseCpuProfiles(profDir, log);
   if (invalid.length > 0) {
     log(`\nINVALID: ${invalid.length} run(s) had failed devices or missing session rows; see above.`);
@@ -211,6 +219,8 @@ export async function connectBench(argv: string[]): Promise<number> {
 interface RunContext {
   database: BenchDatabaseServer;
   build: { serverMain: string; bareServer: string };
+  /** Our server built from --before REF. */
+  beforeMain: string | undefined;
   keys: { publicKeyPath: string; privateKeyPem: string };
   children: ChildProcess[];
   devices: number;
@@ -253,10 +263,11 @@ function planLocalPortsOnOneAddress(clients: number, devices: number, warmup: nu
 
 async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunResult> {
   const port = await freePort();
-  const db = kind === 'ours' ? await ctx.database.create(`r${round}`) : undefined;
+  const ours = kind !== 'bare';
+  const db = ours ? await ctx.database.create(`${kind === 'before' ? 'b' : ''}r${round}`) : undefined;
   const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', PORT: String(port) };
   const env: NodeJS.ProcessEnv =
-    kind === 'ours'
+    ours
       ? {
           ...baseEnv,
           NODE_ENV: 'production',
@@ -266,7 +277,7 @@ async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunRe
           DEVICE_PUBLIC_KEY_PATH: ctx.keys.publicKeyPath,
           API_USERNAME: 'bench',
           API_PASSWORD: crypto.randomBytes(18).toString('base64url'),
-          INSTANCE_ID: `bench-${process.pid}-r${round}`,
+          INSTANCE_ID: `bench-${process.pid}-${kind === 'before' ? 'b' : ''}r${round}`,
           LOG_LEVEL: 'warn',
           // Nothing but the connects: no heartbeat pings or last_seen_at flushes during the run.
           HEARTBEAT_INTERVAL_MS: '3600000',
@@ -274,18 +285,18 @@ async function runOne(ctx: RunContext, kind: Kind, round: number): Promise<RunRe
         }
       : baseEnv;
   // Profiling: the inspector on loopback, the profiler running for the connect phase only.
-  const server = spawnServer(kind === 'ours' ? ctx.build.serverMain : ctx.build.bareServer, ctx.profDir ? ['--inspect=127.0.0.1:0'] : [], env, ctx.tmp);
+  const server = spawnServer(kind === 'ours' ? ctx.build.serverMain : kind === 'before' ? ctx.beforeMain! : ctx.build.bareServer, ctx.profDir ? ['--inspect=127.0.0.1:0'] : [], env, ctx.tmp);
   let profiler: PhaseProfiler | undefined;
   try {
     await waitForPort(port, server, 60_000);
     // The port answers once the first worker listens: wait for all of them.
-    if (kind === 'ours' && ctx.workers > 1) await allWorkersListening(server, db!.url, `bench-${process.pid}-r${round}`, ctx.workers);
+    if (ours && ctx.workers > 1) await allWorkersListening(server, db!.url, `bench-${process.pid}-${kind === 'before' ? 'b' : ''}r${round}`, ctx.workers);
     const pids = () => processTree(server.pid);
     if (ctx.profDir) profiler = await attachProfiler(await server.inspectorUrl(10_000));
     const fdsBefore = pids().reduce((n, pid) => n + openFds(pid), 0);
     const limit = maxOpenFiles(server.pid);
     // The database pool may still open up to DATABASE_POOL_SIZE (10) connections; each worker holds its share (round-robin).
-    const perProcess = Math.ceil(ctx.devices / (kind === 'ours' ? ctx.workers : 1));
+    const perProcess = Math.ceil(ctx.devices / (ours ? ctx.workers : 1));
     const fdsPerProcess = Math.max(...pids().map(openFds));
     if (fdsPerProcess + 16 + perProcess > limit) {
       throw new Error(
@@ -435,6 +446,31 @@ function printSummary(results: RunResult[], info: { devices: number; clients: nu
   ];
   const { text, markdown } = renderTables(header, rows);
   process.stdout.write(`\n${text}\n\nMarkdown (${info.description}; ${os.cpus().length} cores, Node ${process.versions.node}):\n\n${markdown}\n`);
+}
+
+/** --before: ours against the server built from REF, each ratio taken within a round, then the median. */
+function printBeforeAfter(results: RunResult[], ref: string): void {
+  const ours = results.filter((r) => r.kind === 'ours');
+  const before = results.filter((r) => r.kind === 'before');
+  const bare = results.filter((r) => r.kind === 'bare');
+  const perRound = (a: RunResult[], b: RunResult[], f: (r: RunResult) => number) =>
+    a.map((x) => {
+      const y = b.find((r) => r.round === x.round);
+      return y ? f(x) / f(y) : Number.NaN;
+    });
+  const show = (xs: number[]) => `${fmt(median(xs), 2)}× (rounds ${xs.map((x) => fmt(x, 2)).join(', ')})`;
+  const m = (rs: RunResult[], f: (r: RunResult) => number) => median(rs.map(f));
+  const rate = (r: RunResult) => r.ratePerSec;
+  const cpu = (r: RunResult) => r.cpuPerDeviceUs;
+  const header = ['ours against --before ' + ref, 'ours', 'before', 'ours / before', 'before / bare'];
+  const rows = [
+    ['connect+auth per second', fmt(m(ours, rate)), fmt(m(before, rate)), show(perRound(ours, before, rate)), bare.length > 0 ? show(perRound(before, bare, rate)) : 'n/a'],
+    ['server CPU per device', `${fmt(m(ours, cpu))} µs`, `${fmt(m(before, cpu))} µs`, show(perRound(ours, before, cpu)), bare.length > 0 ? show(perRound(before, bare, cpu)) : 'n/a'],
+    ['PostgreSQL CPU per device', `${fmt(m(ours, (r) => r.dbCpuPerDeviceUs))} µs`, `${fmt(m(before, (r) => r.dbCpuPerDeviceUs))} µs`, show(perRound(ours, before, (r) => r.dbCpuPerDeviceUs)), ''],
+    ['server RSS per device', `${fmt(m(ours, (r) => r.perDeviceKiB), 1)} KiB`, `${fmt(m(before, (r) => r.perDeviceKiB), 1)} KiB`, show(perRound(ours, before, (r) => r.perDeviceKiB)), ''],
+  ];
+  const { text, markdown } = renderTables(header, rows);
+  process.stdout.write(`\n${text}\n\n${markdown}\n`);
 }
 
 async function makeKeys(tmp: string): Promise<{ publicKeyPath: string; privateKeyPem: string }> {

@@ -141,10 +141,10 @@ export function buildApp(options: AppOptions): App {
     revocations,
     checkDeviceToken: makeDeviceTokenChecker(devicePublicKey, config.deviceTokenAlgorithms, { requireExp: config.deviceTokenRequireExp, maxAgeSeconds: config.deviceTokenMaxAgeSeconds }),
     events: {
-      authenticated(connection) {
+      authenticated(connection, opened) {
         metrics.authentications.inc({ result: 'ok' });
         metrics.sessionsOpened.inc();
-        dispatcher.deviceConnected(connection);
+        dispatcher.deviceConnected(connection, opened);
       },
       authenticationFailed: (_deviceId, reason) => metrics.authentications.inc({ result: reason }),
       disconnected(connection) {

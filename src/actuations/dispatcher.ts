@@ -2,13 +2,17 @@
  * Moves queued actuations onto the sockets of the devices connected to this instance.
  *
  * Each connected device is in one of two lanes:
- * - BACKLOG: just authenticated. What was pending when it connected (queued, and for
+ * - BACKLOG: just authenticated with something pending. What was pending when it connected (queued, and for
  *   devices that ack, sent before and never acked) drains at `backlogRate` per second
  *   for the whole instance, oldest device first, with jitter, so that a thousand devices
  *   returning at once do not flood themselves or the database. As soon as nothing of a
  *   device's backlog is left, that device moves to LIVE.
  * - LIVE: new actuations are claimed as soon as they are committed (a local nudge from
  *   the queue, or a NOTIFY from another instance), never behind anyone's backlog.
+ *   A device whose session statement found nothing of it queued or sent starts here,
+ *   without a backlog claim (most connects: a claim per connect was ~10% of PostgreSQL's
+ *   CPU per connect), unless a nudge for it came since that statement was sent (the
+ *   actuation may be newer than the statement's snapshot; nudge-log.ts): then BACKLOG.
  *
  * Direct sends: the submitter may reserve a LIVE device (`reserveDirect`) so that the
  * transaction recording its actuation also marks it sent; it is written here right after
@@ -38,6 +42,7 @@ import type { Logger } from '../logger.js';
 import { backoffDelayMs } from '../simulator/backoff.js';
 import { claimPending, hasEarlierUnacked, type ClaimedActuation, type DeliveryTarget } from './delivery-sql.js';
 import type { Lifecycle } from './lifecycle.js';
+import { makeNudgeLog } from './nudge-log.js';
 import { devicesWithQueued } from './poll-sql.js';
 import type { LocalDelivery } from './submitter.js';
 import { requeueUnwritten } from './transitions-sql.js';
@@ -72,8 +77,17 @@ export interface DispatcherOptions {
   lifecycle?: Lifecycle;
 }
 
+/** What the session statement saw of a device it opened (see openSessions in gateway/sessions-sql.ts). */
+export interface OpenedWith {
+  /** Whether the device had actuations queued, or sent and not acked, at the statement's snapshot. */
+  hadPending: boolean;
+  /** `performance.now()` before the session statement was sent: nudges from then on may be newer than its snapshot. */
+  requestedAt: number;
+}
+
 export interface Dispatcher extends LocalDelivery {
-  deviceConnected(connection: DeviceChannel): void;
+  /** Without `opened` (not known), the device starts in BACKLOG. */
+  deviceConnected(connection: DeviceChannel, opened?: OpenedWith): void;
   deviceDisconnected(connection: DeviceChannel): void;
   /**
    * The first ack of this connection was recorded. A device's unacked actuations of
@@ -120,6 +134,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
   const claiming = new Set<string>();
   /** Connections whose first ack was recorded while they were in BACKLOG (see deviceAcked). */
   const ackedInBacklog = new WeakSet<DeviceChannel>();
+  const nudges = makeNudgeLog();
   let liveClaims = 0;
   let backlogBusy = false;
   let closed = false;
@@ -338,8 +353,13 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
   poll.unref();
 
   const dispatcher: Dispatcher = {
-    deviceConnected(connection) {
+    deviceConnected(connection, opened) {
       const deviceId = connection.deviceId!;
+      if (opened && !opened.hadPending && !nudges.nudgedSince(deviceId, opened.requestedAt)) {
+        backlog.delete(deviceId);
+        live.set(deviceId, connection);
+        return;
+      }
       live.delete(deviceId);
       backlog.set(deviceId, connection);
       scheduleBacklogTick();
@@ -368,10 +388,13 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
       );
     },
     nudge(deviceIds) {
-      for (const deviceId of deviceIds) if (live.has(deviceId)) dirty.add(deviceId);
+      const ids = Array.isArray(deviceIds) ? (deviceIds as string[]) : [...deviceIds];
+      for (const deviceId of ids) if (live.has(deviceId)) dirty.add(deviceId);
+      nudges.record(ids);
       pumpLive();
     },
     nudgeAll() {
+      nudges.recordAll();
       for (const deviceId of live.keys()) dirty.add(deviceId);
       pumpLive();
       if (backlog.size > 0) scheduleBacklogTick();

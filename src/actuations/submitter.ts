@@ -22,7 +22,7 @@ import type { ActuationSubmitter, NewActuation, SubmitResult } from './types.js'
 /** What the submitter needs of this instance's dispatcher. */
 export interface LocalDelivery {
   isConnectedHere(deviceId: string): boolean;
-  /** New actuations were queued for these devices. */
+  /** New actuations were queued for these devices (connected here or not). */
   nudge(deviceIds: string[]): void;
   /** Reserves the devices that can take a direct send now; returns their session ids. */
   reserveDirect(deviceIds: string[]): Map<string, number>;
@@ -87,8 +87,9 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
             if (r.actuation.status === 'sent') sent.push(directlySent(item, r.actuation.seq, r.actuation.createdAt));
             else queued.add(item.deviceId);
           });
-          const local = [...queued].filter(delivery.isConnectedHere);
-          if (local.length > 0) delivery.nudge(local);
+          // Every queued device, also those not connected here now: one may be opening its
+          // session here, and the dispatcher remembers the nudge for it (nudge-log.ts).
+          if (queued.size > 0) delivery.nudge([...queued]);
           return results;
         } catch (err) {
           // Deadlocks and (cross-instance) idempotency races are decided again with fresh locks.

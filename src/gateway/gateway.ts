@@ -23,8 +23,11 @@ import * as sessions from './sessions-sql.js';
 import type { TokenRevocations } from './token-revocations.js';
 
 export interface DeviceEvents {
-  /** After the session row is written and the 200 is sent. */
-  authenticated?(connection: DeviceConnection): void;
+  /**
+   * After the session row is written and the 200 is sent. `opened`: whether the session
+   * statement saw actuations pending for the device, and when (`performance.now()`) it was requested.
+   */
+  authenticated?(connection: DeviceConnection, opened: { hadPending: boolean; requestedAt: number }): void;
   ack?(connection: DeviceConnection, message: AckMessage): Promise<void>;
   /** A refused device token, with why (a bounded set: safe as a metric label). */
   authenticationFailed?(deviceId: string, reason: TokenRefusalReason): void;
@@ -126,6 +129,7 @@ export function makeGateway(options: GatewayOptions): Gateway {
       connection.send(reply(RESPONSE_CODES.OK.code, CONTENT.subscribed));
       return true;
     }
+    const requestedAt = performance.now();
     const opened = await sessionOpener.add({ deviceId: verified.deviceId, accountId: verified.accountId, remoteAddress: connection.remoteAddress });
     if (opened instanceof Error) throw opened;
     if (connection.state === CLOSED) {
@@ -157,7 +161,7 @@ export function makeGateway(options: GatewayOptions): Gateway {
     if (closeIfRevoked(connection)) return true;
     connection.send(reply(RESPONSE_CODES.OK.code, CONTENT.subscribed));
     if (logger.isLevelEnabled('info')) connection.log.info({ accountId: verified.accountId, replaced: opened.replaced }, 'device: authenticated');
-    events.authenticated?.(connection);
+    events.authenticated?.(connection, { hadPending: opened.hadPending, requestedAt });
     return true;
   }
 

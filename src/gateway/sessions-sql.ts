@@ -27,7 +27,17 @@ export interface OpenedSession {
   sessionId: number;
   /** The session this one took over (on any instance), if the device had one open. */
   replaced: { sessionId: number; instanceId: string } | null;
+  /**
+   * Whether the device had actuations queued, or sent and not acked, at the statement's
+   * snapshot (PENDING_AT_OPEN): without, the dispatcher skips its backlog claim.
+   */
+  hadPending: boolean;
 }
+
+/** Read through the partial indexes of queued and of sent rows: two index probes per device. */
+const PENDING_AT_OPEN = (deviceId: string) =>
+  `(exists (select 1 from actuations a where a.device_id = ${deviceId} and a.status = 'queued')
+     or exists (select 1 from actuations a where a.device_id = ${deviceId} and a.status = 'sent'))`;
 
 /**
  * The registry row of a device that authenticated (`devices`, migrations/0008), written
@@ -58,7 +68,7 @@ export async function openSession(
   db: Queryable,
   s: { deviceId: string; accountId: string | null; instanceId: string; remoteAddress: string | null },
 ): Promise<OpenedSession> {
-  const { rows } = await db.query<{ sessionId: number; replacedId: number | null; replacedInstance: string | null }>(
+  const { rows } = await db.query<{ sessionId: number; replacedId: number | null; replacedInstance: string | null; hadPending: boolean }>(
     `with previous as (
        update device_sessions set disconnected_at = now(), close_code = 1000, close_reason = 'session replaced'
         where device_id = $1 and disconnected_at is null
@@ -72,7 +82,8 @@ export async function openSession(
        values ($1, $2, now(), now())
        ${ON_SEEN}
      )
-     select opened.id as "sessionId", previous.id as "replacedId", previous.instance_id as "replacedInstance"
+     select opened.id as "sessionId", previous.id as "replacedId", previous.instance_id as "replacedInstance",
+            ${PENDING_AT_OPEN('$1')} as "hadPending"
        from opened left join previous on true`,
     [s.deviceId, s.accountId, s.instanceId, s.remoteAddress],
   );
@@ -80,6 +91,7 @@ export async function openSession(
   return {
     sessionId: row.sessionId,
     replaced: row.replacedId === null ? null : { sessionId: row.replacedId, instanceId: row.replacedInstance! },
+    hadPending: row.hadPending,
   };
 }
 
@@ -93,7 +105,7 @@ export async function openSessions(
   instanceId: string,
   items: { deviceId: string; accountId: string | null; remoteAddress: string | null }[],
 ): Promise<OpenedSession[]> {
-  const { rows } = await db.query<{ sessionId: number; deviceId: string; replacedId: number | null; replacedInstance: string | null }>(
+  const { rows } = await db.query<{ sessionId: number; deviceId: string; replacedId: number | null; replacedInstance: string | null; hadPending: boolean }>(
     // `device_id = any(...)`, not a join with the input: the one-open-session index is
     // used per device even when the statistics are stale (a join planned on them scanned
     // every open session, once per batch).
@@ -114,7 +126,8 @@ export async function openSessions(
        select i.device_id, i.account_id, now(), now() from unnest($1::text[], $2::text[]) as i(device_id, account_id) order by i.device_id
        ${ON_SEEN}
      )
-     select opened.id as "sessionId", opened.device_id as "deviceId", previous.id as "replacedId", previous.instance_id as "replacedInstance"
+     select opened.id as "sessionId", opened.device_id as "deviceId", previous.id as "replacedId", previous.instance_id as "replacedInstance",
+            ${PENDING_AT_OPEN('opened.device_id')} as "hadPending"
        from opened left join previous on previous.device_id = opened.device_id`,
     [items.map((i) => i.deviceId), items.map((i) => i.accountId), items.map((i) => i.remoteAddress), instanceId],
   );
@@ -125,6 +138,7 @@ export async function openSessions(
     return {
       sessionId: row.sessionId,
       replaced: row.replacedId === null ? null : { sessionId: row.replacedId, instanceId: row.replacedInstance! },
+      hadPending: row.hadPending,
     };
   });
 }
