@@ -112,7 +112,7 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
  * rsa-pss, an unusual header); the caller then asks jsonwebtoken.
  */
 export function makeFastVerifier(key: crypto.KeyObject, algorithms: readonly DeviceTokenAlgorithm[]) {
-  type Fast = { hash: string; key: crypto.KeyObject | crypto.VerifyKeyObjectInput };
+  type Fast = { hash: string; key: crypto.KeyObject | crypto.VerifyKeyObjectInput; dsaEncoding?: 'ieee-p1363' };
   const fast = new Map<string, Fast>();
   for (const alg of algorithms) {
     const how = FAST_ALGORITHMS[alg];
