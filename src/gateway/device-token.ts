@@ -54,17 +54,12 @@ export function makeDeviceTokenChecker(publicKeyPem: string, algorithms: readonl
   const options: jwt.VerifyOptions & { complete: true } = { algorithms: [...algorithms], clockTolerance: CLOCK_TOLERANCE_SECONDS, complete: true };
   const requireExp = policy.requireExp ?? true;
   const refuse = (reason: TokenRefusalReason): TokenCheck => ({ ok: false, reason });
-  const verifyFast = makeFastVerifier(key, algorithms);
   return (deviceId, token) => {
-    // The fast path accepts only what jsonwebtoken accepts; anything it does not accept goes to
-    // jsonwebtoken, which then refuses it (and says why) or accepts it.
-    let verified: { header: jwt.JwtHeader; payload: jwt.JwtPayload | string } | null = verifyFast(token);
-    if (verified === null) {
-      try {
-        verified = jwt.verify(token, key, options);
-      } catch (err) {
-        return refuse(reasonOf(err));
-      }
+    let verified: jwt.Jwt;
+    try {
+      verified = jwt.verify(token, key, options);
+    } catch (err) {
+      return refuse(reasonOf(err));
     }
     const { header, payload: claims } = verified;
     if ((header as { crit?: unknown }).crit !== undefined) return refuse('crit');
@@ -86,75 +81,6 @@ export function makeDeviceTokenVerifier(publicKeyPem: string, algorithms: readon
     const result = check(deviceId, token);
     return result.ok ? result.device : null;
   };
-}
-
-/** How each algorithm verifies with node:crypto, as jwa (jsonwebtoken's) does it. */
-const FAST_ALGORITHMS: Record<DeviceTokenAlgorithm, { hash: string; keyType: 'rsa' | 'ec'; curve?: string; pss?: true }> = {
-  RS256: { hash: 'sha256', keyType: 'rsa' },
-  RS384: { hash: 'sha384', keyType: 'rsa' },
-  RS512: { hash: 'sha512', keyType: 'rsa' },
-  PS256: { hash: 'sha256', keyType: 'rsa', pss: true },
-  PS384: { hash: 'sha384', keyType: 'rsa', pss: true },
-  PS512: { hash: 'sha512', keyType: 'rsa', pss: true },
-  ES256: { hash: 'sha256', keyType: 'ec', curve: 'prime256v1' },
-  ES384: { hash: 'sha384', keyType: 'ec', curve: 'secp384r1' },
-  ES512: { hash: 'sha512', keyType: 'ec', curve: 'secp521r1' },
-};
-/** jws' test of a compact JWS (jws/lib/verify-stream.js), with a signature required. */
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
-
-/**
- * Verifies a token the way jsonwebtoken does for our options (pinned algorithms, a key
- * fit for them, clock tolerance, `complete`), in one `crypto.verify` and two JSON.parse:
- * jsonwebtoken's decoding, stream-based verifier and base64 conversions cost ~20 µs per
- * token beyond the signature check (~30 µs for RS256-2048 here). Returns null for anything
- * it does not accept (refused, or a case it leaves to jsonwebtoken: a key type such as
- * rsa-pss, an unusual header); the caller then asks jsonwebtoken.
- */
-export function makeFastVerifier(key: crypto.KeyObject, algorithms: readonly DeviceTokenAlgorithm[]) {
-  type Fast = { hash: string; key: crypto.KeyObject | crypto.VerifyKeyObjectInput; dsaEncoding?: 'ieee-p1363' };
-  const fast = new Map<string, Fast>();
-  for (const alg of algorithms) {
-    const how = FAST_ALGORITHMS[alg];
-    // The key checks of jsonwebtoken's validateAsymmetricKey, decided once for this key.
-    if (key.asymmetricKeyType !== how.keyType) continue;
-    if (how.curve !== undefined && key.asymmetricKeyDetails?.namedCurve !== how.curve) continue;
-    if (how.pss) fast.set(alg, { hash: how.hash, key: { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: crypto.constants.RSA_PSS_SALTLEN_DIGEST } });
-    else if (how.keyType === 'ec') fast.set(alg, { hash: how.hash, key: { key, dsaEncoding: 'ieee-p1363' } as crypto.VerifyKeyObjectInput });
-    else fast.set(alg, { hash: how.hash, key });
-  }
-  return (token: string): { header: jwt.JwtHeader; payload: jwt.JwtPayload } | null => {
-    if (fast.size === 0 || typeof token !== 'string' || !COMPACT_JWS.test(token)) return null;
-    const firstDot = token.indexOf('.');
-    const secondDot = token.indexOf('.', firstDot + 1);
-    let header: unknown;
-    let payload: unknown;
-    try {
-      // Decoded as jws decodes them: the header as latin1, the payload as UTF-8.
-      header = JSON.parse(Buffer.from(token.slice(0, firstDot), 'base64').toString('latin1'));
-      payload = JSON.parse(Buffer.from(token.slice(firstDot + 1, secondDot), 'base64').toString('utf8'));
-    } catch {
-      return null;
-    }
-    if (!isPlainObject(header) || !isPlainObject(payload) || typeof header.alg !== 'string') return null;
-    const how = fast.get(header.alg);
-    if (how === undefined) return null;
-    const signingInput = Buffer.from(token.slice(0, secondDot), 'latin1');
-    try {
-      if (!crypto.verify(how.hash, signingInput, how.key, Buffer.from(token.slice(secondDot + 1), 'base64'))) return null;
-    } catch {
-      return null;
-    }
-    // jsonwebtoken's time checks, with its clock (whole seconds) and our tolerance.
-    const clock = Math.floor(Date.now() / 1000);
-    if (payload.nbf !== undefined && (typeof payload.nbf !== 'number' || payload.nbf > clock + CLOCK_TOLERANCE_SECONDS)) return null;
-    if (payload.exp !== undefined && (typeof payload.exp !== 'number' || clock >= payload.exp + CLOCK_TOLERANCE_SECONDS)) return null;
-    return { header: header as unknown as jwt.JwtHeader, payload: payload as jwt.JwtPayload };
-  };
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return Object.prototype.toString.call(value) === '[object Object]';
 }
 
 function reasonOf(err: unknown): TokenRefusalReason {

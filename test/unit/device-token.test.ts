@@ -2,8 +2,7 @@ import crypto from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
-import type { DeviceTokenAlgorithm } from '../../src/config/config.js';
-import { TOKEN_REFUSAL_REASONS, makeDeviceTokenChecker, makeDeviceTokenVerifier, makeFastVerifier, mintDeviceToken } from '../../src/gateway/device-token.js';
+import { TOKEN_REFUSAL_REASONS, makeDeviceTokenChecker, makeDeviceTokenVerifier, mintDeviceToken } from '../../src/gateway/device-token.js';
 
 function rsaKeyPair() {
   return crypto.generateKeyPairSync('rsa', {
@@ -201,75 +200,5 @@ describe('makeDeviceTokenChecker: refusal reasons and policy', () => {
     expect(loadConfig({ ...base, DEVICE_TOKEN_REQUIRE_EXP: 'false', DEVICE_TOKEN_MAX_AGE: '3600' })).toMatchObject({ deviceTokenRequireExp: false, deviceTokenMaxAgeSeconds: 3600 });
     expect(() => loadConfig({ ...base, DEVICE_TOKEN_REQUIRE_EXP: 'maybe' })).toThrow(/DEVICE_TOKEN_REQUIRE_EXP/);
     expect(() => loadConfig({ ...base, DEVICE_TOKEN_MAX_AGE: '0' })).toThrow(/DEVICE_TOKEN_MAX_AGE/);
-  });
-});
-
-// Checked to fail with the fast path's signature check removed (10 failures) and with its exp check removed (8).
-describe('makeFastVerifier: accepts only what jsonwebtoken accepts', () => {
-  const ecKey = (namedCurve: string) =>
-    crypto.generateKeyPairSync('ec', { namedCurve, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
-  const setups: [DeviceTokenAlgorithm, { publicKey: string; privateKey: string }][] = [
-    ['RS256', keys],
-    ['RS512', keys],
-    ['PS256', keys],
-    ['ES256', ecKey('prime256v1')],
-    ['ES384', ecKey('secp384r1')],
-    ['ES512', ecKey('secp521r1')],
-  ];
-
-  /** Tokens around a valid one: every way a byte of it can be off, and the clock edges. */
-  function corpus(alg: DeviceTokenAlgorithm, privateKey: string): string[] {
-    const valid = mintDeviceToken(privateKey, 'dev-1', { algorithm: alg });
-    const [h, p, s] = valid.split('.') as [string, string, string];
-    // By hand: jwt.sign refuses a non-numeric exp or nbf.
-    const hash = `sha${alg.slice(2)}`;
-    const signer = alg.startsWith('PS')
-      ? { key: privateKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: crypto.constants.RSA_PSS_SALTLEN_DIGEST }
-      : alg.startsWith('ES')
-        ? { key: privateKey, dsaEncoding: 'ieee-p1363' as const }
-        : privateKey;
-    const signWith = (header: object, payload: object) =>
-      handMadeToken({ alg, ...header }, payload, (input) => crypto.sign(hash, Buffer.from(input), signer).toString('base64url'));
-    const tokens = [
-      valid,
-      `${h}.${p}.`,
-      `${h}.${p}`,
-      `${h}.${p}.${s}.`,
-      `${h}.${p}.${s.slice(0, -2)}`,
-      `${h}.${p}.${s}AA`,
-      `${h}.${base64url({ sub: 'dev-1', exp: now() + 3600, extra: 1 })}.${s}`,
-      `${base64url({ alg: 'none' })}.${p}.${s}`,
-      `${base64url({ alg: alg === 'RS256' ? 'RS512' : 'RS256' })}.${p}.${s}`,
-      `${base64url([alg])}.${p}.${s}`,
-      signWith({}, { sub: 'dev-1', exp: now() - 6 }),
-      signWith({}, { sub: 'dev-1', exp: now() - 4 }),
-      signWith({}, { sub: 'dev-1', exp: now() + 3600, nbf: now() + 4 }),
-      signWith({}, { sub: 'dev-1', exp: now() + 3600, nbf: now() + 7 }),
-      signWith({}, { sub: 'dev-1', exp: String(now() + 3600) }),
-      signWith({}, { sub: 'dev-1', exp: now() + 3600, nbf: 'soon' }),
-      signWith({ typ: 'JWT' }, { sub: 'dev-1', exp: now() + 3600, name: 'héllo ✓' }),
-      jwt.sign('a string payload', privateKey, { algorithm: alg }),
-    ];
-    // Each signature character changed in turn (a sample: every 7th position).
-    for (let i = 0; i < s.length; i += 7) tokens.push(`${h}.${p}.${s.slice(0, i)}${s[i] === 'A' ? 'B' : 'A'}${s.slice(i + 1)}`);
-    return tokens;
-  }
-
-  it.each(setups)('%s: what it accepts, jsonwebtoken accepts with the same header and claims; valid tokens take it', (alg, pair) => {
-    const key = crypto.createPublicKey(pair.publicKey);
-    const fast = makeFastVerifier(key, [alg]);
-    let accepted = 0;
-    for (const token of corpus(alg, pair.privateKey)) {
-      const result = fast(token);
-      if (result === null) continue;
-      accepted++;
-      const reference = jwt.verify(token, key, { algorithms: [alg], clockTolerance: 5, complete: true });
-      expect({ header: result.header, payload: result.payload }, token).toEqual({ header: reference.header, payload: reference.payload });
-    }
-    // The valid token, the nearly expired one, the soon valid one and the one with non-ASCII claims.
-    expect(accepted).toBe(4);
-    // A key that does not fit the algorithm: nothing is taken on the fast path.
-    const other = alg.startsWith('ES') ? keys.publicKey : setups[3]![1].publicKey;
-    expect(makeFastVerifier(crypto.createPublicKey(other), [alg])(mintDeviceToken(pair.privateKey, 'dev-1', { algorithm: alg }))).toBeNull();
   });
 });
