@@ -11,7 +11,7 @@
  * bulk submission's device ids (at most 100, with their count).
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
-import { v7 as uuidv7 } from 'uuid';
+import { uuidV7At } from '../actuations/actuation-ids.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { principalOf } from './auth.js';
 import { pathOf } from './error-handler.js';
@@ -47,7 +47,7 @@ export function auditTrail(deps: { auditLog: AuditLog; match: RouteMatcher }) {
         const body = request.body;
         if (Array.isArray(body) && matched?.route.operationId === 'submitActuations') Object.assign(targets, bulkDevices(body as unknown[]));
         deps.auditLog.record({
-          id: uuidv7({ msecs: at.getTime() }),
+          id: uuidV7At(at.getTime()),
           at,
           actorKind: principal?.kind ?? 'anonymous',
           keyId: principal?.kind === 'key' ? principal.id : null,
