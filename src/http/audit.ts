@@ -17,6 +17,7 @@ import { principalOf } from './auth.js';
 import { pathOf } from './error-handler.js';
 import type { RouteDoc } from './openapi.js';
 import type { RouteMatcher } from './route-match.js';
+import { routeConfigOf } from './request-context.js';
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const MAX_TARGET_LENGTH = 256;
@@ -74,7 +75,7 @@ export function auditTrail(deps: { auditLog: AuditLog; match: RouteMatcher }) {
 
 /** The route fastify chose and its decoded parameters; `undefined` when none was (404, or a path that did not decode). */
 function routeOf(request: FastifyRequest): { route: RouteDoc; params: Record<string, string> } | undefined {
-  const route = request.routeOptions.config.doc;
+  const route = routeConfigOf(request).doc;
   if (!route || request.is404) return undefined;
   return { route, params: (request.params ?? {}) as Record<string, string> };
 }
