@@ -1,10 +1,6 @@
 /**
  * Writes audit entries in batches, after the answer (`record` never waits and never
- * fails the request it describes). Entries are gathered for up to `gatherMs` (100 ms)
- * before they join a batch: left to the batcher alone, every mutating call under load
- * made one INSERT per PostgreSQL round trip, as many statements as the submissions'
- * group commit, and each statement written to PostgreSQL costs this process a `writev`
- * that wakes a backend on the same cores (README, "The request path and its tail").
+ * fails the request it describes).
  *
  * Bounded: at most `maxPending` entries (10,000) are held, written or waiting to be. When
  * the database is unavailable, entries wait in memory and are retried together every
@@ -42,32 +38,24 @@ export interface AuditLogOptions {
   maxPending?: number;
   /** Pause before entries that met an unavailable database are tried again. (Default: 1 000) */
   retryMs?: number;
-  /** Longest an entry is gathered before it joins a batch (fewer, larger INSERTs). (Default: 100) */
-  gatherMs?: number;
   /** Told of each entry not written: dropped beyond `maxPending`, refused, or left at shutdown. */
   onDropped?: (reason: 'full' | 'refused' | 'shutdown', count: number) => void;
 }
 
 export const AUDIT_MAX_PENDING = 10_000;
-/** Most entries one batch (one INSERT) takes; a full gathering is released at once. */
-const MAX_BATCH = 500;
 
 export function makeAuditLog(options: AuditLogOptions): AuditLog {
   const { pool, logger } = options;
   const log = logger.child({ component: 'audit' });
   const maxPending = options.maxPending ?? AUDIT_MAX_PENDING;
   const retryMs = options.retryMs ?? 1_000;
-  const gatherMs = options.gatherMs ?? 100;
   const batcher = makeBatcher<AuditEntry, void>(
     async (entries) => {
       await insertAuditEntries(pool, entries);
       return entries.map(() => undefined);
     },
-    { maxBatchSize: MAX_BATCH, maxConcurrent: 1, flushTimeoutMs: options.flushTimeoutMs },
+    { maxBatchSize: 500, maxConcurrent: 1, flushTimeoutMs: options.flushTimeoutMs },
   );
-  /** Entries recorded and not yet handed to the batcher (counted in `pending`). */
-  let gathered: AuditEntry[] = [];
-  let gatherTimer: NodeJS.Timeout | undefined;
   let pending = 0;
   let retrying: AuditEntry[] = [];
   let retryTimer: NodeJS.Timeout | undefined;
@@ -104,15 +92,6 @@ export function makeAuditLog(options: AuditLogOptions): AuditLog {
     void attempt.finally(() => inFlight.delete(attempt));
   }
 
-  /** Hands the gathered entries to the batcher, in one tick (so they share flushes). */
-  function release(): void {
-    clearTimeout(gatherTimer);
-    gatherTimer = undefined;
-    const entries = gathered;
-    gathered = [];
-    entries.forEach(write);
-  }
-
   function scheduleRetry(): void {
     if (retryTimer || closed) return;
     retryTimer = setTimeout(() => {
@@ -133,15 +112,9 @@ export function makeAuditLog(options: AuditLogOptions): AuditLog {
         return;
       }
       pending++;
-      gathered.push(storable(raw));
-      if (gathered.length >= MAX_BATCH) release();
-      else if (gatherTimer === undefined) {
-        gatherTimer = setTimeout(release, gatherMs);
-        gatherTimer.unref();
-      }
+      write(storable(raw));
     },
     async drain() {
-      release();
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     },
     async close() {
@@ -149,7 +122,6 @@ export function makeAuditLog(options: AuditLogOptions): AuditLog {
       clearTimeout(retryTimer);
       retryTimer = undefined;
       // The last attempt: entries waiting for a retry go once more, then nothing is retried.
-      release();
       const again = retrying;
       retrying = [];
       again.forEach(write);
