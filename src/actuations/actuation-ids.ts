@@ -33,13 +33,19 @@ function hexAt(at: number, byte: number): void {
 let lastMs = -Infinity;
 let counter = 0;
 
-export function actuationId(): string {
+/** 10 bytes from the pool (refilled when short); returns where they start. */
+function take(): number {
   if (offset + PER_ID > POOL_BYTES) {
     crypto.randomFillSync(pool);
     offset = 0;
   }
   const r = offset;
   offset += PER_ID;
+  return r;
+}
+
+export function actuationId(): string {
+  const r = take();
   let ms = Date.now();
   if (ms > lastMs) {
     counter = pool.readUInt32BE(r) & 0x7fffffff;
@@ -50,6 +56,19 @@ export function actuationId(): string {
     if (counter === 0) lastMs++;
     ms = lastMs;
   }
+  return format(ms, counter, r);
+}
+
+/**
+ * A UUIDv7 of the given time (`uuid`'s `v7({ msecs })`: the counter random, not the monotonic
+ * one), from the same pool: the audit trail's entry ids, one per mutating request.
+ */
+export function uuidV7At(ms: number): string {
+  const r = take();
+  return format(ms, pool.readUInt32BE(r) & 0x7fffffff, r);
+}
+
+function format(ms: number, counter: number, r: number): string {
   const hi = Math.floor(ms / 0x100000000);
   const lo = ms >>> 0;
   hexAt(0, (hi >>> 8) & 0xff);

@@ -11,12 +11,13 @@
  * bulk submission's device ids (at most 100, with their count).
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
-import { v7 as uuidv7 } from 'uuid';
+import { uuidV7At } from '../actuations/actuation-ids.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { principalOf } from './auth.js';
 import { pathOf } from './error-handler.js';
 import type { RouteDoc } from './openapi.js';
 import type { RouteMatcher } from './route-match.js';
+import { routeConfigOf } from './request-context.js';
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const MAX_TARGET_LENGTH = 256;
@@ -47,7 +48,7 @@ export function auditTrail(deps: { auditLog: AuditLog; match: RouteMatcher }) {
         const body = request.body;
         if (Array.isArray(body) && matched?.route.operationId === 'submitActuations') Object.assign(targets, bulkDevices(body as unknown[]));
         deps.auditLog.record({
-          id: uuidv7({ msecs: at.getTime() }),
+          id: uuidV7At(at.getTime()),
           at,
           actorKind: principal?.kind ?? 'anonymous',
           keyId: principal?.kind === 'key' ? principal.id : null,
@@ -74,7 +75,7 @@ export function auditTrail(deps: { auditLog: AuditLog; match: RouteMatcher }) {
 
 /** The route fastify chose and its decoded parameters; `undefined` when none was (404, or a path that did not decode). */
 function routeOf(request: FastifyRequest): { route: RouteDoc; params: Record<string, string> } | undefined {
-  const route = request.routeOptions.config.doc;
+  const route = routeConfigOf(request).doc;
   if (!route || request.is404) return undefined;
   return { route, params: (request.params ?? {}) as Record<string, string> };
 }

@@ -19,6 +19,7 @@ import { grants, type Scope } from '../keys/scopes.js';
 import { BASIC_CHALLENGE, basicAuth } from './basic-auth.js';
 import { ApiError } from './errors.js';
 import type { RouteDoc } from './openapi.js';
+import { routeConfigOf } from './request-context.js';
 
 /** `accounts`: the accounts the caller is limited to; null = every account (see `src/devices/account-scope.ts`). */
 export type Principal =
@@ -40,7 +41,7 @@ export function accountScopeOf(request: FastifyRequest): AccountScope {
 
 /** Public routes and routes with their own credential check skip the API's authentication, rate limit and scope check. */
 export function checksOwnAccess(request: FastifyRequest): boolean {
-  const config = request.routeOptions.config;
+  const config = routeConfigOf(request);
   return config.ownAuth === true || config.doc?.auth === false;
 }
 
@@ -104,6 +105,6 @@ export function authorize(routes: readonly RouteDoc[]): Hook {
   for (const route of routes) if (route.auth && !route.scope) throw new Error(`route ${route.method.toUpperCase()} ${route.path} declares no scope`);
   return (request, _reply, done) => {
     if (checksOwnAccess(request)) return done();
-    done(scopeRefusal(request, request.routeOptions.config.doc?.scope ?? 'admin'));
+    done(scopeRefusal(request, routeConfigOf(request).doc?.scope ?? 'admin'));
   };
 }

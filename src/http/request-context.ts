@@ -7,7 +7,7 @@
  *   public; `config.ownAuth` marks a route that checks credentials itself (`/metrics`);
  * - a request's `principal` is the authenticated caller (`auth.ts`), null before.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyContextConfig, FastifyInstance, FastifyRequest } from 'fastify';
 import type { Principal } from './auth.js';
 import type { RouteDoc } from './openapi.js';
 
@@ -26,3 +26,15 @@ declare module 'fastify' {
 
 /** Adds a part's routes to the API (or to the metrics server). */
 export type RouteRegistrar = (app: FastifyInstance) => void;
+
+const ROUTE_CONFIG = Symbol('routeConfig');
+
+/**
+ * The request's route `config` (`doc`, `ownAuth`), read once per request: fastify's
+ * `request.routeOptions` is a getter that builds a new twelve-field object on every read,
+ * and the hooks read the config three to four times per request.
+ */
+export function routeConfigOf(request: FastifyRequest): FastifyContextConfig {
+  const cached = request as FastifyRequest & { [ROUTE_CONFIG]?: FastifyContextConfig };
+  return (cached[ROUTE_CONFIG] ??= request.routeOptions.config);
+}

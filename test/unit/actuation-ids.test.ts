@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { validate, version } from 'uuid';
-import { actuationId } from '../../src/actuations/actuation-ids.js';
+import { actuationId, uuidV7At } from '../../src/actuations/actuation-ids.js';
 
 /** The 48-bit Unix ms of a UUIDv7. */
 const msOf = (id: string) => parseInt(id.replaceAll('-', '').slice(0, 12), 16);
@@ -29,5 +29,19 @@ describe('actuationId', () => {
     // Checked to fail with the tail taken from a constant instead of the pool.
     const tails = new Set(Array.from({ length: 1_000 }, () => actuationId().slice(-10)));
     expect(tails.size).toBeGreaterThan(990);
+  });
+});
+
+describe('uuidV7At', () => {
+  it('makes version-7 UUIDs of the given time, distinct, with random bits from the pool', () => {
+    const at = Date.parse('2026-01-02T03:04:05.678Z');
+    const ids = Array.from({ length: 20_000 }, () => uuidV7At(at));
+    for (const id of ids.slice(0, 100)) {
+      expect(validate(id)).toBe(true);
+      expect(version(id)).toBe(7);
+      expect(msOf(id)).toBe(at);
+    }
+    // 20,000 ids of one millisecond, across many refills of the pool: none twice.
+    expect(new Set(ids).size).toBe(ids.length);
   });
 });
