@@ -1,10 +1,11 @@
--- The change feed's readers and the sequencer, cheaper per call (issue 14: the readers'
--- share of PostgreSQL's CPU per actuation).
+-- The change feed's readers cheaper per call (issue 14: the readers' share of PostgreSQL's
+-- CPU per actuation). The readers' statements are also prepared now (src/db/named-statement.ts).
 --
--- An empty sequencing pass (nothing new, nothing pending: most passes, each instance runs
--- one every EVENTS_SEQUENCER_INTERVAL_MS, 20 ms by default) returns after one probe of
--- event_rows' primary key instead of running the pass's statement with its CTEs and
--- array aggregates. Otherwise `sequence_events` is 0019's, unchanged.
+-- 1. An empty sequencing pass (nothing new, nothing pending: most passes, each instance runs
+--    one every EVENTS_SEQUENCER_INTERVAL_MS, 20 ms by default) returns after one probe of
+--    event_rows' primary key instead of running the pass's statement with its CTEs and
+--    array aggregates. Otherwise `sequence_events` is 0019's, unchanged.
+-- 2. A webhook delivery's record without a foreign key check (below).
 
 create or replace function sequence_events(p_limit integer)
 returns table (sequenced integer, last_id bigint, max_lag_seconds double precision)
@@ -94,3 +95,12 @@ begin
     extract(epoch from clock_timestamp() - least(v_fresh_oldest, v_seen_oldest))::double precision;
 end;
 $$;
+
+-- A webhook delivery's record (src/webhooks/delivery-sql.ts, recordAttempt: one per
+-- delivered event) without the foreign key from webhook_deliveries to webhooks: its check
+-- ran per inserted row (a trigger, a query and a row lock on the endpoint that statement
+-- had just updated). Deleting an endpoint deletes its deliveries itself (deleteWebhook,
+-- src/webhooks/webhooks-sql.ts), after the endpoint, in the same transaction; a delivery
+-- is only ever recorded by a statement that updates its endpoint's row, so none can
+-- appear without its endpoint.
+alter table webhook_deliveries drop constraint webhook_deliveries_webhook_id_fkey;

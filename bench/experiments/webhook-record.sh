@@ -2,9 +2,10 @@
 # What one webhook delivery's record costs PostgreSQL (README, "Webhooks: events → one
 # endpoint"): webhook-record.sql (the statement of recordAttempt, one new delivery row and
 # the cursor moved) by pgbench, one client, against scratch databases at every migration:
-#   text      -M extended (unnamed, as node-postgres sends a query with values): planned at every call (recordAttempt before it was a named statement)
-#   prepared  -M prepared: planned once per connection (a named statement, as now)
-#   nofk      prepared, without webhook_deliveries' foreign key to webhooks (its RI check per row)
+#   text      -M extended (unnamed, as node-postgres sends a query with values): planned at
+#             every call, with webhook_deliveries' foreign key to webhooks (main before migration 0021)
+#   prepared  -M prepared: planned once per connection (a named statement), with the foreign key
+#   nofk      prepared, without the foreign key (its check per inserted row): as now
 # Alternated in short runs so that the machine's load falls on all alike; prints the
 # latency average (ms) of each run and the median per variant.
 #   bench/experiments/webhook-record.sh [rounds] [seconds]   (DATABASE_URL: a server to create them on)
@@ -24,7 +25,9 @@ make_db() {
 make_db text
 make_db prepared
 make_db nofk
-psql -X -q "$(url nofk)" -c "alter table webhook_deliveries drop constraint webhook_deliveries_webhook_id_fkey"
+for v in text prepared; do
+  psql -X -q "$(url "$v")" -c "alter table webhook_deliveries add constraint webhook_deliveries_webhook_id_fkey foreign key (webhook_id) references webhooks (id) on delete cascade"
+done
 declare -A runs
 for r in $(seq 1 "$rounds"); do
   for v in text prepared nofk; do
