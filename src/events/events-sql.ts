@@ -1,5 +1,6 @@
 /** Statements on the change feed's tables (`event_rows`, `event_batches`, `event_sequencer`: migration 0019), one function each. */
 import type pg from 'pg';
+import { namedStatement } from '../db/named-statement.js';
 import { filterSql, type EventFilter } from './filter.js';
 import { STORED_ACTUATION_COLUMNS, storedEventData, type StoredEventColumns } from './stored-event.js';
 import type { FeedEvent } from './types.js';
@@ -16,9 +17,12 @@ export interface SequencingPass {
   maxLagSeconds: number | null;
 }
 
+/** Prepared (named), as the readers below: every instance runs a pass every `EVENTS_SEQUENCER_INTERVAL_MS`. */
+const SEQUENCE_EVENTS = namedStatement('events_sequence', 'select * from sequence_events($1)');
+
 /** One pass of `sequence_events` (migration 0019): committed rows get the next ids. Runs in its own transaction (a pool query). */
 export async function sequenceEvents(db: Queryable, limit: number): Promise<SequencingPass> {
-  const { rows } = await db.query<{ sequenced: number; last_id: string; max_lag_seconds: number | null }>('select * from sequence_events($1)', [limit]);
+  const { rows } = await db.query<{ sequenced: number; last_id: string; max_lag_seconds: number | null }>({ ...SEQUENCE_EVENTS, values: [limit] });
   const row = rows[0];
   if (!row) return { locked: false, sequenced: 0, lastId: 0, maxLagSeconds: null };
   return { locked: true, sequenced: row.sequenced, lastId: Number(row.last_id), maxLagSeconds: row.max_lag_seconds };
@@ -47,15 +51,21 @@ export interface EventPage {
  */
 export async function readEvents(db: Queryable, after: number, upTo: number | null, filter: EventFilter, window: number): Promise<EventPage> {
   const conditions = filterSql(filter, 4);
-  const { rows } = await db.query<StoredEventColumns & { id: string | null; newest: string; at: Date; accountId: string | null }>(
+  // Prepared (named): the instance's live read runs at every sequencing pass. The text
+  // depends only on which filters are set (their values are parameters): one statement per shape.
+  const statement = namedStatement(
+    'events_read',
     `select s.last_id as newest, e.id, e.type, e.at, e.data, e.device_id as "deviceId", e.account_id as "accountId", ${STORED_ACTUATION_COLUMNS}
        from event_sequencer s
        left join lateral (
          select * from events_after($1, $2, $3) e where true ${conditions.where.map((c) => `and ${c}`).join(' ')}
        ) e on true
       order by e.id`,
-    [after, upTo, window, ...conditions.params],
   );
+  const { rows } = await db.query<StoredEventColumns & { id: string | null; newest: string; at: Date; accountId: string | null }>({
+    ...statement,
+    values: [after, upTo, window, ...conditions.params],
+  });
   const newest = Number(rows[0]!.newest);
   const scannedTo = Math.max(after, Math.min(after + window, upTo ?? newest, newest));
   const events = rows

@@ -5,6 +5,7 @@
  * out (and was taken over) changes nothing.
  */
 import type pg from 'pg';
+import { namedStatement } from '../db/named-statement.js';
 import { STORED_ACTUATION_COLUMNS, storedEventData, type StoredEventColumns } from '../events/stored-event.js';
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
@@ -70,6 +71,25 @@ export async function releaseLease(db: Queryable, id: string, instanceId: string
   await db.query('update webhooks set lease_owner = null, lease_until = null where id = $1 and lease_owner = $2', [id, instanceId]);
 }
 
+/** Prepared (named): run at every batch of a held endpoint. */
+const FIND_NEXT_EVENTS = namedStatement(
+  'webhooks_find_next_events',
+  `with scan as (
+     select id, type, at, data, account_id, device_id as "deviceId", ${STORED_ACTUATION_COLUMNS} from events_after($1, null, ${SCAN_WINDOW})
+   ), next as (
+     select * from scan
+     where type = any($2::text[]) and ($3::text[] is null or account_id = any($3::text[]))
+     order by id limit $5
+   )
+   -- The attempts by primary key, one probe per event: as a join, the generic plan (an empty
+   -- table's statistics) read every delivery of the endpoint for each event.
+   select (select max(id) from scan) as "scannedTo", next.*,
+          (select d.attempts from webhook_deliveries d where d.webhook_id = $4 and d.event_id = next.id) as "deliveryAttempts"
+   from (select 1) one
+   left join next on true
+   order by next.id`,
+);
+
 /**
  * The next `limit` matching events after the cursor, in order, within the next SCAN_WINDOW
  * ids (`events_after`, migration 0019) (the first is the head; only it can have attempts: nothing after the head is ever
@@ -77,21 +97,10 @@ export async function releaseLease(db: Queryable, id: string, instanceId: string
  * at (the cursor may move there: event ids only grow, so nothing can appear below it later).
  */
 export async function findNextEvents(db: Queryable, webhook: HeldWebhook, limit: number): Promise<{ events: HeadEvent[]; scannedTo: number | null }> {
-  const { rows } = await db.query<StoredEventColumns & { scannedTo: number | null; id: number | null; at: Date; deliveryAttempts: number | null }>(
-    `with scan as (
-       select id, type, at, data, account_id, device_id as "deviceId", ${STORED_ACTUATION_COLUMNS} from events_after($1, null, ${SCAN_WINDOW})
-     ), next as (
-       select * from scan
-       where type = any($2::text[]) and ($3::text[] is null or account_id = any($3::text[]))
-       order by id limit $5
-     )
-     select (select max(id) from scan) as "scannedTo", next.*, d.attempts as "deliveryAttempts"
-     from (select 1) one
-     left join next on true
-     left join webhook_deliveries d on d.webhook_id = $4 and d.event_id = next.id
-     order by next.id`,
-    [webhook.cursor, webhook.eventTypes, webhook.accounts, webhook.id, limit],
-  );
+  const { rows } = await db.query<StoredEventColumns & { scannedTo: number | null; id: number | null; at: Date; deliveryAttempts: number | null }>({
+    ...FIND_NEXT_EVENTS,
+    values: [webhook.cursor, webhook.eventTypes, webhook.accounts, webhook.id, limit],
+  });
   const events = rows.filter((r) => r.id !== null).map((r) => ({ id: r.id!, type: r.type, at: r.at, data: storedEventData(r), attempts: r.deliveryAttempts ?? 0 }));
   return { events, scannedTo: rows[0]?.scannedTo ?? null };
 }
@@ -114,6 +123,29 @@ export interface AttemptOutcome {
   disable?: string;
 }
 
+/** Prepared (named): one per delivery, and its planning cost about as much as its execution. */
+const RECORD_ATTEMPT = namedStatement(
+  'webhooks_record_attempt',
+  `with held as (
+     update webhooks set
+       cursor = case when $4 then greatest(cursor, $3) else cursor end,
+       not_before = $9,
+       enabled = case when $10::text is null then enabled else false end,
+       disabled_reason = coalesce($10, disabled_reason),
+       lease_owner = case when $4 then lease_owner else null end,
+       lease_until = case when $4 then lease_until else null end
+     -- set_config(…, true) lasts until this statement's own (implicit) transaction commits:
+     -- one round trip instead of begin, set local, the statement and commit.
+     where id = $1 and lease_owner = $2 and enabled and set_config('synchronous_commit', 'off', true) = 'off'
+     returning id
+   )
+   insert into webhook_deliveries as d (webhook_id, event_id, event_type, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_status_code, last_error)
+   select held.id, $3, $5, $6, 1, $11, now(), $9, $7, $8 from held
+   on conflict (webhook_id, event_id) do update set
+     status = excluded.status, attempts = d.attempts + 1, last_attempt_at = excluded.last_attempt_at,
+     next_attempt_at = excluded.next_attempt_at, last_status_code = excluded.last_status_code, last_error = excluded.last_error`,
+);
+
 /**
  * Records one attempt and moves the endpoint on, in one statement (so atomically):
  * the delivery row, and the endpoint's cursor, backoff and enabled flag. Nothing is
@@ -128,27 +160,10 @@ export interface AttemptOutcome {
  */
 export async function recordAttempt(db: Queryable, instanceId: string, o: AttemptOutcome): Promise<boolean> {
   const settled = o.status !== 'pending';
-  const { rowCount } = await db.query(
-    `with held as (
-       update webhooks set
-         cursor = case when $4 then greatest(cursor, $3) else cursor end,
-         not_before = $9,
-         enabled = case when $10::text is null then enabled else false end,
-         disabled_reason = coalesce($10, disabled_reason),
-         lease_owner = case when $4 then lease_owner else null end,
-         lease_until = case when $4 then lease_until else null end
-       -- set_config(…, true) lasts until this statement's own (implicit) transaction commits:
-       -- one round trip instead of begin, set local, the statement and commit.
-       where id = $1 and lease_owner = $2 and enabled and set_config('synchronous_commit', 'off', true) = 'off'
-       returning id
-     )
-     insert into webhook_deliveries as d (webhook_id, event_id, event_type, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_status_code, last_error)
-     select held.id, $3, $5, $6, 1, $11, now(), $9, $7, $8 from held
-     on conflict (webhook_id, event_id) do update set
-       status = excluded.status, attempts = d.attempts + 1, last_attempt_at = excluded.last_attempt_at,
-       next_attempt_at = excluded.next_attempt_at, last_status_code = excluded.last_status_code, last_error = excluded.last_error`,
-    [o.webhookId, instanceId, o.event.id, settled, o.event.type, o.status, o.statusCode, o.error, o.nextAttemptAt, o.disable ?? null, o.startedAt],
-  );
+  const { rowCount } = await db.query({
+    ...RECORD_ATTEMPT,
+    values: [o.webhookId, instanceId, o.event.id, settled, o.event.type, o.status, o.statusCode, o.error, o.nextAttemptAt, o.disable ?? null, o.startedAt],
+  });
   return (rowCount ?? 0) > 0;
 }
 

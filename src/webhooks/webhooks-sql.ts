@@ -7,6 +7,7 @@
  * A limited caller sees and changes only webhooks whose accounts are all among its own.
  */
 import type pg from 'pg';
+import { withTransaction, type Pool } from '../db/pool.js';
 import type { WebhookCreateBody, WebhookUpdateBody } from './schemas.js';
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
@@ -68,9 +69,19 @@ export async function updateWebhook(db: Queryable, id: string, body: WebhookUpda
   return rows[0];
 }
 
-export async function deleteWebhook(db: Queryable, id: string, scope: readonly string[] | null): Promise<boolean> {
-  const { rowCount } = await db.query(`delete from webhooks where id = $1 and ${inScope(2)}`, [id, scope]);
-  return (rowCount ?? 0) > 0;
+/**
+ * The endpoint, then its deliveries (no foreign key does it since migration 0021: its check
+ * cost every delivery's record). Two statements, in this order: once the endpoint's row is
+ * gone no sender can record another delivery (recordAttempt needs the row), and the second
+ * statement's snapshot sees one a sender committed while the first waited for its lock.
+ */
+export async function deleteWebhook(pool: Pool, id: string, scope: readonly string[] | null): Promise<boolean> {
+  return withTransaction(pool, async (client) => {
+    const { rowCount } = await client.query(`delete from webhooks where id = $1 and ${inScope(2)}`, [id, scope]);
+    if ((rowCount ?? 0) === 0) return false;
+    await client.query('delete from webhook_deliveries where webhook_id = $1', [id]);
+    return true;
+  });
 }
 
 export interface DeliveryRow {

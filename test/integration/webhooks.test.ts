@@ -137,7 +137,11 @@ describe('deliveries', () => {
     ]);
     const webhook = await json(await server.api(`/v1/webhooks/${id}`));
     expect(webhook.lastEventId).toBe(ids[3]);
-    await server.api(`/v1/webhooks/${id}`, { method: 'DELETE' });
+    expect((await server.api(`/v1/webhooks/${id}`, { method: 'DELETE' })).status).toBe(204);
+    // Its deliveries go with it: deleteWebhook deletes them since migration 0021 dropped the foreign key (without that
+    // second statement this fails: checked).
+    const { rows: left } = await db.pool.query('select 1 from webhook_deliveries where webhook_id = $1', [id]);
+    expect(left).toHaveLength(0);
   });
 
   it('retries on 500 with backoff, head of line: in event order, each delivered once it gets a 2xx', async () => {
