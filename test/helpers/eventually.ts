@@ -33,3 +33,16 @@ export async function eventually<T>(fn: () => Promise<T> | T, ok: (value: T) => 
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** Awaits `promise` for at most `timeoutMs`; past that it throws, naming `what` did not happen. */
+export async function within<T>(what: string, promise: Promise<T>, timeoutMs = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
