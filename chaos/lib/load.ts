@@ -17,7 +17,7 @@ export interface Outcome {
   status: number | 'timeout' | 'error';
   id?: string;
   seq?: number;
-  /** The first bytes of a non-2xx body. */
+  /** The first bytes of a non-2xx body, or of the error (with its connection, when undici names it). */
   body?: string;
 }
 
