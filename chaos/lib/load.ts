@@ -17,7 +17,7 @@ export interface Outcome {
   status: number | 'timeout' | 'error';
   id?: string;
   seq?: number;
-  /** The first bytes of a non-2xx body. */
+  /** The first bytes of a non-2xx body, or of the error (with its connection, when undici names it). */
   body?: string;
 }
 
@@ -80,7 +80,7 @@ export function startLoad(options: LoadOptions): Load {
       }
     } catch (err) {
       outcome.status = (err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError' ? 'timeout' : 'error';
-      outcome.body = (err as Error).message.slice(0, 200);
+      outcome.body = describeError(err).slice(0, 300);
     } finally {
       outcome.endedAt = Date.now();
     }
@@ -111,6 +111,17 @@ export function startLoad(options: LoadOptions): Load {
       return outcomes;
     },
   };
+}
+
+/**
+ * The error and what undici knows of the connection it happened on (its local port, and
+ * bytes read before: more than 0 means a kept-alive connection reused), so that a failure
+ * says whether the server closed a connection the client reused.
+ */
+function describeError(err: unknown): string {
+  const e = err as Error & { code?: string; socket?: { localPort?: number; bytesRead?: number; bytesWritten?: number } };
+  const socket = e.socket ? ` (local port ${e.socket.localPort}, ${e.socket.bytesWritten} bytes written, ${e.socket.bytesRead} read on it)` : '';
+  return `${e.code ?? e.name}: ${e.message}${socket}`;
 }
 
 /** Resolves when a load with `total` has sent everything (then call stop() for the answers). */

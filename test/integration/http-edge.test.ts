@@ -13,6 +13,7 @@
  * too, so `jsonBody`'s own check only adds the limit to the message.)
  */
 import fs from 'node:fs';
+import http from 'node:http';
 import zlib from 'node:zlib';
 import jwt from 'jsonwebtoken';
 import { describe, expect, it } from 'vitest';
@@ -290,6 +291,36 @@ describe("Node's own answers (documented in the README)", () => {
     expect(garbage.status).toBe(400);
     // (408 comes from requestTimeout/headersTimeout, checked by Node every 30 s: too slow for a test.)
   });
+});
+
+describe('kept-alive connections (README, "Operating it")', () => {
+  // A client that reuses an idle connection just as the server closes it gets a reset for a
+  // POST it cannot tell was received; the server must say how long it keeps one (the header),
+  // and keep it that long. Checked to fail with server.keepAliveTimeout = 2_000 in app.ts (announced 2 s).
+  it('announce the idle timeout in Keep-Alive and stay open for it', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const get = () =>
+        new Promise<{ keepAlive: string | undefined; localPort: number | undefined }>((resolve, reject) => {
+          const req = http.get({ host: '127.0.0.1', port: t.server.port, path: '/healthz', agent }, (res) => {
+            const localPort = res.socket.localPort;
+            res.resume();
+            res.on('end', () => resolve({ keepAlive: res.headers['keep-alive'] as string | undefined, localPort }));
+          });
+          req.setTimeout(5_000, () => req.destroy(new Error('no answer within 5 s')));
+          req.on('error', reject);
+        });
+      const first = await get();
+      const announced = Number(/timeout=(\d+)/.exec(first.keepAlive ?? '')?.[1]);
+      expect(announced, `Keep-Alive: ${first.keepAlive}`).toBeGreaterThanOrEqual(5);
+      // Idle for most of what was announced (Node's agent itself lets go 1 s before it), then reused.
+      await new Promise((resolve) => setTimeout(resolve, (announced - 1.5) * 1000));
+      const second = await get();
+      expect(second.localPort, 'the same connection was reused').toBe(first.localPort);
+    } finally {
+      agent.destroy();
+    }
+  }, 15_000);
 });
 
 describe('the server keeps serving', () => {
