@@ -225,6 +225,12 @@ export function makeBatcher<I, R>(flush: FlushFn<I, R>, options: BatcherOptions<
   }
 
   function pump(): void {
+    // A slot can free in the same instant the oldest items' time runs out, with the expiry
+    // timer not yet run: those items are failed untried here, not flushed past their deadline.
+    if (waiting.length > 0 && waiting[0]!.deadline <= Date.now()) {
+      clearTimeout(expiryTimer);
+      expireWaiting();
+    }
     while (inFlight < options.maxConcurrent && waiting.length > 0) {
       const batch = takeBatch();
       if (batch.length === 0) return;
