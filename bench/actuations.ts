@@ -53,7 +53,7 @@ import { parseArgs } from 'node:util';
 import type { LoadReply, LoadRequest, LoadResult, LoadRun } from './load-client.js';
 import { buildRefForBench, type BenchBuild } from './lib/build.js';
 import { summariseCpuProfiles } from './lib/cpu-profile.js';
-import { databaseCpu, statementStats, waitUntilAllAcked, type BenchDatabaseServer, type ClusterActivity } from './lib/database.js';
+import { databaseCpu, functionCalls, statementStats, waitUntilAllAcked, type BenchDatabaseServer, type ClusterActivity } from './lib/database.js';
 import { connectDevices, listen, resetDevices, waitForReceipts } from './lib/devices.js';
 import { request } from './lib/ipc.js';
 import { startServer, type BenchKeys, type RunningServer } from './lib/our-server.js';
@@ -63,7 +63,7 @@ import { fmt, median, percentile, renderTables } from './lib/stats.js';
 import { int, log, onOff } from './lib/cli.js';
 import { prepareBenchRun } from './lib/setup.js';
 import { startWorkersServer, stopWorkersServer, type WorkersServer } from './lib/workers.js';
-import { startBenchSseSubscriber, type BenchSseSubscriber } from './lib/sse-subscriber.js';
+import { commitLatencies, startBenchSseSubscriber, tracksCommitTimestamps, type BenchSseSubscriber } from './lib/sse-subscriber.js';
 import { startBenchWebhookReceiver, type BenchWebhookReceiver } from './lib/webhook-receiver.js';
 import pg from 'pg';
 
@@ -84,6 +84,8 @@ const LABEL: Record<Kind, string> = {
   sse: 'feed + 1 SSE subscriber',
 };
 /** The feed's session triggers (migrations/0012, 0019): disabled for the `nofeed` variant. */
+/** The sequencer's pass and the readers' window (`--sse`: calls counted in the fixed-rate run). */
+const FEED_FUNCTIONS = ['sequence_events', 'events_after'];
 const FEED_TRIGGERS = ['device_sessions events_insert', 'device_sessions events_update'];
 /**
  * And its actuation events (written by the lifecycle statements since migration 0020, each
@@ -131,8 +133,20 @@ interface RunResult {
   bulk: Throughput;
   afterBurst?: Latency;
   cross?: Latency;
-  /** `sse` only: transaction start → subscriber at `--rate`/s, and events the subscriber got vs expected. */
-  feed?: { p50: number; p99: number; received: number; expected: number; reconnects: number };
+  /**
+   * `sse` only, at `--rate`/s: committed → subscriber (the event row's commit timestamp;
+   * NaN when the database does not record them) and transaction start → subscriber (`at`, an
+   * upper bound), and events the subscriber got vs expected.
+   */
+  feed?: {
+    committed: { p50: number; p99: number; max: number };
+    txStart: { p50: number; p99: number; max: number };
+    received: number;
+    expected: number;
+    reconnects: number;
+  };
+  /** Feed variants, the fixed-rate run: sequencing passes per second and PostgreSQL time per pass; feed reads per second. */
+  passes?: { perSec: number; msPerPass: number; readsPerSec: number; msPerRead: number };
   /** What the PostgreSQL cluster did during the run (after the CHECKPOINT it starts with). */
   cluster: ClusterActivity;
   /** `sse` with `--webhook`: transaction start → webhook receiver at `--rate`/s, and events it got by the end vs recorded. */
@@ -222,6 +236,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
     warmup: !values['no-warmup'],
     dbStats: values['db-stats'],
     webhook: values.webhook,
+    sse: values.sse,
   };
   if (opts.webhook && !values.sse) throw new Error('--webhook goes with --sse');
   if (opts.webhook) LABEL.sse = 'feed + 1 SSE subscriber + 1 webhook';
@@ -241,6 +256,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
     devices,
     fsync,
     statementStats: opts.dbStats,
+    feedStats: values.sse,
     cpuProf: values['cpu-prof'],
     log,
   });
@@ -280,7 +296,15 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       if (r.cross) log(`round ${round} ${LABEL[kind]}: across instances ${l(r.cross)}`);
       log(`round ${round} ${LABEL[kind]}: ${clusterLine(r.cluster)}`);
       if (r.webhook) log(`round ${round} ${LABEL[kind]}: webhook got ${fmt(r.webhook.received)} of ${fmt(r.webhook.expected)} events by the end${r.webhook.caughtUp ? '' : ' (did NOT catch up before the fixed-rate run)'}; transaction start → webhook p50 ${fmt(r.webhook.p50, 1)} / p99 ${fmt(r.webhook.p99, 1)} ms`);
-      if (r.feed) log(`round ${round} ${LABEL[kind]}: subscriber got ${fmt(r.feed.received)} of ${fmt(r.feed.expected)} events (dropped by the server and reconnected ${r.feed.reconnects}×); transaction start → subscriber p50 ${fmt(r.feed.p50, 1)} / p99 ${fmt(r.feed.p99, 1)} ms`);
+      if (r.feed) {
+        const f = r.feed;
+        log(
+          `round ${round} ${LABEL[kind]}: subscriber got ${fmt(f.received)} of ${fmt(f.expected)} events (dropped by the server and reconnected ${f.reconnects}×); ` +
+            `committed → subscriber p50 ${fmt(f.committed.p50, 1)} / p99 ${fmt(f.committed.p99, 1)} / max ${fmt(f.committed.max, 1)} ms; ` +
+            `transaction start → subscriber p50 ${fmt(f.txStart.p50, 1)} / p99 ${fmt(f.txStart.p99, 1)} / max ${fmt(f.txStart.max, 1)} ms`,
+        );
+      }
+      if (r.passes) log(`round ${round} ${LABEL[kind]}: at ${fmt(opts.rate)}/s, ${fmt(r.passes.perSec, 1)} sequencing passes/s (${fmt(r.passes.msPerPass, 2)} ms of PostgreSQL each), ${fmt(r.passes.readsPerSec, 1)} feed reads/s (${fmt(r.passes.msPerRead, 2)} ms each)`);
     }
   }
   if (values.sse) printFeedSummary(results, { devices, opts, description: database.description });
@@ -315,6 +339,7 @@ interface Options {
   warmup: boolean;
   dbStats: boolean;
   webhook: boolean;
+  sse: boolean;
 }
 interface Context {
   database: BenchDatabaseServer;
@@ -391,6 +416,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
     // Warm-up (JIT, pools), not measured.
     await measureThroughput(ctx, a, db?.url, () => load({ total: 2_000, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 60_000 }));
     const single = await measureThroughput(ctx, a, db?.url, () => load({ total: opts.single, mode: { kind: 'closed', inFlight: opts.inFlight }, deadlineMs: 180_000 }), 'the single-POST run');
+    const feedStats = opts.sse && kind !== 'nofeed';
     // The endpoint starts the fixed-rate run with no queue of its own (one endpoint takes one event at a time).
     let webhookCaughtUp = true;
     if (webhook) {
@@ -398,14 +424,27 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       webhookCaughtUp = await webhook.waitForCount(await countEvents(db!.url), 180_000);
       if (!webhookCaughtUp) log(`round ${round} ${LABEL[kind]}: the webhook did not catch up within 180 s before the fixed-rate run (${fmt(webhook.events)} events)`);
     }
-    subscriber?.takeLatencies();
-    subscriber?.record(true);
+    // Backends report function calls when idle, at most once a second: the samples a second apart from the work.
+    const calls = async () => {
+      await sleep(1_200);
+      return { at: Date.now(), calls: await functionCalls(db!.url, FEED_FUNCTIONS) };
+    };
+    const callsBefore = feedStats ? await calls() : undefined;
+    await subscriber?.record(true);
     webhook?.takeLatencies();
     webhook?.record(true);
     const latency = await measureLatency(ctx, () => load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 }), undefined, opts.probe ? probeFile('a') : undefined);
-    if (subscriber) await waitUntilAllAcked(db!.url, 30_000);
-    subscriber?.record(false);
-    const feedLatencies = (subscriber?.takeLatencies() ?? []).sort((x, y) => x - y);
+    if (subscriber || feedStats) await waitUntilAllAcked(db!.url, 30_000);
+    const arrivals = (await subscriber?.record(false)) ?? [];
+    let passes: RunResult['passes'];
+    if (callsBefore) {
+      const after = await calls();
+      const d = (name: string) => ({ calls: after.calls.get(name)!.calls - callsBefore.calls.get(name)!.calls, ms: after.calls.get(name)!.totalMs - callsBefore.calls.get(name)!.totalMs });
+      const seconds = (after.at - callsBefore.at) / 1000;
+      const seq = d('sequence_events');
+      const read = d('events_after');
+      passes = { perSec: seq.calls / seconds, msPerPass: seq.ms / seq.calls, readsPerSec: read.calls / seconds, msPerRead: read.calls ? read.ms / read.calls : Number.NaN };
+    }
     let webhookLatencies: number[] = [];
     if (webhook) {
       // Every event of the fixed-rate run, however long the endpoint's queue takes (bounded).
@@ -440,8 +479,11 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       // transaction), every session one on connecting; the subscriber must have them all.
       await waitUntilAllAcked(db!.url, 60_000);
       const expected = await countEvents(db!.url);
-      await subscriber.waitForCount(expected, 60_000);
-      feed = { p50: percentile(feedLatencies, 50), p99: percentile(feedLatencies, 99), received: subscriber.events, expected, reconnects: subscriber.reconnects };
+      const got = await subscriber.waitForCount(expected, 60_000);
+      const committed = (await tracksCommitTimestamps(db!.url)) ? (await commitLatencies(db!.url, arrivals)).sort((x, y) => x - y) : [];
+      const txStart = arrivals.map((x) => x.arrivedMs - x.atMs).sort((x, y) => x - y);
+      const spread = (sorted: number[]) => ({ p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN });
+      feed = { committed: spread(committed), txStart: spread(txStart), received: got.events, expected, reconnects: got.reconnects };
       if (webhook) webhookResult = { p50: percentile(webhookLatencies, 50), p99: percentile(webhookLatencies, 99), received: webhook.events, expected, caughtUp: webhookCaughtUp };
     }
     // The issue's tail condition: non-acking devices right after a burst (ours: that many unacked `sent` rows).
@@ -465,9 +507,9 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       );
     }
 
-    return { kind, round, single, latency, bulk, afterBurst, cross, feed, webhook: webhookResult, cluster: await cluster.since() };
+    return { kind, round, single, latency, bulk, afterBurst, cross, feed, passes, webhook: webhookResult, cluster: await cluster.since() };
   } finally {
-    subscriber?.close();
+    await subscriber?.close();
     webhook?.close();
     await resetDevices(ctx.deviceClients);
     // SIGTERM first when profiling: node writes the --cpu-prof file on a clean exit only.
@@ -655,7 +697,10 @@ function printFeedSummary(results: RunResult[], info: { devices: number; opts: O
     ['PostgreSQL CPU per actuation, bulk', ...kinds.map((k) => `${cell(k, (r) => r.bulk.dbCpuUs)} µs`)],
     ['server CPU per actuation, single / bulk', ...kinds.map((k) => `${fmt(m(k, (r) => r.single.serverCpuUs))} / ${fmt(m(k, (r) => r.bulk.serverCpuUs))} µs`)],
     [`POST → device p50 / p99 at ${fmt(opts.rate)}/s`, ...kinds.map((k) => `${fmt(m(k, (r) => r.latency.p50), 1)} / ${fmt(m(k, (r) => r.latency.p99), 1)} ms`)],
-    [`transaction start → SSE subscriber p50 / p99 at ${fmt(opts.rate)}/s`, '–', '–', `${fmt(m('sse', (r) => r.feed?.p50), 1)} / ${fmt(m('sse', (r) => r.feed?.p99), 1)} ms`],
+    [`committed → SSE subscriber p50 / p99 / max at ${fmt(opts.rate)}/s`, '–', '–', `${fmt(m('sse', (r) => r.feed?.committed.p50), 1)} / ${fmt(m('sse', (r) => r.feed?.committed.p99), 1)} / ${fmt(m('sse', (r) => r.feed?.committed.max), 1)} ms`],
+    [`transaction start → SSE subscriber p50 / p99 / max at ${fmt(opts.rate)}/s`, '–', '–', `${fmt(m('sse', (r) => r.feed?.txStart.p50), 1)} / ${fmt(m('sse', (r) => r.feed?.txStart.p99), 1)} / ${fmt(m('sse', (r) => r.feed?.txStart.max), 1)} ms`],
+    [`sequencing passes/s (PostgreSQL ms per pass) at ${fmt(opts.rate)}/s`, '–', ...(['ours', 'sse'] as const).map((k) => `${fmt(m(k, (r) => r.passes?.perSec), 1)} (${fmt(m(k, (r) => r.passes?.msPerPass), 2)} ms)`)],
+    [`feed reads/s (PostgreSQL ms per read) at ${fmt(opts.rate)}/s`, '–', '–', `${fmt(m('sse', (r) => r.passes?.readsPerSec), 1)} (${fmt(m('sse', (r) => r.passes?.msPerRead), 2)} ms)`],
     ['events the subscriber received / recorded (reconnects after a drop)', '–', '–', `${fmt(m('sse', (r) => r.feed?.received))} / ${fmt(m('sse', (r) => r.feed?.expected))} (${fmt(m('sse', (r) => r.feed?.reconnects))})`],
     ...(opts.webhook
       ? [

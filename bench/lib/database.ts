@@ -43,7 +43,13 @@ export interface ClusterActivity {
   checkpoints: number;
 }
 
-export async function startBenchDatabase(options: { fsync: boolean; statementStats?: boolean }): Promise<BenchDatabaseServer> {
+/**
+ * `feedStats`: `track_commit_timestamp` (the change feed's committed → subscriber latency is
+ * taken from the event rows' commit timestamps; a little more work per commit, for every
+ * server of the run alike) and `track_functions = pl` (calls and time of the sequencer's and
+ * the readers' SQL functions, `functionStats`).
+ */
+export async function startBenchDatabase(options: { fsync: boolean; statementStats?: boolean; feedStats?: boolean }): Promise<BenchDatabaseServer> {
   let adminUrl = process.env.DATABASE_URL?.trim() || undefined;
   let description: string;
   if (adminUrl) {
@@ -66,6 +72,7 @@ export async function startBenchDatabase(options: { fsync: boolean; statementSta
       postgresFlags: [
         ...['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
         ...(options.fsync ? [] : ['-c', 'fsync=off']),
+        ...(options.feedStats ? ['-c', 'track_commit_timestamp=on', '-c', 'track_functions=pl'] : []),
         ...(options.statementStats ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all', '-c', 'pg_stat_statements.track_planning=on'] : []),
       ],
       onLog: () => undefined,
@@ -230,6 +237,34 @@ export async function waitUntilAllAcked(url: string, timeoutMs: number): Promise
       if (rows[0]!.n === 0) return;
       await new Promise((r) => setTimeout(r, 100));
     }
+  } finally {
+    await client.end();
+  }
+}
+
+export interface FunctionCalls {
+  calls: number;
+  /** Time inside the function (its statements included), ms. */
+  totalMs: number;
+}
+
+/**
+ * Calls of SQL functions of one database so far (`pg_stat_user_functions`: the cluster
+ * needs `track_functions`, `feedStats`). Backends report their counts when idle, at most
+ * once a second: take a sample a second or more after the work to count.
+ */
+export async function functionCalls(url: string, names: readonly string[]): Promise<Map<string, FunctionCalls>> {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ funcname: string; calls: string; total_time: number }>(
+      'select funcname, sum(calls)::text as calls, sum(total_time) as total_time from pg_stat_user_functions where funcname = any($1) group by funcname',
+      [names],
+    );
+    return new Map(names.map((n) => {
+      const row = rows.find((r) => r.funcname === n);
+      return [n, { calls: Number(row?.calls ?? 0), totalMs: Number(row?.total_time ?? 0) }];
+    }));
   } finally {
     await client.end();
   }

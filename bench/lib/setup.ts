@@ -30,6 +30,8 @@ export async function prepareBenchRun(options: {
   devices: number;
   fsync: boolean;
   statementStats?: boolean;
+  /** The change feed's bench: commit timestamps and function call counts (see database.ts). */
+  feedStats?: boolean;
   cpuProf: boolean;
   log(message: string): void;
 }): Promise<BenchRun> {
@@ -37,7 +39,7 @@ export async function prepareBenchRun(options: {
   onCleanup(() => fs.rm(tmp, { recursive: true, force: true }));
   const profDir = options.cpuProf ? await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-prof-')) : undefined;
   const [database, build, keys] = settled(
-    await Promise.allSettled([startBenchDatabase({ fsync: options.fsync, statementStats: options.statementStats }), buildForBench(options.root), makeKeys(tmp)] as const),
+    await Promise.allSettled([startBenchDatabase({ fsync: options.fsync, statementStats: options.statementStats, feedStats: options.feedStats }), buildForBench(options.root), makeKeys(tmp)] as const),
   );
   options.log(`database: ${database.description}; server built from src/ (tsc -p tsconfig.build.json)`);
 

@@ -1,96 +1,77 @@
 /**
- * One change-feed subscriber for the actuations bench (`--sse`): GET /v1/events in
- * this process, taking every event as fast as it can. Behaves as a client should: when
- * the server ends the stream (it drops a subscriber that falls too far behind, with a
- * final `dropped` event), it reconnects with `Last-Event-ID` and counts that. Counts
- * events and, while recording, how long each took from its transaction's start (`at`,
- * the database's `now()`, same machine clock) to arriving here: an upper bound of
- * committed → subscriber (it includes the transaction's own duration).
+ * One change-feed subscriber for the actuations bench (`--sse`): bench/sse-client.ts in
+ * a child process of its own (so the bench process's work never delays its reads),
+ * taking every event, reconnecting with `Last-Event-ID` when the server drops it.
+ *
+ * Latencies: `takeArrivals` gives, per event recorded, its arrival time and its `at` (the
+ * transaction's start); `commitLatencies` joins the ids to their commit timestamps
+ * (`pg_xact_commit_timestamp` of the event row's xmin: the transaction that made the
+ * transition; needs `track_commit_timestamp = on`, which the bench's embedded cluster has).
  */
-import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import type { SseArrival, SseClientReply, SseClientRequest } from '../sse-client.js';
+import { request } from './ipc.js';
+import { forkClient, killChild } from './processes.js';
+
+const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'sse-client.ts');
 
 export interface BenchSseSubscriber {
-  readonly events: number;
-  /** Times the server ended the stream and it reconnected. */
-  readonly reconnects: number;
-  record(on: boolean): void;
-  /** Latencies (ms) seen while recording, then cleared. */
-  takeLatencies(): number[];
-  /** Resolves once `count` events arrived in all (bounded by `timeoutMs`; false if not). */
-  waitForCount(count: number, timeoutMs: number): Promise<boolean>;
-  close(): void;
+  record(on: boolean): Promise<SseArrival[]>;
+  /** Resolves once `count` events arrived in all (bounded by `timeoutMs`). */
+  waitForCount(count: number, timeoutMs: number): Promise<{ ok: boolean; events: number; reconnects: number }>;
+  close(): Promise<void>;
 }
 
 export async function startBenchSseSubscriber(origin: string, authorization: string): Promise<BenchSseSubscriber> {
-  let events = 0;
-  let reconnects = 0;
-  let recording = false;
-  let latencies: number[] = [];
-  let lastId: string | undefined;
-  let closed = false;
-  let req: http.ClientRequest | undefined;
-
-  const connect = () =>
-    new Promise<void>((resolve, reject) => {
-      const headers: Record<string, string> = { authorization, accept: 'text/event-stream', ...(lastId ? { 'last-event-id': lastId } : {}) };
-      req = http.get(`${origin}/v1/events`, { headers, agent: false }, (res) => {
-        if (res.statusCode !== 200) {
-          reject(new Error(`GET /v1/events answered ${res.statusCode}`));
-          res.resume();
-          return;
-        }
-        let buffer = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          buffer += chunk;
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const block = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            if (!block.startsWith('id: ')) continue;
-            lastId = block.slice(4, block.indexOf('\n'));
-            events++;
-            if (recording) {
-              const data = block.slice(block.indexOf('\ndata: ') + 7);
-              latencies.push(Date.now() - Date.parse((JSON.parse(data) as { at: string }).at));
-            }
-          }
-        });
-        res.on('close', () => {
-          if (closed) return;
-          reconnects++;
-          setTimeout(() => void connect().catch(() => undefined), 100);
-        });
-        resolve();
-      });
-      req.on('error', reject);
-    });
-
-  await connect();
+  const child = forkClient(SCRIPT);
+  const ask = <Op extends SseClientReply['op']>(message: SseClientRequest, expected: Op, timeoutMs: number) =>
+    request<Op, SseClientReply, SseClientRequest>(child, message, expected, timeoutMs);
+  try {
+    await ask({ op: 'start', origin, authorization }, 'started', 30_000);
+  } catch (err) {
+    await killChild(child);
+    throw err;
+  }
   return {
-    get events() {
-      return events;
-    },
-    get reconnects() {
-      return reconnects;
-    },
-    record: (on) => (recording = on),
-    takeLatencies() {
-      const taken = latencies;
-      latencies = [];
-      return taken;
-    },
+    record: async (on) => (await ask({ op: 'record', on }, 'recorded', 30_000)).arrivals,
     async waitForCount(count, timeoutMs) {
-      const deadline = Date.now() + timeoutMs;
-      while (events < count) {
-        if (Date.now() > deadline) return false;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      return true;
+      const { ok, events, reconnects } = await ask({ op: 'wait', count, timeoutMs }, 'waited', timeoutMs + 30_000);
+      return { ok, events, reconnects };
     },
-    close() {
-      closed = true;
-      req?.destroy();
-    },
+    close: () => killChild(child),
   };
+}
+
+/** Whether the database records commit timestamps (a server setting: needs a restart to change). */
+export async function tracksCommitTimestamps(url: string): Promise<boolean> {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    return (await client.query<{ track_commit_timestamp: string }>('show track_commit_timestamp')).rows[0]!.track_commit_timestamp === 'on';
+  } finally {
+    await client.end();
+  }
+}
+
+/** Committed → arrived (ms) for each arrival, from the event row's commit timestamp. */
+export async function commitLatencies(url: string, arrivals: readonly SseArrival[]): Promise<number[]> {
+  if (arrivals.length === 0) return [];
+  const ids = arrivals.map((a) => a.id);
+  const from = Math.min(...ids);
+  const to = Math.max(...ids);
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ id: string; committed_ms: number | null }>(
+      `select e.id, extract(epoch from pg_xact_commit_timestamp(r.xmin)) * 1000 as committed_ms
+         from events_after($1, $2, $3) e join event_rows r on r.pos = e.pos`,
+      [from - 1, to, to - from + 1],
+    );
+    const committed = new Map(rows.map((r) => [Number(r.id), r.committed_ms === null ? Number.NaN : Number(r.committed_ms)]));
+    return arrivals.map((a) => a.arrivedMs - committed.get(a.id)!).filter(Number.isFinite);
+  } finally {
+    await client.end();
+  }
 }
