@@ -112,6 +112,8 @@ export function buildApp(options: AppOptions): App {
   // Every part that makes a transition reports it here once committed; listeners subscribe in one line each.
   const lifecycle = makeLifecycle(logger);
   lifecycle.subscribe(actuationTransitionMetrics(metrics));
+  // A committed transition wrote its event: the sequencer numbers it soon, not at its next poll.
+  lifecycle.subscribe(() => sequencer?.nudge());
 
   const dispatcher = makeDispatcher({
     pool,
@@ -299,7 +301,7 @@ export function buildApp(options: AppOptions): App {
         // Anything NOTIFYed while we were not listening is still in the table: re-check.
         onConnected: () => {
           dispatcher.nudgeAll();
-          feed.notified(0);
+          feed.reread();
           webhooks.nudge();
           revocations.load().then(
             () => gateway.closeRevoked(),
@@ -311,9 +313,12 @@ export function buildApp(options: AppOptions): App {
         pool,
         logger,
         intervalMs: config.eventsSequencerIntervalMs,
+        minGapMs: config.eventsSequencerMinGapMs,
         batchSize: EVENTS_SEQUENCER_BATCH,
         onPass(pass) {
           if (pass.sequenced === 0) return;
+          // Committed: this instance's subscribers need not wait for the NOTIFY's round trip.
+          feed.notified(pass.lastId);
           metrics.eventsSequenced.inc(pass.sequenced);
           if (pass.maxLagSeconds !== null) metrics.eventsSequencerLagSeconds.observe(pass.maxLagSeconds);
         },

@@ -160,8 +160,10 @@ export interface Config {
   readonly eventsSubscriberBufferBytes: number;
   /** An SSE comment (heartbeat) this often on every feed subscription. (Default: 15 000) */
   readonly eventsHeartbeatMs: number;
-  /** Pause between sequencing passes that found less than a full batch: the feed's added latency. (Default: 20) */
+  /** A sequencing pass this often without a nudge (from the previous pass's start): the added latency of events no local commit announces. (Default: 20) */
   readonly eventsSequencerIntervalMs: number;
+  /** A pass nudged by this instance's own commits starts no sooner than this after the previous pass started. (Default: 10) */
+  readonly eventsSequencerMinGapMs: number;
   /** A second HTTP Basic credential that may read `/metrics` and nothing else (a scraper's); unset: none. */
   readonly metricsCredentials: { readonly username: string; readonly password: string } | undefined;
   /** A webhook event not delivered this many hours after it happened is marked failed, and its endpoint moves on. (Default: 24) */
@@ -260,6 +262,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     eventsSubscriberBufferBytes: integer(env, 'EVENTS_SUBSCRIBER_BUFFER_BYTES', 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
     eventsHeartbeatMs: integer(env, 'EVENTS_HEARTBEAT_MS', 15_000, 100, 3_600_000),
     eventsSequencerIntervalMs: integer(env, 'EVENTS_SEQUENCER_INTERVAL_MS', 20, 1, 60_000),
+    eventsSequencerMinGapMs: integer(env, 'EVENTS_SEQUENCER_MIN_GAP_MS', 10, 1, 60_000),
     apiKeyRateLimit: rateLimit(env, 'API_KEY_RATE_LIMIT', { perSecond: 100, burst: 200 }),
     metricsCredentials: metricsCredentials(env, isProduction),
     metricsPort: nonEmpty(env, 'METRICS_PORT') === undefined ? undefined : integer(env, 'METRICS_PORT', 0, 0, 65535),

@@ -2,9 +2,11 @@
  * The change feed of one instance: reads new events once for all its subscribers and
  * offers each batch to those that are live (see `subscriber.ts` for one subscriber).
  *
- * It reads the ids after its position (a window at a time) when the sequencer (on any
- * instance) NOTIFYs `iotws_events`, and every `pollMs` in case a notification was
- * missed (the LISTEN connection was being replaced). Ids are gap-free and each
+ * It reads the ids after its position (a window at a time) when a sequencing pass
+ * committed: this instance's own pass tells it directly (no wait for the NOTIFY), another
+ * instance's through the NOTIFY on `iotws_events`; the NOTIFY of a pass whose ids a read
+ * has already been started for reads nothing. Also every `pollMs`, and after the LISTEN
+ * connection was replaced (`reread`), in case a notification was missed. Ids are gap-free and each
  * sequencing pass commits as a whole, after the previous one, so what is visible is
  * always every id up to some N: reading after the position can never skip one.
  * With no subscriber nothing is read; the position just follows the notifications.
@@ -35,8 +37,10 @@ export interface EventFeedOptions {
 export interface EventFeed {
   /** Reads the current position; call before serving subscribers. */
   start(): Promise<void>;
-  /** A sequencing pass committed up to `lastId` (the NOTIFY payload). */
+  /** A sequencing pass committed up to `lastId` (the NOTIFY payload, or this instance's own pass). */
   notified(lastId: number): void;
+  /** Reads whatever is new, notified or not (the LISTEN connection was replaced: notifications may be lost). */
+  reread(): void;
   /** A new SSE subscriber from `after`; undefined when the instance has `maxSubscribers` already. */
   subscribe(res: ServerResponse, filter: EventFilter, after: number): Subscriber | undefined;
   subscriberCount(): number;
@@ -54,6 +58,8 @@ export function makeEventFeed(options: EventFeedOptions): EventFeed {
   const subscribers = new Set<Subscriber>();
   let position = 0;
   let notifiedUpTo = 0;
+  /** Every id up to this is read, or covered by a read started (or queued: `again`) after it was known committed. */
+  let readRequested = 0;
   let reading = false;
   let again = false;
   let closed = false;
@@ -82,6 +88,7 @@ export function makeEventFeed(options: EventFeedOptions): EventFeed {
         }
       } while (again && !closed);
     } catch (err) {
+      readRequested = position;
       log.warn({ err }, 'events: could not read new events; the next notification or poll retries');
     } finally {
       reading = false;
@@ -96,6 +103,12 @@ export function makeEventFeed(options: EventFeedOptions): EventFeed {
     },
     notified(lastId) {
       notifiedUpTo = Math.max(notifiedUpTo, lastId);
+      // Usually the NOTIFY of this instance's own pass, which already told it: nothing new to read.
+      if (lastId <= readRequested) return;
+      readRequested = lastId;
+      void read();
+    },
+    reread() {
       void read();
     },
     subscribe(res, filter, after) {

@@ -4,8 +4,15 @@
  * by every instance, resumed exactly once, dropped when a subscriber stops reading.
  */
 import crypto from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readEvents as readPage } from '../../src/events/events-sql.js';
+import type { Pool } from '../../src/db/pool.js';
+import { readEvents as readPage, sequenceEvents, type SequencingPass } from '../../src/events/events-sql.js';
+import { makeEventFeed } from '../../src/events/feed.js';
+import { startEventSequencer, type EventSequencer } from '../../src/events/sequencer.js';
+import { makeLogger } from '../../src/logger.js';
 import { matchesFilter, type EventFilter } from '../../src/events/filter.js';
 import { eventRetentionPass } from '../../src/events/retention.js';
 import { OLDEST_EVENT_ID_HEADER } from '../../src/http/routes/events.js';
@@ -453,5 +460,143 @@ describe('change feed limits', () => {
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('TOO_MANY_SUBSCRIBERS');
     one.close();
     two.close();
+  });
+});
+
+/**
+ * The sequencer's pacing and the feed's reads, each on a database of its own with no server
+ * (so no other sequencer passes): a thin wrapper around the real pool notes when each
+ * statement starts.
+ */
+describe('change feed pacing', () => {
+  let quiet: TestDatabase;
+  const logger = makeLogger({ level: 'silent' });
+  const running: EventSequencer[] = [];
+  beforeAll(async () => {
+    quiet = await createTestDatabase();
+  });
+  afterAll(async () => {
+    for (const s of running) await s.stop();
+    await quiet?.drop();
+  });
+
+  /** The pool, noting each statement by name (or text) when it starts and how many are in flight. */
+  function notingPool() {
+    const starts: { name: string; at: number; values: unknown[] }[] = [];
+    let inFlight = 0;
+    const pool = {
+      query(config: string | { name?: string; text: string; values?: unknown[] }, values?: unknown[]) {
+        const c = typeof config === 'string' ? { text: config, values } : config;
+        starts.push({ name: c.name ?? c.text, at: performance.now(), values: c.values ?? [] });
+        inFlight++;
+        return quiet.pool.query(c).finally(() => inFlight--);
+      },
+    } as unknown as Pool;
+    return { pool, starts, inFlight: () => inFlight };
+  }
+
+  function sequencer(options: { intervalMs: number; minGapMs: number }) {
+    const noted = notingPool();
+    const passes: SequencingPass[] = [];
+    const s = startEventSequencer({ pool: noted.pool, logger, batchSize: 1_000, ...options, onPass: (p) => passes.push(p) });
+    running.push(s);
+    return { s, passes, passStarts: () => noted.starts.filter((q) => q.name.startsWith('events_sequence_')).map((q) => q.at) };
+  }
+
+  const writeEvent = (n: number) => quiet.pool.query(`insert into event_rows (type, data) values ('dss.stream.error', $1)`, [{ streamId: 'pacing', n }]);
+  const unnumbered = async () => (await quiet.pool.query<{ n: number }>('select count(*)::int as n from event_rows where pos > (select high_pos from event_sequencer)')).rows[0]!.n;
+
+  it('numbers a committed event when nudged, not at the next poll, and nudged passes start at least EVENTS_SEQUENCER_MIN_GAP_MS apart', async () => {
+    // A poll a minute: only a nudge can number the event within the wait below
+    // (checked: with nudge() doing nothing, the first wait times out).
+    const { s, passes, passStarts } = sequencer({ intervalMs: 60_000, minGapMs: 50 });
+    await eventually(() => passes.length, (n) => n >= 1);
+    await writeEvent(1);
+    s.nudge();
+    await eventually(unnumbered, (n) => n === 0, 5_000);
+
+    // Nudged every 2 ms for 1 s: a pass per gap at most, each starting ≥ 50 ms after the previous one.
+    const from = passStarts().length;
+    const until = performance.now() + 1_000;
+    for (let i = 0; performance.now() < until; i++) {
+      if (i % 20 === 0) await writeEvent(i);
+      s.nudge();
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await eventually(unnumbered, (n) => n === 0, 5_000);
+    await s.stop();
+    const starts = passStarts().slice(from - 1);
+    // Timers may fire up to a millisecond early (libuv rounds to whole ms).
+    for (let i = 1; i < starts.length; i++) expect(starts[i]! - starts[i - 1]!).toBeGreaterThanOrEqual(48);
+    expect(starts.length - 1).toBeLessThanOrEqual(Math.ceil(1_000 / 50) + 2);
+    expect(starts.length - 1).toBeGreaterThanOrEqual(2);
+  });
+
+  it('tries a nudged pass again after the gap when another pass held the lock', async () => {
+    const { s, passes } = sequencer({ intervalMs: 60_000, minGapMs: 20 });
+    await eventually(() => passes.length, (n) => n >= 1);
+    const lock = await quiet.pool.connect();
+    try {
+      await lock.query('begin');
+      await lock.query('select pg_advisory_xact_lock(7340032012)');
+      await writeEvent(2);
+      const seen = passes.length;
+      s.nudge();
+      await eventually(() => passes.slice(seen), (p) => p.some((x) => !x.locked));
+      await lock.query('commit');
+    } finally {
+      lock.release();
+    }
+    // Checked: without the retry (the nudge forgotten when the pass found the lock taken) this waits for the minute's poll and times out.
+    await eventually(unnumbered, (n) => n === 0, 5_000);
+    await s.stop();
+  });
+
+  it("reads a pass's events once: this instance's pass tells the feed, its NOTIFY then reads nothing; reread() reads", async () => {
+    const noted = notingPool();
+    const feed = makeEventFeed({
+      pool: noted.pool,
+      logger,
+      maxSubscribers: 10,
+      subscriberBufferBytes: 1024 * 1024,
+      heartbeatMs: 60_000,
+      stallMs: 10_000,
+      pollMs: 60_000,
+    });
+    await feed.start();
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(': connected\n\n');
+      feed.subscribe(res, {}, 0);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = await openSse((server.address() as AddressInfo).port, '/');
+      open.push(client);
+      await client.waitFor(() => feed.subscriberCount() === 1);
+      // Live reads (no upTo), once nothing is in flight.
+      const liveReads = () => noted.starts.filter((q) => q.name.startsWith('events_read_') && q.values[1] === null).length;
+      await eventually(() => noted.inFlight(), (n) => n === 0);
+      const before = liveReads();
+
+      await writeEvent(3);
+      const pass = await sequenceEvents(quiet.pool, 100);
+      expect(pass.sequenced).toBeGreaterThan(0);
+      feed.notified(pass.lastId); // this instance's pass
+      feed.notified(pass.lastId); // its NOTIFY
+      await client.waitFor((e) => e.some((x) => x.json.data.n === 3));
+      await eventually(() => noted.inFlight(), (n) => n === 0);
+      // Checked: without the skip in `notified` the NOTIFY reads again (before + 2).
+      expect(liveReads()).toBe(before + 1);
+
+      feed.reread();
+      expect(liveReads()).toBe(before + 2);
+      await eventually(() => noted.inFlight(), (n) => n === 0);
+      expect(client.events.filter((x) => x.json?.data?.n === 3)).toHaveLength(1);
+      client.close();
+    } finally {
+      feed.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
