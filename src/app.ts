@@ -315,10 +315,12 @@ export function buildApp(options: AppOptions): App {
         intervalMs: config.eventsSequencerIntervalMs,
         minGapMs: config.eventsSequencerMinGapMs,
         batchSize: EVENTS_SEQUENCER_BATCH,
+        // With subscribers here, the pass returns its events: they are fanned out without a read.
+        read: () => feed.subscriberCount() > 0,
         onPass(pass) {
           if (pass.sequenced === 0) return;
           // Committed: this instance's subscribers need not wait for the NOTIFY's round trip.
-          feed.notified(pass.lastId);
+          feed.passed(pass);
           metrics.eventsSequenced.inc(pass.sequenced);
           if (pass.maxLagSeconds !== null) metrics.eventsSequencerLagSeconds.observe(pass.maxLagSeconds);
         },

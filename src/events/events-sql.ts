@@ -15,6 +15,8 @@ export interface SequencingPass {
   lastId: number;
   /** Age of the oldest event moved, from its transaction's start to now (null when none moved). */
   maxLagSeconds: number | null;
+  /** `sequenceAndReadEvents` asked to read: the events this pass numbered, in id order. */
+  events?: FeedEvent[];
 }
 
 /** Prepared (named), as the readers below: every instance runs a pass every `EVENTS_SEQUENCER_INTERVAL_MS`. */
@@ -26,6 +28,34 @@ export async function sequenceEvents(db: Queryable, limit: number): Promise<Sequ
   const row = rows[0];
   if (!row) return { locked: false, sequenced: 0, lastId: 0, maxLagSeconds: null };
   return { locked: true, sequenced: row.sequenced, lastId: Number(row.last_id), maxLagSeconds: row.max_lag_seconds };
+}
+
+const SEQUENCE_AND_READ_EVENTS = namedStatement(
+  'events_sequence_read',
+  `select sequenced, last_id, max_lag_seconds, id, type, at, data, device_id as "deviceId", account_id as "accountId", ${STORED_ACTUATION_COLUMNS}
+     from sequence_and_read_events($1, $2)`,
+);
+
+/**
+ * One pass (migration 0022: `sequence_events`, then, with `read`, the events it numbered,
+ * in the same statement), so the instance that made the pass fans them out without reading
+ * them again. Resolves once the pass's transaction committed (a pool query).
+ */
+export async function sequenceAndReadEvents(db: Queryable, limit: number, read: boolean): Promise<SequencingPass> {
+  const { rows } = await db.query<EventRow & { sequenced: number; last_id: string; max_lag_seconds: number | null }>({
+    ...SEQUENCE_AND_READ_EVENTS,
+    values: [limit, read],
+  });
+  const row = rows[0];
+  if (!row) return { locked: false, sequenced: 0, lastId: 0, maxLagSeconds: null };
+  const pass = { locked: true, sequenced: row.sequenced, lastId: Number(row.last_id), maxLagSeconds: row.max_lag_seconds };
+  return read ? { ...pass, events: rows.filter((r) => r.id !== null).map(feedEvent) } : pass;
+}
+
+type EventRow = StoredEventColumns & { id: string | null; at: Date; accountId: string | null };
+
+function feedEvent(r: EventRow): FeedEvent {
+  return { id: Number(r.id), type: r.type, at: r.at, data: storedEventData(r), deviceId: r.deviceId, accountId: r.accountId };
 }
 
 /** The newest id and the oldest one still kept (`oldest` = newest + 1 when none is kept). */
@@ -62,15 +92,13 @@ export async function readEvents(db: Queryable, after: number, upTo: number | nu
        ) e on true
       order by e.id`,
   );
-  const { rows } = await db.query<StoredEventColumns & { id: string | null; newest: string; at: Date; accountId: string | null }>({
+  const { rows } = await db.query<EventRow & { newest: string }>({
     ...statement,
     values: [after, upTo, window, ...conditions.params],
   });
   const newest = Number(rows[0]!.newest);
   const scannedTo = Math.max(after, Math.min(after + window, upTo ?? newest, newest));
-  const events = rows
-    .filter((r) => r.id !== null)
-    .map((r) => ({ id: Number(r.id), type: r.type, at: r.at, data: storedEventData(r), deviceId: r.deviceId, accountId: r.accountId }));
+  const events = rows.filter((r) => r.id !== null).map(feedEvent);
   return { events, scannedTo };
 }
 

@@ -5,7 +5,9 @@
  * It reads the ids after its position (a window at a time) when a sequencing pass
  * committed: this instance's own pass tells it directly (no wait for the NOTIFY), another
  * instance's through the NOTIFY on `iotws_events`; the NOTIFY of a pass whose ids a read
- * has already been started for reads nothing. Also every `pollMs`, and after the LISTEN
+ * has already been started for reads nothing. When this instance's pass returned the events
+ * it numbered (`passed`) and they follow the position, they are offered as they are, with
+ * no read at all. Also every `pollMs`, and after the LISTEN
  * connection was replaced (`reread`), in case a notification was missed. Ids are gap-free and each
  * sequencing pass commits as a whole, after the previous one, so what is visible is
  * always every id up to some N: reading after the position can never skip one.
@@ -14,7 +16,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Logger } from '../logger.js';
 import type { Pool } from '../db/pool.js';
-import { eventBounds, readEvents } from './events-sql.js';
+import { eventBounds, readEvents, type SequencingPass } from './events-sql.js';
 import type { EventFilter } from './filter.js';
 import { startSubscriber, type DropReason, type Subscriber } from './subscriber.js';
 
@@ -39,6 +41,8 @@ export interface EventFeed {
   start(): Promise<void>;
   /** A sequencing pass committed up to `lastId` (the NOTIFY payload, or this instance's own pass). */
   notified(lastId: number): void;
+  /** This instance's own pass committed; with `pass.events`, what it numbered. */
+  passed(pass: SequencingPass): void;
   /** Reads whatever is new, notified or not (the LISTEN connection was replaced: notifications may be lost). */
   reread(): void;
   /** A new SSE subscriber from `after`; undefined when the instance has `maxSubscribers` already. */
@@ -83,6 +87,7 @@ export function makeEventFeed(options: EventFeedOptions): EventFeed {
           const page = await readEvents(pool, from, null, {}, READ_BATCH);
           if (page.scannedTo <= from) break;
           position = page.scannedTo;
+          readRequested = Math.max(readRequested, position);
           for (const s of subscribers) s.offerLive(page.events);
           if (page.scannedTo - from < READ_BATCH) break;
         }
@@ -95,18 +100,32 @@ export function makeEventFeed(options: EventFeedOptions): EventFeed {
     }
   }
 
+  function notified(lastId: number): void {
+    notifiedUpTo = Math.max(notifiedUpTo, lastId);
+    // Usually the NOTIFY of this instance's own pass, which already told it: nothing new to read.
+    if (lastId <= readRequested) return;
+    readRequested = lastId;
+    void read();
+  }
+
   return {
     async start() {
       position = (await eventBounds(pool)).newest;
       pollTimer = setInterval(() => void read(), options.pollMs);
       pollTimer.unref();
     },
-    notified(lastId) {
-      notifiedUpTo = Math.max(notifiedUpTo, lastId);
-      // Usually the NOTIFY of this instance's own pass, which already told it: nothing new to read.
-      if (lastId <= readRequested) return;
-      readRequested = lastId;
-      void read();
+    notified,
+    passed(pass) {
+      if (pass.sequenced === 0) return;
+      // Only when nothing is being read and they start right after the position: ids stay contiguous.
+      if (pass.events && !reading && position === pass.lastId - pass.sequenced) {
+        notifiedUpTo = Math.max(notifiedUpTo, pass.lastId);
+        readRequested = Math.max(readRequested, pass.lastId);
+        position = pass.lastId;
+        for (const s of subscribers) s.offerLive(pass.events);
+        return;
+      }
+      notified(pass.lastId);
     },
     reread() {
       void read();

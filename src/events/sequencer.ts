@@ -23,7 +23,7 @@
  */
 import type { Logger } from '../logger.js';
 import type { Pool } from '../db/pool.js';
-import { sequenceEvents, type SequencingPass } from './events-sql.js';
+import { sequenceAndReadEvents, type SequencingPass } from './events-sql.js';
 
 export interface EventSequencerOptions {
   pool: Pool;
@@ -34,6 +34,8 @@ export interface EventSequencerOptions {
   minGapMs: number;
   /** Events moved per pass (one transaction), at most. */
   batchSize: number;
+  /** Whether a pass also returns the events it numbers (`pass.events`: this instance's feed has subscribers). */
+  read?(): boolean;
   /** After each pass, once its transaction committed. */
   onPass?(pass: SequencingPass): void;
 }
@@ -82,7 +84,7 @@ export function startEventSequencer(options: EventSequencerOptions): EventSequen
     const wasNudged = nudged;
     nudged = false;
     try {
-      const result = await sequenceEvents(pool, batch);
+      const result = await sequenceAndReadEvents(pool, batch, options.read?.() ?? false);
       if (!result.locked && wasNudged) nudged = true;
       if (failures > 0) log.info({ failures, batch }, 'events: sequencer recovered');
       failures = 0;

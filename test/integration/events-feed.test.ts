@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from '../../src/db/pool.js';
-import { readEvents as readPage, sequenceEvents, type SequencingPass } from '../../src/events/events-sql.js';
+import { readEvents as readPage, sequenceAndReadEvents, sequenceEvents, type SequencingPass } from '../../src/events/events-sql.js';
 import { makeEventFeed } from '../../src/events/feed.js';
 import { startEventSequencer, type EventSequencer } from '../../src/events/sequencer.js';
 import { makeLogger } from '../../src/logger.js';
@@ -553,17 +553,10 @@ describe('change feed pacing', () => {
     await s.stop();
   });
 
-  it("reads a pass's events once: this instance's pass tells the feed, its NOTIFY then reads nothing; reread() reads", async () => {
+  /** A feed on the quiet database with one subscriber (an SSE client on a bare HTTP server), its live reads counted. */
+  async function feedWithSubscriber() {
     const noted = notingPool();
-    const feed = makeEventFeed({
-      pool: noted.pool,
-      logger,
-      maxSubscribers: 10,
-      subscriberBufferBytes: 1024 * 1024,
-      heartbeatMs: 60_000,
-      stallMs: 10_000,
-      pollMs: 60_000,
-    });
+    const feed = makeEventFeed({ pool: noted.pool, logger, maxSubscribers: 10, subscriberBufferBytes: 1024 * 1024, heartbeatMs: 60_000, stallMs: 10_000, pollMs: 60_000 });
     await feed.start();
     const server = http.createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -571,33 +564,85 @@ describe('change feed pacing', () => {
       feed.subscribe(res, {}, 0);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const client = await openSse((server.address() as AddressInfo).port, '/');
-      open.push(client);
-      await client.waitFor(() => feed.subscriberCount() === 1);
-      // Live reads (no upTo), once nothing is in flight.
-      const liveReads = () => noted.starts.filter((q) => q.name.startsWith('events_read_') && q.values[1] === null).length;
-      await eventually(() => noted.inFlight(), (n) => n === 0);
-      const before = liveReads();
+    const client = await openSse((server.address() as AddressInfo).port, '/');
+    open.push(client);
+    await client.waitFor(() => feed.subscriberCount() === 1);
+    const settled = () => eventually(() => noted.inFlight(), (n) => n === 0);
+    await settled();
+    return {
+      feed,
+      client,
+      settled,
+      /** Live reads (no upTo) started so far. */
+      liveReads: () => noted.starts.filter((q) => q.name.startsWith('events_read_') && q.values[1] === null).length,
+      received: (n: number) => client.events.filter((x) => x.json?.data?.n === n).length,
+      async close() {
+        client.close();
+        feed.close();
+        await new Promise((resolve) => server.close(resolve));
+      },
+    };
+  }
 
+  it("reads a pass's events once: this instance's pass tells the feed, its NOTIFY then reads nothing; reread() reads", async () => {
+    const f = await feedWithSubscriber();
+    try {
+      const before = f.liveReads();
       await writeEvent(3);
       const pass = await sequenceEvents(quiet.pool, 100);
       expect(pass.sequenced).toBeGreaterThan(0);
-      feed.notified(pass.lastId); // this instance's pass
-      feed.notified(pass.lastId); // its NOTIFY
-      await client.waitFor((e) => e.some((x) => x.json.data.n === 3));
-      await eventually(() => noted.inFlight(), (n) => n === 0);
+      f.feed.notified(pass.lastId); // this instance's pass
+      f.feed.notified(pass.lastId); // its NOTIFY
+      await f.client.waitFor(() => f.received(3) > 0);
+      await f.settled();
       // Checked: without the skip in `notified` the NOTIFY reads again (before + 2).
-      expect(liveReads()).toBe(before + 1);
+      expect(f.liveReads()).toBe(before + 1);
 
-      feed.reread();
-      expect(liveReads()).toBe(before + 2);
-      await eventually(() => noted.inFlight(), (n) => n === 0);
-      expect(client.events.filter((x) => x.json?.data?.n === 3)).toHaveLength(1);
-      client.close();
+      f.feed.reread();
+      expect(f.liveReads()).toBe(before + 2);
+      await f.settled();
+      expect(f.received(3)).toBe(1);
     } finally {
-      feed.close();
-      await new Promise((resolve) => server.close(resolve));
+      await f.close();
+    }
+  });
+
+  it('fans out the events its own pass returned without a read, and reads when they do not follow its position', async () => {
+    const f = await feedWithSubscriber();
+    try {
+      const before = f.liveReads();
+      await writeEvent(4);
+      const pass = await sequenceAndReadEvents(quiet.pool, 100, true);
+      expect(pass.events?.map((e) => e.data.n)).toEqual([4]);
+      f.feed.passed(pass);
+      f.feed.notified(pass.lastId); // its NOTIFY
+      await f.client.waitFor(() => f.received(4) > 0);
+      await f.settled();
+      expect(f.liveReads()).toBe(before);
+
+      // Another instance's pass (5) the feed was not told of, then ours (6): ours does not follow
+      // the feed's position, so it reads, and gets both, in order, once each.
+      // Checked: offering a pass's events without the position check loses 5 here.
+      await writeEvent(5);
+      await sequenceEvents(quiet.pool, 100);
+      await writeEvent(6);
+      const ours = await sequenceAndReadEvents(quiet.pool, 100, true);
+      f.feed.passed(ours);
+      await f.client.waitFor(() => f.received(6) > 0);
+      await f.settled();
+      expect(f.liveReads()).toBe(before + 1);
+      const ns = f.client.events.map((x) => x.json.data.n).filter((n) => n === 4 || n === 5 || n === 6);
+      expect(ns).toEqual([4, 5, 6]);
+      const ids = f.client.ids();
+      expect(ids).toEqual([...new Set(ids)].sort((x, y) => x - y));
+
+      // Without read: the figures only.
+      await writeEvent(7);
+      const plain = await sequenceAndReadEvents(quiet.pool, 100, false);
+      expect(plain).toMatchObject({ locked: true, sequenced: 1 });
+      expect(plain.events).toBeUndefined();
+    } finally {
+      await f.close();
     }
   });
 });
