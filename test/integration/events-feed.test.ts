@@ -622,7 +622,7 @@ describe('change feed pacing', () => {
 
       // Another instance's pass (5) the feed was not told of, then ours (6): ours does not follow
       // the feed's position, so it reads, and gets both, in order, once each.
-      // Checked: offering a pass's events without the position check loses 5 here.
+      // Checked: without the position check the feed offers 6 alone and never reads 5 (this test fails).
       await writeEvent(5);
       await sequenceEvents(quiet.pool, 100);
       await writeEvent(6);
