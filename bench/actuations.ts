@@ -37,8 +37,9 @@
  * `--sse`: the change feed's cost instead of the bare comparison. Three variants of our
  * server per round, same runs: `nofeed` (on its database the feed's session triggers
  * disabled and `actuation_event()` returning nothing: no events, nothing to sequence), `ours` (the feed recording, no subscriber) and
- * `sse` (the feed with one subscriber, bench/lib/sse-subscriber.ts, taking every event;
- * its transaction-start → received latency is measured in the fixed-rate run). With
+ * `sse` (the feed with one subscriber taking every event, bench/sse-client.ts in its own
+ * process; in the fixed-rate run, committed → received from the event rows' commit
+ * timestamps, and transaction start → received; sequencing passes and feed reads per second). With
  * `--webhook`, the `sse` variant also has one webhook endpoint (bench/lib/webhook-receiver.ts)
  * for every event type: before the fixed-rate run the bench waits for it to catch up, and
  * after it for it to have every event of that run, so its latency includes its own queue
