@@ -1,6 +1,6 @@
 /**
  * The sender's statements: claim endpoints (a lease, `for update skip locked`), find an
- * endpoint's head event, record an attempt's outcome. Every write after the claim is
+ * endpoint's head event, record an attempt's outcome (or a batch of 2xx outcomes). Every write after the claim is
  * conditional on `lease_owner` still being this instance, so a sender whose lease ran
  * out (and was taken over) changes nothing.
  */
