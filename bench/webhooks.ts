@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { buildForBench } from './lib/build.js';
+import { summariseCpuProfiles } from './lib/cpu-profile.js';
 import { int, log, settled } from './lib/cli.js';
 import { databaseCpu, startBenchDatabase } from './lib/database.js';
 import { makeKeys, startServer } from './lib/our-server.js';
@@ -48,11 +49,13 @@ export async function webhooksBench(argv: string[]): Promise<number> {
       seconds: { type: 'string', default: '10' },
       burst: { type: 'string', default: '5000' },
       rounds: { type: 'string', default: '3' },
+      'cpu-prof': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
-    log('npm run bench -- webhooks [--rate 500] [--seconds 10] [--burst 5000] [--rounds 3]');
+    log('npm run bench -- webhooks [--rate 500] [--seconds 10] [--burst 5000] [--rounds 3] [--cpu-prof]');
+    log('  --cpu-prof  V8 CPU profile of the server for each whole round, summarised at the end (figures not comparable)');
     return 0;
   }
   const rate = int('rate', values.rate, 1, 100_000);
@@ -63,6 +66,8 @@ export async function webhooksBench(argv: string[]): Promise<number> {
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'iotws-bench-'));
   onCleanup(() => fs.rm(tmp, { recursive: true, force: true }));
   const [database, build, keys] = settled(await Promise.allSettled([startBenchDatabase({ fsync: true }), buildForBench(ROOT), makeKeys(tmp)] as const));
+  const profDir = values['cpu-prof'] ? path.join(tmp, 'profiles') : undefined;
+  if (profDir) await fs.mkdir(profDir);
   log(`webhooks bench: ${rate} events/s for ${seconds} s, then a burst of ${fmt(burst)}; one endpoint; ${rounds} round(s); database: ${database.description}`);
 
   const results: RoundResult[] = [];
@@ -93,6 +98,8 @@ export async function webhooksBench(argv: string[]): Promise<number> {
         tmp,
         instanceId: `bench-${process.pid}-w${round}`,
         env: { WEBHOOK_ALLOW_PRIVATE: 'true', DSS_ENABLED: 'false' },
+        // Written at the SIGTERM that ends the round.
+        ...(profDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=server-r${round}.cpuprofile`] } : {}),
       });
       const created = await server.api('POST', '/v1/webhooks', {
         url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`,
@@ -177,6 +184,7 @@ export async function webhooksBench(argv: string[]): Promise<number> {
     [[`${rate}/s, median of ${rounds}`, fmt(median(results.map((r) => r.p50)), 1), fmt(median(results.map((r) => r.p99)), 1), fmt(median(results.map((r) => r.max)), 1), fmt(median(results.map((r) => r.perSec))), fmt(median(results.map((r) => r.serverCpuUs))), fmt(median(results.map((r) => r.dbCpuUs)))]],
   );
   log(`\n${text}\n\n${markdown}`);
+  if (profDir) await summariseCpuProfiles(profDir, log);
   if (results.some((r) => !r.valid)) {
     log('\nINVALID: a round lost, duplicated or reordered deliveries; see above.');
     return 1;

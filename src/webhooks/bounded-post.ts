@@ -16,7 +16,8 @@ export const MAX_RESPONSE_BYTES = 64 * 1024;
 export type PostResult = { ok: true; statusCode: number } | { ok: false; statusCode?: number; error: string; refused?: boolean };
 
 export interface PostOptions {
-  url: string;
+  /** Parsed already by a sender that posts to it again and again. */
+  url: string | URL;
   body: string;
   headers: Record<string, string>;
   timeoutMs: number;
@@ -35,7 +36,7 @@ export function makeAgents(allowPrivate: boolean): { http: http.Agent; https: ht
 }
 
 export function boundedPost(options: PostOptions): Promise<PostResult> {
-  const url = new URL(options.url);
+  const url = typeof options.url === 'string' ? new URL(options.url) : options.url;
   if (!options.allowPrivate) {
     const literal = refusedLiteral(url.hostname);
     if (literal !== undefined) return Promise.resolve(refusedResult(new DestinationRefusedError(url.hostname, literal)));

@@ -1,6 +1,6 @@
 /**
  * The sender's statements: claim endpoints (a lease, `for update skip locked`), find an
- * endpoint's head event, record an attempt's outcome. Every write after the claim is
+ * endpoint's head event, record an attempt's outcome (or a batch of 2xx outcomes). Every write after the claim is
  * conditional on `lease_owner` still being this instance, so a sender whose lease ran
  * out (and was taken over) changes nothing.
  */
@@ -163,6 +163,42 @@ export async function recordAttempt(db: Queryable, instanceId: string, o: Attemp
   const { rowCount } = await db.query({
     ...RECORD_ATTEMPT,
     values: [o.webhookId, instanceId, o.event.id, settled, o.event.type, o.status, o.statusCode, o.error, o.nextAttemptAt, o.disable ?? null, o.startedAt],
+  });
+  return (rowCount ?? 0) > 0;
+}
+
+export interface DeliveredOutcome {
+  event: { id: number; type: string };
+  startedAt: Date;
+  statusCode: number;
+}
+
+/** Prepared (named): one per batch of 2xx outcomes (outcome-recorder.ts). */
+const RECORD_DELIVERIES = namedStatement(
+  'webhooks_record_deliveries',
+  `with held as (
+     update webhooks set cursor = greatest(cursor, (select max(e) from unnest($3::bigint[]) e))
+     -- As in RECORD_ATTEMPT: committed without waiting for the WAL flush, this statement only.
+     where id = $1 and lease_owner = $2 and enabled and set_config('synchronous_commit', 'off', true) = 'off'
+     returning id
+   )
+   insert into webhook_deliveries as d (webhook_id, event_id, event_type, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_status_code, last_error)
+   select held.id, o.event_id, o.event_type, 'delivered', 1, o.started_at, now(), null, o.status_code, null
+   from held cross join unnest($3::bigint[], $4::text[], $5::timestamptz[], $6::int[]) as o(event_id, event_type, started_at, status_code)
+   on conflict (webhook_id, event_id) do update set
+     status = excluded.status, attempts = d.attempts + 1, last_attempt_at = excluded.last_attempt_at,
+     next_attempt_at = null, last_status_code = excluded.last_status_code, last_error = null`,
+);
+
+/**
+ * Records 2xx outcomes of one endpoint (distinct events, at least one) and moves its
+ * cursor to the highest of them, in one statement: what `recordAttempt` does for each,
+ * conditional on the lease in the same way. Returns whether it was written.
+ */
+export async function recordDeliveries(db: Queryable, instanceId: string, webhookId: string, outcomes: readonly DeliveredOutcome[]): Promise<boolean> {
+  const { rowCount } = await db.query({
+    ...RECORD_DELIVERIES,
+    values: [webhookId, instanceId, outcomes.map((o) => o.event.id), outcomes.map((o) => o.event.type), outcomes.map((o) => o.startedAt), outcomes.map((o) => o.statusCode)],
   });
   return (rowCount ?? 0) > 0;
 }

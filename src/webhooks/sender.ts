@@ -9,10 +9,15 @@
  *   deliveries at most).
  * - HELD: `drain` loops: renew the lease and re-read the endpoint, read the next
  *   matching events (up to BATCH), and for each in turn POST it (a kept-alive connection
- *   per held endpoint) and record the outcome (`recordAttempt`, conditional on the lease),
- *   renewing again (and so applying a PATCH) once `databaseTimeoutMs` has passed. A 2xx,
- *   or a failure past the event's max age, moves the cursor on and the loop goes on.
- *   With nothing left to send it waits up to LINGER_MS for a nudge, then lets go.
+ *   per held endpoint, its URL parsed and its secret opened once) and go on, renewing
+ *   again (and so applying a PATCH) once `databaseTimeoutMs` has passed. One request is in
+ *   flight at a time (order). A 2xx is handed to the endpoint's outcome recorder
+ *   (outcome-recorder.ts), which records it and moves the cursor off the send path, with
+ *   the others that arrived meanwhile, in one statement conditional on the lease; the next
+ *   event is sent without waiting for it, unless UNRECORDED_MAX outcomes are unrecorded.
+ *   Any other outcome is recorded at once (`recordAttempt`) after those: a failure past
+ *   the event's max age moves the cursor on and the loop goes on. With nothing left to send
+ *   it waits up to LINGER_MS for a nudge, then records what is left and lets go.
  * - BACKOFF: any other answer, a timeout or a connection error sets `not_before` and
  *   lets go of the lease; whoever claims the endpoint after that retries the same head
  *   event (head-of-line: nothing after it is sent first). A 410 Gone disables it.
@@ -20,15 +25,18 @@
  * ending, a retry falling due) and every `pollIntervalMs` (missed NOTIFYs, other
  * instances' retries and leases that ran out).
  *
- * Nothing lost: the cursor moves only in the statement that records the outcome. At
- * most one duplicate: an instance killed mid-request never records it, and the next
- * holder (after the lease runs out) sends that one event again.
+ * Nothing lost: the cursor moves only in the statements that record outcomes, after the
+ * receiver answered. Duplicates are bounded: an instance killed (SIGKILL) never records
+ * the request in flight, nor the 2xx outcomes not yet recorded (at most UNRECORDED_MAX − 1
+ * besides it; none once the recorder caught up, as while a receiver hangs), and the next
+ * holder (after the lease runs out) sends those events again, in order.
  */
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 import { backoffDelayMs } from '../simulator/backoff.js';
 import { boundedPost, makeAgents, type PostOptions, type PostResult } from './bounded-post.js';
 import * as sql from './delivery-sql.js';
+import { makeOutcomeRecorder, type OutcomeRecorder } from './outcome-recorder.js';
 import { SecretUnavailableError, type SecretBox } from './secret-box.js';
 import { signatureHeader } from './signature.js';
 
@@ -47,6 +55,19 @@ export interface WebhookSettings {
   retentionDays: number;
   /** Bound on each database statement (`DATABASE_TIMEOUT_MS`): the lease is a request plus three of them. */
   databaseTimeoutMs: number;
+}
+
+type Agents = ReturnType<typeof makeAgents>;
+
+/** A held endpoint as sending needs it: its URL parsed and its secret opened once, not per event. */
+interface Target {
+  /** As stored: a PATCH that changes either makes a new target. */
+  storedUrl: string;
+  storedSecret: string;
+  url: URL;
+  /** Or why it does not open (every attempt then fails with it). */
+  secret: string | SecretUnavailableError;
+  agents: Agents;
 }
 
 export type DeliveryResult = 'delivered' | 'retried' | 'failed' | 'gone';
@@ -80,7 +101,7 @@ export function eventBody(event: { id: number; type: string; at: Date; data: unk
 /** Signs and POSTs one event body. */
 export function postEvent(
   settings: Pick<WebhookSettings, 'timeoutMs' | 'allowPrivate'>,
-  target: { url: string; secret: string },
+  target: { url: string | URL; secret: string },
   eventId: number,
   body: string,
   attempt: number,
@@ -103,10 +124,11 @@ export function postEvent(
 export function startWebhookSender(options: WebhookSenderOptions): WebhookSender {
   const { pool, instanceId, settings } = options;
   const log = options.logger.child({ component: 'webhooks' });
-  // Renewed before each attempt, it covers what follows: the head query, the request and the
-  // statement recording its outcome (each statement's pool checkout and query bounded by
-  // `databaseTimeoutMs`). A sender slower than that loses the lease: another instance may
-  // then send the same event again (a duplicate), but this one's outcome is not recorded.
+  // Renewed at most `databaseTimeoutMs` before each attempt starts, it covers the request and
+  // the statements recording its outcome: the recorder's statement in flight, then its own
+  // (each statement's pool checkout and query bounded by `databaseTimeoutMs`). A sender
+  // slower than that loses the lease: another instance may then send the same events again
+  // (duplicates), but this one's outcomes are not recorded.
   const leaseMs = settings.timeoutMs + 3 * settings.databaseTimeoutMs;
   const held = new Map<string, Promise<void>>();
   const aborter = new AbortController();
@@ -169,44 +191,63 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
 
   async function drain(id: string): Promise<void> {
     const agents = makeAgents(settings.allowPrivate);
-    let webhook: sql.HeldWebhook | undefined;
-    let renewedAt = 0;
-    let idleSince: number | undefined;
+    const recorder = makeOutcomeRecorder({ pool, instanceId, webhookId: id, onRecorded: (n) => countDelivered(n) });
     try {
-      for (;;) {
-        if (stopped) return await sql.releaseLease(pool, id, instanceId);
-        // Renewed (and the endpoint re-read: a PATCH applies) before what is left of the lease could not cover an attempt.
-        if (!webhook || Date.now() - renewedAt > settings.databaseTimeoutMs) {
-          webhook = await sql.renewLease(pool, id, instanceId, leaseMs);
-          // Lost (taken over after running out), or disabled or deleted meanwhile.
-          if (!webhook) return await sql.releaseLease(pool, id, instanceId);
-          renewedAt = Date.now();
-        }
-        const { events, scannedTo } = await sql.findNextEvents(pool, webhook, BATCH);
-        if (events.length === 0) {
-          if (scannedTo !== null) {
-            if (!(await sql.advanceCursor(pool, id, instanceId, scannedTo))) return await sql.releaseLease(pool, id, instanceId);
-            webhook.cursor = scannedTo;
-            continue;
-          }
-          // Kept a moment for the next events (a NOTIFY wakes it): claiming again costs more than waiting.
-          idleSince ??= Date.now();
-          const left = LINGER_MS - (Date.now() - idleSince);
-          if (left <= 0) return await sql.releaseLease(pool, id, instanceId);
-          await waitForWork(left);
-          continue;
-        }
-        idleSince = undefined;
-        for (const event of events) {
-          if (Date.now() - renewedAt > settings.databaseTimeoutMs) break;
-          const next = await attempt(webhook, event, agents);
-          if (next === 'stop') return;
-          if (next === 'release') return await sql.releaseLease(pool, id, instanceId);
-          webhook.cursor = event.id;
-        }
-      }
+      if ((await hold(id, agents, recorder)) === 'stop') return;
+      // What was delivered is recorded before letting go, so that the next holder does not send it again.
+      await recorder.settle();
+      await sql.releaseLease(pool, id, instanceId);
     } finally {
       agents.destroy();
+    }
+  }
+
+  function countDelivered(n: number): void {
+    for (let i = 0; i < n; i++) options.onResult?.('delivered');
+  }
+
+  /** Sends the held endpoint its events until there is nothing left, it is let go or lost; 'release': let go of the lease. */
+  async function hold(id: string, agents: Agents, recorder: OutcomeRecorder): Promise<'release' | 'stop'> {
+    let webhook: sql.HeldWebhook | undefined;
+    let target: Target | undefined;
+    let renewedAt = 0;
+    let idleSince: number | undefined;
+    for (;;) {
+      if (stopped) return 'release';
+      // Renewed (and the endpoint re-read: a PATCH applies) before what is left of the lease could not cover an attempt.
+      if (!webhook || Date.now() - renewedAt > settings.databaseTimeoutMs) {
+        // The cursor read back must be where this sender is: what it delivered recorded first.
+        if (!(await recorder.settle())) return 'release';
+        webhook = await sql.renewLease(pool, id, instanceId, leaseMs);
+        // Lost (taken over after running out), or disabled or deleted meanwhile.
+        if (!webhook) return 'release';
+        renewedAt = Date.now();
+        target = targetOf(webhook, agents, target);
+      }
+      const { events, scannedTo } = await sql.findNextEvents(pool, webhook, BATCH);
+      if (events.length === 0) {
+        if (scannedTo !== null) {
+          if (!(await recorder.settle())) return 'release';
+          if (!(await sql.advanceCursor(pool, id, instanceId, scannedTo))) return 'release';
+          webhook.cursor = scannedTo;
+          continue;
+        }
+        // Kept a moment for the next events (a NOTIFY wakes it): claiming again costs more than waiting.
+        idleSince ??= Date.now();
+        const left = LINGER_MS - (Date.now() - idleSince);
+        if (left <= 0) return 'release';
+        await waitForWork(left);
+        continue;
+      }
+      idleSince = undefined;
+      for (const event of events) {
+        // Bounded: the statement in flight has the database timeout.
+        if (!(await recorder.room())) return 'release';
+        if (Date.now() - renewedAt > settings.databaseTimeoutMs) break;
+        const next = await attempt(webhook, target!, event, recorder);
+        if (next !== 'next') return next;
+        webhook.cursor = event.id;
+      }
     }
   }
 
@@ -222,36 +263,50 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
     });
   }
 
-  /** One attempt at `event` and its outcome recorded; what the drain does next. */
-  async function attempt(webhook: sql.HeldWebhook, event: sql.HeadEvent, agents: PostOptions['agents']): Promise<'next' | 'stop' | 'release'> {
+  /**
+   * One attempt at `event`. A 2xx goes to the recorder and the drain goes on at once; any
+   * other outcome is recorded here, after everything delivered before it (it ends the
+   * drain, or moves the cursor past a failed event, in the same statement as its row).
+   */
+  async function attempt(webhook: sql.HeldWebhook, target: Target, event: sql.HeadEvent, recorder: OutcomeRecorder): Promise<'next' | 'stop' | 'release'> {
     const startedAt = new Date();
-    const result = await send(webhook, event, agents);
+    const result = await send(target, event);
     // Shutting down aborted it: not an answer. The next holder sends it again.
     if (stopped) return 'release';
+    if (result.ok) {
+      recorder.delivered({ event: { id: event.id, type: event.type }, startedAt, statusCode: result.statusCode });
+      return 'next';
+    }
+    if (!(await recorder.settle())) return 'release';
     const outcome = outcomeOf(webhook.id, event, startedAt, result);
     // Not recorded: the lease was lost, or the endpoint disabled meanwhile.
     if (!(await sql.recordAttempt(pool, instanceId, outcome))) return 'release';
     const what: DeliveryResult = outcome.disable ? 'gone' : outcome.status === 'pending' ? 'retried' : outcome.status;
     options.onResult?.(what);
-    if (what !== 'delivered') {
-      log.info({ webhookId: webhook.id, eventId: event.id, attempts: event.attempts + 1, result: what, statusCode: outcome.statusCode, error: outcome.error, nextAttemptAt: outcome.nextAttemptAt }, `webhooks: delivery ${what}`);
-    }
+    log.info({ webhookId: webhook.id, eventId: event.id, attempts: event.attempts + 1, result: what, statusCode: outcome.statusCode, error: outcome.error, nextAttemptAt: outcome.nextAttemptAt }, `webhooks: delivery ${what}`);
     if (outcome.status !== 'pending') return 'next';
     // recordAttempt let go of the lease with the backoff.
     if (outcome.nextAttemptAt) retryAt(outcome.nextAttemptAt);
     return 'stop';
   }
 
-  async function send(webhook: sql.HeldWebhook, event: sql.HeadEvent, agents: PostOptions['agents']): Promise<PostResult> {
-    let secret: string;
+  async function send(target: Target, event: sql.HeadEvent): Promise<PostResult> {
+    if (target.secret instanceof SecretUnavailableError) return { ok: false, error: target.secret.message };
+    return postEvent(settings, { url: target.url, secret: target.secret }, event.id, eventBody(event), event.attempts + 1, { signal: aborter.signal, agents: target.agents });
+  }
+
+  /** What sending to `webhook` needs, worked out once per held endpoint (again only when a PATCH changed it). */
+  function targetOf(webhook: sql.HeldWebhook, agents: Agents, previous: Target | undefined): Target {
+    if (previous && previous.storedUrl === webhook.url && previous.storedSecret === webhook.secret) return previous;
+    let secret: string | SecretUnavailableError;
     try {
       secret = options.secrets.open(webhook.secret, webhook.id);
     } catch (err) {
       // A configuration problem, not the receiver's: retried like a failed attempt, and shown.
-      if (err instanceof SecretUnavailableError) return { ok: false, error: err.message };
-      throw err;
+      if (!(err instanceof SecretUnavailableError)) throw err;
+      secret = err;
     }
-    return postEvent(settings, { url: webhook.url, secret }, event.id, eventBody(event), event.attempts + 1, { signal: aborter.signal, ...(agents ? { agents } : {}) });
+    return { storedUrl: webhook.url, storedSecret: webhook.secret, url: new URL(webhook.url), secret, agents };
   }
 
   function outcomeOf(webhookId: string, head: sql.HeadEvent, startedAt: Date, result: PostResult): sql.AttemptOutcome {

@@ -37,3 +37,22 @@ export async function appendEvents(pool: Pool, events: FeedEvent[]): Promise<num
   );
   return numbered;
 }
+
+/** `count` events of `type` in one statement (devices `<devicePrefix><n>`, n from 1), numbered like `appendEvents`; returns their ids in order. */
+export async function appendManyEvents(pool: Pool, type: string, count: number, devicePrefix: string): Promise<number[]> {
+  const { rows } = await pool.query<{ pos: string }>(
+    `insert into event_rows (type, data, device_id)
+     select $1, jsonb_build_object('deviceId', $3 || i), $3 || i from generate_series(1, $2::int) i order by i
+     returning pos`,
+    [type, count, devicePrefix],
+  );
+  const positions = rows.map((r) => r.pos);
+  return eventually(
+    async () => {
+      await pool.query('select * from sequence_events(100000)');
+      const { rows: numbered } = await pool.query<{ id: string }>('select id from events where pos = any($1::bigint[]) order by id', [positions]);
+      return numbered.map((r) => Number(r.id));
+    },
+    (ids) => ids.length === positions.length,
+  );
+}
