@@ -247,7 +247,14 @@ describe('makeBatcher: flush deadline', () => {
       },
       { maxBatchSize: 1, maxConcurrent: 1, flushTimeoutMs: 400 },
     );
-    const errors = await Promise.all([1, 2, 3].map((i) => batcher.add(i).catch((e: unknown) => e as BatchTimeoutError)));
+    // The three must share one deadline (Date.now() at add): added across a millisecond boundary,
+    // 2's deadline falls 1 ms after the slot frees and 2 is rightly tried. So add them at the start of a millisecond.
+    const start = Date.now();
+    while (Date.now() === start);
+    const addedAt = Date.now();
+    const added = [1, 2, 3].map((i) => batcher.add(i).catch((e: unknown) => e as BatchTimeoutError));
+    expect(Date.now(), 'the three adds took under a millisecond').toBe(addedAt);
+    const errors = await Promise.all(added);
     expect(errors.map((e) => e instanceof BatchTimeoutError)).toEqual([true, true, true]);
     // 1 hung until its deadline; 2 and 3, added with it, ran out of time waiting for the only slot.
     expect(errors.map((e) => (e as BatchTimeoutError).untried)).toEqual([false, true, true]);
