@@ -1,16 +1,14 @@
 /**
- * Device token verification (jose): an asymmetric JWT whose `sub` is the device id.
+ * Device token verification: an asymmetric JWT whose `sub` is the device id.
  * The key is parsed once (a PEM string per call costs ~6x the verification), and
  * the algorithm list is pinned by configuration, so `none` and HS* are refused.
- * Minting stays with jsonwebtoken (synchronous, and its `expiresIn` units the CLI takes).
  *
- * Beyond what jose checks: a header with `crit` is refused (RFC 7515 §4.1.11: a
+ * Beyond what jsonwebtoken checks: a header with `crit` is refused (RFC 7515 §4.1.11: a
  * recipient must refuse critical extensions it does not understand, and we understand
- * none; jose accepts `b64`), a token without `exp` is refused unless the policy
+ * none; jsonwebtoken ignores `crit`), a token without `exp` is refused unless the policy
  * allows it, and `maxAgeSeconds` bounds the age from `iat`.
  */
 import crypto from 'node:crypto';
-import { errors, jwtVerify, type JWTPayload } from 'jose';
 import jwt from 'jsonwebtoken';
 import type { DeviceTokenAlgorithm } from '../config/config.js';
 
@@ -21,7 +19,7 @@ export interface VerifiedDevice {
 
 /** Why a token was refused: a bounded set, fit for a metric label or a log field. */
 export const TOKEN_REFUSAL_REASONS = [
-  'malformed', // not a JWT, not JSON, a payload that is not an object, a bad exp/nbf/iat type
+  'malformed', // not a JWT, not JSON, a payload that is not an object, a bad exp/nbf type
   'bad_algorithm', // alg outside DEVICE_TOKEN_ALGORITHMS (none, HS*, …) or not matching the key
   'bad_signature',
   'expired',
@@ -46,27 +44,26 @@ export interface DeviceTokenPolicy {
   maxAgeSeconds?: number;
 }
 
-export type DeviceTokenChecker = (deviceId: string, token: string) => Promise<TokenCheck>;
-export type DeviceTokenVerifier = (deviceId: string, token: string) => Promise<VerifiedDevice | null>;
+export type DeviceTokenChecker = (deviceId: string, token: string) => TokenCheck;
+export type DeviceTokenVerifier = (deviceId: string, token: string) => VerifiedDevice | null;
 
 const CLOCK_TOLERANCE_SECONDS = 5;
 
 export function makeDeviceTokenChecker(publicKeyPem: string, algorithms: readonly DeviceTokenAlgorithm[], policy: DeviceTokenPolicy = {}): DeviceTokenChecker {
-  // jose turns the KeyObject into a CryptoKey once per algorithm and keeps it.
   const key = crypto.createPublicKey(publicKeyPem);
-  const options = { algorithms: [...algorithms], clockTolerance: CLOCK_TOLERANCE_SECONDS };
+  const options: jwt.VerifyOptions & { complete: true } = { algorithms: [...algorithms], clockTolerance: CLOCK_TOLERANCE_SECONDS, complete: true };
   const requireExp = policy.requireExp ?? true;
   const refuse = (reason: TokenRefusalReason): TokenCheck => ({ ok: false, reason });
-  return async (deviceId, token) => {
-    let verified: Awaited<ReturnType<typeof jwtVerify>>;
+  return (deviceId, token) => {
+    let verified: jwt.Jwt;
     try {
-      verified = await jwtVerify(token, key, options);
+      verified = jwt.verify(token, key, options);
     } catch (err) {
       return refuse(reasonOf(err));
     }
-    const { protectedHeader: header, payload: claims } = verified;
-    // jose accepts a crit it understands (b64): we understand none.
-    if (header.crit !== undefined) return refuse('crit');
+    const { header, payload: claims } = verified;
+    if ((header as { crit?: unknown }).crit !== undefined) return refuse('crit');
+    if (typeof claims !== 'object' || claims === null) return refuse('malformed');
     if (claims.sub !== deviceId) return refuse('sub_mismatch');
     if (requireExp && claims.exp === undefined) return refuse('no_exp');
     if (policy.maxAgeSeconds !== undefined) {
@@ -80,27 +77,23 @@ export function makeDeviceTokenChecker(publicKeyPem: string, algorithms: readonl
 /** The checker's answer without the reason: the device, or null for any refusal. */
 export function makeDeviceTokenVerifier(publicKeyPem: string, algorithms: readonly DeviceTokenAlgorithm[], policy: DeviceTokenPolicy = {}): DeviceTokenVerifier {
   const check = makeDeviceTokenChecker(publicKeyPem, algorithms, policy);
-  return async (deviceId, token) => {
-    const result = await check(deviceId, token);
+  return (deviceId, token) => {
+    const result = check(deviceId, token);
     return result.ok ? result.device : null;
   };
 }
 
 function reasonOf(err: unknown): TokenRefusalReason {
-  if (err instanceof errors.JWTExpired) return 'expired';
-  if (err instanceof errors.JWTClaimValidationFailed) return err.claim === 'nbf' && err.reason === 'check_failed' ? 'not_yet_valid' : 'malformed';
-  if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad_signature';
-  if (err instanceof errors.JOSEAlgNotAllowed) return 'bad_algorithm';
+  if (err instanceof jwt.TokenExpiredError) return 'expired';
+  if (err instanceof jwt.NotBeforeError) return 'not_yet_valid';
   const message = (err as Error)?.message ?? '';
-  // jose refuses a crit it does not understand, or a malformed one, before the signature.
-  if (/"crit"|Extension Header Parameter/.test(message)) return 'crit';
-  // The key does not suit the (allowed) alg, e.g. an RSA key and an ES256 token: jose's
-  // JOSENotSupported, or a TypeError from its key checks.
-  if (err instanceof errors.JOSENotSupported || !(err instanceof errors.JOSEError)) return 'bad_algorithm';
+  if (message === 'invalid signature') return 'bad_signature';
+  // An unsigned token (alg none) is refused for its missing signature before its alg is looked at.
+  if (message === 'invalid algorithm' || message === 'jwt signature is required' || /must be an? (a)?symmetric key|"alg" parameter/.test(message)) return 'bad_algorithm';
   return 'malformed';
 }
 
-function accountIdOf(claims: JWTPayload): string | null {
+function accountIdOf(claims: jwt.JwtPayload): string | null {
   if (typeof claims.accountId === 'string') return claims.accountId;
   const first: unknown = Array.isArray(claims.accounts) ? claims.accounts[0] : undefined;
   if (first && typeof first === 'object' && typeof (first as { id?: unknown }).id === 'string') {

@@ -108,7 +108,7 @@ export function makeGateway(options: GatewayOptions): Gateway {
   });
 
   async function authenticate(connection: DeviceConnection, message: DeviceMessage): Promise<boolean> {
-    const check = await checkDeviceToken(message.deviceId, message.deviceToken);
+    const check = checkDeviceToken(message.deviceId, message.deviceToken);
     let reason: TokenRefusalReason | undefined;
     if (!check.ok) reason = check.reason;
     // A validly signed identity PostgreSQL cannot store is refused like a malformed token (see protocol.ts).

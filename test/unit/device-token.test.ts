@@ -28,85 +28,85 @@ function handMadeToken(header: object, payload: object, sign: (signingInput: str
 }
 
 describe('makeDeviceTokenVerifier', () => {
-  it('accepts a valid RS256 token whose sub is the device id', async () => {
-    expect(await verify('dev-1', mintDeviceToken(keys.privateKey, 'dev-1'))).toEqual({ deviceId: 'dev-1', accountId: null });
+  it('accepts a valid RS256 token whose sub is the device id', () => {
+    expect(verify('dev-1', mintDeviceToken(keys.privateKey, 'dev-1'))).toEqual({ deviceId: 'dev-1', accountId: null });
   });
 
-  it('records the accountId claim', async () => {
-    expect(await verify('dev-1', mintDeviceToken(keys.privateKey, 'dev-1', { accountId: 'acc-7' }))).toEqual({ deviceId: 'dev-1', accountId: 'acc-7' });
+  it('records the accountId claim', () => {
+    expect(verify('dev-1', mintDeviceToken(keys.privateKey, 'dev-1', { accountId: 'acc-7' }))).toEqual({ deviceId: 'dev-1', accountId: 'acc-7' });
   });
 
-  it('falls back to accounts[0].id, and prefers accountId when both are present', async () => {
+  it('falls back to accounts[0].id, and prefers accountId when both are present', () => {
     const fromList = jwt.sign({ accounts: [{ id: 'acc-first', role: 'admin' }, { id: 'acc-second' }] }, keys.privateKey, {
       algorithm: 'RS256',
       subject: 'dev-1',
       expiresIn: '1h',
     });
-    expect(await verify('dev-1', fromList)).toEqual({ deviceId: 'dev-1', accountId: 'acc-first' });
+    expect(verify('dev-1', fromList)).toEqual({ deviceId: 'dev-1', accountId: 'acc-first' });
 
     const both = jwt.sign({ accountId: 'acc-claim', accounts: [{ id: 'acc-first' }] }, keys.privateKey, {
       algorithm: 'RS256',
       subject: 'dev-1',
       expiresIn: '1h',
     });
-    expect((await verify('dev-1', both))?.accountId).toBe('acc-claim');
+    expect(verify('dev-1', both)?.accountId).toBe('acc-claim');
   });
 
-  it('records no account when the claims carry none that is a string', async () => {
+  it('records no account when the claims carry none that is a string', () => {
     const odd = jwt.sign({ accountId: 42, accounts: [{ id: 7 }] }, keys.privateKey, { algorithm: 'RS256', subject: 'dev-1', expiresIn: '1h' });
-    expect(await verify('dev-1', odd)).toEqual({ deviceId: 'dev-1', accountId: null });
+    expect(verify('dev-1', odd)).toEqual({ deviceId: 'dev-1', accountId: null });
   });
 
-  it('refuses an expired token (beyond the clock tolerance)', async () => {
+  it('refuses an expired token (beyond the clock tolerance)', () => {
     const expired = jwt.sign({ sub: 'dev-1', iat: now() - 3600, exp: now() - 60 }, keys.privateKey, { algorithm: 'RS256' });
-    expect(await verify('dev-1', expired)).toBeNull();
+    expect(verify('dev-1', expired)).toBeNull();
   });
 
-  it('refuses a token that is not yet valid (nbf in the future)', async () => {
+  it('refuses a token that is not yet valid (nbf in the future)', () => {
     const early = jwt.sign({ sub: 'dev-1', nbf: now() + 600, exp: now() + 3600 }, keys.privateKey, { algorithm: 'RS256' });
-    expect(await verify('dev-1', early)).toBeNull();
+    expect(verify('dev-1', early)).toBeNull();
     // The same token with nbf in the past is fine: the refusal above is about nbf.
     const due = jwt.sign({ sub: 'dev-1', nbf: now() - 600, exp: now() + 3600 }, keys.privateKey, { algorithm: 'RS256' });
-    expect(await verify('dev-1', due)).not.toBeNull();
+    expect(verify('dev-1', due)).not.toBeNull();
   });
 
-  it('refuses a token for another device, and one without sub', async () => {
-    expect(await verify('dev-1', mintDeviceToken(keys.privateKey, 'dev-2'))).toBeNull();
+  it('refuses a token for another device, and one without sub', () => {
+    expect(verify('dev-1', mintDeviceToken(keys.privateKey, 'dev-2'))).toBeNull();
     const noSub = jwt.sign({ type: 'device' }, keys.privateKey, { algorithm: 'RS256', expiresIn: '1h' });
-    expect(await verify('dev-1', noSub)).toBeNull();
+    expect(verify('dev-1', noSub)).toBeNull();
   });
 
-  it('refuses a token signed with another key', async () => {
-    expect(await verify('dev-1', mintDeviceToken(otherKeys.privateKey, 'dev-1'))).toBeNull();
+  it('refuses a token signed with another key', () => {
+    expect(verify('dev-1', mintDeviceToken(otherKeys.privateKey, 'dev-1'))).toBeNull();
   });
 
-  it('refuses alg "none"', async () => {
+  it('refuses alg "none"', () => {
     const unsigned = handMadeToken({ alg: 'none', typ: 'JWT' }, { sub: 'dev-1', exp: now() + 3600 }, () => '');
     expect(jwt.decode(unsigned, { complete: true })?.header.alg).toBe('none');
-    expect(await verify('dev-1', unsigned)).toBeNull();
+    expect(verify('dev-1', unsigned)).toBeNull();
     // Variants some libraries got wrong: a different case, and a leftover signature.
-    expect(await verify('dev-1', handMadeToken({ alg: 'None' }, { sub: 'dev-1', exp: now() + 3600 }, () => ''))).toBeNull();
+    expect(verify('dev-1', handMadeToken({ alg: 'None' }, { sub: 'dev-1', exp: now() + 3600 }, () => ''))).toBeNull();
     const withSignature = mintDeviceToken(keys.privateKey, 'dev-1').split('.');
     const noneHeader = base64url({ alg: 'none', typ: 'JWT' });
-    expect(await verify('dev-1', [noneHeader, withSignature[1], withSignature[2]].join('.'))).toBeNull();
+    expect(verify('dev-1', [noneHeader, withSignature[1], withSignature[2]].join('.'))).toBeNull();
   });
 
-  it('refuses HS256 signed with the public key PEM as the HMAC secret', async () => {
+  it('refuses HS256 signed with the public key PEM as the HMAC secret', () => {
     const forged = handMadeToken({ alg: 'HS256', typ: 'JWT' }, { sub: 'dev-1', exp: now() + 3600 }, (input) =>
       crypto.createHmac('sha256', keys.publicKey).update(input).digest('base64url'),
     );
     // The forgery is a correct HS256 token for that secret: only the pinned algorithms stop it.
     const asSecret = crypto.createSecretKey(Buffer.from(keys.publicKey));
     expect(jwt.verify(forged, asSecret, { algorithms: ['HS256'] })).toMatchObject({ sub: 'dev-1' });
-    expect(await verify('dev-1', forged)).toBeNull();
+    expect(verify('dev-1', forged)).toBeNull();
     // A verifier that allows several asymmetric algorithms still refuses it.
-    expect(await makeDeviceTokenVerifier(keys.publicKey, ['RS256', 'RS512', 'ES256'])('dev-1', forged)).toBeNull();
+    expect(makeDeviceTokenVerifier(keys.publicKey, ['RS256', 'RS512', 'ES256'])('dev-1', forged)).toBeNull();
   });
 
-  it('refuses an algorithm outside the pinned list, and accepts it once pinned', async () => {
+  it('refuses an algorithm outside the pinned list, and accepts it once pinned', () => {
     const rs512 = mintDeviceToken(keys.privateKey, 'dev-1', { algorithm: 'RS512' });
-    expect(await verify('dev-1', rs512)).toBeNull();
-    expect(await makeDeviceTokenVerifier(keys.publicKey, ['RS256', 'RS512'])('dev-1', rs512)).toEqual({ deviceId: 'dev-1', accountId: null });
+    expect(verify('dev-1', rs512)).toBeNull();
+    expect(makeDeviceTokenVerifier(keys.publicKey, ['RS256', 'RS512'])('dev-1', rs512)).toEqual({ deviceId: 'dev-1', accountId: null });
   });
 
   it.each([
@@ -121,14 +121,14 @@ describe('makeDeviceTokenVerifier', () => {
       const [header, , signature] = mintDeviceToken(keys.privateKey, 'dev-1').split('.');
       return [header, base64url({ sub: 'dev-1', accountId: 'stolen', exp: now() + 3600 }), signature].join('.');
     })()],
-  ])('refuses a malformed token: %s', async (_name, token) => {
-    expect(await verify('dev-1', token)).toBeNull();
+  ])('refuses a malformed token: %s', (_name, token) => {
+    expect(verify('dev-1', token)).toBeNull();
   });
 
-  it('refuses a correctly signed token whose payload is not an object', async () => {
+  it('refuses a correctly signed token whose payload is not an object', () => {
     const stringPayload = jwt.sign('dev-1', keys.privateKey, { algorithm: 'RS256' });
     expect(jwt.verify(stringPayload, keys.publicKey, { algorithms: ['RS256'] })).toBe('dev-1');
-    expect(await verify('dev-1', stringPayload)).toBeNull();
+    expect(verify('dev-1', stringPayload)).toBeNull();
   });
 
   it('throws at construction, not per token, when the key is not a public key PEM', () => {
@@ -139,9 +139,9 @@ describe('makeDeviceTokenVerifier', () => {
 describe('makeDeviceTokenChecker: refusal reasons and policy', () => {
   const check = makeDeviceTokenChecker(keys.publicKey, ['RS256']);
   const sign = (payload: object, header: object = {}) => jwt.sign(payload, keys.privateKey, { algorithm: 'RS256', header: { alg: 'RS256', ...header } as jwt.JwtHeader });
-  const reason = (c: Awaited<ReturnType<typeof check>>) => (c.ok ? 'ok' : c.reason);
+  const reason = (c: ReturnType<typeof check>) => (c.ok ? 'ok' : c.reason);
 
-  it('names each refusal with one of a bounded set of reasons', async () => {
+  it('names each refusal with one of a bounded set of reasons', () => {
     const cases: [string, string][] = [
       ['malformed', 'not-a-token'],
       ['malformed', `${base64url('{nope')}.${base64url({ sub: 'dev-1' })}.sig`],
@@ -157,48 +157,41 @@ describe('makeDeviceTokenChecker: refusal reasons and policy', () => {
       ['crit', sign({ sub: 'dev-1', exp: now() + 3600 }, { crit: [] })],
       ['no_exp', sign({ sub: 'dev-1' })],
     ];
-    for (const [expected, token] of cases) expect(reason(await check('dev-1', token)), expected).toBe(expected);
+    for (const [expected, token] of cases) expect(reason(check('dev-1', token)), expected).toBe(expected);
     for (const [expected] of cases) expect(TOKEN_REFUSAL_REASONS).toContain(expected);
   });
 
-  it('refuses an allowed algorithm that does not suit the key as bad_algorithm', async () => {
-    const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const both = makeDeviceTokenChecker(keys.publicKey, ['RS256', 'ES256']);
-    expect(reason(await both('dev-1', mintDeviceToken(ec.privateKey, 'dev-1', { algorithm: 'ES256' })))).toBe('bad_algorithm');
-    expect(reason(await both('dev-1', mintDeviceToken(keys.privateKey, 'dev-1')))).toBe('ok');
-  });
-
-  it('refuses crit even when jsonwebtoken and jose themselves accept the token', async () => {
+  it('refuses crit even when jsonwebtoken itself accepts the token', () => {
     const token = sign({ sub: 'dev-1', exp: now() + 3600 }, { crit: ['b64'], b64: true });
     expect(jwt.verify(token, keys.publicKey, { algorithms: ['RS256'] })).toMatchObject({ sub: 'dev-1' });
-    expect(reason(await check('dev-1', token))).toBe('crit');
+    expect(reason(check('dev-1', token))).toBe('crit');
   });
 
-  it('accepts a token without exp only when the policy says so', async () => {
+  it('accepts a token without exp only when the policy says so', () => {
     const noExp = sign({ sub: 'dev-1' });
-    expect(reason(await makeDeviceTokenChecker(keys.publicKey, ['RS256'], { requireExp: false })('dev-1', noExp))).toBe('ok');
-    expect(reason(await check('dev-1', noExp))).toBe('no_exp');
+    expect(reason(makeDeviceTokenChecker(keys.publicKey, ['RS256'], { requireExp: false })('dev-1', noExp))).toBe('ok');
+    expect(reason(check('dev-1', noExp))).toBe('no_exp');
   });
 
-  it('bounds the age from iat when maxAgeSeconds is set', async () => {
+  it('bounds the age from iat when maxAgeSeconds is set', () => {
     const bounded = makeDeviceTokenChecker(keys.publicKey, ['RS256'], { maxAgeSeconds: 600 });
-    expect(reason(await bounded('dev-1', sign({ sub: 'dev-1', iat: now() - 60, exp: now() + 3600 })))).toBe('ok');
-    expect(reason(await bounded('dev-1', sign({ sub: 'dev-1', iat: now() - 3600, exp: now() + 3600 })))).toBe('too_old');
-    expect(reason(await bounded('dev-1', jwt.sign({ sub: 'dev-1', exp: now() + 3600 }, keys.privateKey, { algorithm: 'RS256', noTimestamp: true })))).toBe('no_iat');
+    expect(reason(bounded('dev-1', sign({ sub: 'dev-1', iat: now() - 60, exp: now() + 3600 })))).toBe('ok');
+    expect(reason(bounded('dev-1', sign({ sub: 'dev-1', iat: now() - 3600, exp: now() + 3600 })))).toBe('too_old');
+    expect(reason(bounded('dev-1', jwt.sign({ sub: 'dev-1', exp: now() + 3600 }, keys.privateKey, { algorithm: 'RS256', noTimestamp: true })))).toBe('no_iat');
     // Unbounded by default: an old iat is fine.
-    expect(reason(await check('dev-1', sign({ sub: 'dev-1', iat: now() - 10 * 365 * 86_400, exp: now() + 3600 })))).toBe('ok');
+    expect(reason(check('dev-1', sign({ sub: 'dev-1', iat: now() - 10 * 365 * 86_400, exp: now() + 3600 })))).toBe('ok');
   });
 
-  it('accepts a token shaped as OISP issues device tokens (exp in milliseconds, no iat) with the defaults', async () => {
+  it('accepts a token shaped as OISP issues device tokens (exp in milliseconds, no iat) with the defaults', () => {
     // oisp-frontend authorization.js generateToken: header {typ, alg}; claims jti, iss, sub, exp (Date.getTime()), accounts, type.
     const oisp = jwt.sign(
       { jti: crypto.randomUUID(), iss: 'http://enableiot.com', sub: 'dev-1', exp: Date.now() + 30 * 86_400_000, accounts: [{ id: 'acc-oisp', role: 'device' }], type: 'device' },
       keys.privateKey,
       { algorithm: 'RS256', noTimestamp: true, header: { typ: 'JWT', alg: 'RS256' } },
     );
-    expect(await check('dev-1', oisp)).toEqual({ ok: true, device: { deviceId: 'dev-1', accountId: 'acc-oisp' }, issuedAt: null });
+    expect(check('dev-1', oisp)).toEqual({ ok: true, device: { deviceId: 'dev-1', accountId: 'acc-oisp' }, issuedAt: null });
     // With DEVICE_TOKEN_MAX_AGE set it would be refused: it has no iat.
-    expect(reason(await makeDeviceTokenChecker(keys.publicKey, ['RS256'], { maxAgeSeconds: 86_400 })('dev-1', oisp))).toBe('no_iat');
+    expect(reason(makeDeviceTokenChecker(keys.publicKey, ['RS256'], { maxAgeSeconds: 86_400 })('dev-1', oisp))).toBe('no_iat');
   });
 
   it('reads DEVICE_TOKEN_REQUIRE_EXP (default true) and DEVICE_TOKEN_MAX_AGE (default unset)', () => {
