@@ -54,6 +54,35 @@ const ON_SEEN = `on conflict (device_id) do update
               updated_at = case when excluded.account_id is distinct from d.account_id and excluded.account_id is not null
                                 then now() else d.updated_at end`;
 
+/**
+ * The change feed's device.connected and device.disconnected rows, written by the statement
+ * that opens or closes the sessions (migrations/0022: no trigger). A CTE `opened` or `closed`
+ * returns `id, device_id, s as session` (the row as the statement left it).
+ */
+const INSERT_EVENTS = `insert into event_rows (type, data, device_id, account_id)`;
+
+/**
+ * The device.disconnected rows of the sessions a statement closed (CTE `closed`), filed
+ * under the registry's account of the device (which a close does not change).
+ */
+const DISCONNECTED_EVENTS = `${INSERT_EVENTS}
+       select 'device.disconnected', session_event_data(c.session), c.device_id, (select d.account_id from devices d where d.device_id = c.device_id)
+         from closed c order by c.id`;
+
+/**
+ * The events of a session statement: the takeovers' device.disconnected (CTE `previous`)
+ * before the device.connected of the sessions it opened (CTE `opened`), filed under the
+ * registry's account as the statement leaves it (CTE `registered`: a statement does not
+ * see its own upsert in `devices`).
+ */
+const SESSION_EVENTS = `${INSERT_EVENTS}
+       select e.type, session_event_data(e.session), e.device_id, r.account_id
+         from (select 1 as k, 'device.disconnected' as type, p.id, p.device_id, p.session from previous p
+               union all
+               select 2, 'device.connected', o.id, o.device_id, o.session from opened o) e
+         left join registered r on r.device_id = e.device_id
+        order by e.k, e.id`;
+
 /** `last_seen_at` of the devices whose sessions a statement closed (CTE `closed` returning device_id, last_seen_at). */
 const SEEN_AT_CLOSE = `update devices d set last_seen_at = greatest(d.last_seen_at, c.last_seen_at)
        from (select device_id, max(last_seen_at) as last_seen_at from closed group by device_id) c
@@ -70,17 +99,20 @@ export async function openSession(
 ): Promise<OpenedSession> {
   const { rows } = await db.query<{ sessionId: number; replacedId: number | null; replacedInstance: string | null; hadPending: boolean }>(
     `with previous as (
-       update device_sessions set disconnected_at = now(), close_code = 1000, close_reason = 'session replaced'
-        where device_id = $1 and disconnected_at is null
-       returning id, instance_id
+       update device_sessions s set disconnected_at = now(), close_code = 1000, close_reason = 'session replaced'
+        where s.device_id = $1 and s.disconnected_at is null
+       returning s.id, s.device_id, s.instance_id, s as session
      ), opened as (
-       insert into device_sessions (device_id, account_id, instance_id, remote_address)
+       insert into device_sessions as s (device_id, account_id, instance_id, remote_address)
        select $1, $2, $3, $4 from (select count(*) from previous) as wait_for_previous
-       returning id
+       returning s.id, s.device_id, s as session
      ), registered as (
        ${REGISTER_SEEN}
        values ($1, $2, now(), now())
        ${ON_SEEN}
+       returning d.device_id, d.account_id
+     ), feed as (
+       ${SESSION_EVENTS}
      )
      select opened.id as "sessionId", previous.id as "replacedId", previous.instance_id as "replacedInstance",
             ${PENDING_AT_OPEN('$1')} as "hadPending"
@@ -110,21 +142,24 @@ export async function openSessions(
     // used per device even when the statistics are stale (a join planned on them scanned
     // every open session, once per batch).
     `with previous as (
-       update device_sessions set disconnected_at = now(), close_code = 1000, close_reason = 'session replaced'
-        where device_id = any($1::text[]) and disconnected_at is null
-       returning id, device_id, instance_id
+       update device_sessions s set disconnected_at = now(), close_code = 1000, close_reason = 'session replaced'
+        where s.device_id = any($1::text[]) and s.disconnected_at is null
+       returning s.id, s.device_id, s.instance_id, s as session
      ), opened as (
-       insert into device_sessions (device_id, account_id, instance_id, remote_address)
+       insert into device_sessions as s (device_id, account_id, instance_id, remote_address)
        select i.device_id, i.account_id, $4, i.remote_address
          from unnest($1::text[], $2::text[], $3::text[]) with ordinality as i(device_id, account_id, remote_address, ord),
               (select count(*) from previous) as wait_for_previous
         order by i.ord
-       returning id, device_id
+       returning s.id, s.device_id, s as session
      ), registered as (
        -- In device order, so that two instances registering overlapping devices lock them in one order.
        ${REGISTER_SEEN}
        select i.device_id, i.account_id, now(), now() from unnest($1::text[], $2::text[]) as i(device_id, account_id) order by i.device_id
        ${ON_SEEN}
+       returning d.device_id, d.account_id
+     ), feed as (
+       ${SESSION_EVENTS}
      )
      select opened.id as "sessionId", opened.device_id as "deviceId", previous.id as "replacedId", previous.instance_id as "replacedInstance",
             ${PENDING_AT_OPEN('opened.device_id')} as "hadPending"
@@ -163,10 +198,12 @@ export async function closeSession(
 ): Promise<void> {
   await db.query(
     `with closed as (
-       update device_sessions
-          set disconnected_at = coalesce($5, now()), close_code = $2, close_reason = $3, last_seen_at = greatest(last_seen_at, $4)
-        where id = $1 and device_id = $6 and disconnected_at is null
-       returning device_id, last_seen_at
+       update device_sessions s
+          set disconnected_at = coalesce($5, now()), close_code = $2, close_reason = $3, last_seen_at = greatest(s.last_seen_at, $4)
+        where s.id = $1 and s.device_id = $6 and s.disconnected_at is null
+       returning s.id, s.device_id, s.last_seen_at, s as session
+     ), feed as (
+       ${DISCONNECTED_EVENTS}
      )
      ${SEEN_AT_CLOSE}`,
     [session.sessionId, code, reason, lastSeenAt, disconnectedAt ?? null, session.deviceId],
@@ -220,11 +257,13 @@ export async function touchInstance(db: Queryable, instanceId: string): Promise<
 export async function closeOwnOrphanedSessions(db: Queryable, instanceId: string): Promise<number> {
   const { rows } = await db.query<{ closed: number }>(
     `with closed as (
-       update device_sessions set disconnected_at = last_seen_at, close_code = 1006, close_reason = 'instance restarted'
-        where instance_id = $1 and disconnected_at is null
-       returning device_id, last_seen_at
+       update device_sessions s set disconnected_at = s.last_seen_at, close_code = 1006, close_reason = 'instance restarted'
+        where s.instance_id = $1 and s.disconnected_at is null
+       returning s.id, s.device_id, s.last_seen_at, s as session
      ), seen as (
        ${SEEN_AT_CLOSE}
+     ), feed as (
+       ${DISCONNECTED_EVENTS}
      )
      select count(*)::integer as closed from closed`,
     [instanceId],
@@ -244,9 +283,11 @@ export async function closeSessionsOfDeadInstances(db: Queryable): Promise<numbe
           and not exists (select 1 from instances i
                            where i.id = s.instance_id
                              and i.last_heartbeat_at > now() - 3 * i.heartbeat_interval_ms * interval '1 millisecond')
-       returning s.device_id, s.last_seen_at
+       returning s.id, s.device_id, s.last_seen_at, s as session
      ), seen as (
        ${SEEN_AT_CLOSE}
+     ), feed as (
+       ${DISCONNECTED_EVENTS}
      )
      select count(*)::integer as closed from closed`,
   );

@@ -105,6 +105,34 @@ describe('change feed', () => {
     feed.close();
   });
 
+  it('records a takeover as the old session disconnected, then the new one connected, under the account of the registry', async () => {
+    // Written by the session statements themselves (migrations/0022); checked to fail with the
+    // takeover's device.disconnected left out of SESSION_EVENTS (src/gateway/sessions-sql.ts).
+    const feed = await subscribe(a, '/v1/events?deviceId=feed-takeover');
+    const first = await connectAuthenticated(a.wsUrl, 'feed-takeover', mint('feed-takeover', { accountId: 'acme' }));
+    const second = await connectAuthenticated(b.wsUrl, 'feed-takeover', mint('feed-takeover'));
+    const events = await feed.waitFor((e) => e.filter((x) => x.event === 'device.connected').length === 2);
+    expect(events.map((e) => [e.event, e.json.data.sessionId, e.json.data.instanceId, e.json.data.closeReason])).toEqual([
+      ['device.connected', events[0]!.json.data.sessionId, 'feed-a', null],
+      ['device.disconnected', events[0]!.json.data.sessionId, 'feed-a', 'session replaced'],
+      ['device.connected', events[2]!.json.data.sessionId, 'feed-b', null],
+    ]);
+    expect(events[2]!.json.data.sessionId).not.toBe(events[0]!.json.data.sessionId);
+    // The second token names no account: the session has none, the registry keeps acme.
+    expect(events[2]!.json.data.accountId).toBeNull();
+    const { rows } = await db.pool.query(`select type, account_id from events where device_id = 'feed-takeover' order by id`);
+    expect(rows).toEqual([
+      { type: 'device.connected', account_id: 'acme' },
+      { type: 'device.disconnected', account_id: 'acme' },
+      { type: 'device.connected', account_id: 'acme' },
+    ]);
+    await first.closed;
+    second.close();
+    const closed = await feed.waitFor((e) => e.length === 4);
+    expect(closed[3]).toMatchObject({ event: 'device.disconnected', json: { data: { sessionId: events[2]!.json.data.sessionId, closeCode: 1000, instanceId: 'feed-b' } } });
+    feed.close();
+  });
+
   it("builds an actuation event's data from its columns as SQL does, key for key and in jsonb's key order", async () => {
     // Stored as columns since migration 0020: the server builds `data` (src/events/stored-event.ts), the view
     // `events` builds it in SQL (event_data). (Checked to fail with the server's keys reordered, and with a column dropped.)
