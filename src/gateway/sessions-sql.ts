@@ -56,7 +56,7 @@ const ON_SEEN = `on conflict (device_id) do update
 
 /**
  * The change feed's device.connected and device.disconnected rows, written by the statement
- * that opens or closes the sessions (migrations/0022: no trigger). A CTE `opened` or `closed`
+ * that opens or closes the sessions (migrations/0023: no trigger). A CTE `opened` or `closed`
  * returns `id, device_id, s as session` (the row as the statement left it).
  */
 const INSERT_EVENTS = `insert into event_rows (type, data, device_id, account_id)`;

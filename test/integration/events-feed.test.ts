@@ -106,7 +106,7 @@ describe('change feed', () => {
   });
 
   it('records a takeover as the old session disconnected, then the new one connected, under the account of the registry', async () => {
-    // Written by the session statements themselves (migrations/0022); checked to fail with the
+    // Written by the session statements themselves (migrations/0023); checked to fail with the
     // takeover's device.disconnected left out of SESSION_EVENTS (src/gateway/sessions-sql.ts).
     const feed = await subscribe(a, '/v1/events?deviceId=feed-takeover');
     const first = await connectAuthenticated(a.wsUrl, 'feed-takeover', mint('feed-takeover', { accountId: 'acme' }));
