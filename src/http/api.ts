@@ -155,8 +155,8 @@ export function makeHttpApi(options: HttpApiOptions): HttpApi {
   app.addHook('onRoute', (route) => {
     const method = [route.method].flat()[0]!.toUpperCase();
     if (method !== 'HEAD') routes.push(`${method.toLowerCase()} ${route.url}`);
-    route.config = { ...route.config, doc: docs.get(`${method === 'HEAD' ? 'GET' : method} ${route.url}`) };
     route.bodyLimit ??= limitFor(method, route.url);
+    route.config = { ...route.config, doc: docs.get(`${method === 'HEAD' ? 'GET' : method} ${route.url}`), bodyLimit: route.bodyLimit };
   });
 
   // Then a key or the bootstrap administrator, its rate limit, and the scope the route table gives the route.
