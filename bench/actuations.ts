@@ -96,8 +96,6 @@ returns table (type text, device_id text, account_id text, actuation_id uuid, se
                session_id bigint, instance_id text, superseded_by uuid)
 language sql stable rows 1 as $$ select null::text, null::text, null::text, null::uuid, null::bigint, null::text, null::text,
   null::integer, null::integer, null::text, null::jsonb, null::bigint, null::text, null::uuid where false $$`;
-/** The same for the overload `submit_actuations` calls with the device's account (migrations/0023). */
-const NO_SUBMIT_EVENTS = NO_ACTUATION_EVENTS.replace('p_previous text)', 'p_previous text, p_device_account text)');
 
 interface Throughput {
   accepted: number;
@@ -375,7 +373,6 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
         await client.query(`alter table ${table} disable trigger ${table}_${trigger}`);
       }
       await client.query(NO_ACTUATION_EVENTS);
-      await client.query(NO_SUBMIT_EVENTS);
       await client.end();
     }
     if (kind === 'sse') subscriber = await startBenchSseSubscriber(a.origin, a.authorization);
