@@ -236,7 +236,7 @@ export function makeDispatcher(options: DispatcherOptions): Dispatcher {
     const stopped = new Set<string>();
     for (const row of rows) {
       const connection = live.get(row.deviceId) ?? backlog.get(row.deviceId);
-      const frame = actuationMessage(row.id, { ...row, accountId: row.accountId ?? connection?.accountId ?? null }, row.seq);
+      const frame = actuationMessage(row.id, row, row.seq, row.accountId ?? connection?.accountId ?? null);
       if (stopped.has(row.deviceId) || !connection || connection.sessionId !== row.sessionId || !connection.send(frame)) {
         // Socket gone: this and the device's later rows go back to the queue, in order, for its next session.
         stopped.add(row.deviceId);

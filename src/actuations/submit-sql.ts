@@ -81,9 +81,10 @@ function committedTransitions(items: PreparedActuation[], results: SubmitResult[
   results.forEach((r, i) => {
     if (r.outcome !== 'created') return;
     const item = items[i]!;
-    const fields = { actuationId: r.actuation.id, deviceId: r.actuation.deviceId, seq: r.actuation.seq, source: item.source.kind, createdAt: r.actuation.createdAt };
-    events.push(transition('queued', 'submit', fields, at));
-    if (r.actuation.status === 'sent') events.push(transition('sent', 'direct_send', { ...fields, sessionId: item.sessionId ?? null, instanceId }, at));
+    const { id: actuationId, deviceId, seq, createdAt } = r.actuation;
+    const source = item.source.kind;
+    events.push(transition('queued', 'submit', { actuationId, deviceId, seq, source, createdAt }, at));
+    if (r.actuation.status === 'sent') events.push(transition('sent', 'direct_send', { actuationId, deviceId, seq, source, createdAt, sessionId: item.sessionId ?? null, instanceId }, at));
   });
   for (const s of superseded) {
     events.push(transition('superseded', 'supersede', { actuationId: s.id, deviceId: s.deviceId, seq: s.seq, source: s.sourceKind, createdAt: new Date(s.createdAt), supersededBy: s.supersededBy }, at));

@@ -68,7 +68,9 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
     const { delivery } = options;
     const deviceIds = [...new Set(batch.map((i) => i.deviceId))];
     const reserved = delivery.reserveDirect(deviceIds);
-    const items = reserved.size === 0 ? batch : batch.map((i) => (reserved.has(i.deviceId) ? { ...i, sessionId: reserved.get(i.deviceId) } : i));
+    // Set on the items themselves (the submitter's own objects, one flush at a time), not on
+    // copies: also cleared, for an item retried in a split whose device is no longer reserved.
+    for (const i of batch) i.sessionId = reserved.get(i.deviceId);
     const sent: ClaimedActuation[] = [];
     let uncertain: string[] | undefined;
     try {
@@ -76,14 +78,14 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
         try {
           const results = await insertActuations(
             pool,
-            items,
+            batch,
             { maxQueuedPerDevice: options.maxQueuedPerDevice, notifyDevices: deviceIds.filter((d) => !delivery.isConnectedHere(d)), instanceId: options.instanceId },
             options.lifecycle,
           );
           const queued = new Set<string>();
           results.forEach((r, i) => {
             if (r.outcome !== 'created') return;
-            const item = items[i]!;
+            const item = batch[i]!;
             if (r.actuation.status === 'sent') sent.push(directlySent(item, r.actuation.seq, r.actuation.createdAt));
             else queued.add(item.deviceId);
           });
@@ -96,7 +98,7 @@ export function makeSubmitter(options: SubmitterOptions): Submitter {
           const code = (err as { code?: string }).code;
           if (!RETRYABLE.has(code ?? '') || attempt >= 3) {
             // The connection failed after the statement went out: the commit may have happened, the direct sends with it.
-            if (reserved.size > 0 && isDatabaseUnavailable(err) && !neverSent(err)) uncertain = items.filter((i) => reserved.has(i.deviceId)).map((i) => i.id);
+            if (reserved.size > 0 && isDatabaseUnavailable(err) && !neverSent(err)) uncertain = batch.filter((i) => reserved.has(i.deviceId)).map((i) => i.id);
             throw err;
           }
         }
@@ -158,5 +160,6 @@ function prepare(a: NewActuation, defaultTtlSeconds: number): PreparedActuation 
     collapseKey: a.collapseKey ?? null,
     idempotencyKey: a.idempotencyKey ?? null,
     source: a.source,
+    sessionId: undefined,
   };
 }

@@ -114,24 +114,22 @@ export function reply(code: number, content: string): string {
   return JSON.stringify({ code, content });
 }
 
-/** The original server's actuation message, plus the top-level `id` (and `seq` once actuations are sequenced). */
-export function actuationMessage(id: string, command: ActuationCommand, seq?: number): string {
-  const message: ServerMessage = {
-    code: RESPONSE_CODES.ACTUATION.code,
-    id,
-    ...(seq === undefined ? {} : { seq }),
-    content: {
-      type: 'command',
-      transport: 'ws',
-      content: {
-        accountId: command.accountId,
-        deviceId: command.deviceId,
-        gatewayId: command.gatewayId,
-        componentId: command.componentId,
-        command: command.command,
-        params: command.params,
-      },
-    },
-  };
-  return JSON.stringify(message);
+/**
+ * The original server's actuation message, plus the top-level `id` (and `seq` once actuations
+ * are sequenced), as `JSON.stringify` of that object writes it. Built as text around each value's
+ * own `JSON.stringify`: one frame per actuation, and the nested object cost ~1.5x as much
+ * (`request-path-micro.ts`). `accountId` overrides the command's (the dispatcher's fallback to the
+ * session's), so that no copy of the command is made per frame.
+ */
+export function actuationMessage(id: string, command: ActuationCommand, seq?: number, accountId: string | null = command.accountId): string {
+  const head = seq === undefined ? `{"code":${RESPONSE_CODES.ACTUATION.code},"id":${JSON.stringify(id)}` : `{"code":${RESPONSE_CODES.ACTUATION.code},"id":${JSON.stringify(id)},"seq":${json(seq)}`;
+  return (
+    `${head},"content":{"type":"command","transport":"ws","content":{"accountId":${json(accountId)},"deviceId":${json(command.deviceId)},` +
+    `"gatewayId":${json(command.gatewayId)},"componentId":${json(command.componentId)},"command":${json(command.command)},"params":${json(command.params)}}}}`
+  );
+}
+
+/** A member's value as `JSON.stringify` of its object writes it; `null` where that would drop the member (undefined), which the types rule out. */
+function json(value: unknown): string {
+  return JSON.stringify(value) ?? 'null';
 }

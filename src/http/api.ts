@@ -2,7 +2,8 @@
  * The REST API as a fastify instance on its own `node:http` server: request metrics and
  * the request id first, shutdown's 503, the audit trail of mutating calls, then
  * authentication (an API key or HTTP Basic), the key's rate limit and the route's scope
- * (all `onRequest` hooks, in this order), then the body (`json-body.ts`: `preParsing` and
+ * (one `onRequest` hook running them in this order, one response listener for the metrics,
+ * the request line and the audit entry), then the body (`json-body.ts`: `preParsing` and
  * the JSON parser, with the route's `bodyLimit`), the routes, the not-found handler and
  * the one error handler.
  *
@@ -72,7 +73,7 @@ export interface HttpApiOptions {
   canCommit?: () => Promise<void>;
   /** Routes that authenticate on their own (`/metrics` with its read-only credential: `config.ownAuth`). */
   ownAuthRoutes?: RouteRegistrar[];
-  /** Runs first on every request (HTTP request metrics). */
+  /** HTTP request metrics: told of every finished response (from the first hook's response listener). */
   observe?: RequestObserver;
   /** Where every mutating call is recorded (`audit.ts`); without it, nothing is. */
   auditLog?: AuditLog;
@@ -101,17 +102,36 @@ export function makeHttpApi(options: HttpApiOptions): HttpApi {
   const { maxBodyBytes, maxBulkBodyBytes, maxJobBodyBytes } = options;
   const routes: string[] = [];
 
-  // Runs before the router's refusal of a path that does not decode, too (see `frameworkErrors`).
-  const firstHooks: Hook[] = [];
-  if (options.observe) firstHooks.push(options.observe.onRequest);
-  firstHooks.push(requestLog(logger.child({ component: 'http' })));
-  firstHooks.push((_request, reply, done) => {
-    if (!isShuttingDown()) return done();
-    reply.raw.setHeader('Connection', 'close');
-    done(new ApiError('SHUTTING_DOWN'));
-  });
+  // What every request gets first, also one the router refuses for a path that does not decode
+  // (see `frameworkErrors`): its start noted for the metrics and the request line, its id, the
+  // shutdown's 503, and (past that) the audit trail; then one response listener for all three.
+  // One hook and one listener instead of four hooks and three listeners (README, issue 12).
+  const { observe } = options;
+  const log = requestLog(logger.child({ component: 'http' }));
   const audit = options.auditLog && auditTrail({ auditLog: options.auditLog, match: makeRouteMatcher(ROUTES) });
-  if (audit) firstHooks.push(audit.onRequest);
+  const first: Hook = (request, reply, done) => {
+    const startedMs = performance.now();
+    const res = reply.raw;
+    log.start(request, reply);
+    if (isShuttingDown()) {
+      res.setHeader('Connection', 'close');
+      // Not audited (the audit trail began after this check when each was its own hook).
+      res.once('close', () => respond(request, res, startedMs, undefined));
+      return done(new ApiError('SHUTTING_DOWN'));
+    }
+    const auditedAt = audit?.begin(request);
+    res.once('close', () => respond(request, res, startedMs, auditedAt));
+    done();
+  };
+  // After 'finish' (a response that never finished, its client gone, has no request line nor
+  // metric, as before), so the audit entry of an unfinished one is recorded here too.
+  const respond = (request: FastifyRequest, res: http.ServerResponse, startedMs: number, auditedAt: Date | undefined): void => {
+    if (res.writableFinished) {
+      observe?.finished(request, res.statusCode, startedMs);
+      log.finished(request, res.statusCode, startedMs);
+    }
+    if (auditedAt !== undefined) audit!.closed(request, res.statusCode, auditedAt);
+  };
 
   const errorHandler = makeErrorHandler(options.onDatabaseUnavailable);
   const app = Fastify({
@@ -123,7 +143,7 @@ export function makeHttpApi(options: HttpApiOptions): HttpApi {
     // Node's own plain-text answers to what is not HTTP (400, 408, 431), not fastify's JSON.
     clientErrorHandler: nodeClientError,
     // Rendered here by the error handler itself: these requests have no route, and fastify's own context for them would render its own error shape.
-    frameworkErrors: (error, request, reply) => runHooks(firstHooks, request, reply, (err) => errorHandler(err ?? error, request, reply)),
+    frameworkErrors: (error, request, reply) => runHooks([first], request, reply, (err) => errorHandler(err ?? error, request, reply)),
   });
 
   const docs = new Map(ROUTES.map((route) => [`${route.method.toUpperCase()} ${route.path}`, route]));
@@ -135,16 +155,16 @@ export function makeHttpApi(options: HttpApiOptions): HttpApi {
   app.addHook('onRoute', (route) => {
     const method = [route.method].flat()[0]!.toUpperCase();
     if (method !== 'HEAD') routes.push(`${method.toLowerCase()} ${route.url}`);
-    route.config = { ...route.config, doc: docs.get(`${method === 'HEAD' ? 'GET' : method} ${route.url}`) };
     route.bodyLimit ??= limitFor(method, route.url);
+    route.config = { ...route.config, doc: docs.get(`${method === 'HEAD' ? 'GET' : method} ${route.url}`), bodyLimit: route.bodyLimit };
   });
 
-  for (const hook of firstHooks) app.addHook('onRequest', hook);
-  // A key or the bootstrap administrator, then the scope the route table gives the route.
-  app.addHook('onRequest', authenticate({ keys: options.keys, credentials }));
-  if (options.rateLimiter) app.addHook('onRequest', rateLimit({ limiter: options.rateLimiter, defaultLimit: options.defaultRateLimit }));
-  app.addHook('onRequest', authorize(ROUTES));
-  if (options.observe) app.addHook('preValidation', options.observe.preValidation);
+  // Then a key or the bootstrap administrator, its rate limit, and the scope the route table gives the route.
+  const onRequest: Hook[] = [first, authenticate({ keys: options.keys, credentials })];
+  if (options.rateLimiter) onRequest.push(rateLimit({ limiter: options.rateLimiter, defaultLimit: options.defaultRateLimit }));
+  onRequest.push(authorize(ROUTES));
+  app.addHook('onRequest', (request, reply, done) => runHooks(onRequest, request, reply, done));
+  if (observe) app.addHook('preValidation', observe.preValidation);
   if (audit) app.addHook('preSerialization', audit.preSerialization);
   app.decorateRequest('principal', null);
   jsonBody(app);
@@ -187,12 +207,20 @@ function notFound() {
   };
 }
 
-/** Runs `onRequest`-style hooks in order, then `then` (with the first error, if one refused). */
+/**
+ * Runs `onRequest`-style hooks in order, then `then` (with the first error, if one refused, or
+ * one threw), as fastify's own hook runner does: the API adds its hooks as one, so that fastify
+ * runs one hook step per request instead of one per hook.
+ */
 function runHooks(hooks: Hook[], request: FastifyRequest, reply: FastifyReply, then: (err?: Error) => void): void {
   let i = 0;
   const next = (err?: Error): void => {
     if (err || i === hooks.length) return then(err);
-    hooks[i++]!(request, reply, next as HookHandlerDoneFunction);
+    try {
+      hooks[i++]!(request, reply, next as HookHandlerDoneFunction);
+    } catch (thrown) {
+      then(thrown as Error);
+    }
   };
   next();
 }

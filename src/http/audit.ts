@@ -10,7 +10,7 @@
  * it created (from the answer; a created key's secret, `key`, is never looked at), and a
  * bulk submission's device ids (at most 100, with their count).
  */
-import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { uuidV7At } from '../actuations/actuation-ids.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { principalOf } from './auth.js';
@@ -27,41 +27,40 @@ const CREATED_ID = Symbol('auditCreatedId');
 type AuditedRequest = FastifyRequest & { [CREATED_ID]?: string };
 
 /**
- * Two hooks: `onRequest` records the entry once the response is closed; `preSerialization`
+ * `begin` (from the API's first `onRequest` hook) notes when a mutating call arrived (and
+ * returns it; `undefined` for other calls); `closed` (from its one response listener, once
+ * the response is closed, finished or not) records the entry; `preSerialization` (a hook)
  * notes the `id` of a created thing from the answer before it is serialized. The route and
  * its parameters are the ones fastify chose (also for a request refused before its handler:
  * 401, 429); for a path that did not decode, the route table's match of the raw path (`match`).
  */
 export function auditTrail(deps: { auditLog: AuditLog; match: RouteMatcher }) {
   return {
-    onRequest(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-      if (!MUTATING.has(request.method)) return done();
-      const at = new Date();
-      const res = reply.raw;
-      res.once('close', () => {
-        const principal = principalOf(request);
-        const matched = routeOf(request) ?? deps.match(request.method, pathOf(request));
-        const targets: Record<string, unknown> = {};
-        for (const [name, value] of Object.entries(matched?.params ?? {})) targets[name] = value.slice(0, MAX_TARGET_LENGTH);
-        const createdId = (request as AuditedRequest)[CREATED_ID];
-        if (createdId !== undefined && createdId !== targets.id) targets.createdId = createdId;
-        const body = request.body;
-        if (Array.isArray(body) && matched?.route.operationId === 'submitActuations') Object.assign(targets, bulkDevices(body as unknown[]));
-        deps.auditLog.record({
-          id: uuidV7At(at.getTime()),
-          at,
-          actorKind: principal?.kind ?? 'anonymous',
-          keyId: principal?.kind === 'key' ? principal.id : null,
-          actor: principal?.name ?? null,
-          method: request.method,
-          route: matched?.route.path ?? 'unmatched',
-          targets,
-          status: res.statusCode,
-          requestId: request.id,
-          remoteAddress: request.raw.socket.remoteAddress ?? null,
-        });
+    begin(request: FastifyRequest): Date | undefined {
+      return MUTATING.has(request.method) ? new Date() : undefined;
+    },
+    closed(request: FastifyRequest, statusCode: number, at: Date): void {
+      const principal = principalOf(request);
+      const matched = routeOf(request) ?? deps.match(request.method, pathOf(request));
+      const targets: Record<string, unknown> = {};
+      for (const [name, value] of Object.entries(matched?.params ?? {})) targets[name] = value.slice(0, MAX_TARGET_LENGTH);
+      const createdId = (request as AuditedRequest)[CREATED_ID];
+      if (createdId !== undefined && createdId !== targets.id) targets.createdId = createdId;
+      const body = request.body;
+      if (Array.isArray(body) && matched?.route.operationId === 'submitActuations') Object.assign(targets, bulkDevices(body as unknown[]));
+      deps.auditLog.record({
+        id: uuidV7At(at.getTime()),
+        at,
+        actorKind: principal?.kind ?? 'anonymous',
+        keyId: principal?.kind === 'key' ? principal.id : null,
+        actor: principal?.name ?? null,
+        method: request.method,
+        route: matched?.route.path ?? 'unmatched',
+        targets,
+        status: statusCode,
+        requestId: request.id,
+        remoteAddress: request.raw.socket.remoteAddress ?? null,
       });
-      done();
     },
     preSerialization(request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
       if (MUTATING.has(request.method) && reply.statusCode < 300) {

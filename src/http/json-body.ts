@@ -22,6 +22,7 @@ import type { Transform } from 'node:stream';
 import zlib from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from './errors.js';
+import { routeConfigOf } from './request-context.js';
 
 /** Content-Encodings a body may have; the limit applies to the decoded size. */
 export const CONTENT_ENCODINGS = ['identity', 'gzip', 'deflate', 'br'] as const;
@@ -60,7 +61,7 @@ export function jsonBody(app: FastifyInstance): void {
     }
     const encoding = (request.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
     if (!(CONTENT_ENCODINGS as readonly string[]).includes(encoding)) return done(new ApiError('UNSUPPORTED_CONTENT_ENCODING'));
-    const limit = request.routeOptions.bodyLimit;
+    const limit = routeConfigOf(request).bodyLimit ?? request.routeOptions.bodyLimit;
     const declared = Number(request.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
       reply.raw.setHeader('Connection', 'close');

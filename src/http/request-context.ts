@@ -17,6 +17,8 @@ declare module 'fastify' {
     doc?: RouteDoc;
     /** The route checks its own credentials (the API's authentication, rate limit and scope check skip it). */
     ownAuth?: boolean;
+    /** The route's `bodyLimit` (`api.ts`), read from here: `request.routeOptions` builds an object per read. */
+    bodyLimit?: number;
   }
   interface FastifyRequest {
     /** The authenticated caller; null until `authenticate` accepted one (and on public routes). */

@@ -22,7 +22,7 @@
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
-import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../logger.js';
 
 declare module 'http' {
@@ -60,26 +60,26 @@ export function requestId(req: http.IncomingMessage): string {
   return typeof given === 'string' && WELL_FORMED_ID.test(given) ? given : crypto.randomUUID();
 }
 
-/** An `onRequest` hook: returns the id (fastify made it with `requestId`), binds `raw.log`, logs the line when done. */
+/**
+ * `start` (from the API's first `onRequest` hook) returns the id (fastify made it with
+ * `requestId`) and binds `raw.log`; `finished` (from its one response listener, once the
+ * response has finished) logs the line.
+ */
 export function requestLog(logger: Logger) {
-  return (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
-    const req = request.raw;
-    const res = reply.raw;
-    const id = request.id;
-    // On the raw response, so that a hijacked one (the change feed's) carries it too.
-    res.setHeader('X-Request-Id', id);
-    req.id = id;
-    (req as unknown as LoggedRequest)[BASE_LOGGER] = logger;
-
-    const started = performance.now();
-    res.once('finish', () => {
-      const level = res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug';
+  return {
+    start(request: FastifyRequest, reply: FastifyReply): void {
+      const req = request.raw;
+      const id = request.id;
+      // On the raw response, so that a hijacked one (the change feed's) carries it too.
+      reply.raw.setHeader('X-Request-Id', id);
+      req.id = id;
+      (req as unknown as LoggedRequest)[BASE_LOGGER] = logger;
+    },
+    finished(request: FastifyRequest, statusCode: number, startedMs: number): void {
+      const level = statusCode >= 500 ? 'error' : statusCode >= 400 ? 'info' : 'debug';
       if (!logger.isLevelEnabled(level)) return;
-      req.log[level](
-        { req: { method: req.method, url: req.url }, res: { statusCode: res.statusCode }, responseTimeMs: Math.round(performance.now() - started) },
-        'request completed',
-      );
-    });
-    done();
+      const req = request.raw;
+      req.log[level]({ req: { method: req.method, url: req.url }, res: { statusCode }, responseTimeMs: Math.round(performance.now() - startedMs) }, 'request completed');
+    },
   };
 }

@@ -4,7 +4,7 @@
  * A request that did not reach its route's handler stage (404, or refused before it:
  * 401, 403, 429, 503, a body that could not be read) is `unmatched`.
  */
-import type { FastifyRequest, onRequestHookHandler, preValidationHookHandler } from 'fastify';
+import type { FastifyRequest, preValidationHookHandler } from 'fastify';
 import type client from 'prom-client';
 
 type Labels = 'route' | 'method' | 'status_class';
@@ -13,25 +13,20 @@ const METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIO
 const ROUTED = Symbol('routed');
 
 export interface RequestObserver {
-  onRequest: onRequestHookHandler;
+  /** The response to `request`, received at `startedMs` (`performance.now()`), has finished (`api.ts` calls it from its one response listener). */
+  finished(request: FastifyRequest, statusCode: number, startedMs: number): void;
   preValidation: preValidationHookHandler;
 }
 
-/** The hooks to run first on every request (`api.ts` adds them before any other). */
 export function requestMetrics(metrics: { httpRequests: client.Counter<Labels>; httpRequestSeconds: client.Histogram<Labels> }): RequestObserver {
   return {
-    onRequest(request, reply, done) {
-      const started = process.hrtime.bigint();
-      const res = reply.raw;
-      res.once('finish', () => {
-        const routed = (request as FastifyRequest & { [ROUTED]?: true })[ROUTED] === true && !request.is404;
-        const route = routed ? (request.routeOptions.url ?? 'unmatched') : 'unmatched';
-        // Methods outside the usual set are one label value, so a client cannot mint series.
-        const labels = { route, method: METHODS.has(request.method) ? request.method : 'other', status_class: `${Math.floor(res.statusCode / 100)}xx` };
-        metrics.httpRequests.inc(labels);
-        metrics.httpRequestSeconds.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
-      });
-      done();
+    finished(request, statusCode, startedMs) {
+      const routed = (request as FastifyRequest & { [ROUTED]?: true })[ROUTED] === true && !request.is404;
+      const route = routed ? (request.routeOptions.url ?? 'unmatched') : 'unmatched';
+      // Methods outside the usual set are one label value, so a client cannot mint series.
+      const labels = { route, method: METHODS.has(request.method) ? request.method : 'other', status_class: `${Math.floor(statusCode / 100)}xx` };
+      metrics.httpRequests.inc(labels);
+      metrics.httpRequestSeconds.observe(labels, (performance.now() - startedMs) / 1000);
     },
     preValidation(request, _reply, done) {
       (request as FastifyRequest & { [ROUTED]?: true })[ROUTED] = true;

@@ -159,4 +159,14 @@ describe('server messages', () => {
     expect(JSON.parse(actuationMessage(uuid, command))).not.toHaveProperty('seq');
     expect(JSON.parse(actuationMessage(uuid, command, 7))).toMatchObject({ code: 1024, id: uuid, seq: 7 });
   });
+
+  it('is the text JSON.stringify writes for the message object (built by hand: escapes, null, the accountId override)', () => {
+    const odd = { ...command, deviceId: 'd"\\\u2028\u0001', componentId: '\ud800', params: [{ name: 'x', value: { nested: ['a', 1.5, null, false] } }] };
+    const asObject = (c: ActuationCommand, seq?: number) =>
+      JSON.stringify({ code: 1024, id: uuid, ...(seq === undefined ? {} : { seq }), content: { type: 'command', transport: 'ws', content: { accountId: c.accountId, deviceId: c.deviceId, gatewayId: c.gatewayId, componentId: c.componentId, command: c.command, params: c.params } } });
+    expect(actuationMessage(uuid, odd)).toBe(asObject(odd));
+    expect(actuationMessage(uuid, odd, 9007199254740991)).toBe(asObject(odd, 9007199254740991));
+    expect(actuationMessage(uuid, command, 3, null)).toBe(asObject({ ...command, accountId: null }, 3));
+    expect(actuationMessage(uuid, { ...command, accountId: null }, 3, 'acc-1')).toBe(asObject({ ...command, accountId: 'acc-1' }, 3));
+  });
 });

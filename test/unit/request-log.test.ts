@@ -13,7 +13,13 @@ afterEach(() => servers.splice(0).forEach((s) => s.close()));
 async function serve(name: string) {
   const capture = captureLog();
   const app = Fastify({ logger: false, genReqId: requestId, serverFactory: (handler) => http.createServer(handler) });
-  app.addHook('onRequest', requestLog(makeLogger({ level: 'info' }, capture.sink)));
+  const log = requestLog(makeLogger({ level: 'info' }, capture.sink));
+  // As api.ts calls it: at the start, and from a response listener once finished.
+  app.addHook('onRequest', (request, reply, done) => {
+    log.start(request, reply);
+    reply.raw.once('finish', () => log.finished(request, reply.raw.statusCode, performance.now()));
+    done();
+  });
   app.get('/hello', async (request, reply) => {
     request.raw.log.info({ app: name }, 'handler says hello');
     return reply.code(404).send({ ok: false }); // 4xx: the request line is logged at info
