@@ -154,7 +154,9 @@ describe('a simulated device', () => {
     expect(server.peers.length).toBeGreaterThanOrEqual(2);
     await eventually(() => server.peers[0]!.closed, Boolean);
     expect(server.peers[0]!.closed).toBe(true);
-    expect(server.peers[1]!.received[0]).toMatchObject({ type: 'device' });
+    // The second connection is counted when it opens; its first message follows.
+    const first = await eventually(() => server.peers[1]!.received, (r) => r.length >= 1);
+    expect(first[0]).toMatchObject({ type: 'device' });
   });
 
   it('reconnects with growing, jittered delays while the server is down, and authenticates when it is back', async () => {
