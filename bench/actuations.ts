@@ -35,8 +35,10 @@
  * device had something queued). p50/p99/p99.9 of each class and of all.
  *
  * `--sse`: the change feed's cost instead of the bare comparison. Three variants of our
- * server per round, same runs: `nofeed` (on its database the feed's session triggers
- * disabled and `actuation_event()` returning nothing: no events, nothing to sequence), `ours` (the feed recording, no subscriber) and
+ * server per round, same runs: `nofeed` (on its database `actuation_event()` returning
+ * nothing: no actuation events, nothing to sequence in the measured runs; the devices'
+ * `device.connected` events, written by the session statements since migration 0023, come
+ * before them), `ours` (the feed recording, no subscriber) and
  * `sse` (the feed with one subscriber taking every event, bench/sse-client.ts in its own
  * process; in the fixed-rate run, committed → received from the event rows' commit
  * timestamps, and transaction start → received; sequencing passes and feed reads per second). With
@@ -84,10 +86,8 @@ const LABEL: Record<Kind, string> = {
   nofeed: 'feed off (no events written)',
   sse: 'feed + 1 SSE subscriber',
 };
-/** The feed's session triggers (migrations/0012, 0019): disabled for the `nofeed` variant. */
 /** The sequencer's pass and the readers' window (`--sse`: calls counted in the fixed-rate run). */
 const FEED_FUNCTIONS = ['sequence_events', 'events_after'];
-const FEED_TRIGGERS = ['device_sessions events_insert', 'device_sessions events_update'];
 /**
  * And its actuation events (written by the lifecycle statements since migration 0020, each
  * inserting what `actuation_event()` returns): for `nofeed`, none. The statements' inserts
@@ -394,10 +394,6 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
     if (kind === 'nofeed') {
       const client = new pg.Client(db!.url);
       await client.connect();
-      for (const t of FEED_TRIGGERS) {
-        const [table, trigger] = t.split(' ');
-        await client.query(`alter table ${table} disable trigger ${table}_${trigger}`);
-      }
       await client.query(NO_ACTUATION_EVENTS);
       await client.end();
     }
