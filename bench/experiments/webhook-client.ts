@@ -10,8 +10,9 @@
  * sends to one endpoint) of a ~400-byte JSON body with the delivery's headers over one
  * kept-alive connection, after a 2,000-POST warm-up; this process's CPU
  * (`process.cpuUsage`, user + system) per POST. The order of the clients rotates per round.
- * - boundedPost: `src/webhooks/bounded-post.ts` as the sender calls it (its agents, the
- *   shutdown signal, the headers object built per POST);
+ * - boundedPost: `src/webhooks/bounded-post.ts` as the sender calls it (its per-endpoint
+ *   connection, the shutdown signal, the timer, the headers object built per POST; node:http
+ *   with an `http.Agent` until commit ef10329, undici's `Client.request` since);
  * - http-minimal: `http.request` on the same kind of agent, headers built once, no timer,
  *   no signal, the answer drained: what node's client costs at the least;
  * - undici-request: `Client.request` (undici, a connection with `lookup: guardedLookup`
@@ -31,7 +32,7 @@ import { int } from '../lib/cli.js';
 import { killChild, waitForPort } from '../lib/processes.js';
 import { fmt, median } from '../lib/stats.js';
 import { freePort } from '../../src/db/embedded-postgres.js';
-import { boundedPost, makeAgents, MAX_RESPONSE_BYTES } from '../../src/webhooks/bounded-post.js';
+import { boundedPost, makeConnection, MAX_RESPONSE_BYTES } from '../../src/webhooks/bounded-post.js';
 import { signatureHeader } from '../../src/webhooks/signature.js';
 
 type Variant = 'boundedPost' | 'http-minimal' | 'undici-request' | 'undici-dispatch';
@@ -74,14 +75,14 @@ interface Poster {
 function makePoster(variant: Variant, origin: string): Poster {
   const url = new URL(`${origin}/hook`);
   if (variant === 'boundedPost') {
-    const agents = makeAgents(true);
+    const connection = makeConnection(true, 10_000);
     const aborter = new AbortController();
     return {
       async post(body, headers) {
-        const r = await boundedPost({ url, body, headers, timeoutMs: 10_000, allowPrivate: true, signal: aborter.signal, agents });
+        const r = await boundedPost({ url, body, headers, timeoutMs: 10_000, allowPrivate: true, signal: aborter.signal, connection });
         return r.statusCode ?? 0;
       },
-      close: async () => agents.destroy(),
+      close: async () => connection.destroy(),
     };
   }
   if (variant === 'http-minimal') {
