@@ -12,7 +12,7 @@
  * (`process.cpuUsage`, user + system) per POST. The order of the clients rotates per round.
  * - boundedPost: `src/webhooks/bounded-post.ts` as the sender calls it (its per-endpoint
  *   connection, the shutdown signal, the timer, the headers object built per POST; node:http
- *   with an `http.Agent` until commit ef10329, undici's `Client.request` since);
+ *   with an `http.Agent` until commit ef10329, undici's `Client.dispatch` since, 3d3c3b0 onwards);
  * - http-minimal: `http.request` on the same kind of agent, headers built once, no timer,
  *   no signal, the answer drained: what node's client costs at the least;
  * - undici-request: `Client.request` (undici, a connection with `lookup: guardedLookup`
@@ -75,11 +75,11 @@ interface Poster {
 function makePoster(variant: Variant, origin: string): Poster {
   const url = new URL(`${origin}/hook`);
   if (variant === 'boundedPost') {
-    const connection = makeConnection(true, 10_000);
     const aborter = new AbortController();
+    const connection = makeConnection({ allowPrivate: true, timeoutMs: 10_000, signal: aborter.signal });
     return {
       async post(body, headers) {
-        const r = await boundedPost({ url, body, headers, timeoutMs: 10_000, allowPrivate: true, signal: aborter.signal, connection });
+        const r = await boundedPost({ url, body, headers, timeoutMs: 10_000, allowPrivate: true, connection });
         return r.statusCode ?? 0;
       },
       close: async () => connection.destroy(),

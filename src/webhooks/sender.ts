@@ -103,7 +103,7 @@ export function postEvent(
   eventId: number,
   body: string,
   attempt: number,
-  connection: Pick<PostOptions, 'signal' | 'connection'> = {},
+  connection: Pick<PostOptions, 'connection'> = {},
 ): Promise<PostResult> {
   return boundedPost({
     url: target.url,
@@ -188,7 +188,7 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
   }
 
   async function drain(id: string): Promise<void> {
-    const connection = makeConnection(settings.allowPrivate, settings.timeoutMs);
+    const connection = makeConnection({ allowPrivate: settings.allowPrivate, timeoutMs: settings.timeoutMs, signal: aborter.signal });
     const recorder = makeOutcomeRecorder({ pool, instanceId, webhookId: id, onRecorded: (n) => countDelivered(n) });
     try {
       if ((await hold(id, connection, recorder)) === 'stop') return;
@@ -290,7 +290,7 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
 
   async function send(target: Target, event: sql.HeadEvent): Promise<PostResult> {
     if (target.secret instanceof SecretUnavailableError) return { ok: false, error: target.secret.message };
-    return postEvent(settings, { url: target.url, secret: target.secret }, event.id, eventBody(event), event.attempts + 1, { signal: aborter.signal, connection: target.connection });
+    return postEvent(settings, { url: target.url, secret: target.secret }, event.id, eventBody(event), event.attempts + 1, { connection: target.connection });
   }
 
   /** What sending to `webhook` needs, worked out once per held endpoint (again only when a PATCH changed it). */

@@ -54,7 +54,7 @@ function post(url: string, extra: Partial<PostOptions> = {}) {
 describe('boundedPost', () => {
   it('POSTs the body with its headers to the path and query; sequential POSTs share one connection', async () => {
     const r = await receiver(noContent);
-    const connection = makeConnection(true, 5_000);
+    const connection = makeConnection({ allowPrivate: true, timeoutMs: 5_000 });
     try {
       for (let i = 0; i < 3; i++) expect(await post(r.url, { connection })).toEqual({ ok: true, statusCode: 204 });
     } finally {
@@ -77,7 +77,7 @@ describe('boundedPost', () => {
       res.on('drain', pump);
       pump();
     });
-    const connection = makeConnection(true, 5_000);
+    const connection = makeConnection({ allowPrivate: true, timeoutMs: 5_000 });
     try {
       expect(await post(r.url, { connection })).toEqual({ ok: true, statusCode: 200 });
       expect(await post(r.url, { connection })).toEqual({ ok: true, statusCode: 200 });
@@ -94,7 +94,7 @@ describe('boundedPost', () => {
       res.writeHead(200, { 'content-length': '100' });
       res.write('x'); // and never the rest
     });
-    const connection = makeConnection(true, 300);
+    const connection = makeConnection({ allowPrivate: true, timeoutMs: 300 });
     try {
       expect(await post(r.url, { connection, timeoutMs: 300 })).toEqual({ ok: false, error: 'timeout: no complete answer within 300 ms' });
       stall = false;
@@ -115,11 +115,19 @@ describe('boundedPost', () => {
   it('the shutdown signal aborts a request in flight at once, as a connection error', async () => {
     const r = await receiver(() => {}); // never answers
     const aborter = new AbortController();
-    const pending = post(r.url, { signal: aborter.signal, timeoutMs: 60_000 });
-    await eventually(() => r.bodies.length, (n) => n === 1);
-    aborter.abort();
-    const result = await within('the aborted POST', pending, 5_000);
-    expect(result).toMatchObject({ ok: false, error: expect.stringMatching(/^connection error: /) });
+    const connection = makeConnection({ allowPrivate: true, timeoutMs: 60_000, signal: aborter.signal });
+    try {
+      const pending = post(r.url, { connection, timeoutMs: 60_000 });
+      await eventually(() => r.bodies.length, (n) => n === 1);
+      aborter.abort();
+      const result = await within('the aborted POST', pending, 5_000);
+      expect(result).toMatchObject({ ok: false, error: expect.stringMatching(/^connection error: /) });
+      // And none starts after it.
+      expect(await post(r.url, { connection })).toEqual({ ok: false, error: 'connection error: aborted (shutting down)' });
+    } finally {
+      connection.destroy();
+    }
+    expect(r.bodies).toHaveLength(1);
   });
 
   it('unless allowPrivate, refuses a name resolving to loopback where it connects, and a loopback literal before', async () => {
@@ -129,7 +137,7 @@ describe('boundedPost', () => {
     expect(byName).toMatchObject({ ok: false, refused: true, error: expect.stringMatching(/^destination localhost \((127\.0\.0\.1|::1)\) is in a loopback/) });
     expect(await post(r.url, { allowPrivate: false })).toMatchObject({ ok: false, refused: true, error: expect.stringMatching(/^destination 127\.0\.0\.1 \(127\.0\.0\.1\)/) });
     // Through a held endpoint's connection as well (its lookup is the guard's).
-    const connection = makeConnection(false, 5_000);
+    const connection = makeConnection({ allowPrivate: false, timeoutMs: 5_000 });
     try {
       expect(await post(`http://localhost:${port}/hook`, { allowPrivate: false, connection })).toMatchObject({ ok: false, refused: true });
     } finally {
