@@ -12,7 +12,7 @@
  * (`process.cpuUsage`, user + system) per POST. The order of the clients rotates per round.
  * - boundedPost: `src/webhooks/bounded-post.ts` as the sender calls it (its per-endpoint
  *   connection, the shutdown signal, the timer, the headers object built per POST; node:http
- *   with an `http.Agent` until commit ef10329, undici's `Client.dispatch` since, 3d3c3b0 onwards);
+ *   with an `http.Agent` until commit ef10329, undici's `Client.dispatch` since, 0eddd57 onwards);
  * - http-minimal: `http.request` on the same kind of agent, headers built once, no timer,
  *   no signal, the answer drained: what node's client costs at the least;
  * - undici-request: `Client.request` (undici, a connection with `lookup: guardedLookup`
