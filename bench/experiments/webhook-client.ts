@@ -3,7 +3,7 @@
  * webhook POST for several HTTP clients, for issue 14 (the webhook sender cost more CPU
  * per delivery than an actuation).
  *
- *   npx tsx bench/experiments/webhook-client.ts [--posts 20000] [--rounds 3]
+ *   npx tsx bench/experiments/webhook-client.ts [--posts 20000] [--rounds 3] [--variants boundedPost,undici-dispatch]
  *
  * A receiver in a child process (node:http on 127.0.0.1, reads the body, answers 204).
  * In this process, per client: `--posts` sequential POSTs (one in flight, as the sender
@@ -11,8 +11,10 @@
  * kept-alive connection, after a 2,000-POST warm-up; this process's CPU
  * (`process.cpuUsage`, user + system) per POST. The order of the clients rotates per round.
  * - boundedPost: `src/webhooks/bounded-post.ts` as the sender calls it (its per-endpoint
- *   connection, the shutdown signal, the timer, the headers object built per POST; node:http
- *   with an `http.Agent` until commit ef10329, undici's `Client.dispatch` since, 0eddd57 onwards);
+ *   connection, the shutdown signal, the timer, the headers object built per POST):
+ *   undici's `Client.dispatch`;
+ * - boundedPost-node-http: the same before undici (`bounded-post-node-http.ts`, main 6131eed):
+ *   `http.request` on a keep-alive `http.Agent`, a timer and the signal per request;
  * - http-minimal: `http.request` on the same kind of agent, headers built once, no timer,
  *   no signal, the answer drained: what node's client costs at the least;
  * - undici-request: `Client.request` (undici, a connection with `lookup: guardedLookup`
@@ -33,10 +35,11 @@ import { killChild, waitForPort } from '../lib/processes.js';
 import { fmt, median } from '../lib/stats.js';
 import { freePort } from '../../src/db/embedded-postgres.js';
 import { boundedPost, makeConnection, MAX_RESPONSE_BYTES } from '../../src/webhooks/bounded-post.js';
+import * as nodeHttp from './bounded-post-node-http.js';
 import { signatureHeader } from '../../src/webhooks/signature.js';
 
-type Variant = 'boundedPost' | 'http-minimal' | 'undici-request' | 'undici-dispatch';
-const VARIANTS: Variant[] = ['boundedPost', 'http-minimal', 'undici-request', 'undici-dispatch'];
+type Variant = 'boundedPost' | 'boundedPost-node-http' | 'http-minimal' | 'undici-request' | 'undici-dispatch';
+const VARIANTS: Variant[] = ['boundedPost', 'boundedPost-node-http', 'http-minimal', 'undici-request', 'undici-dispatch'];
 
 const SECRET = 'bench-secret-0123456789abcdef';
 let nextId = 1;
@@ -83,6 +86,17 @@ function makePoster(variant: Variant, origin: string): Poster {
         return r.statusCode ?? 0;
       },
       close: async () => connection.destroy(),
+    };
+  }
+  if (variant === 'boundedPost-node-http') {
+    const agents = nodeHttp.makeAgents(true);
+    const aborter = new AbortController();
+    return {
+      async post(body, headers) {
+        const r = await nodeHttp.boundedPost({ url, body, headers, timeoutMs: 10_000, allowPrivate: true, signal: aborter.signal, agents });
+        return r.statusCode ?? 0;
+      },
+      close: async () => agents.destroy(),
     };
   }
   if (variant === 'http-minimal') {
@@ -183,6 +197,7 @@ async function main(): Promise<void> {
     options: {
       posts: { type: 'string', default: '20000' },
       rounds: { type: 'string', default: '3' },
+      variants: { type: 'string', default: VARIANTS.join(',') },
       serve: { type: 'string' },
     },
   });
@@ -194,13 +209,15 @@ async function main(): Promise<void> {
   const rounds = int('rounds', values.rounds, 1, 9);
   const port = await freePort();
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', String(port)], { stdio: ['ignore', 'inherit', 'inherit'] });
-  const results = new Map<Variant, number[]>(VARIANTS.map((v) => [v, []]));
+  const variants = values.variants.split(',') as Variant[];
+  for (const v of variants) if (!VARIANTS.includes(v)) throw new Error(`--variants: ${v} is not one of ${VARIANTS.join(', ')}`);
+  const results = new Map<Variant, number[]>(variants.map((v) => [v, []]));
   try {
     await waitForPort(port, { child, pid: child.pid!, output: { text: () => '' }, inspectorUrl: () => Promise.reject(new Error('no inspector')) }, 30_000);
     const origin = `http://127.0.0.1:${port}`;
     for (let round = 1; round <= rounds; round++) {
-      for (let i = 0; i < VARIANTS.length; i++) {
-        const variant = VARIANTS[(i + round - 1) % VARIANTS.length]!;
+      for (let i = 0; i < variants.length; i++) {
+        const variant = variants[(i + round - 1) % variants.length]!;
         const poster = makePoster(variant, origin);
         await run(poster, 2_000);
         const before = process.cpuUsage();
