@@ -5,10 +5,9 @@
  * - at most `MAX_RESPONSE_BYTES` of the response body are read, then the socket is dropped;
  * - unless `allowPrivate`, the destination's address is checked where the socket
  *   connects (`destination-guard.ts`); a kept-alive connection (the sender's per-endpoint
- *   agent) was checked when it was made, and only a fully read answer leaves it open.
+ *   `Connection`) was checked when it was made, and only a fully read answer leaves it open.
  */
-import http from 'node:http';
-import https from 'node:https';
+import { Client, buildConnector, type Dispatcher } from 'undici';
 import { DestinationRefusedError, guardedLookup, refusedLiteral } from './destination-guard.js';
 
 export const MAX_RESPONSE_BYTES = 64 * 1024;
@@ -22,17 +21,54 @@ export interface PostOptions {
   headers: Record<string, string>;
   timeoutMs: number;
   allowPrivate: boolean;
-  /** Aborts the request (shutdown); it then resolves as a connection error. */
-  signal?: AbortSignal;
-  /** Keep-alive connections for `agentsFor(url)`; none: a connection for this request only. */
-  agents?: { http: http.Agent; https: https.Agent };
+  /** The held endpoint's kept-alive connection (`makeConnection`); none: a connection for this request only. */
+  connection?: Connection;
 }
 
-/** Keep-alive agents, one connection each (one request at a time per endpoint), with the guard's lookup unless `allowPrivate`. */
-export function makeAgents(allowPrivate: boolean): { http: http.Agent; https: https.Agent; destroy(): void } {
-  const options = { keepAlive: true, maxSockets: 1, ...(allowPrivate ? {} : { lookup: guardedLookup }) };
-  const agents = { http: new http.Agent(options), https: new https.Agent(options) };
-  return { ...agents, destroy: () => (agents.http.destroy(), agents.https.destroy()) };
+/** One kept-alive connection to an endpoint, made on first use for the URL's origin (again after `drop`). */
+export interface Connection {
+  clientFor(url: URL): Client;
+  /** Closes the connection, ending what is in flight on it (a timeout, an answer not read to its end). */
+  drop(): void;
+  /** Set when `signal` aborted: no request starts any more. */
+  readonly aborted: boolean;
+  destroy(): void;
+}
+
+/**
+ * An undici `Client` (one connection, one request at a time) with the guard's lookup
+ * unless `allowPrivate`. undici rather than node:http: less CPU per POST
+ * (`bench/experiments/webhook-client.ts`); it follows no redirect. `signal` (shutdown)
+ * drops the connection, which ends the request in flight as a connection error: one
+ * listener per held endpoint, not one per request.
+ */
+export function makeConnection(options: { allowPrivate: boolean; timeoutMs: number; signal?: AbortSignal }): Connection {
+  let client: Client | undefined;
+  let origin = '';
+  const drop = () => {
+    client?.destroy().catch(() => {});
+    client = undefined;
+  };
+  const onAbort = () => drop();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const connect = buildConnector({ timeout: options.timeoutMs, ...(options.allowPrivate ? {} : { lookup: guardedLookup }) });
+  return {
+    clientFor(url) {
+      if (client && origin === url.origin) return client;
+      drop();
+      origin = url.origin;
+      client = new Client(url.origin, { pipelining: 1, connect });
+      return client;
+    },
+    drop,
+    get aborted() {
+      return options.signal?.aborted ?? false;
+    },
+    destroy() {
+      options.signal?.removeEventListener('abort', onAbort);
+      drop();
+    },
+  };
 }
 
 export function boundedPost(options: PostOptions): Promise<PostResult> {
@@ -41,39 +77,48 @@ export function boundedPost(options: PostOptions): Promise<PostResult> {
     const literal = refusedLiteral(url.hostname);
     if (literal !== undefined) return Promise.resolve(refusedResult(new DestinationRefusedError(url.hostname, literal)));
   }
-  const transport = url.protocol === 'https:' ? https : http;
+  const connection = options.connection ?? makeConnection(options);
+  if (connection.aborted) return Promise.resolve({ ok: false, error: 'connection error: aborted (shutting down)' });
   return new Promise<PostResult>((resolve) => {
     let settled = false;
+    let statusCode: number | undefined;
+    let read = 0;
     /** `keep`: the answer was read to its end, the connection may serve the next request. */
     const finish = (result: PostResult, keep = false) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (!keep) request.destroy();
+      if (!keep || !options.connection) connection.drop();
       resolve(result);
     };
-    const agent = options.agents ? (url.protocol === 'https:' ? options.agents.https : options.agents.http) : false;
-    const request = transport.request(url, {
-      method: 'POST',
-      agent,
-      headers: { ...options.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(options.body), 'user-agent': 'iot-websocket-server-webhooks' },
-      ...(options.allowPrivate ? {} : { lookup: guardedLookup }),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
+    // Connect to last byte: dropping the connection ends the request wherever it is.
     const timer = setTimeout(() => finish({ ok: false, error: `timeout: no complete answer within ${options.timeoutMs} ms` }), options.timeoutMs);
-    request.on('error', (err) => finish(err instanceof DestinationRefusedError ? refusedResult(err) : { ok: false, error: connectionError(err) }));
-    request.on('response', (response) => {
-      const statusCode = response.statusCode ?? 0;
-      let read = 0;
-      response.on('data', (chunk: Buffer) => {
+    // The handler's onRequestStart makes undici call it with the newer (controller) API.
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart() {},
+      onResponseStart(_controller, status) {
+        statusCode = status;
+      },
+      onResponseData(_controller, chunk) {
         read += chunk.length;
         // Enough: the status is the answer; a longer body is not read any further.
-        if (read >= MAX_RESPONSE_BYTES) finish(result(statusCode));
-      });
-      response.on('end', () => finish(result(statusCode), true));
-      response.on('error', (err) => finish({ ok: false, statusCode, error: connectionError(err) }));
-    });
-    request.end(options.body);
+        if (read >= MAX_RESPONSE_BYTES) finish(result(statusCode!));
+      },
+      onResponseEnd: () => finish(result(statusCode!), true),
+      onResponseError(_controller, err) {
+        if (err instanceof DestinationRefusedError) return finish(refusedResult(err));
+        finish({ ok: false, ...(statusCode === undefined ? {} : { statusCode }), error: connectionError(err) });
+      },
+    };
+    connection.clientFor(url).dispatch(
+      {
+        method: 'POST',
+        path: url.pathname + url.search,
+        headers: { ...options.headers, 'content-type': 'application/json', 'user-agent': 'iot-websocket-server-webhooks' },
+        body: options.body,
+      },
+      handler,
+    );
   });
 }
 

@@ -34,7 +34,7 @@
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 import { backoffDelayMs } from '../simulator/backoff.js';
-import { boundedPost, makeAgents, type PostOptions, type PostResult } from './bounded-post.js';
+import { boundedPost, makeConnection, type Connection, type PostOptions, type PostResult } from './bounded-post.js';
 import * as sql from './delivery-sql.js';
 import { makeOutcomeRecorder, type OutcomeRecorder } from './outcome-recorder.js';
 import { SecretUnavailableError, type SecretBox } from './secret-box.js';
@@ -57,8 +57,6 @@ export interface WebhookSettings {
   databaseTimeoutMs: number;
 }
 
-type Agents = ReturnType<typeof makeAgents>;
-
 /** A held endpoint as sending needs it: its URL parsed and its secret opened once, not per event. */
 interface Target {
   /** As stored: a PATCH that changes either makes a new target. */
@@ -67,7 +65,7 @@ interface Target {
   url: URL;
   /** Or why it does not open (every attempt then fails with it). */
   secret: string | SecretUnavailableError;
-  agents: Agents;
+  connection: Connection;
 }
 
 export type DeliveryResult = 'delivered' | 'retried' | 'failed' | 'gone';
@@ -105,7 +103,7 @@ export function postEvent(
   eventId: number,
   body: string,
   attempt: number,
-  connection: Pick<PostOptions, 'signal' | 'agents'> = {},
+  connection: Pick<PostOptions, 'connection'> = {},
 ): Promise<PostResult> {
   return boundedPost({
     url: target.url,
@@ -190,15 +188,15 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
   }
 
   async function drain(id: string): Promise<void> {
-    const agents = makeAgents(settings.allowPrivate);
+    const connection = makeConnection({ allowPrivate: settings.allowPrivate, timeoutMs: settings.timeoutMs, signal: aborter.signal });
     const recorder = makeOutcomeRecorder({ pool, instanceId, webhookId: id, onRecorded: (n) => countDelivered(n) });
     try {
-      if ((await hold(id, agents, recorder)) === 'stop') return;
+      if ((await hold(id, connection, recorder)) === 'stop') return;
       // What was delivered is recorded before letting go, so that the next holder does not send it again.
       await recorder.settle();
       await sql.releaseLease(pool, id, instanceId);
     } finally {
-      agents.destroy();
+      connection.destroy();
     }
   }
 
@@ -207,7 +205,7 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
   }
 
   /** Sends the held endpoint its events until there is nothing left, it is let go or lost; 'release': let go of the lease. */
-  async function hold(id: string, agents: Agents, recorder: OutcomeRecorder): Promise<'release' | 'stop'> {
+  async function hold(id: string, connection: Connection, recorder: OutcomeRecorder): Promise<'release' | 'stop'> {
     let webhook: sql.HeldWebhook | undefined;
     let target: Target | undefined;
     let renewedAt = 0;
@@ -222,7 +220,7 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
         // Lost (taken over after running out), or disabled or deleted meanwhile.
         if (!webhook) return 'release';
         renewedAt = Date.now();
-        target = targetOf(webhook, agents, target);
+        target = targetOf(webhook, connection, target);
       }
       const { events, scannedTo } = await sql.findNextEvents(pool, webhook, BATCH);
       if (events.length === 0) {
@@ -292,11 +290,11 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
 
   async function send(target: Target, event: sql.HeadEvent): Promise<PostResult> {
     if (target.secret instanceof SecretUnavailableError) return { ok: false, error: target.secret.message };
-    return postEvent(settings, { url: target.url, secret: target.secret }, event.id, eventBody(event), event.attempts + 1, { signal: aborter.signal, agents: target.agents });
+    return postEvent(settings, { url: target.url, secret: target.secret }, event.id, eventBody(event), event.attempts + 1, { connection: target.connection });
   }
 
   /** What sending to `webhook` needs, worked out once per held endpoint (again only when a PATCH changed it). */
-  function targetOf(webhook: sql.HeldWebhook, agents: Agents, previous: Target | undefined): Target {
+  function targetOf(webhook: sql.HeldWebhook, connection: Connection, previous: Target | undefined): Target {
     if (previous && previous.storedUrl === webhook.url && previous.storedSecret === webhook.secret) return previous;
     let secret: string | SecretUnavailableError;
     try {
@@ -306,7 +304,7 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
       if (!(err instanceof SecretUnavailableError)) throw err;
       secret = err;
     }
-    return { storedUrl: webhook.url, storedSecret: webhook.secret, url: new URL(webhook.url), secret, agents };
+    return { storedUrl: webhook.url, storedSecret: webhook.secret, url: new URL(webhook.url), secret, connection };
   }
 
   function outcomeOf(webhookId: string, head: sql.HeadEvent, startedAt: Date, result: PostResult): sql.AttemptOutcome {

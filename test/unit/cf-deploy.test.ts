@@ -252,7 +252,7 @@ describe('manifest.yml', () => {
   });
 
   it('runs on the Node.js the engines field asks the buildpack for', () => {
-    expect(pkg.engines.node).toBe('>=20.11'); // 20.11+, 22, 24 and later
+    expect(pkg.engines.node).toBe('>=20.18.1'); // 20.18.1+ (undici 7, the webhook client), 22, 24 and later
     const [major] = process.versions.node.split('.').map(Number);
     expect(major).toBeGreaterThanOrEqual(20);
   });
