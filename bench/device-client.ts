@@ -28,6 +28,7 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { mintDeviceToken } from '../src/gateway/device-token.js';
+import { exitWithParent } from './lib/ipc.js';
 
 export interface ConnectResult {
   ok: number;
@@ -417,9 +418,4 @@ process.on('message', (request: ClientRequest) => {
   })();
 });
 
-// Never outlive the bench: IPC gone or re-parented means the parent died.
-process.on('disconnect', () => process.exit(0));
-const parentPid = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parentPid) process.exit(0);
-}, 1_000).unref();
+exitWithParent();

@@ -18,6 +18,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { startDssSimulator, type DssSimulator } from '../src/dss/simulator/simulator.js';
+import { exitWithParent } from './lib/ipc.js';
 
 export interface Feed {
   streamKey: string;
@@ -104,9 +105,4 @@ process.on('message', (request: FeederRequest) => {
   })();
 });
 
-// Never outlive the bench: IPC gone or re-parented means the parent died.
-process.on('disconnect', () => process.exit(0));
-const parentPid = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parentPid) process.exit(0);
-}, 1_000).unref();
+exitWithParent();

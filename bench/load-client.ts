@@ -19,6 +19,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
+import { exitWithParent } from './lib/ipc.js';
 
 export interface LoadRun {
   origin: string;
@@ -158,9 +159,4 @@ process.on('message', (request: LoadRequest) => {
   })();
 });
 
-// Never outlive the bench: IPC gone or re-parented means the parent died.
-process.on('disconnect', () => process.exit(0));
-const parentPid = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parentPid) process.exit(0);
-}, 1_000).unref();
+exitWithParent();

@@ -14,6 +14,7 @@
  * joins the ids to their commit timestamps.
  */
 import http from 'node:http';
+import { exitWithParent } from './lib/ipc.js';
 
 export interface SseArrival {
   id: number;
@@ -106,9 +107,4 @@ process.on('message', (message: SseClientRequest) => {
   })();
 });
 
-// Never outlive the bench: IPC gone or re-parented means the parent died.
-process.on('disconnect', () => process.exit(0));
-const parentPid = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parentPid) process.exit(0);
-}, 1_000).unref();
+exitWithParent();

@@ -32,3 +32,12 @@ export function request<Op extends Reply['op'], Reply extends { op: string } = C
     child.send(message);
   });
 }
+
+/** For a forked bench child: never outlive the bench (IPC gone, or re-parented: the parent died). */
+export function exitWithParent(): void {
+  process.on('disconnect', () => process.exit(0));
+  const parentPid = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parentPid) process.exit(0);
+  }, 1_000).unref();
+}
