@@ -226,7 +226,7 @@ export async function statementStats(url: string, log: (line: string) => void, t
   };
 }
 
-/** Waits (up to `timeoutMs`) until no actuation in the database is `sent` and unacked. */
+/** Waits (up to `timeoutMs`) until no actuation in the database is `sent` and unacked; throws if some still are then (only for acking devices). */
 export async function waitUntilAllAcked(url: string, timeoutMs: number): Promise<void> {
   const client = new pg.Client(url);
   await client.connect();
@@ -237,6 +237,8 @@ export async function waitUntilAllAcked(url: string, timeoutMs: number): Promise
       if (rows[0]!.n === 0) return;
       await new Promise((r) => setTimeout(r, 100));
     }
+    const { rows } = await client.query<{ n: number }>(`select count(*)::int as n from actuations where status = 'sent'`);
+    if (rows[0]!.n > 0) throw new Error(`${rows[0]!.n} actuations still 'sent' (not acked) after ${timeoutMs} ms`);
   } finally {
     await client.end();
   }
