@@ -58,12 +58,14 @@ export async function webhooksBench(argv: string[]): Promise<number> {
       rounds: { type: 'string', default: '3' },
       'cpu-prof': { type: 'boolean', default: false },
       before: { type: 'string' },
+      env: { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     log('npm run bench -- webhooks [--rate 500] [--seconds 10] [--burst 5000] [--rounds 3] [--cpu-prof] [--before REF]');
     log('  --before REF  also run our server as built from git REF (e.g. main) in every round, alternating which goes first');
+    log('  --env K=V     (repeatable) set K=V for this tree\'s server only, e.g. --before HEAD --env WEBHOOK_GATHER_MS=0: one setting both ways');
     log('  --cpu-prof  V8 CPU profile of the server for each whole round, summarised at the end (figures not comparable)');
     return 0;
   }
@@ -78,15 +80,23 @@ export async function webhooksBench(argv: string[]): Promise<number> {
   const profDir = values['cpu-prof'] ? path.join(tmp, 'profiles') : undefined;
   if (profDir) await fs.mkdir(profDir);
   const beforeMain = values.before ? await buildRefForBench(ROOT, values.before) : undefined;
+  const treeEnv = Object.fromEntries(
+    values.env.map((kv) => {
+      const at = kv.indexOf('=');
+      if (at < 1) throw new Error(`--env takes K=V, not ${kv}`);
+      return [kv.slice(0, at), kv.slice(at + 1)];
+    }),
+  );
   log(`webhooks bench: ${rate} events/s for ${seconds} s, then a burst of ${fmt(burst)}; one endpoint; ${rounds} round(s); database: ${database.description}`);
 
-  const variants = [{ label: 'this tree', script: build.serverMain }, ...(beforeMain ? [{ label: `at ${values.before}`, script: beforeMain }] : [])];
+  const treeLabel = values.env.length > 0 ? `this tree, ${values.env.join(' ')}` : 'this tree';
+  const variants = [{ label: treeLabel, script: build.serverMain, env: treeEnv }, ...(beforeMain ? [{ label: `at ${values.before}`, script: beforeMain, env: {} }] : [])];
   const results = new Map<string, RoundResult[]>(variants.map((v) => [v.label, []]));
   for (let round = 1; round <= rounds; round++) {
     // Rotated: each variant goes first in turn.
     for (const [i] of variants.entries()) {
       const variant = variants[(i + round - 1) % variants.length]!;
-      const r = await runRound(variant.script, round, `${variant.label === 'this tree' ? 'a' : 'b'}${round}`);
+      const r = await runRound(variant.script, variant.env, round, `${variant.label === treeLabel ? 'a' : 'b'}${round}`);
       results.get(variant.label)!.push(r);
       log(
         `round ${round} ${variant.label}: at ${rate}/s p50 ${fmt(r.p50, 1)} / p99 ${fmt(r.p99, 1)} / max ${fmt(r.max, 1)} ms, server CPU ${fmt(r.steadyServerCpuUs)} µs + PostgreSQL ${fmt(r.steadyDbCpuUs)} µs each; ` +
@@ -95,7 +105,7 @@ export async function webhooksBench(argv: string[]): Promise<number> {
     }
   }
 
-  async function runRound(script: string, round: number, name: string): Promise<RoundResult> {
+  async function runRound(script: string, env: Record<string, string>, round: number, name: string): Promise<RoundResult> {
     const db = await database.create(`w${name}`);
     const pool = new pg.Pool({ connectionString: db.url, max: 2 });
     // An idle client losing its connection (the database dropped at the end of the round) is no failure of the bench.
@@ -121,7 +131,7 @@ export async function webhooksBench(argv: string[]): Promise<number> {
         keys,
         tmp,
         instanceId: `bench-${process.pid}-w${round}`,
-        env: { WEBHOOK_ALLOW_PRIVATE: 'true', DSS_ENABLED: 'false' },
+        env: { WEBHOOK_ALLOW_PRIVATE: 'true', DSS_ENABLED: 'false', ...env },
         // Written at the SIGTERM that ends the round.
         ...(profDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=server-${name}.cpuprofile`] } : {}),
       });
