@@ -93,19 +93,23 @@ export function boundedPost(options: PostOptions): Promise<PostResult> {
     };
     // Connect to last byte: dropping the connection ends the request wherever it is.
     const timer = setTimeout(() => finish({ ok: false, error: `timeout: no complete answer within ${options.timeoutMs} ms` }), options.timeoutMs);
-    // The handler's onRequestStart makes undici call it with the newer (controller) API.
+    // undici's own handler shape (onConnect, onHeaders, …): a handler with onRequestStart (the
+    // controller shape) is wrapped per request, with every answer's headers parsed into an
+    // object that nothing here reads.
     const handler: Dispatcher.DispatchHandler = {
-      onRequestStart() {},
-      onResponseStart(_controller, status) {
+      onConnect() {},
+      onHeaders(status) {
         statusCode = status;
+        return true;
       },
-      onResponseData(_controller, chunk) {
+      onData(chunk) {
         read += chunk.length;
         // Enough: the status is the answer; a longer body is not read any further.
         if (read >= MAX_RESPONSE_BYTES) finish(result(statusCode!));
+        return true;
       },
-      onResponseEnd: () => finish(result(statusCode!), true),
-      onResponseError(_controller, err) {
+      onComplete: () => finish(result(statusCode!), true),
+      onError(err) {
         if (err instanceof DestinationRefusedError) return finish(refusedResult(err));
         finish({ ok: false, ...(statusCode === undefined ? {} : { statusCode }), error: connectionError(err) });
       },
