@@ -93,23 +93,19 @@ export function boundedPost(options: PostOptions): Promise<PostResult> {
     };
     // Connect to last byte: dropping the connection ends the request wherever it is.
     const timer = setTimeout(() => finish({ ok: false, error: `timeout: no complete answer within ${options.timeoutMs} ms` }), options.timeoutMs);
-    // undici's own handler shape (onConnect, onHeaders, …): a handler with onRequestStart (the
-    // controller shape) is wrapped per request, with every answer's headers parsed into an
-    // object that nothing here reads.
+    // The handler's onRequestStart makes undici call it with the newer (controller) API.
     const handler: Dispatcher.DispatchHandler = {
-      onConnect() {},
-      onHeaders(status) {
+      onRequestStart() {},
+      onResponseStart(_controller, status) {
         statusCode = status;
-        return true;
       },
-      onData(chunk) {
+      onResponseData(_controller, chunk) {
         read += chunk.length;
         // Enough: the status is the answer; a longer body is not read any further.
         if (read >= MAX_RESPONSE_BYTES) finish(result(statusCode!));
-        return true;
       },
-      onComplete: () => finish(result(statusCode!), true),
-      onError(err) {
+      onResponseEnd: () => finish(result(statusCode!), true),
+      onResponseError(_controller, err) {
         if (err instanceof DestinationRefusedError) return finish(refusedResult(err));
         finish({ ok: false, ...(statusCode === undefined ? {} : { statusCode }), error: connectionError(err) });
       },
