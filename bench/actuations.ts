@@ -66,6 +66,7 @@ import { fmt, median, percentile, renderTables } from './lib/stats.js';
 import { int, log, onOff } from './lib/cli.js';
 import { prepareBenchRun } from './lib/setup.js';
 import { startWorkersServer, stopWorkersServer, type WorkersServer } from './lib/workers.js';
+import type { SseArrival } from './sse-client.js';
 import { commitLatencies, startBenchSseSubscriber, tracksCommitTimestamps, type BenchSseSubscriber } from './lib/sse-subscriber.js';
 import { startBenchWebhookReceiver, type BenchWebhookReceiver } from './lib/webhook-receiver.js';
 import pg from 'pg';
@@ -74,10 +75,13 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DEVICE_SCRIPT = path.join(ROOT, 'bench', 'device-client.ts');
 const LOAD_SCRIPT = path.join(ROOT, 'bench', 'load-client.ts');
 
-type Kind = 'ours' | 'before' | 'node' | 'bare' | 'nofeed' | 'sse';
+type Kind = 'ours' | 'before' | 'node' | 'bare' | 'nofeed' | 'sse' | 'ssebefore';
 const KINDS: Kind[] = ['node', 'bare', 'ours'];
 /** Our server in some form: its own database, the cross-instance run. */
-const isOurs = (kind: Kind) => kind === 'ours' || kind === 'before' || kind === 'nofeed' || kind === 'sse';
+const isOurs = (kind: Kind) => kind === 'ours' || kind === 'before' || kind === 'nofeed' || isSse(kind);
+/** The subscriber's variant (with `--webhook`, its endpoint too), of this tree or of `--before`. */
+const isSse = (kind: Kind) => kind === 'sse' || kind === 'ssebefore';
+const isBefore = (kind: Kind) => kind === 'before' || kind === 'ssebefore';
 const LABEL: Record<Kind, string> = {
   ours: 'iot-websocket-server',
   before: 'ours at --before',
@@ -85,6 +89,7 @@ const LABEL: Record<Kind, string> = {
   bare: 'bare express + `ws`',
   nofeed: 'feed off (no events written)',
   sse: 'feed + 1 SSE subscriber',
+  ssebefore: 'the same at --before',
 };
 /** The sequencer's pass and the readers' window (`--sse`: calls counted in the fixed-rate run). */
 const FEED_FUNCTIONS = ['sequence_events', 'events_after'];
@@ -151,7 +156,7 @@ interface RunResult {
   /** What the PostgreSQL cluster did during the run (after the CHECKPOINT it starts with). */
   cluster: ClusterActivity;
   /** `sse` with `--webhook`: transaction start → webhook receiver at `--rate`/s, and events it got by the end vs recorded. */
-  webhook?: { p50: number; p99: number; received: number; expected: number; caughtUp: boolean };
+  webhook?: { committed: { p50: number; p99: number; max: number }; txStart: { p50: number; p99: number }; received: number; expected: number; caughtUp: boolean };
 }
 
 const usage = `usage: npm run bench -- actuations [options]
@@ -241,10 +246,13 @@ export async function actuationsBench(argv: string[]): Promise<number> {
   };
   if (opts.webhook && !values.sse) throw new Error('--webhook goes with --sse');
   if (opts.webhook) LABEL.sse = 'feed + 1 SSE subscriber + 1 webhook';
+  if (values.sse && values.before) LABEL.ssebefore = `${LABEL.sse} at ${values.before}`;
   const fsync = onOff('fsync', values.fsync);
   const only = values.only?.split(',') ?? KINDS;
   if (only.length === 0 || only.some((k) => !(KINDS as string[]).includes(k))) throw new Error('--only takes ours, node, bare (comma-separated)');
-  const kinds: Kind[] = values.sse ? ['nofeed', 'ours', 'sse'] : [...KINDS.filter((k) => only.includes(k)), ...(values.before ? (['before'] as const) : [])];
+  // --sse --before: the subscriber's variant at REF beside this tree's, both against feed off, in
+  // place of the feed without a subscriber (which neither the subscriber nor the webhook code touches).
+  const kinds: Kind[] = values.sse ? (values.before ? ['nofeed', 'sse', 'ssebefore'] : ['nofeed', 'ours', 'sse']) : [...KINDS.filter((k) => only.includes(k)), ...(values.before ? (['before'] as const) : [])];
   if (values.before) LABEL.before = `ours at ${values.before}`;
 
   log(
@@ -296,7 +304,7 @@ export async function actuationsBench(argv: string[]): Promise<number> {
       if (r.afterBurst) log(`round ${round} ${LABEL[kind]}: at ${opts.rate}/s right after a ${fmt(opts.burst)} burst, not acking: ${l(r.afterBurst)}`);
       if (r.cross) log(`round ${round} ${LABEL[kind]}: across instances ${l(r.cross)}`);
       log(`round ${round} ${LABEL[kind]}: ${clusterLine(r.cluster)}`);
-      if (r.webhook) log(`round ${round} ${LABEL[kind]}: webhook got ${fmt(r.webhook.received)} of ${fmt(r.webhook.expected)} events by the end${r.webhook.caughtUp ? '' : ' (did NOT catch up before the fixed-rate run)'}; transaction start → webhook p50 ${fmt(r.webhook.p50, 1)} / p99 ${fmt(r.webhook.p99, 1)} ms`);
+      if (r.webhook) log(`round ${round} ${LABEL[kind]}: webhook got ${fmt(r.webhook.received)} of ${fmt(r.webhook.expected)} events by the end${r.webhook.caughtUp ? '' : ' (did NOT catch up before the fixed-rate run)'}; committed → webhook p50 ${fmt(r.webhook.committed.p50, 1)} / p99 ${fmt(r.webhook.committed.p99, 1)} / max ${fmt(r.webhook.committed.max, 1)} ms; transaction start → webhook p50 ${fmt(r.webhook.txStart.p50, 1)} / p99 ${fmt(r.webhook.txStart.p99, 1)} ms`);
       if (r.feed) {
         const f = r.feed;
         log(
@@ -359,7 +367,7 @@ interface Context {
 async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResult> {
   const { opts } = ctx;
   const ours = isOurs(kind);
-  const db = ours ? await ctx.database.create(`${kind === 'before' ? 'b' : 'a'}${round}${kind}`) : undefined;
+  const db = ours ? await ctx.database.create(`${isBefore(kind) ? 'b' : 'a'}${round}${kind}`) : undefined;
   // Every run, ours or bare, starts from the same cluster state (database.ts, `checkpoint`).
   await ctx.database.checkpoint();
   const cluster = await ctx.database.activity();
@@ -370,7 +378,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
   const start = async (name: string) => {
     const s = await startServer({
       kind: ours ? 'ours' : 'bare',
-      script: kind === 'before' ? ctx.beforeMain! : ours ? ctx.build.serverMain : kind === 'node' ? ctx.build.bareNodeServer : ctx.build.bareActuationServer,
+      script: isBefore(kind) ? ctx.beforeMain! : ours ? ctx.build.serverMain : kind === 'node' ? ctx.build.bareNodeServer : ctx.build.bareActuationServer,
       databaseUrl: db?.url,
       keys: ctx.keys,
       tmp: ctx.tmp,
@@ -397,8 +405,8 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       await client.query(NO_ACTUATION_EVENTS);
       await client.end();
     }
-    if (kind === 'sse') subscriber = await startBenchSseSubscriber(a.origin, a.authorization);
-    if (kind === 'sse' && opts.webhook) webhook = await startBenchWebhookReceiver(a);
+    if (isSse(kind)) subscriber = await startBenchSseSubscriber(a.origin, a.authorization);
+    if (isSse(kind) && opts.webhook) webhook = await startBenchWebhookReceiver(a);
     await connectDevices(ctx.deviceClients, a.port);
     // Just-connected devices drain their (empty) backlog first, then take live deliveries.
     await sleep(1_500);
@@ -428,7 +436,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
     };
     const callsBefore = feedStats ? await calls() : undefined;
     await subscriber?.record(true);
-    webhook?.takeLatencies();
+    webhook?.takeArrivals();
     webhook?.record(true);
     const latency = await measureLatency(ctx, () => load({ total: opts.rate * opts.seconds, mode: { kind: 'open', rate: opts.rate }, deadlineMs: opts.seconds * 1000 + 30_000 }), undefined, opts.probe ? probeFile('a') : undefined);
     if ((subscriber || feedStats) && ctx.opts.ack) await waitUntilAllAcked(db!.url, 30_000);
@@ -442,12 +450,12 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       const read = d('events_after');
       passes = { perSec: seq.calls / seconds, msPerPass: seq.ms / seq.calls, readsPerSec: read.calls / seconds, msPerRead: read.calls ? read.ms / read.calls : Number.NaN };
     }
-    let webhookLatencies: number[] = [];
+    let webhookArrivals: SseArrival[] = [];
     if (webhook) {
       // Every event of the fixed-rate run, however long the endpoint's queue takes (bounded).
       if (!(await webhook.waitForCount(await countEvents(db!.url), 180_000))) log(`round ${round} ${LABEL[kind]}: the webhook did not get the fixed-rate run's events within 180 s`);
       webhook.record(false);
-      webhookLatencies = webhook.takeLatencies().sort((x, y) => x - y);
+      webhookArrivals = webhook.takeArrivals();
     }
     await measureThroughput(ctx, a, db?.url, () =>
       load({ total: Math.min(opts.bulkTotal, 10 * opts.bulkSize), bulk: opts.bulkSize, mode: { kind: 'closed', inFlight: opts.bulkInFlight }, deadlineMs: 60_000 }),
@@ -481,7 +489,11 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       const txStart = arrivals.map((x) => x.arrivedMs - x.atMs).sort((x, y) => x - y);
       const spread = (sorted: number[]) => ({ p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN });
       feed = { committed: spread(committed), txStart: spread(txStart), received: got.events, expected, reconnects: got.reconnects };
-      if (webhook) webhookResult = { p50: percentile(webhookLatencies, 50), p99: percentile(webhookLatencies, 99), received: webhook.events, expected, caughtUp: webhookCaughtUp };
+      if (webhook) {
+        const hookCommitted = (await tracksCommitTimestamps(db!.url)) ? (await commitLatencies(db!.url, webhookArrivals)).sort((x, y) => x - y) : [];
+        const hookTxStart = webhookArrivals.map((x) => x.arrivedMs - x.atMs).sort((x, y) => x - y);
+        webhookResult = { committed: spread(hookCommitted), txStart: { p50: percentile(hookTxStart, 50), p99: percentile(hookTxStart, 99) }, received: webhook.events, expected, caughtUp: webhookCaughtUp };
+      }
     }
     // The issue's tail condition: non-acking devices right after a burst (ours: that many unacked `sent` rows).
     // After the across-instances run the devices are on b: the burst and the latency go to b then.
@@ -685,8 +697,11 @@ function printFeedSummary(results: RunResult[], info: { devices: number; opts: O
     const value = m(kind, f);
     return kind === 'nofeed' ? fmt(value, digits) : `${fmt(value, digits)} (${fmt(ratio(kind, f), 2)}×)`;
   };
-  const header = [`${fmt(info.devices)} devices (${opts.ack ? 'acking' : 'not acking'}), median of ${opts.rounds}`, LABEL.nofeed, `${LABEL.ours} (feed, no subscriber)`, LABEL.sse];
-  const kinds: Kind[] = ['nofeed', 'ours', 'sse'];
+  // Columns in the order the kinds ran: feed off, then (feed without a subscriber, or the --before variant) and the subscriber's.
+  const kinds = (['nofeed', 'ours', 'sse', 'ssebefore'] as const).filter((k) => of(k).length > 0);
+  const header = [`${fmt(info.devices)} devices (${opts.ack ? 'acking' : 'not acking'}), median of ${opts.rounds}`, ...kinds.map((k) => (k === 'ours' ? `${LABEL.ours} (feed, no subscriber)` : LABEL[k]))];
+  /** A row of figures only the subscriber's variants have ('–' for the others). */
+  const sseRow = (label: string, f: (k: Kind) => string) => [label, ...kinds.map((k) => (isSse(k) ? f(k) : '–'))];
   const rows = [
     [`single POST → device, actuations/s (${opts.inFlight} in flight)`, ...kinds.map((k) => cell(k, (r) => r.single.perSec))],
     [`bulk POST (${fmt(opts.bulkSize)} items) → device, actuations/s`, ...kinds.map((k) => cell(k, (r) => r.bulk.perSec))],
@@ -694,15 +709,16 @@ function printFeedSummary(results: RunResult[], info: { devices: number; opts: O
     ['PostgreSQL CPU per actuation, bulk', ...kinds.map((k) => `${cell(k, (r) => r.bulk.dbCpuUs)} µs`)],
     ['server CPU per actuation, single / bulk', ...kinds.map((k) => `${fmt(m(k, (r) => r.single.serverCpuUs))} / ${fmt(m(k, (r) => r.bulk.serverCpuUs))} µs`)],
     [`POST → device p50 / p99 at ${fmt(opts.rate)}/s`, ...kinds.map((k) => `${fmt(m(k, (r) => r.latency.p50), 1)} / ${fmt(m(k, (r) => r.latency.p99), 1)} ms`)],
-    [`committed → SSE subscriber p50 / p99 / max at ${fmt(opts.rate)}/s`, '–', '–', `${fmt(m('sse', (r) => r.feed?.committed.p50), 1)} / ${fmt(m('sse', (r) => r.feed?.committed.p99), 1)} / ${fmt(m('sse', (r) => r.feed?.committed.max), 1)} ms`],
-    [`transaction start → SSE subscriber p50 / p99 / max at ${fmt(opts.rate)}/s`, '–', '–', `${fmt(m('sse', (r) => r.feed?.txStart.p50), 1)} / ${fmt(m('sse', (r) => r.feed?.txStart.p99), 1)} / ${fmt(m('sse', (r) => r.feed?.txStart.max), 1)} ms`],
-    [`sequencing passes/s (PostgreSQL ms per pass) at ${fmt(opts.rate)}/s`, '–', ...(['ours', 'sse'] as const).map((k) => `${fmt(m(k, (r) => r.passes?.perSec), 1)} (${fmt(m(k, (r) => r.passes?.msPerPass), 2)} ms)`)],
-    [`feed reads/s (PostgreSQL ms per read) at ${fmt(opts.rate)}/s`, '–', '–', `${fmt(m('sse', (r) => r.passes?.readsPerSec), 1)} (${fmt(m('sse', (r) => r.passes?.msPerRead), 2)} ms)`],
-    ['events the subscriber received / recorded (reconnects after a drop)', '–', '–', `${fmt(m('sse', (r) => r.feed?.received))} / ${fmt(m('sse', (r) => r.feed?.expected))} (${fmt(m('sse', (r) => r.feed?.reconnects))})`],
+    sseRow(`committed → SSE subscriber p50 / p99 / max at ${fmt(opts.rate)}/s`, (k) => `${fmt(m(k, (r) => r.feed?.committed.p50), 1)} / ${fmt(m(k, (r) => r.feed?.committed.p99), 1)} / ${fmt(m(k, (r) => r.feed?.committed.max), 1)} ms`),
+    sseRow(`transaction start → SSE subscriber p50 / p99 / max at ${fmt(opts.rate)}/s`, (k) => `${fmt(m(k, (r) => r.feed?.txStart.p50), 1)} / ${fmt(m(k, (r) => r.feed?.txStart.p99), 1)} / ${fmt(m(k, (r) => r.feed?.txStart.max), 1)} ms`),
+    [`sequencing passes/s (PostgreSQL ms per pass) at ${fmt(opts.rate)}/s`, ...kinds.map((k) => (k === 'nofeed' ? '–' : `${fmt(m(k, (r) => r.passes?.perSec), 1)} (${fmt(m(k, (r) => r.passes?.msPerPass), 2)} ms)`))],
+    sseRow(`feed reads/s (PostgreSQL ms per read) at ${fmt(opts.rate)}/s`, (k) => `${fmt(m(k, (r) => r.passes?.readsPerSec), 1)} (${fmt(m(k, (r) => r.passes?.msPerRead), 2)} ms)`),
+    sseRow('events the subscriber received / recorded (reconnects after a drop)', (k) => `${fmt(m(k, (r) => r.feed?.received))} / ${fmt(m(k, (r) => r.feed?.expected))} (${fmt(m(k, (r) => r.feed?.reconnects))})`),
     ...(opts.webhook
       ? [
-          [`transaction start → webhook p50 / p99 at ${fmt(opts.rate)}/s (its queue included)`, '–', '–', `${fmt(m('sse', (r) => r.webhook?.p50), 1)} / ${fmt(m('sse', (r) => r.webhook?.p99), 1)} ms`],
-          ['events the webhook received by the end / recorded', '–', '–', `${fmt(m('sse', (r) => r.webhook?.received))} / ${fmt(m('sse', (r) => r.webhook?.expected))}`],
+          sseRow(`committed → webhook p50 / p99 / max at ${fmt(opts.rate)}/s (its queue included)`, (k) => `${fmt(m(k, (r) => r.webhook?.committed.p50), 1)} / ${fmt(m(k, (r) => r.webhook?.committed.p99), 1)} / ${fmt(m(k, (r) => r.webhook?.committed.max), 1)} ms`),
+          sseRow(`transaction start → webhook p50 / p99 at ${fmt(opts.rate)}/s`, (k) => `${fmt(m(k, (r) => r.webhook?.txStart.p50), 1)} / ${fmt(m(k, (r) => r.webhook?.txStart.p99), 1)} ms`),
+          sseRow('events the webhook received by the end / recorded', (k) => `${fmt(m(k, (r) => r.webhook?.received))} / ${fmt(m(k, (r) => r.webhook?.expected))}`),
         ]
       : []),
   ];

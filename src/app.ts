@@ -195,6 +195,7 @@ export function buildApp(options: AppOptions): App {
       pollIntervalMs: WEBHOOK_POLL_MS,
       retentionDays: config.retentionDays,
       databaseTimeoutMs: config.databaseTimeoutMs,
+      gatherMs: config.webhookGatherMs,
     },
   });
   const keys = makeKeyVerifier({ pool, logger });

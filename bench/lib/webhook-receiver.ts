@@ -1,13 +1,14 @@
 /**
  * One webhook endpoint for the actuations bench (`--sse --webhook`): an HTTP server in
  * this process answering 204 at once, registered on our server for every event type.
- * Counts distinct event ids (a retried delivery counts once) and, while recording, how
- * long each took from its transaction's start (the body's `at`, the database's `now()`,
- * same machine clock) to arriving here: an upper bound of committed → webhook, as the SSE
- * subscriber's.
+ * Counts distinct event ids (a retried delivery counts once) and, while recording, each
+ * one's arrival time and its transaction's start (the body's `at`, the database's `now()`,
+ * same machine clock): as the SSE subscriber's arrivals, so `commitLatencies` turns them
+ * into committed → webhook.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { SseArrival } from '../sse-client.js';
 import type { RunningServer } from './our-server.js';
 import { EVENT_TYPES } from '../../src/events/types.js';
 
@@ -15,8 +16,8 @@ export interface BenchWebhookReceiver {
   /** Distinct events received. */
   readonly events: number;
   record(on: boolean): void;
-  /** Latencies (ms) seen while recording, then cleared. */
-  takeLatencies(): number[];
+  /** Arrivals seen while recording, then cleared. */
+  takeArrivals(): SseArrival[];
   /** Resolves true once `count` distinct events arrived, false when `timeoutMs` passed first. */
   waitForCount(count: number, timeoutMs: number): Promise<boolean>;
   close(): void;
@@ -25,7 +26,7 @@ export interface BenchWebhookReceiver {
 export async function startBenchWebhookReceiver(server: RunningServer): Promise<BenchWebhookReceiver> {
   const seen = new Set<number>();
   let recording = false;
-  let latencies: number[] = [];
+  let arrivals: SseArrival[] = [];
   const receiver = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -33,7 +34,7 @@ export async function startBenchWebhookReceiver(server: RunningServer): Promise<
       const id = Number(req.headers['x-iotws-event-id']);
       if (!seen.has(id)) {
         seen.add(id);
-        if (recording) latencies.push(Date.now() - Date.parse((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { at: string }).at));
+        if (recording) arrivals.push({ id, arrivedMs: Date.now(), atMs: Date.parse((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { at: string }).at) });
       }
       res.writeHead(204).end();
     });
@@ -53,9 +54,9 @@ export async function startBenchWebhookReceiver(server: RunningServer): Promise<
       return seen.size;
     },
     record: (on) => (recording = on),
-    takeLatencies() {
-      const taken = latencies;
-      latencies = [];
+    takeArrivals() {
+      const taken = arrivals;
+      arrivals = [];
       return taken;
     },
     async waitForCount(count, timeoutMs) {

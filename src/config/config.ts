@@ -178,6 +178,8 @@ export interface Config {
   readonly webhookRetryMaxMs: number;
   /** Webhook endpoints this instance sends to at once (one request in flight each). (Default: 16) */
   readonly webhookMaxConcurrency: number;
+  /** A caught-up webhook endpoint's next search for events, and the record of its outcomes, wait this long to take several events each: fewer statements per delivery for at most this much more latency; 0: at once. (Default: 20) */
+  readonly webhookGatherMs: number;
   /** 32 bytes (64 hex characters, or base64) that seal webhook secrets in the database; unset: stored as given. (Default: unset) */
   readonly webhookSecretKey: Buffer | undefined;
 }
@@ -289,6 +291,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     webhookRetryMinMs: integer(env, 'WEBHOOK_RETRY_MIN_MS', 1_000, 10, 3_600_000),
     webhookRetryMaxMs: integer(env, 'WEBHOOK_RETRY_MAX_MS', 600_000, 10, 86_400_000),
     webhookMaxConcurrency: integer(env, 'WEBHOOK_MAX_CONCURRENCY', 16, 1, 1_000),
+    webhookGatherMs: integer(env, 'WEBHOOK_GATHER_MS', 20, 0, 1_000),
     webhookSecretKey: secretKey(env, 'WEBHOOK_SECRET_KEY'),
   };
   if (config.jobsLeaseMs < 2 * config.jobsPollMs) {

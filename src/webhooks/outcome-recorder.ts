@@ -10,6 +10,12 @@
  * timeout. An instance killed then sends again, through the next holder, those events
  * and the one in flight: at most `max` duplicates.
  *
+ * With `gatherMs`, a statement does not leave with the first outcome: it waits until
+ * `gatherMs` after that one was handed over, or until half of `max` are pending, so that an
+ * endpoint that is caught up (an event every few ms) records a batch per statement, not
+ * each event in its own. `room()` and `settle()` never wait for that: they send what is
+ * pending at once.
+ *
  * Once a statement finds the lease lost (or the endpoint disabled), nothing more is
  * recorded and `room()` and `settle()` say so; a statement that fails (the database)
  * makes them throw its error. The sender stops sending in both cases.
@@ -34,6 +40,8 @@ export interface OutcomeRecorderOptions {
   instanceId: string;
   webhookId: string;
   max?: number;
+  /** How long the first pending outcome waits for others before its statement leaves (Default: 0, at once). */
+  gatherMs?: number;
   /** After each statement that recorded outcomes, with how many. */
   onRecorded?(count: number): void;
 }
@@ -41,14 +49,28 @@ export interface OutcomeRecorderOptions {
 export function makeOutcomeRecorder(options: OutcomeRecorderOptions): OutcomeRecorder {
   const { pool, instanceId, webhookId } = options;
   const max = options.max ?? UNRECORDED_MAX;
+  const gatherMs = options.gatherMs ?? 0;
+  // Half of max: the sender does not wait in room() while a gathered batch fills up.
+  const gatherCount = Math.max(1, Math.floor(max / 2));
   let pending: DeliveredOutcome[] = [];
+  let gathering: NodeJS.Timeout | undefined;
   let inFlight: Promise<void> | undefined;
   let inFlightCount = 0;
   let lost = false;
   let failure: { error: unknown } | undefined;
 
-  function recordNext(): void {
+  /** Starts a statement with what is pending, unless one is in flight; `now`: not waiting to gather more. */
+  function recordNext(now = false): void {
     if (inFlight || pending.length === 0 || lost || failure) return;
+    if (!now && gatherMs > 0 && pending.length < gatherCount) {
+      gathering ??= setTimeout(() => {
+        gathering = undefined;
+        recordNext(true);
+      }, gatherMs);
+      return;
+    }
+    clearTimeout(gathering);
+    gathering = undefined;
     const batch = pending;
     pending = [];
     inFlightCount = batch.length;
@@ -65,6 +87,7 @@ export function makeOutcomeRecorder(options: OutcomeRecorderOptions): OutcomeRec
       .finally(() => {
         inFlight = undefined;
         inFlightCount = 0;
+        // What arrived meanwhile waited at least a statement's time: gathered again from here.
         recordNext();
       });
   }
@@ -81,12 +104,18 @@ export function makeOutcomeRecorder(options: OutcomeRecorderOptions): OutcomeRec
       recordNext();
     },
     async room() {
-      // Anything unrecorded is in a statement in flight or waits for it (recordNext starts one whenever none is).
-      while (holding() && pending.length + inFlightCount >= max) await inFlight;
+      // Anything unrecorded is in a statement in flight or waits for it (or for the gathering: cut short here).
+      while (holding() && pending.length + inFlightCount >= max) {
+        recordNext(true);
+        await inFlight;
+      }
       return holding();
     },
     async settle() {
-      while (holding() && inFlight) await inFlight;
+      while (holding() && (inFlight || pending.length > 0)) {
+        recordNext(true);
+        await inFlight;
+      }
       return holding();
     },
   };

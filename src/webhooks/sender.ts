@@ -15,6 +15,10 @@
  *   (outcome-recorder.ts), which records it and moves the cursor off the send path, with
  *   the others that arrived meanwhile, in one statement conditional on the lease; the next
  *   event is sent without waiting for it, unless UNRECORDED_MAX outcomes are unrecorded.
+ *   Caught up (a batch shorter than BATCH, its scan short of SCAN_WINDOW), the next search
+ *   waits until `gatherMs` after the last one started, and the recorder gathers outcomes as
+ *   long: a statement per batch of events, not two or three per event, for at most
+ *   `gatherMs` more latency.
  *   Any other outcome is recorded at once (`recordAttempt`) after those: a failure past
  *   the event's max age moves the cursor on and the loop goes on. With nothing left to send
  *   it waits up to LINGER_MS for a nudge, then records what is left and lets go.
@@ -55,6 +59,8 @@ export interface WebhookSettings {
   retentionDays: number;
   /** Bound on each database statement (`DATABASE_TIMEOUT_MS`): the lease is a request plus three of them. */
   databaseTimeoutMs: number;
+  /** A caught-up endpoint's next search, and its outcomes' record, wait this long to take more than one event each (`WEBHOOK_GATHER_MS`). */
+  gatherMs: number;
 }
 
 /** A held endpoint as sending needs it: its URL parsed and its secret opened once, not per event. */
@@ -189,7 +195,7 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
 
   async function drain(id: string): Promise<void> {
     const connection = makeConnection({ allowPrivate: settings.allowPrivate, timeoutMs: settings.timeoutMs, signal: aborter.signal });
-    const recorder = makeOutcomeRecorder({ pool, instanceId, webhookId: id, onRecorded: (n) => countDelivered(n) });
+    const recorder = makeOutcomeRecorder({ pool, instanceId, webhookId: id, gatherMs: settings.gatherMs, onRecorded: (n) => countDelivered(n) });
     try {
       if ((await hold(id, connection, recorder)) === 'stop') return;
       // What was delivered is recorded before letting go, so that the next holder does not send it again.
@@ -222,7 +228,8 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
         renewedAt = Date.now();
         target = targetOf(webhook, connection, target);
       }
-      const { events, scannedTo } = await sql.findNextEvents(pool, webhook, BATCH);
+      const searchedAt = Date.now();
+      const { events, scannedTo, scanned } = await sql.findNextEvents(pool, webhook, BATCH);
       if (events.length === 0) {
         if (scannedTo !== null) {
           if (!(await recorder.settle())) return 'release';
@@ -238,6 +245,7 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
         continue;
       }
       idleSince = undefined;
+      let sent = 0;
       for (const event of events) {
         // Bounded: the statement in flight has the database timeout.
         if (!(await recorder.room())) return 'release';
@@ -245,8 +253,25 @@ export function startWebhookSender(options: WebhookSenderOptions): WebhookSender
         const next = await attempt(webhook, target!, event, recorder);
         if (next !== 'next') return next;
         webhook.cursor = event.id;
+        sent++;
       }
+      // Caught up: what comes next gathers a moment, so that the next search finds more than one.
+      if (sent === events.length && events.length < BATCH && scanned < sql.SCAN_WINDOW) await pause(settings.gatherMs - (Date.now() - searchedAt));
     }
+  }
+
+  /** Resolves after `ms`, or at once when stopping. */
+  function pause(ms: number): Promise<void> {
+    if (ms <= 0 || stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        aborter.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      aborter.signal.addEventListener('abort', done);
+    });
   }
 
   function waitForWork(ms: number): Promise<void> {

@@ -48,6 +48,31 @@ it('records every outcome handed over, in fewer statements than outcomes, and mo
   expect(counts).toEqual([1, 9]);
 });
 
+it('with gatherMs, outcomes go in one statement once gatherMs passed or half of max are pending; settle() and room() do not wait for it', async () => {
+  const id = await heldWebhook('me');
+  const counts: number[] = [];
+  const recorder = makeOutcomeRecorder({ pool: db.pool, instanceId: 'me', webhookId: id, gatherMs: 60_000, max: 8, onRecorded: (n) => counts.push(n) });
+  for (let e = 1; e <= 3; e++) recorder.delivered(outcome(e));
+  // Gathering (for a minute): settle() sends all three in one statement at once (with gatherMs 0: [1, 2]).
+  expect(await recorder.settle()).toBe(true);
+  expect(counts).toEqual([3]);
+  // The fourth of 8 pending makes the statement leave at once.
+  for (let e = 4; e <= 7; e++) recorder.delivered(outcome(e));
+  await eventually(() => state(id), (s) => s.cursor === 7, 10_000);
+  expect(counts).toEqual([3, 4]);
+  for (let e = 8; e <= 10; e++) recorder.delivered(outcome(e));
+  expect(await recorder.room()).toBe(true);
+  expect(counts).toEqual([3, 4]);
+  expect(await recorder.settle()).toBe(true);
+  expect(await state(id)).toEqual({ cursor: 10, delivered: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] });
+
+  // A short gathering records on its own.
+  const short = makeOutcomeRecorder({ pool: db.pool, instanceId: 'me', webhookId: id, gatherMs: 30, onRecorded: (n) => counts.push(n) });
+  for (let e = 11; e <= 13; e++) short.delivered(outcome(e));
+  await eventually(() => state(id), (s) => s.cursor === 13, 10_000);
+  expect(counts).toEqual([3, 4, 3, 3]);
+});
+
 it('at `max` unrecorded, room() waits for the statement in flight', async () => {
   const id = await heldWebhook('me');
   const recorder = makeOutcomeRecorder({ pool: db.pool, instanceId: 'me', webhookId: id, max: 2 });

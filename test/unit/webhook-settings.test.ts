@@ -20,7 +20,7 @@ function configError(env: Record<string, string>): ConfigError {
 describe('webhook configuration', () => {
   it('has the documented defaults', () => {
     const config = loadConfig({}, '/srv/app');
-    expect(config).toMatchObject({ webhookMaxAgeHours: 24, webhookAllowPrivate: false, webhookTimeoutMs: 10_000, webhookRetryMinMs: 1_000, webhookRetryMaxMs: 600_000, webhookMaxConcurrency: 16 });
+    expect(config).toMatchObject({ webhookMaxAgeHours: 24, webhookAllowPrivate: false, webhookTimeoutMs: 10_000, webhookRetryMinMs: 1_000, webhookRetryMaxMs: 600_000, webhookMaxConcurrency: 16, webhookGatherMs: 20 });
     expect(config.webhookSecretKey).toBeUndefined();
   });
 
@@ -38,6 +38,7 @@ describe('webhook configuration', () => {
     expect(configError({ WEBHOOK_MAX_AGE_HOURS: '0' }).variable).toBe('WEBHOOK_MAX_AGE_HOURS');
     expect(configError({ WEBHOOK_TIMEOUT_MS: '600000' }).variable).toBe('WEBHOOK_TIMEOUT_MS');
     expect(configError({ WEBHOOK_ALLOW_PRIVATE: 'maybe' }).variable).toBe('WEBHOOK_ALLOW_PRIVATE');
+    expect(configError({ WEBHOOK_GATHER_MS: '5000' }).variable).toBe('WEBHOOK_GATHER_MS');
     expect(configError({ WEBHOOK_RETRY_MIN_MS: '5000', WEBHOOK_RETRY_MAX_MS: '1000' }).variable).toBe('WEBHOOK_RETRY_MIN_MS');
   });
 });
