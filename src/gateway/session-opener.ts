@@ -20,6 +20,9 @@ const UNIQUE_VIOLATION = '23505';
 /** Two statements registering the same devices (`devices` rows) in crossing orders: one is chosen to fail, and retried. */
 const DEADLOCK = '40P01';
 
+/** Experiment: minimum gap between session statements. */
+const SESSION_FLUSH_GAP_MS = 40;
+
 export type OpenRequest = { deviceId: string; accountId: string | null; remoteAddress: string | null };
 
 /** Resolves with the opened session, or with the Error that concerns this device alone. */
@@ -69,6 +72,7 @@ export function makeSessionOpener(options: { pool: Pool; instanceId: string; flu
   return makeBatcher<OpenRequest, sessions.OpenedSession | Error>(openSessionBatch, {
     maxBatchSize: 500,
     maxConcurrent: 1,
+    minFlushIntervalMs: SESSION_FLUSH_GAP_MS,
     flushTimeoutMs: options.flushTimeoutMs,
     // Rows committed after their devices were answered 500 and closed: close them, or they stay open.
     onLateResult(items, results) {
