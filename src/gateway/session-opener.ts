@@ -2,9 +2,9 @@
  * Opening device sessions with group commit: devices authenticating at the same moment
  * share one statement and one commit (a commit per device capped a reconnect storm at
  * pool size / commit latency, and PostgreSQL's CPU per row falls ~10x from 1-row to
- * 100-row statements). One statement at a time: while it runs, the next batch gathers.
- * Alone, a device still gets the one-row statement at once. Each device's 200 still
- * follows its own committed row.
+ * 100-row statements). One statement at a time, and at most one per SESSION_FLUSH_GAP_MS:
+ * meanwhile the next batch gathers. Alone, a device still gets the one-row statement at
+ * once. Each device's 200 still follows its own committed row.
  *
  * A failure fails only the devices it concerns: a device whose row PostgreSQL refuses
  * is split out of the batch by the batcher (the gateway refuses such identities before
@@ -19,6 +19,14 @@ import * as sessions from './sessions-sql.js';
 const UNIQUE_VIOLATION = '23505';
 /** Two statements registering the same devices (`devices` rows) in crossing orders: one is chosen to fail, and retried. */
 const DEADLOCK = '40P01';
+
+/**
+ * A session statement starts at least this long after the previous one started: in a reconnect
+ * storm a statement then carries ~150 devices instead of ~33, and PostgreSQL's CPU per connect
+ * halved at 19,900 devices (planning and commit per statement, not per row), at the same
+ * connect rate (docs/benchmarks.md). A device after a quiet spell still goes at once.
+ */
+const SESSION_FLUSH_GAP_MS = 40;
 
 export type OpenRequest = { deviceId: string; accountId: string | null; remoteAddress: string | null };
 
@@ -69,6 +77,7 @@ export function makeSessionOpener(options: { pool: Pool; instanceId: string; flu
   return makeBatcher<OpenRequest, sessions.OpenedSession | Error>(openSessionBatch, {
     maxBatchSize: 500,
     maxConcurrent: 1,
+    minFlushIntervalMs: SESSION_FLUSH_GAP_MS,
     flushTimeoutMs: options.flushTimeoutMs,
     // Rows committed after their devices were answered 500 and closed: close them, or they stay open.
     onLateResult(items, results) {

@@ -335,3 +335,34 @@ describe('failure classes', () => {
     }
   });
 });
+
+describe('makeBatcher: minFlushIntervalMs', () => {
+  it('flushes an item after a quiet spell at once, and items arriving within the gap together once it has passed', async () => {
+    // Checked: without the gap (the option ignored) the batches were [1], [2], [3], [4], [5].
+    const GAP_MS = 150;
+    const flushes: { items: number[]; at: number }[] = [];
+    const batcher = makeBatcher<number, number>(
+      async (items) => {
+        flushes.push({ items, at: performance.now() });
+        return items.map((i) => i * 2);
+      },
+      { maxBatchSize: 100, maxConcurrent: 1, minFlushIntervalMs: GAP_MS },
+    );
+    const addedFirst = performance.now();
+    expect(await batcher.add(1)).toBe(2);
+    const later = [batcher.add(2)];
+    await tick();
+    later.push(batcher.add(3));
+    await tick();
+    later.push(batcher.add(4));
+    expect(await Promise.all(later)).toEqual([4, 6, 8]);
+    await new Promise((r) => setTimeout(r, GAP_MS + 20));
+    const addedQuiet = performance.now();
+    expect(await batcher.add(5)).toBe(10);
+    expect(flushes.map((f) => f.items)).toEqual([[1], [2, 3, 4], [5]]);
+    expect(flushes[0]!.at - addedFirst, 'the first item waited for nothing').toBeLessThan(GAP_MS / 2);
+    expect(flushes[1]!.at - flushes[0]!.at, 'the second flush waited out the gap').toBeGreaterThanOrEqual(GAP_MS - 1);
+    expect(flushes[2]!.at - addedQuiet, 'after a quiet spell: at once').toBeLessThan(GAP_MS / 2);
+    await batcher.drain();
+  });
+});
