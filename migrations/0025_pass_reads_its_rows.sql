@@ -8,9 +8,12 @@
 --    CPU. Forced generic, each is planned once per connection; the plans are the ones the
 --    custom planning chose (checked with EXPLAIN under force_generic_plan on a table of a
 --    million events: every read of event_rows and event_batches by primary key, the gaps'
---    anti-join hashed). Backend CPU on PostgreSQL 15, 1,000 calls each
---    (bench/experiments/feed-pass-cpu.sh): a pass with its read of 10 events 0.79 → 0.29 ms,
---    of 70 events 0.94 → 0.34 ms; `events_after` over 70 events 0.26 → 0.06 ms.
+--    anti-join hashed). Backend CPU per call on PostgreSQL 15, synchronous_commit off,
+--    median of 3 × 1,000 calls (bench/experiments/feed-pass-cpu.sh, fresh databases of up to
+--    480,000 events): a pass with its read of 10 events 550 → 230 µs, of 70 events 840 →
+--    610 µs (this includes part 2); on a scratch table of a million events, 790 → 290 and
+--    940 → 340 µs, and `events_after` over 70 events 260 → 60 µs there (no difference on the
+--    fresh databases: there PL/pgSQL had settled on the generic plan by itself).
 --
 -- 2. The pass reads its own rows. 0022's `sequence_and_read_events` called 0021's
 --    `sequence_events`, then `events_after` over the ids it had given: the batch rows

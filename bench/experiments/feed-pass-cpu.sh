@@ -30,7 +30,7 @@ cpu_ms() {
 set synchronous_commit = off;
 create temp table cpu (at text);
 select pg_backend_pid() as pid \gset
-\set cmd 'awk ''{print $14 + $15}'' /proc/' :pid '/stat'
+\set cmd 'awk ''{print \$14 + \$15}'' /proc/' :pid '/stat'
 copy cpu from program :'cmd';
 do \$\$ declare c bigint; begin for i in 1..$calls loop
   insert into event_rows (type, device_id, actuation_id, seq, previous_status, attempts, source, session_id, instance_id)
@@ -47,7 +47,8 @@ SQL
 make_db before 0024_zz
 make_db after 9999
 pass='select count(*) into c from sequence_and_read_events(1000, true);'
-window='select count(*) into c from events_after((select last_id from event_sequencer) - 70, null, 1000);'
+# A window of 70 events, at a different place each call (as the readers move on), up to 1,000 ids (the live read's window).
+window='select count(*) into c from events_after((select last_id from event_sequencer) - 70 * (1 + i % 500), (select last_id from event_sequencer) - 70 * (i % 500), 1000);'
 for r in $(seq 1 "$rounds"); do
   for v in before after; do
     for n in 10 70; do
