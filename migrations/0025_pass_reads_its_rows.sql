@@ -4,7 +4,7 @@
 --
 -- 1. Generic plans. The statements of `sequence_events` and `events_after` take their
 --    bounds from variables, so PL/pgSQL planned them again at every call (a custom plan
---    looked cheaper than the generic one, which does not know the bounds): most of a pass's
+--    looked cheaper than the generic one, which does not know the bounds): about half of a pass's
 --    CPU. Forced generic, each is planned once per connection; the plans are the ones the
 --    custom planning chose (checked with EXPLAIN under force_generic_plan on a table of a
 --    million events: every read of event_rows and event_batches by primary key, the gaps'
@@ -13,7 +13,7 @@
 --    480,000 events): a pass with its read of 10 events 550 → 230 µs, of 70 events 840 →
 --    610 µs (this includes part 2); on a scratch table of a million events, 790 → 290 and
 --    940 → 340 µs, and `events_after` over 70 events 260 → 60 µs there (no difference on the
---    fresh databases: there PL/pgSQL had settled on the generic plan by itself).
+--    fresh databases, where PL/pgSQL had presumably chosen the generic plan itself).
 --
 -- 2. The pass reads its own rows. 0022's `sequence_and_read_events` called 0021's
 --    `sequence_events`, then `events_after` over the ids it had given: the batch rows
