@@ -91,8 +91,12 @@ const LABEL: Record<Kind, string> = {
   sse: 'feed + 1 SSE subscriber',
   ssebefore: 'the same at --before',
 };
-/** The sequencer's pass and the readers' window (`--sse`: calls counted in the fixed-rate run). */
-const FEED_FUNCTIONS = ['sequence_events', 'events_after'];
+/**
+ * The sequencer's pass as the server calls it (with its read of the events it numbered,
+ * since migration 0022) and the readers' window (`--sse`: calls counted in the fixed-rate
+ * run). Before migration 0027 the pass's read was an `events_after` call, counted as a read too.
+ */
+const FEED_FUNCTIONS = ['sequence_and_read_events', 'events_after'];
 /**
  * And its actuation events (written by the lifecycle statements since migration 0020, each
  * inserting what `actuation_event()` returns): for `nofeed`, none. The statements' inserts
@@ -446,7 +450,7 @@ async function runOne(ctx: Context, kind: Kind, round: number): Promise<RunResul
       const after = await calls();
       const d = (name: string) => ({ calls: after.calls.get(name)!.calls - callsBefore.calls.get(name)!.calls, ms: after.calls.get(name)!.totalMs - callsBefore.calls.get(name)!.totalMs });
       const seconds = (after.at - callsBefore.at) / 1000;
-      const seq = d('sequence_events');
+      const seq = d('sequence_and_read_events');
       const read = d('events_after');
       passes = { perSec: seq.calls / seconds, msPerPass: seq.ms / seq.calls, readsPerSec: read.calls / seconds, msPerRead: read.calls ? read.ms / read.calls : Number.NaN };
     }

@@ -37,9 +37,9 @@ const SEQUENCE_AND_READ_EVENTS = namedStatement(
 );
 
 /**
- * One pass (migration 0022: `sequence_events`, then, with `read`, the events it numbered,
- * in the same statement), so the instance that made the pass fans them out without reading
- * them again. Resolves once the pass's transaction committed (a pool query).
+ * One pass (migration 0027: `sequence_events`' pass and, with `read`, the rows it numbered,
+ * read by position in the same statement), so the instance that made the pass fans them out
+ * without reading them again. Resolves once the pass's transaction committed (a pool query).
  */
 export async function sequenceAndReadEvents(db: Queryable, limit: number, read: boolean): Promise<SequencingPass> {
   const { rows } = await db.query<EventRow & { sequenced: number; last_id: string; max_lag_seconds: number | null }>({

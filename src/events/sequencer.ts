@@ -4,7 +4,7 @@
  * advisory lock, so one pass at a time runs deployment-wide and ids are handed out in
  * one order, and an instance that dies mid-pass leaves nothing half-done (its
  * transaction rolls back, the rows stay unnumbered for the next pass). With `read`, a pass
- * also returns the events it numbered (migration 0022), for this instance's feed.
+ * also returns the events it numbered (migrations 0022, 0027), for this instance's feed.
  *
  * Paced by nudges and a poll. This instance's own transitions nudge it once committed
  * (the lifecycle's events, `nudge()`): a pass then starts at once, but no sooner than
