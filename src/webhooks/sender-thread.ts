@@ -37,10 +37,14 @@ export interface SenderThreadOptions extends SenderThreadData {
 
 const RESTART_MS = 1_000;
 
-/** Run from TypeScript (tests, `tsx`), the thread loads the sources through tsx too. */
-function workerEntry(): { url: URL; execArgv?: string[] } {
-  const typescript = import.meta.url.endsWith('.ts');
-  return { url: new URL(typescript ? './sender-worker.ts' : './sender-worker.js', import.meta.url), execArgv: typescript ? ['--import', 'tsx'] : undefined };
+/**
+ * The thread from the built file; run from TypeScript (tests, `tsx`), through tsx's loader,
+ * registered inside the thread (a worker does not take `--import` from its execArgv on Node 20).
+ */
+function makeWorker(workerData: SenderThreadData): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./sender-worker.js', import.meta.url), { workerData });
+  const entry = new URL('./sender-worker.ts', import.meta.url).href;
+  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`, { eval: true, workerData });
 }
 
 export function startWebhookSenderThread(options: SenderThreadOptions): WebhookSender {
@@ -52,8 +56,7 @@ export function startWebhookSenderThread(options: SenderThreadOptions): WebhookS
   let stopped: (() => void) | undefined;
 
   function start(): void {
-    const entry = workerEntry();
-    const started = new Worker(entry.url, { workerData: data, execArgv: entry.execArgv });
+    const started = makeWorker(data);
     worker = started;
     started.on('message', (message: FromSender) => {
       if (message.type === 'log') options.writeLog(message.line);
