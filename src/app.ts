@@ -197,6 +197,19 @@ export function buildApp(options: AppOptions): App {
       databaseTimeoutMs: config.databaseTimeoutMs,
       gatherMs: config.webhookGatherMs,
     },
+    // Its own pool: up to two statements per endpoint held (its drain's, its recorder's), and a claim.
+    thread: config.webhookSenderThread
+      ? {
+          pool: {
+            connectionString: options.databaseUrl,
+            ssl: config.databaseSsl,
+            max: Math.min(config.databasePoolSize, 2 * config.webhookMaxConcurrency + 1),
+            applicationName: `iot-websocket-server ${config.instanceId} webhooks`,
+            timeoutMs: config.databaseTimeoutMs,
+          },
+          logLevel: config.logLevel,
+        }
+      : undefined,
   });
   const keys = makeKeyVerifier({ pool, logger });
   // Each instance enforces its share of a key's rate limit: the live instances are counted on every heartbeat.

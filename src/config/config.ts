@@ -180,6 +180,8 @@ export interface Config {
   readonly webhookMaxConcurrency: number;
   /** A caught-up webhook endpoint's next search for events, and the record of its outcomes, wait this long to take several events each: fewer statements per delivery for at most this much more latency; 0: at once. (Default: 20) */
   readonly webhookGatherMs: number;
+  /** Run the webhook sender in a worker thread of its own, with its own small pool, so that its round trips do not wait behind the HTTP and device work. (Default: true) */
+  readonly webhookSenderThread: boolean;
   /** 32 bytes (64 hex characters, or base64) that seal webhook secrets in the database; unset: stored as given. (Default: unset) */
   readonly webhookSecretKey: Buffer | undefined;
 }
@@ -292,6 +294,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     webhookRetryMaxMs: integer(env, 'WEBHOOK_RETRY_MAX_MS', 600_000, 10, 86_400_000),
     webhookMaxConcurrency: integer(env, 'WEBHOOK_MAX_CONCURRENCY', 16, 1, 1_000),
     webhookGatherMs: integer(env, 'WEBHOOK_GATHER_MS', 20, 0, 1_000),
+    webhookSenderThread: boolean(env, 'WEBHOOK_SENDER_THREAD') ?? true,
     webhookSecretKey: secretKey(env, 'WEBHOOK_SECRET_KEY'),
   };
   if (config.jobsLeaseMs < 2 * config.jobsPollMs) {

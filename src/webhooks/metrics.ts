@@ -12,7 +12,7 @@ import type { DeliveryResult } from './sender.js';
 export const BACKLOG_CAP = 10_000;
 
 export interface WebhookMetrics {
-  countResult(result: DeliveryResult): void;
+  countResult(result: DeliveryResult, count?: number): void;
 }
 
 export function makeWebhookMetrics(registry: client.Registry, pool: Pool): WebhookMetrics {
@@ -34,5 +34,5 @@ export function makeWebhookMetrics(registry: client.Registry, pool: Pool): Webho
       for (const row of await backlogs(pool, BACKLOG_CAP)) this.set({ webhook: row.id, enabled: String(row.enabled) }, row.backlog);
     },
   });
-  return { countResult: (result) => deliveries.inc({ result }) };
+  return { countResult: (result, count = 1) => deliveries.inc({ result }, count) };
 }

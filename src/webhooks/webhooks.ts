@@ -2,14 +2,17 @@
  * The webhooks part, built once by `buildApp`: the REST routes and (after `start()`)
  * this instance's sender. `nudge()` is for `iotws_events` notifications.
  */
+import { pino } from 'pino';
 import type { RouteRegistrar } from '../http/request-context.js';
 import type client from 'prom-client';
-import type { Pool } from '../db/pool.js';
+import type { LogLevel } from '../config/config.js';
+import type { Pool, PoolOptions } from '../db/pool.js';
 import { webhookRoutes } from '../http/routes/webhooks.js';
 import type { Logger } from '../logger.js';
 import { makeWebhookMetrics } from './metrics.js';
 import { makeSecretBox } from './secret-box.js';
 import { startWebhookSender, type WebhookSender, type WebhookSettings } from './sender.js';
+import { startWebhookSenderThread } from './sender-thread.js';
 
 export interface Webhooks {
   /** Its REST routes, added to the API by `app.ts`. */
@@ -28,6 +31,14 @@ export interface WebhooksOptions {
   registry: client.Registry;
   /** 32 bytes that seal secrets at rest (`WEBHOOK_SECRET_KEY`); undefined: stored as given. */
   secretKey: Buffer | undefined;
+  /** Run the sender in a worker thread with a pool of its own (`WEBHOOK_SENDER_THREAD`); undefined: in this thread, on `pool`. */
+  thread?: { pool: PoolOptions; logLevel: LogLevel };
+}
+
+/** The stream `logger` writes to (children share it): the thread's lines join the same log. */
+function destinationOf(logger: Logger): (line: string) => void {
+  const stream = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym]!;
+  return (line) => stream.write(line);
 }
 
 export function makeWebhooks(options: WebhooksOptions): Webhooks {
@@ -39,7 +50,11 @@ export function makeWebhooks(options: WebhooksOptions): Webhooks {
   return {
     routes,
     start() {
-      sender ??= startWebhookSender({ pool, logger, instanceId, settings, secrets, onResult: metrics.countResult });
+      if (sender) return;
+      const { thread } = options;
+      sender = thread
+        ? startWebhookSenderThread({ ...thread, logger, writeLog: destinationOf(logger), instanceId, settings, secretKey: options.secretKey, onResult: metrics.countResult })
+        : startWebhookSender({ pool, logger, instanceId, settings, secrets, onResult: metrics.countResult });
     },
     nudge: () => sender?.nudge(),
     async stop() {
