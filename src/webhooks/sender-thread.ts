@@ -6,7 +6,8 @@
  *
  * What crosses it: nudges and the stop (main → thread); log lines, delivery results and
  * the end of the stop (thread → main). A thread that dies is logged at error and started
- * again after RESTART_MS: the durable state is in PostgreSQL, so the new sender claims
+ * again, RESTART_MS later, doubling while it keeps dying soon after its start (up to
+ * MAX_RESTART_MS: a thread that cannot start does not spin): the durable state is in PostgreSQL, so the new sender claims
  * the endpoints when their leases run out and goes on from their cursors (what was in
  * flight, and outcomes not yet recorded, are sent again, as after a SIGKILL).
  */
@@ -36,6 +37,9 @@ export interface SenderThreadOptions extends SenderThreadData {
 }
 
 const RESTART_MS = 1_000;
+const MAX_RESTART_MS = 30_000;
+/** A thread that ran this long before it ended is restarted after RESTART_MS again. */
+const STABLE_MS = 60_000;
 
 /**
  * The thread from the built file; run from TypeScript (tests, `tsx`), through tsx's loader,
@@ -54,8 +58,10 @@ export function startWebhookSenderThread(options: SenderThreadOptions): WebhookS
   let restartTimer: NodeJS.Timeout | undefined;
   let stopping: Promise<void> | undefined;
   let stopped: (() => void) | undefined;
+  let restartMs = RESTART_MS;
 
   function start(): void {
+    const startedAt = Date.now();
     const started = makeWorker(data);
     worker = started;
     started.on('message', (message: FromSender) => {
@@ -67,8 +73,10 @@ export function startWebhookSenderThread(options: SenderThreadOptions): WebhookS
     started.on('exit', (code) => {
       worker = undefined;
       if (stopping) return stopped?.();
-      log.error({ exitCode: code }, `webhooks: the sender thread ended; starting it again in ${RESTART_MS} ms`);
-      restartTimer = setTimeout(start, RESTART_MS);
+      if (Date.now() - startedAt >= STABLE_MS) restartMs = RESTART_MS;
+      log.error({ exitCode: code }, `webhooks: the sender thread ended; starting it again in ${restartMs} ms`);
+      restartTimer = setTimeout(start, restartMs);
+      restartMs = Math.min(restartMs * 2, MAX_RESTART_MS);
     });
   }
 
