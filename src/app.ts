@@ -208,6 +208,7 @@ export function buildApp(options: AppOptions): App {
             timeoutMs: config.databaseTimeoutMs,
           },
           logLevel: config.logLevel,
+          nice: config.webhookSenderNice,
         }
       : undefined,
   });

@@ -182,6 +182,8 @@ export interface Config {
   readonly webhookGatherMs: number;
   /** Run the webhook sender in a worker thread of its own, with its own small pool, so that its round trips do not wait behind the HTTP and device work. (Default: true) */
   readonly webhookSenderThread: boolean;
+  /** The sender thread's nice value (0–19; Linux: the thread alone): under a full CPU the request and device work go first, the webhooks catch up after. (Default: 10) */
+  readonly webhookSenderNice: number;
   /** 32 bytes (64 hex characters, or base64) that seal webhook secrets in the database; unset: stored as given. (Default: unset) */
   readonly webhookSecretKey: Buffer | undefined;
 }
@@ -295,6 +297,7 @@ export function loadConfig(env: Environment = process.env, cwd: string = process
     webhookMaxConcurrency: integer(env, 'WEBHOOK_MAX_CONCURRENCY', 16, 1, 1_000),
     webhookGatherMs: integer(env, 'WEBHOOK_GATHER_MS', 20, 0, 1_000),
     webhookSenderThread: boolean(env, 'WEBHOOK_SENDER_THREAD') ?? true,
+    webhookSenderNice: integer(env, 'WEBHOOK_SENDER_NICE', 10, 0, 19),
     webhookSecretKey: secretKey(env, 'WEBHOOK_SECRET_KEY'),
   };
   if (config.jobsLeaseMs < 2 * config.jobsPollMs) {

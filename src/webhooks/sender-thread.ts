@@ -21,6 +21,8 @@ import type { DeliveryResult, WebhookSender, WebhookSettings } from './sender.js
 export interface SenderThreadData {
   pool: PoolOptions;
   logLevel: LogLevel;
+  /** The thread's nice value (`WEBHOOK_SENDER_NICE`). */
+  nice: number;
   instanceId: string;
   settings: WebhookSettings;
   secretKey: Uint8Array | undefined;
@@ -53,7 +55,7 @@ function makeWorker(workerData: SenderThreadData): Worker {
 
 export function startWebhookSenderThread(options: SenderThreadOptions): WebhookSender {
   const log = options.logger.child({ component: 'webhooks' });
-  const data: SenderThreadData = { pool: options.pool, logLevel: options.logLevel, instanceId: options.instanceId, settings: options.settings, secretKey: options.secretKey };
+  const data: SenderThreadData = { pool: options.pool, logLevel: options.logLevel, nice: options.nice, instanceId: options.instanceId, settings: options.settings, secretKey: options.secretKey };
   let worker: Worker | undefined;
   let restartTimer: NodeJS.Timeout | undefined;
   let stopping: Promise<void> | undefined;

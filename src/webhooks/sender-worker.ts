@@ -4,6 +4,7 @@
  * results and the end of its stop go to the main thread as messages; nudges and the stop
  * come from it.
  */
+import os from 'node:os';
 import { Writable } from 'node:stream';
 import { parentPort, workerData } from 'node:worker_threads';
 import { makePool } from '../db/pool.js';
@@ -25,6 +26,17 @@ const destination = new Writable({
 });
 const logger = makeLogger({ level: data.logLevel, instanceId: data.instanceId }, destination);
 const pool = makePool(data.pool, logger);
+
+// Below the main thread: when the CPU is full, requests and devices go first and the
+// webhooks catch up after (their events wait in PostgreSQL). Linux applies a nice value
+// set with pid 0 to the calling thread alone; raising it needs no privilege.
+if (data.nice > 0) {
+  try {
+    os.setPriority(data.nice);
+  } catch (err) {
+    logger.warn({ err }, 'webhooks: could not lower the sender thread\'s priority');
+  }
+}
 
 // Counted per turn of this thread's loop, not one message per delivery.
 let counts: Partial<Record<DeliveryResult, number>> | undefined;

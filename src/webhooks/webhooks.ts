@@ -32,7 +32,7 @@ export interface WebhooksOptions {
   /** 32 bytes that seal secrets at rest (`WEBHOOK_SECRET_KEY`); undefined: stored as given. */
   secretKey: Buffer | undefined;
   /** Run the sender in a worker thread with a pool of its own (`WEBHOOK_SENDER_THREAD`); undefined: in this thread, on `pool`. */
-  thread?: { pool: PoolOptions; logLevel: LogLevel };
+  thread?: { pool: PoolOptions; logLevel: LogLevel; nice: number };
 }
 
 /** The stream `logger` writes to (children share it): the thread's lines join the same log. */

@@ -3,6 +3,7 @@
  * delivers and counts in the main thread's registry, its log lines reach the server's log,
  * and a thread that dies is logged and started again.
  */
+import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { eventually, within } from '../helpers/eventually.js';
@@ -68,6 +69,7 @@ it('a sender thread that dies is logged and started again, later each time it ke
     writeLog: (line) => log.sink.write(line),
     pool: { connectionString: db.url, max: 1 },
     logLevel: 'info',
+    nice: 0,
     instanceId: 'thread-test',
     settings: undefined as unknown as WebhookSettings,
     secretKey: undefined,
@@ -85,5 +87,34 @@ it('a sender thread that dies is logged and started again, later each time it ke
     expect(failed[0]).toMatchObject({ level: 50, component: 'webhooks', err: { type: 'TypeError' } });
   } finally {
     await within('the stop of a sender thread that keeps dying', sender.stop(), 5_000);
+  }
+});
+
+/** The nice value of each thread of this process (Linux: /proc/self/task/<tid>/stat, field 19). */
+function threadNiceValues(): number[] {
+  return fs.readdirSync('/proc/self/task').map((tid) => Number(fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]));
+}
+
+it.runIf(process.platform === 'linux')('runs below the main thread: the sender thread alone takes WEBHOOK_SENDER_NICE', async () => {
+  const log = captureLog();
+  const logger = makeLogger({ level: 'info', instanceId: 'nice-test' }, log.sink);
+  expect(threadNiceValues()).not.toContain(7);
+  const sender = startWebhookSenderThread({
+    logger,
+    writeLog: (line) => log.sink.write(line),
+    pool: { connectionString: db.url, max: 1 },
+    logLevel: 'info',
+    nice: 7,
+    instanceId: 'nice-test',
+    settings: { timeoutMs: 10_000, maxAgeMs: 60_000, retryMinMs: 50, retryMaxMs: 200, maxConcurrency: 1, allowPrivate: true, pollIntervalMs: 1_000, retentionDays: 0, databaseTimeoutMs: 5_000, gatherMs: 20 } satisfies WebhookSettings,
+    secretKey: undefined,
+  });
+  try {
+    const nice = await eventually(threadNiceValues, (values) => values.includes(7), 15_000);
+    // One thread (the sender's), not the process: the main thread keeps its own value.
+    expect(nice.filter((n) => n === 7)).toHaveLength(1);
+    expect(nice[0]).not.toBe(7);
+  } finally {
+    await within('the stop of the sender thread', sender.stop(), 10_000);
   }
 });
