@@ -60,20 +60,25 @@ describe.each(['true', 'false'])('WEBHOOK_SENDER_THREAD=%s', (thread) => {
   });
 });
 
-it('a sender thread that dies is logged and started again, later each time it keeps dying; stop() ends it between restarts', async () => {
+/** A sender thread in this process, its log captured. */
+function startThread(options: { nice: number; settings: WebhookSettings }) {
   const log = captureLog();
   const logger = makeLogger({ level: 'info', instanceId: 'thread-test' }, log.sink);
-  // Settings it cannot start with: the thread throws as it starts, every time. (Without the restart this fails: checked.)
   const sender = startWebhookSenderThread({
     logger,
     writeLog: (line) => log.sink.write(line),
     pool: { connectionString: db.url, max: 1 },
     logLevel: 'info',
-    nice: 0,
     instanceId: 'thread-test',
-    settings: undefined as unknown as WebhookSettings,
     secretKey: undefined,
+    ...options,
   });
+  return { log, sender };
+}
+
+it('a sender thread that dies is logged and started again, later each time it keeps dying; stop() ends it between restarts', async () => {
+  // Settings it cannot start with: the thread throws as it starts, every time. (Without the restart this fails: checked.)
+  const { log, sender } = startThread({ nice: 0, settings: undefined as unknown as WebhookSettings });
   try {
     const ended = await eventually(
       () => log.json().filter((l) => /^webhooks: the sender thread ended; starting it again in \d+ ms$/.test(String(l.msg))).map((l) => String(l.msg)),
@@ -96,18 +101,10 @@ function threadNiceValues(): number[] {
 }
 
 it.runIf(process.platform === 'linux')('runs below the main thread: the sender thread alone takes WEBHOOK_SENDER_NICE', async () => {
-  const log = captureLog();
-  const logger = makeLogger({ level: 'info', instanceId: 'nice-test' }, log.sink);
   expect(threadNiceValues()).not.toContain(7);
-  const sender = startWebhookSenderThread({
-    logger,
-    writeLog: (line) => log.sink.write(line),
-    pool: { connectionString: db.url, max: 1 },
-    logLevel: 'info',
+  const { sender } = startThread({
     nice: 7,
-    instanceId: 'nice-test',
-    settings: { timeoutMs: 10_000, maxAgeMs: 60_000, retryMinMs: 50, retryMaxMs: 200, maxConcurrency: 1, allowPrivate: true, pollIntervalMs: 1_000, retentionDays: 0, databaseTimeoutMs: 5_000, gatherMs: 20 } satisfies WebhookSettings,
-    secretKey: undefined,
+    settings: { timeoutMs: 10_000, maxAgeMs: 60_000, retryMinMs: 50, retryMaxMs: 200, maxConcurrency: 1, allowPrivate: true, pollIntervalMs: 1_000, retentionDays: 0, databaseTimeoutMs: 5_000, gatherMs: 20 },
   });
   try {
     const nice = await eventually(threadNiceValues, (values) => values.includes(7), 15_000);
