@@ -55,8 +55,8 @@ export interface MetricsSources {
   eventSubscribers?(): number;
 }
 
-const HTTP_BUCKETS = [0.001, 0.0027, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-const LATENCY_BUCKETS = [0.001, 0.0027, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600];
+const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600];
 
 export function makeMetrics(sources: MetricsSources): Metrics {
   const registry = new client.Registry();
